@@ -1,1 +1,237 @@
-fn main() {}
+//! `zengine`: the one binary of ZEngine. `zengine dev` runs everything in one process on the
+//! embedded defaults; `api`, `worker` and `migrate` are the separate production processes.
+
+mod config;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use temporalio_client::Client;
+use tokio::sync::watch;
+use zengine_activities::Database;
+use zengine_activities::db::seed::seed_demo_tenant;
+use zengine_api::{AppState, Application};
+use zengine_workers::{DevServer, connect, ensure_search_attributes, run_workers};
+use zengine_workflows::names::queues;
+
+use crate::config::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "zengine",
+    version,
+    about = "Durable workflow orchestration for conversations, orders, routes and assistance"
+)]
+struct Cli {
+    /// Configuration file (TOML). Default: $ZENGINE_CONFIG, else ./zengine.toml if present.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// All in one: Temporal dev server (unless TEMPORAL_ADDRESS is set), migrated SQLite
+    /// database, the demo tenant, the API and a worker for every queue.
+    Dev,
+    /// Serve the HTTP API.
+    Api,
+    /// Run workers.
+    Worker {
+        /// Comma-separated task queue base names; default from configuration.
+        #[arg(long, value_delimiter = ',')]
+        queues: Option<Vec<String>>,
+    },
+    /// Apply database migrations, then exit.
+    Migrate {
+        /// Also create (or refresh) the demo tenant.
+        #[arg(long)]
+        seed_demo: bool,
+    },
+    /// Print the effective configuration (secrets redacted).
+    Config,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zengine: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Err(e) = telemetry::init(&settings.telemetry) {
+        eprintln!("zengine: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Dev => dev(settings).await,
+        Command::Api => api(settings).await,
+        Command::Worker { queues } => worker(settings, queues).await,
+        Command::Migrate { seed_demo } => migrate(settings, seed_demo).await,
+        Command::Config => {
+            println!("{settings:#?}");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error.cause_chain = ?e, error.message = %e, "zengine failed");
+            eprintln!("zengine: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives; every subscriber sees it.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("can install a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn temporal_client(settings: &Settings, role: &str) -> anyhow::Result<Client> {
+    anyhow::ensure!(
+        !settings.temporal.address.is_empty(),
+        "no Temporal address: set TEMPORAL_ADDRESS or temporal.address (or use `zengine dev`)"
+    );
+    let identity = format!("zengine-{role}@{}", std::process::id());
+    let client = connect(&settings.temporal, &identity).await?;
+    ensure_search_attributes(&client, &settings.temporal.namespace).await?;
+    Ok(client)
+}
+
+fn app_state(settings: &Settings, db: Database, client: Client) -> AppState {
+    AppState {
+        db,
+        temporal: client,
+        conversations_queue: settings.temporal.task_queue(queues::CONVERSATIONS),
+        settings: Arc::new(settings.api.clone()),
+    }
+}
+
+async fn dev(mut settings: Settings) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let shutdown = shutdown_signal();
+    let dev_server = if settings.temporal.address.is_empty() {
+        let server = DevServer::start(&settings.dev_server)?;
+        let ready = tokio::task::block_in_place(|| server.wait_ready(Duration::from_secs(60)));
+        if let Err(e) = ready {
+            let _ = server.stop(Duration::from_secs(5));
+            return Err(e);
+        }
+        settings.temporal.address = server.address().to_owned();
+        Some(server)
+    } else {
+        None
+    };
+    let result = dev_services(&settings, started, shutdown).await;
+    if let Some(server) = dev_server {
+        tokio::task::block_in_place(|| server.stop(Duration::from_secs(20)))?;
+    }
+    result
+}
+
+async fn dev_services(
+    settings: &Settings,
+    started: Instant,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let client = temporal_client(settings, "dev").await?;
+    let mut db_settings = settings.database.clone();
+    db_settings.migrate_on_start = true;
+    let db = db_settings.connect().await?;
+    seed_demo_tenant(&db).await?;
+    let app = Application::build(app_state(settings, db.clone(), client.clone())).await?;
+    let mut worker_settings = settings.worker.clone();
+    if worker_settings.queues == zengine_workers::WorkerSettings::default().queues {
+        worker_settings.queues = queues::ALL.iter().map(|q| (*q).to_owned()).collect();
+    }
+    tracing::info!(
+        api = %format!("http://{}", settings.api.addr),
+        temporal = %settings.temporal.address,
+        web_ui = ?settings.dev_server.ui_port.map(|p| format!("http://{}:{p}", settings.dev_server.ip)),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "zengine dev is ready"
+    );
+    let api = tokio::spawn(app.run_until_stopped(wait_for(shutdown.clone())));
+    let workers = run_workers(
+        client,
+        &settings.temporal,
+        &worker_settings,
+        wait_for(shutdown.clone()),
+    );
+    let (api_result, worker_result) =
+        tokio::join!(async { api.await.context("API task panicked")? }, workers);
+    db.close().await;
+    report_exit("api", api_result)?;
+    report_exit("worker", worker_result)
+}
+
+fn report_exit(name: &str, result: anyhow::Result<()>) -> anyhow::Result<()> {
+    match &result {
+        Ok(()) => tracing::info!(component = name, "stopped"),
+        Err(e) => tracing::error!(component = name, error.cause_chain = ?e, "failed"),
+    }
+    result
+}
+
+async fn api(settings: Settings) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
+    let client = temporal_client(&settings, "api").await?;
+    let db = settings.database.connect().await?;
+    let app = Application::build(app_state(&settings, db.clone(), client)).await?;
+    let result = app.run_until_stopped(wait_for(shutdown)).await;
+    db.close().await;
+    report_exit("api", result)
+}
+
+async fn worker(mut settings: Settings, queues: Option<Vec<String>>) -> anyhow::Result<()> {
+    if let Some(queues) = queues {
+        settings.worker.queues = queues;
+    }
+    let shutdown = shutdown_signal();
+    let client = temporal_client(&settings, "worker").await?;
+    report_exit(
+        "worker",
+        run_workers(
+            client,
+            &settings.temporal,
+            &settings.worker,
+            wait_for(shutdown),
+        )
+        .await,
+    )
+}
+
+async fn migrate(settings: Settings, seed_demo: bool) -> anyhow::Result<()> {
+    let mut db_settings = settings.database.clone();
+    db_settings.migrate_on_start = true;
+    let db = db_settings.connect().await?;
+    if seed_demo {
+        seed_demo_tenant(&db).await?;
+    }
+    db.close().await;
+    tracing::info!("migrations applied");
+    Ok(())
+}

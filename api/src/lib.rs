@@ -1,1 +1,190 @@
-//! placeholder
+//! The HTTP face of ZEngine (axum): channel webhooks that start and signal workflows, REST
+//! endpoints, health and Prometheus metrics. (The operator API and the payload-codec endpoint
+//! land here too.)
+//!
+//! Handlers validate everything before anything reaches Temporal: bad input gets a 4xx JSON
+//! error `{"error": {"code": …, "message": …}}` and causes no effect.
+
+mod error;
+mod metrics;
+pub mod webchat;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use temporalio_client::Client;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+use zengine_activities::Database;
+
+pub use error::{ApiError, ErrorCode};
+
+/// HTTP server configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Address the API listens on.
+    pub addr: String,
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long a webchat request waits for the conversation's replies before answering 504
+    /// (the client may then repeat it with the same idempotency key).
+    pub webchat_timeout_ms: u64,
+    /// How long a response is remembered for its idempotency key.
+    pub idempotency_ttl_secs: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".to_owned(),
+            max_body_bytes: 64 * 1024,
+            webchat_timeout_ms: 30_000,
+            idempotency_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Database,
+    pub temporal: Client,
+    /// Concrete name of the conversations task queue (with the deployment's prefix).
+    pub conversations_queue: String,
+    pub settings: Arc<ApiSettings>,
+}
+
+/// The routes, without a socket (tests can drive it with `tower::ServiceExt::oneshot`).
+pub fn router(state: AppState) -> Router {
+    let max_body = state.settings.max_body_bytes;
+    Router::new()
+        .route("/v1/webchat/messages", post(webchat::post_message))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(metrics::track))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error.message = %e, "Database not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "database unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Header carrying the correlation id in and out.
+pub const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// Gives every request a span with its correlation id (taken from `x-correlation-id` when it
+/// is a sane token, else generated) and echoes the id in the response.
+async fn request_context(request: Request<axum::body::Body>, next: Next) -> Response {
+    let correlation_id = request
+        .headers()
+        .get(&CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %request.uri().path(),
+        correlation_id = %correlation_id,
+        tenant_id = tracing::field::Empty,
+        workflow_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    async move {
+        let mut response = next.run(request).await;
+        tracing::Span::current().record("status", response.status().as_u16());
+        tracing::info!("request finished");
+        if let Ok(v) = HeaderValue::from_str(&correlation_id) {
+            response.headers_mut().insert(CORRELATION_HEADER, v);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// A bound, not yet serving, API server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Binds `settings.addr` (port 0 picks a free port).
+    pub async fn build(state: AppState) -> anyhow::Result<Self> {
+        let addr: SocketAddr = state
+            .settings
+            .addr
+            .parse()
+            .context("api.addr is not an ip:port")?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("Failed to bind the API to {addr}"))?;
+        Ok(Self {
+            listener,
+            router: router(state),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests (at most 10 s).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "API listening");
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopped_tx.send(());
+        });
+        let drain_limit = async {
+            let _ = stopped_rx.await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        };
+        tokio::select! {
+            result = serve => result.context("API server failed"),
+            _ = drain_limit => {
+                tracing::warn!("In-flight requests did not finish within 10 s; closing");
+                Ok(())
+            }
+        }
+    }
+}

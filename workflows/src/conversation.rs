@@ -7,10 +7,12 @@
 
 use std::time::Duration;
 
+use futures::future::Either;
 use serde::{Deserialize, Serialize};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
+    CancellableFuture, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext,
+    WorkflowContextView, WorkflowResult,
 };
 use zengine_domain::flow::{FlowGraph, Session};
 use zengine_domain::{ConversationId, InboundText, Reply};
@@ -92,12 +94,16 @@ impl ConversationWorkflow {
         let idle_timeout = Duration::from_secs(ctx.state(|s| s.flow.session_timeout_secs));
         loop {
             let seen = ctx.state(|s| s.session.turns);
-            let idle = temporalio_sdk::workflows::select! {
-                _ = ctx.timer(idle_timeout) => true,
-                _ = ctx.wait_condition(move |s: &Self| s.session.turns != seen) => false,
-            };
-            if idle {
-                break;
+            // Race the idle timer against the next message; cancel the timer when a message
+            // wins so no stale timers pile up in the history.
+            let timer = Box::pin(ctx.timer(idle_timeout));
+            let message = Box::pin(ctx.wait_condition(move |s: &Self| s.session.turns != seen));
+            match futures::future::select(timer, message).await {
+                Either::Left(_) => break,
+                Either::Right((received, timer)) => {
+                    timer.cancel();
+                    received?;
+                }
             }
             if ctx.continue_as_new_suggested() {
                 let input = ctx.state(|s| ConversationInput {

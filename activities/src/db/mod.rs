@@ -21,6 +21,42 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use tenants::{Tenant, TenantRepo};
 
+/// Domain database configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/file.db` (embedded default) or `postgres://user@host/db`. May hold a
+    /// password, so it is a secret: never logged, `[REDACTED]` in debug output. The
+    /// `DATABASE_URL` environment variable sets it too.
+    pub url: secrecy::SecretString,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Apply pending migrations when a process starts (else only `zengine migrate` does).
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/zengine.db".into(),
+            max_connections: 10,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// Connects (and migrates, when configured).
+    pub async fn connect(&self) -> anyhow::Result<Database> {
+        use secrecy::ExposeSecret;
+        let db = Database::connect(self.url.expose_secret(), self.max_connections).await?;
+        if self.migrate_on_start {
+            db.migrate().await?;
+        }
+        Ok(db)
+    }
+}
+
 /// Which database engine a [`Database`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -1,0 +1,90 @@
+//! The one error type of the HTTP API. The status code tells a webhook caller whether to retry:
+//! 4xx means "this request will never succeed as is", 5xx means "retry later".
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Stable, documented error codes (`docs/api.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MissingHeader,
+    InvalidHeader,
+    MalformedJson,
+    InvalidField,
+    PayloadTooLarge,
+    UnknownTenant,
+    NotFound,
+    IdempotencyKeyReused,
+    NoPublishedFlow,
+    Timeout,
+    Unavailable,
+    Internal,
+}
+
+/// An error answered as `{"error": {"code": …, "message": …}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
+    /// A 500 whose cause is logged with its chain and never shown to the caller.
+    pub fn internal(error: anyhow::Error) -> Self {
+        tracing::error!(error.cause_chain = ?error, error.message = %error, "Internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal error; the request had no effect and may be retried",
+        )
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: ErrorCode,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

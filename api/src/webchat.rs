@@ -1,0 +1,278 @@
+//! `POST /v1/webchat/messages`: the synchronous webchat channel.
+//!
+//! The message is delivered to the conversation workflow with update-with-start: the workflow is
+//! started when the session has none running, and the update's result (the bot's replies) is the
+//! HTTP response. The idempotency key is the update id, so Temporal itself deduplicates a repeated
+//! message within a run; the response is also remembered in the database, so a repeat after the
+//! run closed still returns the same replies.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use temporalio_client::errors::{WorkflowUpdateError, WorkflowUpdateWithStartError};
+use temporalio_client::{
+    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowUpdateWithStartOptions,
+};
+use zengine_activities::db::NewIdempotencyRecord;
+use zengine_domain::{
+    Channel, ConversationId, IdempotencyKey, InboundText, Reply, SessionId, TenantId,
+};
+use zengine_workflows::ConversationWorkflow;
+use zengine_workflows::conversation::{ConversationInput, MAX_TEXT_BYTES, MessageOutcome};
+
+use crate::{ApiError, AppState, ErrorCode};
+
+pub const TENANT_HEADER: HeaderName = HeaderName::from_static("x-tenant-id");
+pub const IDEMPOTENCY_HEADER: HeaderName = HeaderName::from_static("x-idempotency-key");
+/// Set on a response that was replayed from the idempotency store.
+pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+const SCOPE: &str = "webchat";
+
+/// Request body.
+#[derive(Debug, Deserialize)]
+pub struct WebchatMessage {
+    pub session_id: String,
+    pub text: String,
+}
+
+/// Response body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WebchatReply {
+    pub conversation_id: String,
+    pub turn: u64,
+    pub replies: Vec<Reply>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, ApiError> {
+    let value = headers.get(name).ok_or_else(|| {
+        ApiError::bad_request(
+            ErrorCode::MissingHeader,
+            format!("header `{name}` is required"),
+        )
+    })?;
+    value.to_str().map_err(|_| {
+        ApiError::bad_request(
+            ErrorCode::InvalidHeader,
+            format!("header `{name}` is not ASCII"),
+        )
+    })
+}
+
+fn invalid_header(name: &HeaderName, e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(ErrorCode::InvalidHeader, format!("header `{name}`: {e}"))
+}
+
+fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<(SessionId, String), ApiError> {
+    let body = body.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                "request body is too large",
+            )
+        }
+        other => ApiError::bad_request(ErrorCode::MalformedJson, other.body_text()),
+    })?;
+    let message: WebchatMessage = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })?;
+    let session = SessionId::parse(message.session_id).map_err(|e| {
+        ApiError::bad_request(ErrorCode::InvalidField, format!("field `session_id`: {e}"))
+    })?;
+    if message.text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidField,
+            "field `text`: must not be empty",
+        ));
+    }
+    if message.text.len() > MAX_TEXT_BYTES {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidField,
+            format!("field `text`: longer than {MAX_TEXT_BYTES} bytes"),
+        ));
+    }
+    Ok((session, message.text))
+}
+
+fn request_hash(session: &SessionId, text: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(session.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(text.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+#[tracing::instrument(name = "Webchat message", skip_all)]
+pub async fn post_message(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    // Everything is checked before anything reaches Temporal.
+    let tenant_id = header(&headers, &TENANT_HEADER)?;
+    let tenant_id = TenantId::parse(tenant_id).map_err(|e| invalid_header(&TENANT_HEADER, e))?;
+    let key = header(&headers, &IDEMPOTENCY_HEADER)?;
+    let key = IdempotencyKey::parse(key).map_err(|e| invalid_header(&IDEMPOTENCY_HEADER, e))?;
+    let (session, text) = parse_body(body)?;
+    tracing::Span::current().record("tenant_id", tenant_id.as_str());
+
+    let tenant = state.db.tenants().get(&tenant_id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownTenant,
+            format!("tenant `{tenant_id}` does not exist"),
+        )
+    })?;
+    let hash = request_hash(&session, &text);
+    if let Some(stored) = state.db.idempotency().get(&tenant_id, SCOPE, &key).await? {
+        if stored.request_hash != hash {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+                "this x-idempotency-key was already used for a different message",
+            ));
+        }
+        let status = StatusCode::from_u16(stored.response_status).unwrap_or(StatusCode::OK);
+        let mut response = (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            stored.response_body,
+        )
+            .into_response();
+        response.headers_mut().insert(
+            REPLAYED_HEADER,
+            axum::http::HeaderValue::from_static("true"),
+        );
+        return Ok(response);
+    }
+    let flow = state
+        .db
+        .tenants()
+        .current_flow(&tenant)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::NoPublishedFlow,
+                format!("tenant `{tenant_id}` has no published conversation flow"),
+            )
+        })?;
+
+    let conversation = ConversationId::new(tenant_id.clone(), Channel::Webchat, session);
+    let workflow_id = conversation.workflow_id();
+    tracing::Span::current().record("workflow_id", workflow_id.as_str());
+    let input = ConversationInput {
+        conversation,
+        flow,
+        session: Default::default(),
+    };
+    let message = InboundText {
+        message_id: key.to_string(),
+        text,
+    };
+    let timeout = Duration::from_millis(state.settings.webchat_timeout_ms);
+    let outcome = tokio::time::timeout(timeout, deliver(&state, &workflow_id, input, message))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::Timeout,
+                "the conversation did not answer in time; retrying with the same \
+                 x-idempotency-key is safe and delivers the message at most once",
+            )
+        })??;
+
+    let reply = WebchatReply {
+        conversation_id: workflow_id,
+        turn: outcome.turn,
+        replies: outcome.replies,
+    };
+    let body = serde_json::to_string(&reply).map_err(anyhow::Error::from)?;
+    state
+        .db
+        .idempotency()
+        .put(NewIdempotencyRecord {
+            tenant_id: &tenant_id,
+            scope: SCOPE,
+            key: &key,
+            request_hash: &hash,
+            response_status: 200,
+            response_body: &body,
+            ttl_ms: i64::try_from(state.settings.idempotency_ttl_secs).unwrap_or(i64::MAX / 2000)
+                * 1000,
+        })
+        .await?;
+    Ok((StatusCode::OK, Json(reply)).into_response())
+}
+
+/// Update-with-start of the conversation; retried once if the run closed at that very moment.
+async fn deliver(
+    state: &AppState,
+    workflow_id: &str,
+    input: ConversationInput,
+    message: InboundText,
+) -> Result<MessageOutcome, ApiError> {
+    let update_id = format!("{SCOPE}:{}", message.message_id);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let options = WorkflowUpdateWithStartOptions::new(
+            state.conversations_queue.clone(),
+            workflow_id.to_owned(),
+            WorkflowIdConflictPolicy::UseExisting,
+        )
+        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
+        .update_id(update_id.clone())
+        .build();
+        let result = state
+            .temporal
+            .execute_update_with_start_workflow(
+                ConversationWorkflow::run,
+                input.clone(),
+                ConversationWorkflow::handle_message,
+                message.clone(),
+                options,
+            )
+            .await;
+        match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if attempt < 2 && is_closing_race(&e) => {
+                tracing::info!(error.message = %e, "Conversation closed while delivering; retrying");
+            }
+            Err(e) => return Err(temporal_error(e)),
+        }
+    }
+}
+
+fn is_closing_race(e: &WorkflowUpdateWithStartError) -> bool {
+    let text = e.to_string().to_lowercase();
+    text.contains("already completed") || text.contains("workflow not found")
+}
+
+fn temporal_error(e: WorkflowUpdateWithStartError) -> ApiError {
+    match e {
+        WorkflowUpdateWithStartError::Update(WorkflowUpdateError::Failed(failure)) => {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidField,
+                format!("the conversation rejected the message: {}", failure.message),
+            )
+        }
+        other => {
+            tracing::error!(error.message = %other, "Temporal update-with-start failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the workflow service is unavailable; retrying with the same x-idempotency-key is safe",
+            )
+        }
+    }
+}

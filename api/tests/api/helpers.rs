@@ -1,0 +1,202 @@
+//! `spawn_app()`: a real API + worker + database for one test.
+
+use std::sync::{Arc, LazyLock};
+
+use reqwest::{Response, StatusCode};
+use temporalio_client::Client;
+use tokio::sync::watch;
+use zengine_activities::Backend;
+use zengine_activities::db::seed::seed_demo_tenant;
+use zengine_activities::db::testing::TestDatabase;
+use zengine_api::{ApiSettings, AppState, Application};
+use zengine_workers::testing::{shared_dev_server, unique_prefix};
+use zengine_workers::{
+    TemporalSettings, WorkerSettings, connect, ensure_search_attributes, run_workers,
+};
+use zengine_workflows::names::queues;
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        tracing_subscriber_init();
+    }
+});
+
+fn tracing_subscriber_init() {
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt().with_env_filter("info").finish(),
+    );
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub temporal: Client,
+    pub temporal_settings: TemporalSettings,
+    pub database: Option<TestDatabase>,
+    stop: watch::Sender<bool>,
+    api: tokio::task::JoinHandle<anyhow::Result<()>>,
+    worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Options of [`spawn_app_with`].
+pub struct AppOptions {
+    pub backend: Backend,
+    pub run_worker: bool,
+    pub api: ApiSettings,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            run_worker: true,
+            api: ApiSettings {
+                addr: "127.0.0.1:0".into(),
+                ..ApiSettings::default()
+            },
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    LazyLock::force(&TRACING);
+    let temporal_settings = TemporalSettings {
+        address: shared_dev_server().to_owned(),
+        task_queue_prefix: unique_prefix("api"),
+        ..TemporalSettings::default()
+    };
+    let temporal = connect(&temporal_settings, "api-tests")
+        .await
+        .expect("connect to Temporal");
+    ensure_search_attributes(&temporal, &temporal_settings.namespace)
+        .await
+        .expect("register search attributes");
+    let database = TestDatabase::new(options.backend)
+        .await
+        .expect("fresh database");
+    seed_demo_tenant(&database.db)
+        .await
+        .expect("seed demo tenant");
+
+    let (stop, stop_rx) = watch::channel(false);
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let worker = options.run_worker.then(|| {
+        let client = temporal.clone();
+        let settings = temporal_settings.clone();
+        let rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let worker_settings = WorkerSettings {
+                queues: vec![queues::CONVERSATIONS.to_owned()],
+                metrics_addr: String::new(),
+                graceful_shutdown_secs: 1,
+                ..WorkerSettings::default()
+            };
+            run_workers(client, &settings, &worker_settings, wait(rx)).await
+        })
+    });
+    let state = AppState {
+        db: database.db.clone(),
+        temporal: temporal.clone(),
+        conversations_queue: temporal_settings.task_queue(queues::CONVERSATIONS),
+        settings: Arc::new(options.api),
+    };
+    let app = Application::build(state).await.expect("bind the API");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let api = tokio::spawn(app.run_until_stopped(wait(stop_rx)));
+    TestApp {
+        address,
+        http: reqwest::Client::new(),
+        temporal,
+        temporal_settings,
+        database: Some(database),
+        stop,
+        api,
+        worker,
+    }
+}
+
+impl TestApp {
+    /// Posts a webchat message with the given headers (`None` leaves a header out).
+    pub async fn post_webchat_raw(
+        &self,
+        tenant: Option<&str>,
+        key: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/webchat/messages", self.address))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(tenant) = tenant {
+            request = request.header("x-tenant-id", tenant);
+        }
+        if let Some(key) = key {
+            request = request.header("x-idempotency-key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Posts a well-formed webchat message for the demo tenant and returns the JSON reply.
+    pub async fn say(&self, session: &str, key: &str, text: &str) -> serde_json::Value {
+        let body = serde_json::json!({"session_id": session, "text": text}).to_string();
+        let response = self.post_webchat_raw(Some("demo"), Some(key), body).await;
+        let status = response.status();
+        let json: serde_json::Value = response.json().await.expect("JSON body");
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Stops API and worker and drops the database.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        self.api
+            .await
+            .expect("api task")
+            .expect("api stopped cleanly");
+        if let Some(worker) = self.worker.take() {
+            worker
+                .await
+                .expect("worker task")
+                .expect("worker stopped cleanly");
+        }
+        if let Some(db) = self.database.take() {
+            db.drop_db().await.expect("drop test database");
+        }
+    }
+}
+
+/// The text of each reply in a webchat response.
+pub fn reply_texts(reply: &serde_json::Value) -> Vec<String> {
+    reply["replies"]
+        .as_array()
+        .expect("replies array")
+        .iter()
+        .map(|r| r["text"].as_str().expect("text reply").to_owned())
+        .collect()
+}
+
+/// The `{"error": {"code": …}}` of an error response, after checking its status.
+pub async fn error_code(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let json: serde_json::Value = response.json().await.expect("JSON error body");
+    assert!(json["error"]["message"].is_string(), "{json}");
+    json["error"]["code"]
+        .as_str()
+        .expect("error code")
+        .to_owned()
+}

@@ -1,0 +1,75 @@
+//! Settings of every `zengine` process: defaults ← TOML file ← `ZENGINE_*` environment.
+//!
+//! The file is `--config PATH`, else `$ZENGINE_CONFIG`, else `zengine.toml` when it exists.
+//! Environment variables use `__` between levels: `ZENGINE_API__ADDR=0.0.0.0:8080`.
+//! `TEMPORAL_ADDRESS` and `DATABASE_URL` are honoured as the conventional shortcuts.
+//! The full reference is `docs/configuration.md`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use zengine_activities::db::DatabaseSettings;
+use zengine_api::ApiSettings;
+use zengine_workers::{DevServerSettings, TemporalSettings, WorkerSettings};
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `json` (one object per line, for collectors) or `pretty` (for a terminal).
+    pub format: String,
+    /// `tracing` filter directives; `RUST_LOG` overrides.
+    pub filter: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            format: "json".to_owned(),
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Everything a process can be told.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub api: ApiSettings,
+    pub worker: WorkerSettings,
+    pub temporal: TemporalSettings,
+    pub dev_server: DevServerSettings,
+    pub database: DatabaseSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+impl Settings {
+    /// Loads the settings (see the module docs for the order).
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
+        let file = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("ZENGINE_CONFIG").map(PathBuf::from))
+            .or_else(|| Some(PathBuf::from("zengine.toml")).filter(|p| p.exists()));
+        let mut figment = Figment::new();
+        if let Some(file) = &file {
+            anyhow::ensure!(
+                file.exists(),
+                "config file {} does not exist",
+                file.display()
+            );
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("ZENGINE_").ignore(&["config"]).split("__"));
+        let mut settings: Settings = figment.extract().context("Invalid configuration")?;
+        if let Ok(address) = std::env::var("TEMPORAL_ADDRESS") {
+            settings.temporal.address = address;
+        }
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            settings.database.url = url.into();
+        }
+        Ok(settings)
+    }
+}

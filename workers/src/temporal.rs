@@ -1,0 +1,125 @@
+//! Connecting to Temporal and preparing the namespace.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use temporalio_client::grpc::OperatorService;
+use temporalio_client::tonic::{Code, IntoRequest};
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
+use temporalio_common::protos::temporal::api::operatorservice::v1::{
+    AddSearchAttributesRequest, ListSearchAttributesRequest,
+};
+use zengine_workflows::names::{REQUIRED_SEARCH_ATTRIBUTES, task_queue};
+
+/// Where Temporal is and how ZEngine names things in it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemporalSettings {
+    /// Frontend address (`host:port`). Empty: `zengine dev` starts its own dev server.
+    /// The `TEMPORAL_ADDRESS` environment variable sets it too.
+    pub address: String,
+    /// Namespace of every ZEngine workflow.
+    pub namespace: String,
+    /// Prefix of every task queue name (lets several deployments or tests share a namespace).
+    pub task_queue_prefix: String,
+    /// How long to keep retrying the first connection.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for TemporalSettings {
+    fn default() -> Self {
+        Self {
+            address: String::new(),
+            namespace: "default".to_owned(),
+            task_queue_prefix: String::new(),
+            connect_timeout_secs: 30,
+        }
+    }
+}
+
+impl TemporalSettings {
+    /// The concrete name of the task queue `base` (see `zengine_workflows::names::queues`).
+    pub fn task_queue(&self, base: &str) -> String {
+        task_queue(&self.task_queue_prefix, base)
+    }
+}
+
+/// Connects to the frontend at `settings.address`, retrying until `connect_timeout_secs`.
+pub async fn connect(settings: &TemporalSettings, identity: &str) -> anyhow::Result<Client> {
+    let target = if settings.address.contains("://") {
+        settings.address.clone()
+    } else {
+        format!("http://{}", settings.address)
+    };
+    let url = Url::parse(&target).with_context(|| format!("bad Temporal address `{target}`"))?;
+    let deadline = Instant::now() + Duration::from_secs(settings.connect_timeout_secs);
+    let connection = loop {
+        let options = ConnectionOptions::new(url.clone())
+            .identity(identity.to_owned())
+            .build();
+        match Connection::connect(options).await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error.message = %e, "Temporal not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("Failed to connect to Temporal at {target}"));
+            }
+        }
+    };
+    Client::new(
+        connection,
+        ClientOptions::new(settings.namespace.clone()).build(),
+    )
+    .context("Failed to create the Temporal client")
+}
+
+/// Registers the search attributes ZEngine's workflows use, when they are missing.
+pub async fn ensure_search_attributes(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    let mut conn = client.connection().clone();
+    let existing = OperatorService::list_search_attributes(
+        &mut conn,
+        ListSearchAttributesRequest {
+            namespace: namespace.to_owned(),
+        }
+        .into_request(),
+    )
+    .await
+    .context("Failed to list search attributes")?
+    .into_inner();
+    let missing: std::collections::HashMap<String, i32> = REQUIRED_SEARCH_ATTRIBUTES
+        .iter()
+        .filter(|(name, _)| !existing.custom_attributes.contains_key(*name))
+        .map(|(name, kind)| {
+            let kind = IndexedValueType::from_str_name(&format!(
+                "INDEXED_VALUE_TYPE_{}",
+                kind.to_uppercase()
+            ))
+            .unwrap_or(IndexedValueType::Keyword);
+            ((*name).to_owned(), kind as i32)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(attributes = ?missing.keys().collect::<Vec<_>>(), "Registering search attributes");
+    let result = OperatorService::add_search_attributes(
+        &mut conn,
+        AddSearchAttributesRequest {
+            search_attributes: missing,
+            namespace: namespace.to_owned(),
+        }
+        .into_request(),
+    )
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        // Another process registered them first.
+        Err(status) if status.code() == Code::AlreadyExists => Ok(()),
+        Err(status) => Err(anyhow::anyhow!(status)).context("Failed to add search attributes"),
+    }
+}

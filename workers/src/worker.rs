@@ -1,0 +1,168 @@
+//! Running workers: one Temporal worker per task queue, each on its own OS thread (the SDK's
+//! `Worker::run` future is `!Send`: workflow code of one worker runs on one thread).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use temporalio_client::Client;
+use temporalio_common::telemetry::metrics::CoreMeter;
+use temporalio_common::telemetry::{
+    PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
+};
+use temporalio_sdk::runtime::RuntimeOptions;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tokio::sync::oneshot;
+use zengine_workflows::ConversationWorkflow;
+use zengine_workflows::names::queues;
+
+use crate::temporal::TemporalSettings;
+
+/// Worker process configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Base names of the task queues this process polls (see `zengine_workflows::names::queues`).
+    pub queues: Vec<String>,
+    /// Workflows kept in the sticky cache per worker.
+    pub max_cached_workflows: usize,
+    /// After a worker dies, how long a workflow task waits on its sticky queue before any
+    /// worker may take it (milliseconds). Lower means faster recovery, more cache misses.
+    pub sticky_schedule_to_start_timeout_ms: u64,
+    /// On shutdown, how long running activities may finish before they are cancelled.
+    pub graceful_shutdown_secs: u64,
+    /// Where the SDK's Prometheus worker metrics are served; empty disables them.
+    pub metrics_addr: String,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            queues: vec![queues::CONVERSATIONS.to_owned()],
+            max_cached_workflows: 1000,
+            sticky_schedule_to_start_timeout_ms: 5_000,
+            graceful_shutdown_secs: 20,
+            metrics_addr: "127.0.0.1:9464".to_owned(),
+        }
+    }
+}
+
+/// Builds the worker options for one queue, or `None` when nothing runs on it yet.
+fn worker_options(
+    base: &str,
+    task_queue: String,
+    settings: &WorkerSettings,
+) -> anyhow::Result<Option<WorkerOptions>> {
+    let builder = WorkerOptions::new(task_queue);
+    let builder = match base {
+        queues::CONVERSATIONS => builder.register_workflow::<ConversationWorkflow>()?,
+        other if queues::ALL.contains(&other) => return Ok(None),
+        other => anyhow::bail!(
+            "unknown task queue `{other}` (known: {})",
+            queues::ALL.join(", ")
+        ),
+    };
+    Ok(Some(
+        builder
+            .max_cached_workflows(settings.max_cached_workflows)
+            .sticky_queue_schedule_to_start_timeout(Duration::from_millis(
+                settings.sticky_schedule_to_start_timeout_ms,
+            ))
+            .graceful_shutdown_period(Duration::from_secs(settings.graceful_shutdown_secs))
+            .build(),
+    ))
+}
+
+/// Runs workers for the configured queues until `shutdown` resolves, then drains them.
+/// Returns early with an error if a worker fails.
+pub async fn run_workers(
+    client: Client,
+    temporal: &TemporalSettings,
+    settings: &WorkerSettings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // Kept alive for as long as the workers run: dropping it stops the metrics endpoint.
+    let mut prometheus = None;
+    if !settings.metrics_addr.is_empty() {
+        let addr: SocketAddr = settings
+            .metrics_addr
+            .parse()
+            .context("worker.metrics_addr is not an ip:port")?;
+        let server = start_prometheus_metric_exporter(
+            PrometheusExporterOptions::builder()
+                .socket_addr(addr)
+                .build(),
+        )
+        .context("Failed to serve worker metrics")?;
+        tracing::info!(%addr, "Serving worker metrics");
+        prometheus = Some(server);
+    }
+    let meter = prometheus
+        .as_ref()
+        .map(|server| server.meter.clone() as Arc<dyn CoreMeter>);
+    let telemetry = TelemetryOptions::builder().maybe_metrics(meter).build();
+    let runtime = Runtime::from_current_tokio(
+        RuntimeOptions::builder()
+            .telemetry_options(telemetry)
+            .build()
+            .map_err(anyhow::Error::msg)?,
+    )?;
+
+    let mut running = Vec::new();
+    for base in &settings.queues {
+        let task_queue = temporal.task_queue(base);
+        let Some(options) = worker_options(base, task_queue.clone(), settings)? else {
+            tracing::warn!(queue = %base, "Nothing is registered on this task queue yet; not polling it");
+            continue;
+        };
+        let mut worker = Worker::new(&runtime, client.clone(), options)
+            .with_context(|| format!("Failed to create the worker for {task_queue}"))?;
+        let stop = worker.shutdown_handle();
+        let (done_tx, done_rx) = oneshot::channel();
+        let handle = tokio::runtime::Handle::current();
+        let name = task_queue.clone();
+        std::thread::Builder::new()
+            .name(format!("worker-{base}"))
+            .spawn(move || {
+                let result = handle.block_on(worker.run());
+                let _ = done_tx.send(result);
+            })?;
+        tracing::info!(task_queue = %name, "Worker started");
+        running.push((name, stop, done_rx));
+    }
+    if running.is_empty() {
+        anyhow::bail!("no worker to run: none of the configured queues has anything registered");
+    }
+
+    let (names, (stops, mut dones)): (Vec<_>, (Vec<_>, Vec<_>)) =
+        running.into_iter().map(|(n, s, d)| (n, (s, d))).unzip();
+    let first_exit = futures::future::select_all(dones.iter_mut());
+    let early = tokio::select! {
+        _ = shutdown => None,
+        (result, index, _) = first_exit => Some((index, result)),
+    };
+    for stop in &stops {
+        stop();
+    }
+    if let Some((index, result)) = early {
+        let name = &names[index];
+        return match result {
+            Ok(Ok(())) => Err(anyhow::anyhow!("worker {name} stopped unexpectedly")),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("worker {name} failed"))),
+            Err(_) => Err(anyhow::anyhow!("worker {name} thread panicked")),
+        };
+    }
+    for (name, done) in names.iter().zip(dones) {
+        match done.await {
+            Ok(Ok(())) => tracing::info!(task_queue = %name, "Worker drained"),
+            Ok(Err(e)) => {
+                tracing::error!(task_queue = %name, error.message = %e, "Worker failed while draining")
+            }
+            Err(_) => tracing::error!(task_queue = %name, "Worker thread panicked"),
+        }
+    }
+    Ok(())
+}
