@@ -110,7 +110,7 @@ fn request_hash(session: &SessionId, text: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
-#[tracing::instrument(name = "Webchat message", skip_all)]
+/// The `http` span of the request (see `request_context`) gets `tenant_id` and `workflow_id`.
 pub async fn post_message(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -190,6 +190,7 @@ pub async fn post_message(
             )
         })??;
 
+    tracing::info!(turn = outcome.turn, "Webchat message delivered");
     let reply = WebchatReply {
         conversation_id: workflow_id,
         turn: outcome.turn,

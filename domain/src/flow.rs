@@ -120,21 +120,21 @@ impl FlowGraph {
             errors.push(FlowError::MissingStart(self.start.clone()));
         }
         for node in &self.nodes {
-            if let Some(target) = node.next() {
-                if self.node(target).is_none() {
-                    errors.push(FlowError::DanglingEdge {
-                        node: node.id.clone(),
-                        target: target.to_owned(),
-                    });
-                }
+            if let Some(target) = node.next()
+                && self.node(target).is_none()
+            {
+                errors.push(FlowError::DanglingEdge {
+                    node: node.id.clone(),
+                    target: target.to_owned(),
+                });
             }
-            if let NodeKind::Question { save_as, .. } = &node.kind {
-                if save_as.is_empty() || !save_as.chars().all(|c| c.is_alphanumeric() || c == '_') {
-                    errors.push(FlowError::BadConfig {
-                        node: node.id.clone(),
-                        problem: format!("save_as `{save_as}` is not a variable name"),
-                    });
-                }
+            if let NodeKind::Question { save_as, .. } = &node.kind
+                && (save_as.is_empty() || !save_as.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            {
+                errors.push(FlowError::BadConfig {
+                    node: node.id.clone(),
+                    problem: format!("save_as `{save_as}` is not a variable name"),
+                });
             }
         }
         // Reachability from start.

@@ -25,5 +25,6 @@
 
 pub mod conversation;
 pub mod names;
+pub mod replay;
 
 pub use conversation::ConversationWorkflow;

@@ -2,4 +2,5 @@
 //! binary), an in-process worker, and a fresh SQLite or PostgreSQL database per test.
 
 mod helpers;
+mod histories;
 mod webchat;

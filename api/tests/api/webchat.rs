@@ -128,7 +128,16 @@ async fn bad_input_gets_a_clear_error_and_never_reaches_temporal() {
     let s = session();
     let good = body(&s, "hola");
     let long_key = "k".repeat(200);
-    let cases: Vec<(&str, Option<&str>, Option<&str>, String, StatusCode, &str)> = vec![
+    // (case, x-tenant-id, x-idempotency-key, body, expected status, expected error code)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        String,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "unknown tenant",
             Some("nobody"),

@@ -1,0 +1,43 @@
+# ZEngine: the two commands are `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/zengine-target
+CARGO ?= cargo
+
+.PHONY: run test tools postgres build lint fmt histories bench clean-data
+
+## make run: install what is missing, build, start `zengine dev` (API :8080, Temporal UI :8233)
+run: tools
+	$(CARGO) build --bin zengine
+	$(CARGO_TARGET_DIR)/debug/zengine dev
+
+## make test: install what is missing and run the whole suite against real parts
+test: tools postgres
+	$(CARGO) test --workspace
+
+tools:
+	@./scripts/install-tools.sh
+
+postgres:
+	@./scripts/ensure-postgres.sh
+
+build: tools
+	$(CARGO) build --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Re-record the committed workflow histories replayed by workflows/tests/replay.rs
+histories: tools
+	ZENGINE_RECORD_HISTORIES=1 $(CARGO) test -p zengine-api --test api histories
+
+## Benchmarks (results go to docs/benchmarks.md by hand)
+bench: tools
+	$(CARGO) bench --bench webchat
+
+## Forget the local state of `zengine dev` (Temporal history and the SQLite database)
+clean-data:
+	rm -rf data

@@ -1,0 +1,286 @@
+//! End-to-end tests of the `zengine` binary as operators run it: real processes, real signals,
+//! the real Temporal dev server.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use zengine_workers::devserver::free_port;
+use zengine_workers::testing::{shared_dev_server, temporal_binary, unique_prefix};
+
+/// A child process that is killed if the test panics.
+struct Proc {
+    name: &'static str,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, mut cmd: Command) -> Self {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Self {
+            name,
+            child: Some(child),
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).unwrap();
+    }
+
+    /// Waits for the process to exit by itself within `limit`.
+    fn wait(mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not exit within {limit:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn zengine(dir: &Path, log: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zengine"));
+    let log = std::fs::File::create(dir.join(log)).unwrap();
+    cmd.current_dir(dir)
+        .env_remove("TEMPORAL_ADDRESS")
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .env("ZENGINE_WORKER__METRICS_ADDR", "")
+        .env(
+            "ZENGINE_DEV_SERVER__BINARY",
+            std::fs::canonicalize(temporal_binary()).unwrap(),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    cmd
+}
+
+async fn wait_healthy(base: &str, proc_name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{proc_name} did not become healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn say(base: &str, session: &str, key: &str, text: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/webchat/messages"))
+        .header("x-tenant-id", "demo")
+        .header("x-idempotency-key", key)
+        .header("x-correlation-id", format!("corr-{key}"))
+        .json(&json!({"session_id": session, "text": text}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert!(status.is_success(), "{status}: {body}");
+    body
+}
+
+fn first_text(reply: &Value) -> String {
+    reply["replies"][0]["text"].as_str().unwrap().to_owned()
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_millis(300),
+    )
+    .is_ok()
+}
+
+#[tokio::test]
+async fn dev_runs_everything_stops_cleanly_on_sigterm_and_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api_port, temporal_port, ui_port) = (free_port(), free_port(), free_port());
+    let base = format!("http://127.0.0.1:{api_port}");
+    let start = |log: &str| {
+        let mut cmd = zengine(dir.path(), log);
+        cmd.arg("dev")
+            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}"))
+            .env("ZENGINE_DEV_SERVER__PORT", temporal_port.to_string())
+            .env("ZENGINE_DEV_SERVER__UI_PORT", ui_port.to_string());
+        Proc::spawn("zengine dev", cmd)
+    };
+
+    let dev = start("dev-1.log");
+    wait_healthy(&base, "zengine dev").await;
+    let first = say(&base, "tour", "tour-1", "hola").await;
+    let second = say(&base, "tour", "tour-2", "Ana").await;
+    assert!(first_text(&first).contains("¿Cómo te llamas?"));
+    assert_eq!(
+        first_text(&second),
+        "Mucho gusto, Ana. ¿En qué te puedo ayudar hoy?"
+    );
+    let ui = reqwest::get(format!("http://127.0.0.1:{ui_port}/"))
+        .await
+        .unwrap();
+    assert!(ui.status().is_success(), "Temporal Web UI answers");
+    assert!(dir.path().join("data/zengine.db").exists());
+    assert!(dir.path().join("data/temporal.db").exists());
+
+    dev.signal(Signal::SIGTERM);
+    let status = dev.wait(Duration::from_secs(60));
+    assert!(status.success(), "zengine dev exited with {status}");
+    assert!(
+        !port_open(temporal_port),
+        "the Temporal dev server outlived zengine dev"
+    );
+    assert!(!port_open(api_port));
+
+    // Same folder, same files: the conversation continues where it stopped.
+    let dev = start("dev-2.log");
+    wait_healthy(&base, "zengine dev (restarted)").await;
+    let third = say(&base, "tour", "tour-3", "quiero un pedido").await;
+    assert_eq!(third["turn"], 3);
+    assert!(first_text(&third).contains("Ana"), "{third}");
+    // The first run's idempotency record survived the restart too.
+    let again = say(&base, "tour", "tour-2", "Ana").await;
+    assert_eq!(again, second);
+
+    dev.signal(Signal::SIGINT);
+    assert!(dev.wait(Duration::from_secs(60)).success());
+    assert!(!port_open(temporal_port));
+}
+
+#[tokio::test]
+async fn a_worker_killed_between_two_messages_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let temporal = shared_dev_server();
+    let prefix = unique_prefix("e2e");
+    let api_port = free_port();
+    let base = format!("http://127.0.0.1:{api_port}");
+    let db_url = format!("sqlite://{}/zengine.db", dir.path().display());
+    let configure = |cmd: &mut Command| {
+        cmd.env("TEMPORAL_ADDRESS", temporal)
+            .env("DATABASE_URL", &db_url)
+            .env("ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX", &prefix)
+            .env(
+                "ZENGINE_WORKER__STICKY_SCHEDULE_TO_START_TIMEOUT_MS",
+                "1000",
+            )
+            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}"))
+            .env("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "60000");
+    };
+    let mut migrate = zengine(dir.path(), "migrate.log");
+    configure(&mut migrate);
+    let status = migrate.args(["migrate", "--seed-demo"]).status().unwrap();
+    assert!(status.success());
+
+    let mut api = zengine(dir.path(), "api.log");
+    configure(&mut api);
+    api.arg("api");
+    let api = Proc::spawn("zengine api", api);
+    let start_worker = |log: &str| {
+        let mut cmd = zengine(dir.path(), log);
+        configure(&mut cmd);
+        cmd.args(["worker", "--queues", "conversations"]);
+        Proc::spawn("zengine worker", cmd)
+    };
+    let worker = start_worker("worker-1.log");
+    wait_healthy(&base, "zengine api").await;
+    say(&base, "k", "kill-1", "hola").await;
+
+    worker.signal(Signal::SIGKILL);
+    let _ = worker.wait(Duration::from_secs(10));
+    let pending = tokio::spawn({
+        let base = base.clone();
+        async move { say(&base, "k", "kill-2", "Ana").await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !pending.is_finished(),
+        "no worker is running, nothing can answer yet"
+    );
+    let worker = start_worker("worker-2.log");
+
+    let second = tokio::time::timeout(Duration::from_secs(60), pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second["turn"], 2);
+    assert_eq!(
+        first_text(&second),
+        "Mucho gusto, Ana. ¿En qué te puedo ayudar hoy?"
+    );
+
+    worker.signal(Signal::SIGTERM);
+    assert!(worker.wait(Duration::from_secs(30)).success());
+    api.signal(Signal::SIGTERM);
+    assert!(api.wait(Duration::from_secs(30)).success());
+
+    // JSON logs carry the business keys.
+    let log = std::fs::read_to_string(dir.path().join("api.log")).unwrap();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l.to_string().contains("corr-kill-2"))
+        .expect("a JSON log line of the second request");
+    let text = line.to_string();
+    assert!(text.contains("\"tenant_id\":\"demo\""), "{text}");
+    assert!(text.contains("demo/conversation/webchat/k"), "{text}");
+}
+
+#[test]
+fn config_shows_secrets_redacted_and_rejects_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = zengine_output(
+        dir.path(),
+        &[("DATABASE_URL", "postgres://app:hunter2@db/zengine")],
+    );
+    assert!(output.status.success());
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains("REDACTED") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+
+    let output = zengine_output(dir.path(), &[("ZENGINE_API__NO_SUCH_KEY", "1")]);
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("no_such_key"), "{error}");
+}
+
+fn zengine_output(dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zengine"));
+    cmd.current_dir(dir)
+        .arg("config")
+        .env_remove("DATABASE_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}

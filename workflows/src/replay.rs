@@ -1,0 +1,43 @@
+//! Replaying recorded histories against the current workflow code.
+//!
+//! Histories are stored as binary protobuf (`temporal.api.history.v1.History`): the SDK's JSON
+//! reader does not accept what the CLI or Web UI export and is fragile across SDK versions.
+
+use std::path::Path;
+
+use anyhow::Context;
+use prost::Message;
+use temporalio_client::WorkflowHistory;
+use temporalio_common::protos::temporal::api::history::v1::{History, HistoryEvent};
+use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+
+use crate::ConversationWorkflow;
+
+/// A replayer that knows every ZEngine workflow.
+pub fn replayer() -> anyhow::Result<WorkflowReplayer> {
+    let options = WorkflowReplayerOptions::new()
+        .register_workflow::<ConversationWorkflow>()?
+        .build();
+    Ok(WorkflowReplayer::new(options)?)
+}
+
+/// Encodes events as a binary protobuf `History`.
+pub fn encode_history(events: Vec<HistoryEvent>) -> Vec<u8> {
+    History { events }.encode_to_vec()
+}
+
+/// Decodes a binary protobuf `History`.
+pub fn decode_history(bytes: &[u8]) -> anyhow::Result<History> {
+    History::decode(bytes).context("not a binary protobuf temporal.api.history.v1.History")
+}
+
+/// Replays the binary history in `path`; an error names the nondeterminism or failure.
+pub async fn replay_file(replayer: &WorkflowReplayer, path: &Path) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("Failed to read {}", path.display()))?;
+    let history = decode_history(&bytes)?;
+    replayer
+        .replay_workflow(WorkflowHistory::from(history))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
+}
