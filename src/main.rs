@@ -161,7 +161,7 @@ async fn dev_services(
     let mut db_settings = settings.database.clone();
     db_settings.migrate_on_start = true;
     let db = db_settings.connect().await?;
-    seed_demo_tenant(&db).await?;
+    seed_demo_tenant(&db, &zengine_workflows::flows::examples()).await?;
     let app = Application::build(app_state(settings, db.clone(), client.clone())).await?;
     let mut worker_settings = settings.worker.clone();
     if worker_settings.queues == zengine_workers::WorkerSettings::default().queues {
@@ -179,6 +179,7 @@ async fn dev_services(
         client,
         &settings.temporal,
         &worker_settings,
+        &db,
         wait_for(shutdown.clone()),
     );
     let (api_result, worker_result) =
@@ -212,16 +213,17 @@ async fn worker(mut settings: Settings, queues: Option<Vec<String>>) -> anyhow::
     }
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "worker").await?;
-    report_exit(
-        "worker",
-        run_workers(
-            client,
-            &settings.temporal,
-            &settings.worker,
-            wait_for(shutdown),
-        )
-        .await,
+    let db = settings.database.connect().await?;
+    let result = run_workers(
+        client,
+        &settings.temporal,
+        &settings.worker,
+        &db,
+        wait_for(shutdown),
     )
+    .await;
+    db.close().await;
+    report_exit("worker", result)
 }
 
 async fn migrate(settings: Settings, seed_demo: bool) -> anyhow::Result<()> {
@@ -229,7 +231,7 @@ async fn migrate(settings: Settings, seed_demo: bool) -> anyhow::Result<()> {
     db_settings.migrate_on_start = true;
     let db = db_settings.connect().await?;
     if seed_demo {
-        seed_demo_tenant(&db).await?;
+        seed_demo_tenant(&db, &zengine_workflows::flows::examples()).await?;
     }
     db.close().await;
     tracing::info!("migrations applied");

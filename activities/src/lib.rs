@@ -4,6 +4,7 @@
 //!
 //! Nothing here is replayed: code in this crate may do I/O, read the clock and retry.
 
+pub mod conversation;
 pub mod db;
 
 pub use db::{Backend, Database};

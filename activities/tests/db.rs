@@ -75,8 +75,8 @@ async fn publishing_a_flow_assigns_increasing_versions(backend: Backend) {
 
 async fn seeding_the_demo_tenant_twice_publishes_one_version(backend: Backend) {
     let t = TestDatabase::new(backend).await.unwrap();
-    seed_demo_tenant(&t.db).await.unwrap();
-    seed_demo_tenant(&t.db).await.unwrap();
+    seed_demo_tenant(&t.db, &[]).await.unwrap();
+    seed_demo_tenant(&t.db, &[]).await.unwrap();
     let demo = TenantId::parse(DEMO_TENANT).unwrap();
     let tenant = t.db.tenants().get(&demo).await.unwrap().unwrap();
     let flow = t.db.tenants().current_flow(&tenant).await.unwrap().unwrap();

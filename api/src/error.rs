@@ -19,6 +19,9 @@ pub enum ErrorCode {
     NotFound,
     IdempotencyKeyReused,
     NoPublishedFlow,
+    InvalidFlow,
+    Unauthorized,
+    Conflict,
     Timeout,
     Unavailable,
     Internal,
@@ -30,6 +33,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
+    /// Itemised problems (e.g. every validation error of a flow).
+    pub details: Vec<String>,
 }
 
 impl ApiError {
@@ -38,7 +43,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: Vec::new(),
         }
+    }
+
+    pub fn with_details(mut self, details: Vec<String>) -> Self {
+        self.details = details;
+        self
     }
 
     pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -75,6 +86,8 @@ struct Body<'a> {
 struct Inner<'a> {
     code: ErrorCode,
     message: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    details: &'a [String],
 }
 
 impl IntoResponse for ApiError {
@@ -83,6 +96,7 @@ impl IntoResponse for ApiError {
             error: Inner {
                 code: self.code,
                 message: &self.message,
+                details: &self.details,
             },
         };
         (self.status, Json(body)).into_response()

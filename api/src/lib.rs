@@ -6,6 +6,7 @@
 //! error `{"error": {"code": …, "message": …}}` and causes no effect.
 
 mod error;
+mod management;
 mod metrics;
 pub mod webchat;
 
@@ -21,7 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use temporalio_client::Client;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -30,7 +31,7 @@ use zengine_activities::Database;
 pub use error::{ApiError, ErrorCode};
 
 /// HTTP server configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSettings {
     /// Address the API listens on.
@@ -42,6 +43,9 @@ pub struct ApiSettings {
     pub webchat_timeout_ms: u64,
     /// How long a response is remembered for its idempotency key.
     pub idempotency_ttl_secs: u64,
+    /// Bearer token of the management endpoints (publishing flows, operator actions). Empty
+    /// disables them. A secret: never logged.
+    pub admin_token: secrecy::SecretString,
 }
 
 impl Default for ApiSettings {
@@ -51,6 +55,7 @@ impl Default for ApiSettings {
             max_body_bytes: 64 * 1024,
             webchat_timeout_ms: 30_000,
             idempotency_ttl_secs: 24 * 3600,
+            admin_token: secrecy::SecretString::from(String::new()),
         }
     }
 }
@@ -69,7 +74,18 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
     Router::new()
-        .route("/v1/webchat/messages", post(webchat::post_message))
+        .route(
+            "/v1/webchat/messages",
+            post(webchat::post_message).get(webchat::get_messages),
+        )
+        .route(
+            "/v1/tenants/{tenant}/flows/{name}",
+            axum::routing::put(management::publish_flow).get(management::get_flow),
+        )
+        .route(
+            "/v1/conversations/{tenant}/{channel}/{contact}/return-to-bot",
+            post(management::return_to_bot),
+        )
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -95,6 +111,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// The request body, or 413 when it is over `api.max_body_bytes`.
+pub(crate) fn read_body(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+    body.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                "request body is too large",
+            )
+        }
+        other => ApiError::bad_request(ErrorCode::MalformedJson, other.body_text()),
+    })
 }
 
 /// Header carrying the correlation id in and out.

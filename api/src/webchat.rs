@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::Query;
 use axum::extract::State;
-use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -21,8 +22,10 @@ use temporalio_client::{
     WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowUpdateWithStartOptions,
 };
 use zengine_activities::db::NewIdempotencyRecord;
+use zengine_domain::flow::Mode;
 use zengine_domain::{
-    Channel, ConversationId, IdempotencyKey, InboundText, Reply, SessionId, TenantId,
+    Channel, ConversationId, IdempotencyKey, InboundMedia, InboundMessage, Location, Reply,
+    SessionId, TenantId,
 };
 use zengine_workflows::ConversationWorkflow;
 use zengine_workflows::conversation::{ConversationInput, MAX_TEXT_BYTES, MessageOutcome};
@@ -41,6 +44,23 @@ const SCOPE: &str = "webchat";
 pub struct WebchatMessage {
     pub session_id: String,
     pub text: String,
+    /// Which of the tenant's flows a *new* conversation runs (default: the tenant's main flow).
+    /// Ignored once the conversation runs: it keeps its flow and version.
+    #[serde(default)]
+    pub flow: Option<String>,
+    /// An image or file the customer attached (`{"kind": "image", "reference": "<url or upload id>"}`).
+    #[serde(default)]
+    pub media: Option<InboundMedia>,
+    /// A location the customer shared.
+    #[serde(default)]
+    pub location: Option<Location>,
+}
+
+/// A parsed, validated webchat message.
+struct Parsed {
+    session: SessionId,
+    flow: Option<String>,
+    message: InboundMessage,
 }
 
 /// Response body.
@@ -49,6 +69,8 @@ pub struct WebchatReply {
     pub conversation_id: String,
     pub turn: u64,
     pub replies: Vec<Reply>,
+    /// `BOT`, or `AGENT_HANDOFF` while a human agent has the conversation.
+    pub mode: Mode,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, ApiError> {
@@ -70,43 +92,86 @@ fn invalid_header(name: &HeaderName, e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(ErrorCode::InvalidHeader, format!("header `{name}`: {e}"))
 }
 
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<(SessionId, String), ApiError> {
-    let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::PayloadTooLarge,
-                "request body is too large",
-            )
-        }
-        other => ApiError::bad_request(ErrorCode::MalformedJson, other.body_text()),
-    })?;
+fn parse_body(
+    body: Result<Bytes, BytesRejection>,
+    key: &IdempotencyKey,
+) -> Result<Parsed, ApiError> {
+    let body = crate::read_body(body)?;
     let message: WebchatMessage = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
     })?;
-    let session = SessionId::parse(message.session_id).map_err(|e| {
-        ApiError::bad_request(ErrorCode::InvalidField, format!("field `session_id`: {e}"))
-    })?;
-    if message.text.trim().is_empty() {
-        return Err(ApiError::bad_request(
+    let field = |name: &str, problem: String| {
+        ApiError::bad_request(
             ErrorCode::InvalidField,
-            "field `text`: must not be empty",
+            format!("field `{name}`: {problem}"),
+        )
+    };
+    let session =
+        SessionId::parse(message.session_id).map_err(|e| field("session_id", e.to_string()))?;
+    if message.text.trim().is_empty() && message.media.is_none() && message.location.is_none() {
+        return Err(field(
+            "text",
+            "must not be empty (or send media or a location)".into(),
         ));
     }
     if message.text.len() > MAX_TEXT_BYTES {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidField,
-            format!("field `text`: longer than {MAX_TEXT_BYTES} bytes"),
-        ));
+        return Err(field("text", format!("longer than {MAX_TEXT_BYTES} bytes")));
     }
-    Ok((session, message.text))
+    if message
+        .flow
+        .as_ref()
+        .is_some_and(|f| f.is_empty() || f.len() > 64)
+    {
+        return Err(field("flow", "must be 1 to 64 characters".into()));
+    }
+    if let Some(media) = &message.media {
+        if !["image", "video", "audio", "document"].contains(&media.kind.as_str()) {
+            return Err(field(
+                "media.kind",
+                "must be image, video, audio or document".into(),
+            ));
+        }
+        if media.reference.is_empty() || media.reference.len() > 2048 {
+            return Err(field(
+                "media.reference",
+                "must be 1 to 2048 characters".into(),
+            ));
+        }
+    }
+    if let Some(l) = message.location {
+        if !(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon) {
+            return Err(field(
+                "location",
+                "latitude or longitude out of range".into(),
+            ));
+        }
+    }
+    Ok(Parsed {
+        session,
+        flow: message.flow,
+        message: InboundMessage {
+            message_id: key.to_string(),
+            text: message.text,
+            media: message.media,
+            location: message.location,
+            reply_id: None,
+        },
+    })
 }
 
-fn request_hash(session: &SessionId, text: &str) -> String {
+fn request_hash(parsed: &Parsed) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(session.as_str().as_bytes());
+    hasher.update(parsed.session.as_str().as_bytes());
     hasher.update([0]);
-    hasher.update(text.as_bytes());
+    hasher.update(
+        serde_json::to_vec(&(
+            &parsed.message.text,
+            &parsed.message.media,
+            &parsed.message.location,
+            &parsed.flow,
+        ))
+        .unwrap_or_default(),
+    );
     hex::encode(hasher.finalize())
 }
 
@@ -121,7 +186,7 @@ pub async fn post_message(
     let tenant_id = TenantId::parse(tenant_id).map_err(|e| invalid_header(&TENANT_HEADER, e))?;
     let key = header(&headers, &IDEMPOTENCY_HEADER)?;
     let key = IdempotencyKey::parse(key).map_err(|e| invalid_header(&IDEMPOTENCY_HEADER, e))?;
-    let (session, text) = parse_body(body)?;
+    let parsed = parse_body(body, &key)?;
     tracing::Span::current().record("tenant_id", tenant_id.as_str());
 
     let tenant = state.db.tenants().get(&tenant_id).await?.ok_or_else(|| {
@@ -131,7 +196,7 @@ pub async fn post_message(
             format!("tenant `{tenant_id}` does not exist"),
         )
     })?;
-    let hash = request_hash(&session, &text);
+    let hash = request_hash(&parsed);
     if let Some(stored) = state.db.idempotency().get(&tenant_id, SCOPE, &key).await? {
         if stored.request_hash != hash {
             return Err(ApiError::new(
@@ -153,6 +218,10 @@ pub async fn post_message(
         );
         return Ok(response);
     }
+    let mut tenant = tenant;
+    if let Some(name) = &parsed.flow {
+        tenant.main_flow_id = name.clone();
+    }
     let flow = state
         .db
         .tenants()
@@ -162,22 +231,23 @@ pub async fn post_message(
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::NoPublishedFlow,
-                format!("tenant `{tenant_id}` has no published conversation flow"),
+                format!(
+                    "tenant `{tenant_id}` has no published flow `{}`",
+                    tenant.main_flow_id
+                ),
             )
         })?;
 
-    let conversation = ConversationId::new(tenant_id.clone(), Channel::Webchat, session);
+    let conversation = ConversationId::new(tenant_id.clone(), Channel::Webchat, parsed.session);
     let workflow_id = conversation.workflow_id();
     tracing::Span::current().record("workflow_id", workflow_id.as_str());
     let input = ConversationInput {
         conversation,
         flow,
         session: Default::default(),
+        carry: Default::default(),
     };
-    let message = InboundText {
-        message_id: key.to_string(),
-        text,
-    };
+    let message = parsed.message;
     let timeout = Duration::from_millis(state.settings.webchat_timeout_ms);
     let outcome = tokio::time::timeout(timeout, deliver(&state, &workflow_id, input, message))
         .await
@@ -195,6 +265,7 @@ pub async fn post_message(
         conversation_id: workflow_id,
         turn: outcome.turn,
         replies: outcome.replies,
+        mode: outcome.mode,
     };
     let body = serde_json::to_string(&reply).map_err(anyhow::Error::from)?;
     state
@@ -219,7 +290,7 @@ async fn deliver(
     state: &AppState,
     workflow_id: &str,
     input: ConversationInput,
-    message: InboundText,
+    message: InboundMessage,
 ) -> Result<MessageOutcome, ApiError> {
     let update_id = format!("{SCOPE}:{}", message.message_id);
     let mut attempt = 0;
@@ -276,4 +347,48 @@ fn temporal_error(e: WorkflowUpdateWithStartError) -> ApiError {
             )
         }
     }
+}
+
+/// Query of `GET /v1/webchat/messages`.
+#[derive(Debug, Deserialize)]
+pub struct OutboxQuery {
+    pub session_id: String,
+    /// Return entries after this sequence number (0: all kept).
+    #[serde(default)]
+    pub after: u64,
+}
+
+/// `GET /v1/webchat/messages?session_id=…&after=…`: replies the conversation produced outside
+/// a request (after a wait, or when an agent returned it to the bot), for the widget to poll.
+pub async fn get_messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tenant_id = header(&headers, &TENANT_HEADER)?;
+    let tenant_id = TenantId::parse(tenant_id).map_err(|e| invalid_header(&TENANT_HEADER, e))?;
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, e.body_text()))?;
+    let session = SessionId::parse(query.session_id).map_err(|e| {
+        ApiError::bad_request(ErrorCode::InvalidField, format!("field `session_id`: {e}"))
+    })?;
+    if state.db.tenants().get(&tenant_id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownTenant,
+            format!("tenant `{tenant_id}` does not exist"),
+        ));
+    }
+    let id = ConversationId::new(tenant_id, Channel::Webchat, session).workflow_id();
+    let entries = state
+        .temporal
+        .get_workflow_handle::<ConversationWorkflow>(&id)
+        .query(
+            ConversationWorkflow::outbox,
+            query.after,
+            temporalio_client::WorkflowQueryOptions::default(),
+        )
+        .await
+        .map_err(|e| ApiError::not_found(format!("no conversation for this session ({e})")))?;
+    Ok(Json(serde_json::json!({"conversation_id": id, "messages": entries})).into_response())
 }

@@ -9,4 +9,4 @@ pub mod ids;
 pub mod message;
 
 pub use ids::{Channel, ConversationId, IdError, IdempotencyKey, SessionId, TenantId};
-pub use message::{InboundText, Reply};
+pub use message::{Choice, InboundMedia, InboundMessage, Location, Reply};

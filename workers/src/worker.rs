@@ -16,6 +16,8 @@ use temporalio_common::telemetry::{
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::sync::oneshot;
+use zengine_activities::Database;
+use zengine_activities::conversation::ConversationActivities;
 use zengine_workflows::ConversationWorkflow;
 use zengine_workflows::names::queues;
 
@@ -55,10 +57,13 @@ fn worker_options(
     base: &str,
     task_queue: String,
     settings: &WorkerSettings,
+    db: &Database,
 ) -> anyhow::Result<Option<WorkerOptions>> {
     let builder = WorkerOptions::new(task_queue);
     let builder = match base {
-        queues::CONVERSATIONS => builder.register_workflow::<ConversationWorkflow>()?,
+        queues::CONVERSATIONS => builder
+            .register_workflow::<ConversationWorkflow>()?
+            .register_activities(ConversationActivities::new(db.clone())),
         other if queues::ALL.contains(&other) => return Ok(None),
         other => anyhow::bail!(
             "unknown task queue `{other}` (known: {})",
@@ -82,6 +87,7 @@ pub async fn run_workers(
     client: Client,
     temporal: &TemporalSettings,
     settings: &WorkerSettings,
+    db: &Database,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // Kept alive for as long as the workers run: dropping it stops the metrics endpoint.
@@ -114,7 +120,7 @@ pub async fn run_workers(
     let mut running = Vec::new();
     for base in &settings.queues {
         let task_queue = temporal.task_queue(base);
-        let Some(options) = worker_options(base, task_queue.clone(), settings)? else {
+        let Some(options) = worker_options(base, task_queue.clone(), settings, db)? else {
             tracing::warn!(queue = %base, "Nothing is registered on this task queue yet; not polling it");
             continue;
         };

@@ -1,21 +1,30 @@
 //! The conversation workflow: one per (tenant, channel, contact).
 //!
-//! It owns the session state of a customer's conversation and interprets the tenant's flow
-//! graph (pinned at start, so a running conversation keeps its flow version). Webchat delivers
-//! each message as the `HandleMessage` update, which answers with the bot's replies; the workflow
-//! completes after the flow's idle timeout and continues-as-new when its history grows long.
+//! It owns the session of a customer's conversation and interprets the tenant's flow graph
+//! (pinned at start: a running conversation keeps its flow version). Each customer message is the
+//! `HandleMessage` update, which answers with the bot's replies (webchat returns them in the HTTP
+//! response; asynchronous channels send them through their outbound strategy). Effects the flow
+//! asks for are carried out here: commands as activities, waits as durable timers, handoff as
+//! the `AGENT_HANDOFF` mode until an operator's `ReturnToBot`. Replies produced outside a
+//! customer message (after a wait, on return to the bot) go to the outbox (`Outbox` query).
+//! The workflow completes after the flow's idle timeout and continues-as-new when its history
+//! grows long, carrying the session over.
 
 use std::time::Duration;
 
 use futures::future::Either;
 use serde::{Deserialize, Serialize};
+use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    CancellableFuture, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult,
+    ActivityOptions, CancellableFuture, ContinueAsNewOptions, WorkflowCancellationError,
+    WorkflowContext, WorkflowContextView, WorkflowResult,
 };
-use zengine_domain::flow::{FlowGraph, Session};
-use zengine_domain::{ConversationId, InboundText, Reply};
+use zengine_activities::conversation::{
+    COMMAND_REJECTED, CommandRequest, ConversationActivities, EventRecord, SurveyRecord,
+};
+use zengine_domain::flow::{CommandOutcome, Effect, FlowGraph, Mode, Session, State, Turn};
+use zengine_domain::{ConversationId, InboundMessage, Reply};
 
 use crate::names::TENANT_ID;
 
@@ -23,11 +32,17 @@ use crate::names::TENANT_ID;
 pub const WORKFLOW_TYPE: &str = "Conversation";
 /// Update carrying one customer message; returns [`MessageOutcome`].
 pub const UPDATE_HANDLE_MESSAGE: &str = "HandleMessage";
+/// Update an operator sends to give a handed-off conversation back to the bot.
+pub const UPDATE_RETURN_TO_BOT: &str = "ReturnToBot";
 /// Query returning [`ConversationStatus`].
 pub const QUERY_STATUS: &str = "Status";
+/// Query returning the [`OutboxEntry`]s after a sequence number.
+pub const QUERY_OUTBOX: &str = "Outbox";
 
 /// Longest accepted message text, in bytes (the API enforces the same bound on the body).
 pub const MAX_TEXT_BYTES: usize = 4096;
+/// Outbox entries and agent-queue messages kept in the workflow state.
+const MAX_KEPT: usize = 100;
 
 /// Input of a conversation run (also the continue-as-new input).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +53,18 @@ pub struct ConversationInput {
     /// Carried over by continue-as-new; empty for a new conversation.
     #[serde(default)]
     pub session: Session,
+    /// Carried over by continue-as-new.
+    #[serde(default)]
+    pub carry: Carry,
+}
+
+/// State that continue-as-new carries besides the session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Carry {
+    pub outbox: Vec<OutboxEntry>,
+    pub next_seq: u64,
+    pub agent_queue: Vec<InboundMessage>,
+    pub effects: u64,
 }
 
 /// The bot's answer to one message.
@@ -46,6 +73,16 @@ pub struct MessageOutcome {
     /// Which customer message (1-based, across continue-as-new) this answers.
     pub turn: u64,
     pub replies: Vec<Reply>,
+    /// `BOT`, or `AGENT_HANDOFF` when a human agent has the conversation (the bot is silent).
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// A reply produced outside a customer message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub seq: u64,
+    pub reply: Reply,
 }
 
 /// Snapshot returned by the `Status` query.
@@ -54,12 +91,18 @@ pub struct ConversationStatus {
     pub conversation_id: String,
     pub flow_id: String,
     pub flow_version: u32,
-    /// `BOT` for now; `AGENT_HANDOFF` arrives with the handoff node.
-    pub mode: String,
+    pub mode: Mode,
+    /// Where the flow is paused: `idle`, `awaiting_input`, `awaiting_command`, `waiting`,
+    /// `handoff`, `survey_rating`, `survey_comment`.
+    pub state: String,
+    pub node: Option<String>,
     pub turns: u64,
-    pub waiting_at: Option<String>,
     /// Names (not values) of the session variables that are set.
     pub variables: Vec<String>,
+    /// Customer messages waiting for the human agent.
+    pub agent_queue: usize,
+    /// Sequence number of the newest outbox entry.
+    pub outbox_seq: u64,
 }
 
 /// Result of a completed conversation run.
@@ -74,16 +117,48 @@ pub struct ConversationWorkflow {
     conversation: ConversationId,
     flow: FlowGraph,
     session: Session,
+    carry: Carry,
+    /// A message or operator action is being handled; others wait their turn so the flow
+    /// sees events one at a time, in the order Temporal accepted them.
+    busy: bool,
+    /// A durable wait the flow asked for, not yet started by the main loop.
+    wait_requested: Option<u64>,
+    /// Bumped by every event; the idle timer restarts when it changes.
+    events: u64,
 }
+
+fn state_name(state: &State) -> (&'static str, Option<String>) {
+    match state {
+        State::Idle => ("idle", None),
+        State::AwaitingInput { node, .. } => ("awaiting_input", Some(node.clone())),
+        State::AwaitingCommand { node } => ("awaiting_command", Some(node.clone())),
+        State::Waiting { node } => ("waiting", Some(node.clone())),
+        State::Handoff { node } => ("handoff", Some(node.clone())),
+        State::SurveyRating => ("survey_rating", None),
+        State::SurveyComment { .. } => ("survey_comment", None),
+    }
+}
+
+type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 #[workflow_methods]
 impl ConversationWorkflow {
     #[init]
     pub fn new(_ctx: &WorkflowContextView, input: ConversationInput) -> Self {
+        let mut session = input.session;
+        if !session.vars.contains_key("tenant") {
+            let c = &input.conversation;
+            let fresh = Session::new(c.tenant.as_str(), c.channel.as_str(), c.contact.as_str());
+            session.vars.extend(fresh.vars);
+        }
         Self {
             conversation: input.conversation,
             flow: input.flow,
-            session: input.session,
+            session,
+            carry: input.carry,
+            busy: false,
+            wait_requested: None,
+            events: 0,
         }
     }
 
@@ -93,23 +168,45 @@ impl ConversationWorkflow {
         ctx.upsert_search_attributes([TENANT_ID.value_set(tenant)]);
         let idle_timeout = Duration::from_secs(ctx.state(|s| s.flow.session_timeout_secs));
         loop {
-            let seen = ctx.state(|s| s.session.turns);
-            // Race the idle timer against the next message; cancel the timer when a message
-            // wins so no stale timers pile up in the history.
+            if let Some(seconds) = ctx.state_mut(|s| s.wait_requested.take()) {
+                // The flow's durable wait. Customer messages meanwhile are noted, not answered.
+                ctx.timer(Duration::from_secs(seconds)).await;
+                Self::begin(ctx).await?;
+                let turn = ctx.state_mut(|s| s.flow.on_timer(&mut s.session));
+                let replies = Self::drive(ctx, turn).await;
+                Self::finish_to_outbox(ctx, replies);
+                continue;
+            }
+            // Race the idle timer against the next event; cancel the timer when an event wins
+            // so no stale timers pile up in the history.
+            let seen = ctx.state(|s| s.events);
             let timer = Box::pin(ctx.timer(idle_timeout));
-            let message = Box::pin(ctx.wait_condition(move |s: &Self| s.session.turns != seen));
-            match futures::future::select(timer, message).await {
-                Either::Left(_) => break,
+            let event =
+                Box::pin(ctx.wait_condition(move |s: &Self| {
+                    s.events != seen || s.wait_requested.is_some()
+                }));
+            match futures::future::select(timer, event).await {
+                Either::Left(_) => {
+                    // A handler may be mid-way (awaiting an activity): let it finish first.
+                    if ctx.state(|s| s.busy) {
+                        ctx.wait_condition(|s: &Self| !s.busy).await?;
+                        continue;
+                    }
+                    break;
+                }
                 Either::Right((received, timer)) => {
                     timer.cancel();
                     received?;
                 }
             }
-            if ctx.continue_as_new_suggested() {
+            if ctx.continue_as_new_suggested()
+                && ctx.state(|s| !s.busy && s.wait_requested.is_none())
+            {
                 let input = ctx.state(|s| ConversationInput {
                     conversation: s.conversation.clone(),
                     flow: s.flow.clone(),
                     session: s.session.clone(),
+                    carry: s.carry.clone(),
                 });
                 ctx.continue_as_new(input, ContinueAsNewOptions::default())?;
             }
@@ -124,10 +221,10 @@ impl ConversationWorkflow {
     pub fn validate_message(
         &self,
         _ctx: &WorkflowContextView,
-        message: &InboundText,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        if message.text.trim().is_empty() {
-            return Err("message text is empty".into());
+        message: &InboundMessage,
+    ) -> Result<(), HandlerError> {
+        if message.is_empty() {
+            return Err("the message is empty".into());
         }
         if message.text.len() > MAX_TEXT_BYTES {
             return Err(format!("message text is longer than {MAX_TEXT_BYTES} bytes").into());
@@ -137,28 +234,231 @@ impl ConversationWorkflow {
 
     /// Interprets one customer message and returns the bot's replies.
     #[update(name = UPDATE_HANDLE_MESSAGE)]
-    pub fn handle_message(
-        &mut self,
-        _ctx: &mut SyncWorkflowContext<Self>,
-        message: InboundText,
-    ) -> MessageOutcome {
-        let replies = self.flow.handle(&mut self.session, &message.text);
-        MessageOutcome {
-            turn: self.session.turns,
-            replies,
+    pub async fn handle_message(
+        ctx: &mut WorkflowContext<Self>,
+        message: InboundMessage,
+    ) -> Result<MessageOutcome, HandlerError> {
+        Self::begin(ctx).await?;
+        if ctx.state(|s| s.session.mode == Mode::AgentHandoff) {
+            // A human agent has the conversation: the bot stays silent.
+            let turn = ctx.state_mut(|s| {
+                s.session.turns += 1;
+                push_bounded(&mut s.carry.agent_queue, message.clone());
+                s.session.turns
+            });
+            Self::end_event(ctx);
+            return Ok(MessageOutcome {
+                turn,
+                replies: Vec::new(),
+                mode: Mode::AgentHandoff,
+            });
         }
+        let turn = ctx.state_mut(|s| s.flow.on_message(&mut s.session, &message));
+        let replies = Self::drive(ctx, turn).await;
+        let outcome = ctx.state(|s| MessageOutcome {
+            turn: s.session.turns,
+            replies,
+            mode: s.session.mode,
+        });
+        Self::end_event(ctx);
+        Ok(outcome)
+    }
+
+    /// Gives a handed-off conversation back to the bot; the flow continues after the handoff
+    /// node and its replies go to the outbox (and are returned here).
+    #[update(name = UPDATE_RETURN_TO_BOT)]
+    pub async fn return_to_bot(
+        ctx: &mut WorkflowContext<Self>,
+    ) -> Result<Vec<Reply>, HandlerError> {
+        Self::begin(ctx).await?;
+        if ctx.state(|s| s.session.mode != Mode::AgentHandoff) {
+            Self::end_event(ctx);
+            return Err("the conversation is not with an agent".into());
+        }
+        let turn = ctx.state_mut(|s| s.flow.on_return_to_bot(&mut s.session));
+        let replies = Self::drive(ctx, turn).await;
+        Self::finish_to_outbox(ctx, replies.clone());
+        Ok(replies)
     }
 
     #[query(name = QUERY_STATUS)]
     pub fn status(&self, _ctx: &WorkflowContextView) -> ConversationStatus {
+        let (state, node) = state_name(&self.session.state);
         ConversationStatus {
             conversation_id: self.conversation.workflow_id(),
             flow_id: self.flow.id.clone(),
             flow_version: self.flow.version,
-            mode: "BOT".to_owned(),
+            mode: self.session.mode,
+            state: state.to_owned(),
+            node,
             turns: self.session.turns,
-            waiting_at: self.session.waiting_at.clone(),
             variables: self.session.vars.keys().cloned().collect(),
+            agent_queue: self.carry.agent_queue.len(),
+            outbox_seq: self.carry.next_seq,
         }
     }
+
+    #[query(name = QUERY_OUTBOX)]
+    pub fn outbox(&self, _ctx: &WorkflowContextView, after: u64) -> Vec<OutboxEntry> {
+        self.carry
+            .outbox
+            .iter()
+            .filter(|e| e.seq > after)
+            .cloned()
+            .collect()
+    }
+}
+
+fn push_bounded<T>(items: &mut Vec<T>, item: T) {
+    items.push(item);
+    if items.len() > MAX_KEPT {
+        let excess = items.len() - MAX_KEPT;
+        items.drain(..excess);
+    }
+}
+
+impl ConversationWorkflow {
+    /// Waits for the previous event to be handled, then takes the turn.
+    async fn begin(ctx: &mut WorkflowContext<Self>) -> Result<(), WorkflowCancellationError> {
+        ctx.wait_condition(|s: &Self| !s.busy).await?;
+        ctx.state_mut(|s| s.busy = true);
+        Ok(())
+    }
+
+    fn end_event(ctx: &mut WorkflowContext<Self>) {
+        ctx.state_mut(|s| {
+            s.busy = false;
+            s.events += 1;
+        });
+    }
+
+    fn finish_to_outbox(ctx: &mut WorkflowContext<Self>, replies: Vec<Reply>) {
+        ctx.state_mut(|s| {
+            for reply in replies {
+                s.carry.next_seq += 1;
+                let seq = s.carry.next_seq;
+                push_bounded(&mut s.carry.outbox, OutboxEntry { seq, reply });
+            }
+        });
+        Self::end_event(ctx);
+    }
+
+    /// Carries out the effects of `turn` (and of the turns they lead to) until the flow pauses
+    /// for the customer, a timer or an agent; returns every reply produced on the way.
+    async fn drive(ctx: &mut WorkflowContext<Self>, mut turn: Turn) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        loop {
+            replies.append(&mut turn.replies);
+            let Some(effect) = turn.effect.take() else {
+                return replies;
+            };
+            let step = ctx.state_mut(|s| {
+                s.carry.effects += 1;
+                format!(
+                    "{}/effect-{}",
+                    s.conversation.workflow_id(),
+                    s.carry.effects
+                )
+            });
+            match effect {
+                Effect::Command {
+                    node,
+                    command,
+                    params,
+                } => {
+                    let request = ctx.state(|s| CommandRequest {
+                        tenant_id: s.conversation.tenant.clone(),
+                        conversation_id: s.conversation.workflow_id(),
+                        node,
+                        command,
+                        params,
+                        idempotency_key: step.clone(),
+                    });
+                    let options =
+                        ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                            .retry_policy(
+                                RetryPolicy::builder()
+                                    .initial_interval(Duration::from_millis(500))
+                                    .backoff_coefficient(2.0)
+                                    .maximum_interval(Duration::from_secs(10))
+                                    .maximum_attempts(3)
+                                    .non_retryable_error_types([COMMAND_REJECTED])
+                                    .build(),
+                            )
+                            .build();
+                    let outcome = match ctx
+                        .execute_activity(ConversationActivities::run_command, request, options)
+                        .await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(e) => CommandOutcome {
+                            ok: false,
+                            value: serde_json::Value::Null,
+                            error: Some(failure_message(&e)),
+                        },
+                    };
+                    turn = ctx.state_mut(|s| s.flow.on_command_result(&mut s.session, outcome));
+                }
+                Effect::Wait { seconds, .. } => {
+                    ctx.state_mut(|s| s.wait_requested = Some(seconds));
+                }
+                Effect::Handoff { node, queue } => {
+                    let event = ctx.state(|s| EventRecord {
+                        event_id: step.clone(),
+                        tenant_id: s.conversation.tenant.clone(),
+                        event_type: "Conversation.HandedOff".into(),
+                        subject: s.conversation.workflow_id(),
+                        payload: serde_json::json!({"node": node, "queue": queue}),
+                    });
+                    // Best effort: the handoff itself is the workflow state, the event reports it.
+                    let _ = ctx
+                        .execute_activity(
+                            ConversationActivities::record_event,
+                            event,
+                            record_options(),
+                        )
+                        .await;
+                }
+                Effect::SurveyCompleted(result) => {
+                    let survey = ctx.state(|s| SurveyRecord {
+                        tenant_id: s.conversation.tenant.clone(),
+                        conversation_id: s.conversation.workflow_id(),
+                        survey_key: step.clone(),
+                        rating: result.rating,
+                        comment: result.comment.clone(),
+                    });
+                    let _ = ctx
+                        .execute_activity(
+                            ConversationActivities::record_survey,
+                            survey,
+                            record_options(),
+                        )
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+fn record_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(500))
+                .maximum_interval(Duration::from_secs(30))
+                .maximum_attempts(20)
+                .build(),
+        )
+        .build()
+}
+
+/// The innermost failure message of an activity error, for the flow's `last_error`.
+fn failure_message(error: &temporalio_sdk::ActivityExecutionError) -> String {
+    let Some(mut failure) = error.failure() else {
+        return error.to_string();
+    };
+    while let Some(cause) = failure.cause.as_deref() {
+        failure = cause;
+    }
+    failure.message.clone()
 }

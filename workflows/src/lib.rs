@@ -24,6 +24,7 @@
 //! The SDK's runtime nondeterminism detector stays on (`WorkerOptions` default).
 
 pub mod conversation;
+pub mod flows;
 pub mod names;
 pub mod replay;
 

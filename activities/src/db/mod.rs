@@ -5,6 +5,7 @@
 //! epoch-millisecond timestamps) and run through sqlx's `Any` driver, so the repository test
 //! suite runs unchanged against both backends.
 
+mod events;
 mod idempotency;
 pub mod seed;
 mod tenants;
@@ -18,6 +19,7 @@ use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
+pub use events::{EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use tenants::{Tenant, TenantRepo};
 
@@ -150,6 +152,10 @@ impl Database {
 
     pub fn idempotency(&self) -> IdempotencyRepo<'_> {
         IdempotencyRepo { db: self }
+    }
+
+    pub fn events(&self) -> EventRepo<'_> {
+        EventRepo { db: self }
     }
 
     /// Checks that the database answers.

@@ -111,4 +111,58 @@ impl TenantRepo<'_> {
             .map(|d| serde_json::from_str(&d).context("stored flow definition is invalid"))
             .transpose()
     }
+
+    /// Hosts the tenant's `http_request` commands may call (exact host names, or `*.domain`).
+    pub async fn allowed_http_hosts(&self, tenant_id: &TenantId) -> anyhow::Result<Vec<String>> {
+        let raw: Option<String> =
+            sqlx::query_scalar("select allowed_http_hosts from tenant where tenant_id = $1")
+                .bind(tenant_id.as_str())
+                .fetch_optional(self.db.pool())
+                .await
+                .context("Failed to read allowed hosts")?;
+        Ok(raw
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .context("stored allowed_http_hosts is not a JSON array")?
+            .unwrap_or_default())
+    }
+
+    /// Replaces the hosts the tenant's `http_request` commands may call.
+    pub async fn set_allowed_http_hosts(
+        &self,
+        tenant_id: &TenantId,
+        hosts: &[String],
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "update tenant set allowed_http_hosts = $1, updated_at = $2 where tenant_id = $3",
+        )
+        .bind(serde_json::to_string(hosts)?)
+        .bind(now_millis())
+        .bind(tenant_id.as_str())
+        .execute(self.db.pool())
+        .await
+        .context("Failed to set allowed hosts")?;
+        Ok(())
+    }
+
+    /// A published version of a flow.
+    pub async fn flow_version(
+        &self,
+        tenant_id: &TenantId,
+        flow_id: &str,
+        version: u32,
+    ) -> anyhow::Result<Option<FlowGraph>> {
+        let definition: Option<String> = sqlx::query_scalar(
+            "select definition from flow_version where tenant_id = $1 and flow_id = $2 and version = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(flow_id)
+        .bind(i64::from(version))
+        .fetch_optional(self.db.pool())
+        .await
+        .context("Failed to read flow version")?;
+        definition
+            .map(|d| serde_json::from_str(&d).context("stored flow definition is invalid"))
+            .transpose()
+    }
 }

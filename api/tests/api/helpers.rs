@@ -27,6 +27,9 @@ fn tracing_subscriber_init() {
     );
 }
 
+/// The management token of test apps.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 pub struct TestApp {
     pub address: String,
     pub http: reqwest::Client,
@@ -52,6 +55,7 @@ impl Default for AppOptions {
             run_worker: true,
             api: ApiSettings {
                 addr: "127.0.0.1:0".into(),
+                admin_token: ADMIN_TOKEN.to_owned().into(),
                 ..ApiSettings::default()
             },
         }
@@ -78,7 +82,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let database = TestDatabase::new(options.backend)
         .await
         .expect("fresh database");
-    seed_demo_tenant(&database.db)
+    seed_demo_tenant(&database.db, &zengine_workflows::flows::examples())
         .await
         .expect("seed demo tenant");
 
@@ -87,6 +91,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         let _ = rx.wait_for(|s| *s).await;
     };
     let worker = options.run_worker.then(|| {
+        let db = database.db.clone();
         let client = temporal.clone();
         let settings = temporal_settings.clone();
         let rx = stop_rx.clone();
@@ -97,7 +102,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
                 graceful_shutdown_secs: 1,
                 ..WorkerSettings::default()
             };
-            run_workers(client, &settings, &worker_settings, wait(rx)).await
+            run_workers(client, &settings, &worker_settings, &db, wait(rx)).await
         })
     });
     let state = AppState {
@@ -151,6 +156,94 @@ impl TestApp {
         let json: serde_json::Value = response.json().await.expect("JSON body");
         assert_eq!(status, StatusCode::OK, "{json}");
         json
+    }
+
+    /// Posts any JSON body as a webchat message for the demo tenant; returns status and JSON.
+    pub async fn post_webchat_json(
+        &self,
+        key: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let response = self
+            .post_webchat_raw(Some("demo"), Some(key), body.to_string())
+            .await;
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// `PUT /v1/tenants/{tenant}/flows/{name}` with an optional bearer token.
+    pub async fn put_flow(
+        &self,
+        tenant: &str,
+        name: &str,
+        query: &str,
+        body: impl Into<reqwest::Body>,
+        token: Option<&str>,
+    ) -> Response {
+        let mut request = self
+            .http
+            .put(format!(
+                "{}/v1/tenants/{tenant}/flows/{name}{query}",
+                self.address
+            ))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// `POST /v1/conversations/demo/webchat/{session}/return-to-bot`.
+    pub async fn return_to_bot(&self, session: &str, token: Option<&str>) -> Response {
+        let mut request = self.http.post(format!(
+            "{}/v1/conversations/demo/webchat/{session}/return-to-bot",
+            self.address
+        ));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// `GET /v1/webchat/messages?session_id=…&after=…` for the demo tenant.
+    pub async fn outbox(&self, session: &str, after: u64) -> serde_json::Value {
+        let response = self
+            .http
+            .get(format!(
+                "{}/v1/webchat/messages?session_id={session}&after={after}",
+                self.address
+            ))
+            .header("x-tenant-id", "demo")
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("JSON body")
+    }
+
+    /// Polls the outbox until it holds at least `count` entries after `after`.
+    pub async fn wait_outbox(
+        &self,
+        session: &str,
+        after: u64,
+        count: usize,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let messages = self.outbox(session, after).await["messages"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if messages.len() >= count {
+                return messages;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "outbox stayed at {messages:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
 
     pub async fn get(&self, path: &str) -> Response {

@@ -1,0 +1,272 @@
+//! Activities of the conversation workflow: flow commands (`http_request`, …), survey answers and
+//! domain events.
+//!
+//! Errors say whether retrying helps: a command the flow can never complete (a host the tenant
+//! does not allow, a 4xx answer, a command this deployment does not offer) fails with the
+//! non-retryable type [`COMMAND_REJECTED`]; network trouble and 5xx answers are retried by
+//! Temporal with the workflow's retry policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use zengine_domain::TenantId;
+use zengine_domain::flow::CommandOutcome;
+
+use crate::db::{Database, NewEvent};
+
+/// Failure type of a command that retrying cannot fix.
+pub const COMMAND_REJECTED: &str = "CommandRejected";
+
+/// Largest response body an `http_request` command keeps.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// Input of [`ConversationActivities::run_command`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub tenant_id: TenantId,
+    pub conversation_id: String,
+    pub node: String,
+    pub command: String,
+    pub params: Value,
+    /// Derived by the workflow (workflow id + step): sent to the callee so a retried call
+    /// has one effect.
+    pub idempotency_key: String,
+}
+
+/// Input of [`ConversationActivities::record_survey`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SurveyRecord {
+    pub tenant_id: TenantId,
+    pub conversation_id: String,
+    pub survey_key: String,
+    pub rating: u8,
+    pub comment: Option<String>,
+}
+
+/// Input of [`ConversationActivities::record_event`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub event_id: String,
+    pub tenant_id: TenantId,
+    pub event_type: String,
+    pub subject: String,
+    pub payload: Value,
+}
+
+/// Shared dependencies of the conversation activities.
+pub struct ConversationActivities {
+    db: Database,
+    http: reqwest::Client,
+}
+
+impl ConversationActivities {
+    pub fn new(db: Database) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("zengine-flow/1")
+            .build()
+            .expect("a TLS backend is available");
+        Self { db, http }
+    }
+}
+
+fn rejected(message: impl Into<String>) -> ActivityError {
+    let message: String = message.into();
+    ActivityError::application(
+        ApplicationFailure::builder(message)
+            .type_name(COMMAND_REJECTED.to_owned())
+            .non_retryable(true)
+            .build(),
+    )
+}
+
+fn retryable(message: impl Into<String>) -> ActivityError {
+    let message: String = message.into();
+    ActivityError::application(ApplicationFailure::new(message))
+}
+
+/// Whether `host` is allowed by the tenant's list (exact names, or `*.domain` for subdomains).
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.to_ascii_lowercase();
+    allowed.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        match a.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == a,
+        }
+    })
+}
+
+#[activities]
+impl ConversationActivities {
+    /// Runs one flow command. Succeeds with the flow-level outcome (which may be `ok: false`);
+    /// fails only for what Temporal should retry, or with [`COMMAND_REJECTED`].
+    #[activity(name = "RunFlowCommand")]
+    pub async fn run_command(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: CommandRequest,
+    ) -> Result<CommandOutcome, ActivityError> {
+        match request.command.as_str() {
+            "http_request" => self.http_request(&request).await,
+            other => Err(rejected(format!(
+                "command `{other}` is not available in this deployment yet"
+            ))),
+        }
+    }
+
+    /// Stores a satisfaction survey answer and its `Conversation.SurveyCompleted` event.
+    #[activity(name = "RecordSurvey")]
+    pub async fn record_survey(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        survey: SurveyRecord,
+    ) -> Result<(), ActivityError> {
+        if !(1..=5).contains(&survey.rating) {
+            return Err(rejected(format!(
+                "rating {} is not between 1 and 5",
+                survey.rating
+            )));
+        }
+        self.db
+            .events()
+            .record_survey(
+                &survey.tenant_id,
+                &survey.survey_key,
+                &survey.conversation_id,
+                survey.rating,
+                survey.comment.as_deref(),
+            )
+            .await?;
+        self.db
+            .events()
+            .record(NewEvent {
+                event_id: &format!("{}/survey", survey.survey_key),
+                tenant_id: &survey.tenant_id,
+                event_type: "Conversation.SurveyCompleted",
+                subject: &survey.conversation_id,
+                payload: &json!({"rating": survey.rating, "comment": survey.comment}),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Records a domain event (idempotent by `event_id`).
+    #[activity(name = "RecordEvent")]
+    pub async fn record_event(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        event: EventRecord,
+    ) -> Result<(), ActivityError> {
+        self.db
+            .events()
+            .record(NewEvent {
+                event_id: &event.event_id,
+                tenant_id: &event.tenant_id,
+                event_type: &event.event_type,
+                subject: &event.subject,
+                payload: &event.payload,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+impl ConversationActivities {
+    async fn http_request(
+        &self,
+        request: &CommandRequest,
+    ) -> Result<CommandOutcome, ActivityError> {
+        let params = &request.params;
+        let url = params
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| rejected("http_request needs params.url"))?;
+        let url = reqwest::Url::parse(url).map_err(|e| rejected(format!("bad url: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(rejected("http_request only calls http(s) URLs"));
+        }
+        let host = url.host_str().unwrap_or_default();
+        let allowed = self
+            .db
+            .tenants()
+            .allowed_http_hosts(&request.tenant_id)
+            .await?;
+        if !host_allowed(host, &allowed) {
+            return Err(rejected(format!(
+                "host `{host}` is not in the tenant's allowed_http_hosts"
+            )));
+        }
+        let method = params
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("GET");
+        let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| rejected(format!("bad method `{method}`")))?;
+        let mut call = self
+            .http
+            .request(method, url)
+            .header("idempotency-key", &request.idempotency_key);
+        if let Some(headers) = params.get("headers").and_then(Value::as_object) {
+            for (name, value) in headers {
+                if let Some(value) = value.as_str() {
+                    call = call.header(name.as_str(), value);
+                }
+            }
+        }
+        if let Some(body) = params.get("body") {
+            call = call.json(body);
+        }
+        let response = call
+            .send()
+            .await
+            .map_err(|e| retryable(format!("http_request failed: {e}")))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| retryable(format!("http_request body: {e}")))?;
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(retryable(format!("http_request answered {status}")));
+        }
+        let body = &bytes[..bytes.len().min(MAX_RESPONSE_BYTES)];
+        let value = serde_json::from_slice(body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+        if status.is_success() {
+            Ok(CommandOutcome {
+                ok: true,
+                value: json!({"status": status.as_u16(), "body": value}),
+                error: None,
+            })
+        } else {
+            // A 4xx will not change on retry: the flow takes its failure edge.
+            Ok(CommandOutcome {
+                ok: false,
+                value: json!({"status": status.as_u16(), "body": value}),
+                error: Some(format!("HTTP {}", status.as_u16())),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn allowed_hosts_match_exactly_or_by_subdomain_wildcard() {
+        let allowed = vec!["api.example.com".to_owned(), "*.tenant.pe".to_owned()];
+        assert!(host_allowed("API.example.com", &allowed));
+        assert!(host_allowed("pedidos.tenant.pe", &allowed));
+        assert!(!host_allowed("tenant.pe", &allowed));
+        assert!(!host_allowed("api.example.com.evil.io", &allowed));
+        assert!(!host_allowed("example.com", &allowed));
+        assert!(!host_allowed("anything", &[]));
+    }
+}

@@ -1,0 +1,119 @@
+//! Domain events (`Conversation.MessageReceived`, `Conversation.SurveyCompleted`, …) and survey
+//! answers. Writes are idempotent by key, so an activity retried after a crash records once.
+
+use anyhow::Context;
+use sqlx::Row;
+use zengine_domain::TenantId;
+
+use super::{Database, now_millis};
+
+/// An event to record.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub event_id: &'a str,
+    pub tenant_id: &'a TenantId,
+    pub event_type: &'a str,
+    pub subject: &'a str,
+    pub payload: &'a serde_json::Value,
+}
+
+/// A recorded event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub subject: String,
+    pub payload: serde_json::Value,
+    pub occurred_at: i64,
+}
+
+/// Event and survey queries.
+pub struct EventRepo<'a> {
+    pub(super) db: &'a Database,
+}
+
+impl EventRepo<'_> {
+    /// Records the event unless its id exists; returns whether it was new.
+    pub async fn record(&self, event: NewEvent<'_>) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "insert into domain_event (event_id, tenant_id, event_type, subject, payload, occurred_at)
+             values ($1, $2, $3, $4, $5, $6) on conflict (event_id) do nothing",
+        )
+        .bind(event.event_id)
+        .bind(event.tenant_id.as_str())
+        .bind(event.event_type)
+        .bind(event.subject)
+        .bind(event.payload.to_string())
+        .bind(now_millis())
+        .execute(self.db.pool())
+        .await
+        .context("Failed to record domain event")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The tenant's events of a type, oldest first.
+    pub async fn list(
+        &self,
+        tenant_id: &TenantId,
+        event_type: &str,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "select event_id, event_type, subject, payload, occurred_at from domain_event
+             where tenant_id = $1 and event_type = $2 order by occurred_at, event_id",
+        )
+        .bind(tenant_id.as_str())
+        .bind(event_type)
+        .fetch_all(self.db.pool())
+        .await
+        .context("Failed to list domain events")?;
+        rows.into_iter()
+            .map(|row| {
+                let payload: String = row.get(3);
+                Ok(StoredEvent {
+                    event_id: row.get(0),
+                    event_type: row.get(1),
+                    subject: row.get(2),
+                    payload: serde_json::from_str(&payload)?,
+                    occurred_at: row.get(4),
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a survey answer unless `survey_key` exists; returns whether it was new.
+    pub async fn record_survey(
+        &self,
+        tenant_id: &TenantId,
+        survey_key: &str,
+        conversation_id: &str,
+        rating: u8,
+        comment: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "insert into survey_response (tenant_id, survey_key, conversation_id, rating, comment, created_at)
+             values ($1, $2, $3, $4, $5, $6) on conflict (tenant_id, survey_key) do nothing",
+        )
+        .bind(tenant_id.as_str())
+        .bind(survey_key)
+        .bind(conversation_id)
+        .bind(i64::from(rating))
+        .bind(comment)
+        .bind(now_millis())
+        .execute(self.db.pool())
+        .await
+        .context("Failed to record survey answer")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Number of survey answers and their mean rating for a tenant.
+    pub async fn survey_summary(&self, tenant_id: &TenantId) -> anyhow::Result<(i64, Option<f64>)> {
+        let row = sqlx::query(
+            "select count(*), avg(cast(rating as double precision)) from survey_response where tenant_id = $1",
+        )
+        .bind(tenant_id.as_str())
+        .fetch_one(self.db.pool())
+        .await
+        .context("Failed to summarise surveys")?;
+        Ok((row.get(0), row.get(1)))
+    }
+}

@@ -1,0 +1,207 @@
+//! Management endpoints: publishing tenant flows and operator actions on conversations.
+//! They require `Authorization: Bearer <api.admin_token>`; with no token configured they are off.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+use temporalio_client::WorkflowExecuteUpdateOptions;
+use temporalio_client::errors::WorkflowUpdateError;
+use zengine_domain::flow::FlowGraph;
+use zengine_domain::{ConversationId, SessionId, TenantId};
+use zengine_workflows::ConversationWorkflow;
+
+use crate::{ApiError, AppState, ErrorCode};
+
+/// Checks the bearer token in constant time.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let expected = state.settings.admin_token.expose_secret();
+    if expected.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Unauthorized,
+            "the management API is disabled (set api.admin_token)",
+        ));
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "missing or wrong bearer token",
+        ))
+    }
+}
+
+fn tenant_from_path(raw: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(raw).map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownTenant,
+            format!("tenant: {e}"),
+        )
+    })
+}
+
+async fn existing_tenant(
+    state: &AppState,
+    raw: &str,
+) -> Result<zengine_activities::db::Tenant, ApiError> {
+    let tenant_id = tenant_from_path(raw)?;
+    state.db.tenants().get(&tenant_id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownTenant,
+            format!("tenant `{tenant_id}` does not exist"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+pub struct PublishQuery {
+    /// Make this flow the one new conversations of the tenant run.
+    #[serde(default)]
+    main: bool,
+}
+
+/// `PUT /v1/tenants/{tenant}/flows/{name}`: validates and publishes the next version.
+pub async fn publish_flow(
+    State(state): State<AppState>,
+    Path((tenant, name)): Path<(String, String)>,
+    Query(query): Query<PublishQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let tenant = existing_tenant(&state, &tenant).await?;
+    let body = crate::read_body(body)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request(ErrorCode::MalformedJson, "the body is not UTF-8"))?;
+    let mut doc: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })?;
+    if !doc.is_object() {
+        return Err(ApiError::bad_request(
+            ErrorCode::MalformedJson,
+            "a flow is a JSON object",
+        ));
+    }
+    // The path names the flow; the server assigns the version.
+    doc["id"] = json!(name);
+    doc["version"] = json!(0);
+    let flow = FlowGraph::from_json(&doc.to_string()).map_err(|errors| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidFlow,
+            format!("the flow has {} problem(s)", errors.len()),
+        )
+        .with_details(errors.iter().map(ToString::to_string).collect())
+    })?;
+    let version = state
+        .db
+        .tenants()
+        .publish_flow(&tenant.tenant_id, &flow)
+        .await?;
+    if query.main && tenant.main_flow_id != name {
+        state
+            .db
+            .tenants()
+            .upsert(&tenant.tenant_id, &tenant.name, &name)
+            .await?;
+    }
+    let main = query.main || tenant.main_flow_id == name;
+    tracing::info!(tenant_id = %tenant.tenant_id, flow = %name, version, "Flow published");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"tenant": tenant.tenant_id, "flow": name, "version": version, "main": main})),
+    )
+        .into_response())
+}
+
+/// `GET /v1/tenants/{tenant}/flows/{name}`: the latest published version.
+pub async fn get_flow(
+    State(state): State<AppState>,
+    Path((tenant, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let mut tenant = existing_tenant(&state, &tenant).await?;
+    tenant.main_flow_id = name.clone();
+    let flow = state
+        .db
+        .tenants()
+        .current_flow(&tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("flow `{name}` has no published version")))?;
+    Ok(Json(flow).into_response())
+}
+
+fn conversation_id(tenant: &str, channel: &str, contact: &str) -> Result<ConversationId, ApiError> {
+    let bad =
+        |e: zengine_domain::IdError| ApiError::not_found(format!("no such conversation: {e}"));
+    Ok(ConversationId::new(
+        TenantId::parse(tenant).map_err(bad)?,
+        channel.parse().map_err(bad)?,
+        SessionId::parse(contact).map_err(bad)?,
+    ))
+}
+
+/// `POST /v1/conversations/{tenant}/{channel}/{contact}/return-to-bot`: an operator gives a
+/// handed-off conversation back to the bot.
+pub async fn return_to_bot(
+    State(state): State<AppState>,
+    Path((tenant, channel, contact)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let id = conversation_id(&tenant, &channel, &contact)?;
+    let handle = state
+        .temporal
+        .get_workflow_handle::<ConversationWorkflow>(id.workflow_id());
+    match handle
+        .execute_update(
+            ConversationWorkflow::return_to_bot,
+            (),
+            WorkflowExecuteUpdateOptions::default(),
+        )
+        .await
+    {
+        Ok(replies) => Ok(Json(
+            json!({"conversation_id": id.workflow_id(), "mode": "BOT", "replies": replies}),
+        )
+        .into_response()),
+        Err(WorkflowUpdateError::NotFound(_)) => Err(ApiError::not_found(format!(
+            "conversation `{id}` is not running"
+        ))),
+        Err(WorkflowUpdateError::Failed(failure)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            failure.message.clone(),
+        )),
+        Err(e) => {
+            tracing::error!(error.message = %e, "ReturnToBot failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the workflow service is unavailable; retry later",
+            ))
+        }
+    }
+}
