@@ -2,6 +2,7 @@
 //! embedded defaults; `api`, `worker` and `migrate` are the separate production processes.
 
 mod config;
+mod flow_cli;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -55,11 +56,20 @@ enum Command {
     },
     /// Print the effective configuration (secrets redacted).
     Config,
+    /// Work with conversation flow files: validate, simulate.
+    Flow {
+        #[command(subcommand)]
+        command: flow_cli::FlowCommand,
+    },
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Offline tools need neither configuration nor logs.
+    if let Command::Flow { command } = cli.command {
+        return std::process::ExitCode::from(flow_cli::run(command));
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -80,6 +90,7 @@ async fn main() -> std::process::ExitCode {
             println!("{settings:#?}");
             Ok(())
         }
+        Command::Flow { .. } => unreachable!("handled before configuration is loaded"),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -284,3 +284,112 @@ fn zengine_output(dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
     }
     cmd.output().unwrap()
 }
+
+fn flow_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zengine"))
+        .arg("flow")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn flow_validate_reports_located_errors_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/flows");
+    let ok = flow_cli(&[
+        "validate",
+        &format!("{examples}/restaurant.json"),
+        &format!("{examples}/hotel.json"),
+    ]);
+    assert_eq!(ok.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("restaurant.json: ok (29 nodes)"));
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"schema_version":1,"id":"x","version":1,"start":"a","nodes":[
+            {"id":"a","type":"message","text":"hola {{nombre}}","next":"b"},
+            {"id":"b","type":"jump","to":"a"}]}"#,
+    )
+    .unwrap();
+    let invalid = flow_cli(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(invalid.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&invalid.stdout);
+    assert!(
+        out.contains("node `a`, field `text`: unknown variable `nombre`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("part of a loop that never waits for input"),
+        "{out}"
+    );
+
+    std::fs::write(&bad, "{ not json").unwrap();
+    assert_eq!(
+        flow_cli(&["validate", bad.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        flow_cli(&["validate", "/no/such/file.json"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn flow_simulate_prints_the_transcript_of_the_real_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script.txt");
+    std::fs::write(
+        &script,
+        "# a hotel booking\nhola\n10/01/2031\n2\nsuite\nAna\nana@example.com\nsi\n",
+    )
+    .unwrap();
+    let hotel = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/flows/hotel.json");
+    let out = flow_cli(&["simulate", hotel, "--script", script.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(transcript.contains("> ana@example.com\n< Ana: habitación suite, 2 noche(s) desde el 2031-01-10. Total S/ 840. ¿Confirmo?"), "{transcript}");
+    assert!(
+        transcript.contains("< ¡Listo, Ana! Tu reserva quedó registrada"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.ends_with("-- 7 turn(s); state: SurveyRating; mode: Bot\n"),
+        "{transcript}"
+    );
+
+    let restaurant = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/workflows/flows/restaurant.json"
+    );
+    let out = flow_cli(&[
+        "simulate",
+        restaurant,
+        "--input",
+        "hola",
+        "--input",
+        "ceviche",
+        "--input",
+        "1",
+        "--input",
+        "no",
+        "--input",
+        "recojo",
+        "--input",
+        "ya pagué",
+        "--input",
+        "??",
+        "--input",
+        "???",
+        "--input",
+        "hola?",
+        "--auto-return",
+    ]);
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(transcript.contains("[handoff to pedidos"), "{transcript}");
+    assert!(
+        transcript.contains("[operator returns the conversation to the bot]"),
+        "{transcript}"
+    );
+}

@@ -138,13 +138,13 @@ fn parse_body(
             ));
         }
     }
-    if let Some(l) = message.location {
-        if !(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon) {
-            return Err(field(
-                "location",
-                "latitude or longitude out of range".into(),
-            ));
-        }
+    if let Some(l) = message.location
+        && (!(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon))
+    {
+        return Err(field(
+            "location",
+            "latitude or longitude out of range".into(),
+        ));
     }
     Ok(Parsed {
         session,

@@ -14,12 +14,12 @@ use crate::helpers::{
     ADMIN_TOKEN, AppOptions, TestApp, error_code, reply_texts, spawn_app, spawn_app_with,
 };
 
-fn session() -> String {
+pub fn session() -> String {
     format!("f-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Sends `text` in `session` (new conversations run `flow`) and returns the JSON reply.
-async fn chat(app: &TestApp, session: &str, flow: &str, text: &str) -> Value {
+pub async fn chat(app: &TestApp, session: &str, flow: &str, text: &str) -> Value {
     let key = uuid::Uuid::new_v4().to_string();
     let (status, body) = app
         .post_webchat_json(
@@ -31,7 +31,7 @@ async fn chat(app: &TestApp, session: &str, flow: &str, text: &str) -> Value {
     body
 }
 
-async fn publish(app: &TestApp, name: &str, flow: Value) -> Value {
+pub async fn publish(app: &TestApp, name: &str, flow: Value) -> Value {
     let response = app
         .put_flow("demo", name, "", flow.to_string(), Some(ADMIN_TOKEN))
         .await;
@@ -41,7 +41,7 @@ async fn publish(app: &TestApp, name: &str, flow: Value) -> Value {
     body
 }
 
-fn graph(nodes: Value) -> Value {
+pub fn graph(nodes: Value) -> Value {
     json!({"schema_version": 1, "id": "ignored", "version": 99, "start": nodes[0]["id"], "nodes": nodes})
 }
 
@@ -253,7 +253,7 @@ async fn handoff_silences_the_bot_until_an_operator_returns_the_conversation() {
 }
 
 /// A loopback stand-in for a tenant's backend (no local peer exists for "any tenant API").
-async fn fake_backend() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+pub async fn fake_backend() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
     let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
     let record = seen.clone();
     let router = axum::Router::new().route(

@@ -31,12 +31,16 @@ async fn record(app: &TestApp, workflow_id: &str, name: &str) {
         .await
         .expect("a fresh history replays against the current code");
     std::fs::remove_file(&scratch).unwrap();
-    if std::env::var_os("ZENGINE_RECORD_HISTORIES").is_some() {
+    // Committed histories are regression fixtures of *older* code: recording never replaces
+    // one unless asked to (`ZENGINE_RECORD_HISTORIES=overwrite`).
+    if let Ok(mode) = std::env::var("ZENGINE_RECORD_HISTORIES") {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../workflows/tests/histories")
             .join(format!("{name}.binpb"));
-        std::fs::write(&path, bytes).unwrap();
-        eprintln!("recorded {}", path.display());
+        if !path.exists() || mode == "overwrite" {
+            std::fs::write(&path, bytes).unwrap();
+            eprintln!("recorded {}", path.display());
+        }
     }
 }
 
@@ -90,5 +94,62 @@ async fn histories_conversation_closes_after_idle_timeout() {
     let again = app.say(&s, &format!("{s}-2"), "hola otra vez").await;
     assert_eq!(again["turn"], 1);
     assert!(crate::helpers::reply_texts(&again)[0].contains("¿Cómo te llamas?"));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn histories_conversation_barber_wait_and_survey() {
+    use crate::flows::{chat, session};
+    let app = spawn_app().await;
+    let s = session();
+    for text in ["hola", "corte", "lucho", "01/02/2031", "10:00", "987654321"] {
+        chat(&app, &s, "barber", text).await;
+    }
+    app.wait_outbox(&s, 0, 2).await;
+    chat(&app, &s, "barber", "4").await;
+    chat(&app, &s, "barber", "no").await;
+    record(
+        &app,
+        &format!("demo/conversation/webchat/{s}"),
+        "conversation__barber_wait_and_survey",
+    )
+    .await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn histories_conversation_command_handoff_and_return() {
+    use crate::flows::{chat, fake_backend, graph, publish, session};
+    use crate::helpers::ADMIN_TOKEN;
+    use serde_json::json;
+    let app = spawn_app().await;
+    let (backend, _) = fake_backend().await;
+    let db = &app.database.as_ref().unwrap().db;
+    db.tenants()
+        .set_allowed_http_hosts(&TenantId::parse("demo").unwrap(), &["127.0.0.1".into()])
+        .await
+        .unwrap();
+    publish(&app, "desk", graph(json!([
+        {"id": "q", "type": "question", "text": "¿Qué pides?", "save_as": "item", "next": "call"},
+        {"id": "call", "type": "command", "command": "http_request", "save_as": "order",
+         "params": {"method": "POST", "url": format!("{backend}/orders"), "body": {"item": "{{item}}"}},
+         "next": "h", "on_failure": "h"},
+        {"id": "h", "type": "handoff", "text": "Pedido {{order.body.id}}: te paso con un asesor.", "next": "back"},
+        {"id": "back", "type": "end", "text": "De vuelta."}
+    ]))).await;
+    let s = session();
+    chat(&app, &s, "desk", "hola").await;
+    chat(&app, &s, "desk", "pizza").await;
+    chat(&app, &s, "desk", "¿hola?").await;
+    assert_eq!(
+        app.return_to_bot(&s, Some(ADMIN_TOKEN)).await.status(),
+        reqwest::StatusCode::OK
+    );
+    record(
+        &app,
+        &format!("demo/conversation/webchat/{s}"),
+        "conversation__command_handoff_and_return",
+    )
+    .await;
     app.shutdown().await;
 }

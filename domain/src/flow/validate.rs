@@ -224,14 +224,14 @@ pub fn validate(graph: &FlowGraph) -> Result<(), Vec<FlowError>> {
                         "at most 3 buttons (channel limit)",
                     ));
                 }
-                if let Some(l) = list {
-                    if l.sections.iter().all(|s| s.rows.is_empty()) {
-                        errors.push(FlowError::at(
-                            id,
-                            Some("list"),
-                            "a list needs at least one row",
-                        ));
-                    }
+                if let Some(l) = list
+                    && l.sections.iter().all(|s| s.rows.is_empty())
+                {
+                    errors.push(FlowError::at(
+                        id,
+                        Some("list"),
+                        "a list needs at least one row",
+                    ));
                 }
                 if next.is_none() {
                     errors.push(FlowError::at(
@@ -378,14 +378,14 @@ pub fn validate(graph: &FlowGraph) -> Result<(), Vec<FlowError>> {
                 for text in strings(params) {
                     check_template("params", text, &mut errors);
                 }
-                if let Some(v) = save_as {
-                    if !is_variable_name(v) {
-                        errors.push(FlowError::at(
-                            id,
-                            Some("save_as"),
-                            format!("`{v}` is not a variable name"),
-                        ));
-                    }
+                if let Some(v) = save_as
+                    && !is_variable_name(v)
+                {
+                    errors.push(FlowError::at(
+                        id,
+                        Some("save_as"),
+                        format!("`{v}` is not a variable name"),
+                    ));
                 }
                 if next.is_none() {
                     errors.push(FlowError::at(id, Some("next"), "missing edge for success"));
