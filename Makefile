@@ -37,6 +37,7 @@ histories: tools
 ## Benchmarks (results go to docs/benchmarks.md by hand)
 bench: tools
 	$(CARGO) bench --bench webchat
+	$(CARGO) bench --bench flows
 
 ## Forget the local state of `zengine dev` (Temporal history and the SQLite database)
 clean-data:

@@ -46,6 +46,8 @@ pub struct ApiSettings {
     /// Bearer token of the management endpoints (publishing flows, operator actions). Empty
     /// disables them. A secret: never logged.
     pub admin_token: secrecy::SecretString,
+    /// History length at which a conversation workflow continues as new (keeps replays short).
+    pub conversation_history_limit: u32,
 }
 
 impl Default for ApiSettings {
@@ -56,6 +58,7 @@ impl Default for ApiSettings {
             webchat_timeout_ms: 30_000,
             idempotency_ttl_secs: 24 * 3600,
             admin_token: secrecy::SecretString::from(String::new()),
+            conversation_history_limit: zengine_workflows::conversation::DEFAULT_MAX_HISTORY_EVENTS,
         }
     }
 }

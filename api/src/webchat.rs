@@ -246,6 +246,7 @@ pub async fn post_message(
         flow,
         session: Default::default(),
         carry: Default::default(),
+        max_history_events: Some(state.settings.conversation_history_limit),
     };
     let message = parsed.message;
     let timeout = Duration::from_millis(state.settings.webchat_timeout_ms);

@@ -56,7 +56,15 @@ pub struct ConversationInput {
     /// Carried over by continue-as-new.
     #[serde(default)]
     pub carry: Carry,
+    /// Continue-as-new once the history has this many events (or when Temporal suggests it).
+    /// Default [`DEFAULT_MAX_HISTORY_EVENTS`].
+    #[serde(default)]
+    pub max_history_events: Option<u32>,
 }
+
+/// History length at which a conversation continues as new by default: well below Temporal's
+/// 10K-event warning, so replays stay fast.
+pub const DEFAULT_MAX_HISTORY_EVENTS: u32 = 2_000;
 
 /// State that continue-as-new carries besides the session.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -118,6 +126,7 @@ pub struct ConversationWorkflow {
     flow: FlowGraph,
     session: Session,
     carry: Carry,
+    max_history_events: Option<u32>,
     /// A message or operator action is being handled; others wait their turn so the flow
     /// sees events one at a time, in the order Temporal accepted them.
     busy: bool,
@@ -156,6 +165,7 @@ impl ConversationWorkflow {
             flow: input.flow,
             session,
             carry: input.carry,
+            max_history_events: input.max_history_events,
             busy: false,
             wait_requested: None,
             events: 0,
@@ -199,14 +209,15 @@ impl ConversationWorkflow {
                     received?;
                 }
             }
-            if ctx.continue_as_new_suggested()
-                && ctx.state(|s| !s.busy && s.wait_requested.is_none())
-            {
+            let limit = ctx.state(|s| s.max_history_events.unwrap_or(DEFAULT_MAX_HISTORY_EVENTS));
+            let long = ctx.continue_as_new_suggested() || ctx.history_length() >= limit;
+            if long && ctx.state(|s| !s.busy && s.wait_requested.is_none()) {
                 let input = ctx.state(|s| ConversationInput {
                     conversation: s.conversation.clone(),
                     flow: s.flow.clone(),
                     session: s.session.clone(),
                     carry: s.carry.clone(),
+                    max_history_events: s.max_history_events,
                 });
                 ctx.continue_as_new(input, ContinueAsNewOptions::default())?;
             }

@@ -457,3 +457,76 @@ async fn the_restaurant_example_takes_an_order_and_hands_off_when_ordering_is_un
     assert!(reply_texts(&handed)[0].contains("order.create"), "{handed}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn long_conversations_continue_as_new_without_losing_state() {
+    use temporalio_client::{WorkflowDescribeOptions, WorkflowQueryOptions};
+    use zengine_workflows::ConversationWorkflow;
+    let mut options = AppOptions::default();
+    options.api.conversation_history_limit = 25;
+    let app = spawn_app_with(options).await;
+    publish(&app, "loop", graph(json!([
+        {"id": "name", "type": "question", "text": "¿Nombre?", "save_as": "name", "next": "init"},
+        {"id": "init", "type": "set_variable", "variable": "n", "value": "0", "next": "ask"},
+        {"id": "ask", "type": "question", "text": "{{name}}, van {{n}}. ¿Otro?", "save_as": "x", "next": "inc"},
+        {"id": "inc", "type": "set_variable", "variable": "n", "value": "n + 1", "next": "ask"}
+    ]))).await;
+    let s = session();
+    let id = format!("demo/conversation/webchat/{s}");
+    chat(&app, &s, "loop", "hola").await;
+    chat(&app, &s, "loop", "Ana").await;
+    let handle = app
+        .temporal
+        .get_workflow_handle::<ConversationWorkflow>(&id);
+    let first_run = handle
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .unwrap()
+        .raw()
+        .workflow_execution_info
+        .clone()
+        .unwrap()
+        .execution
+        .unwrap()
+        .run_id;
+
+    let mut last = json!(null);
+    for i in 0..20 {
+        last = chat(&app, &s, "loop", &format!("m{i}")).await;
+    }
+
+    assert_eq!(
+        reply_texts(&last),
+        ["Ana, van 20. ¿Otro?"],
+        "state survived continue-as-new"
+    );
+    assert_eq!(last["turn"], 22);
+    let now = handle
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .unwrap()
+        .raw()
+        .workflow_execution_info
+        .clone()
+        .unwrap();
+    assert_ne!(
+        now.execution.unwrap().run_id,
+        first_run,
+        "the conversation continued as new"
+    );
+    assert!(
+        now.history_length < 40,
+        "history stays bounded: {}",
+        now.history_length
+    );
+    let status = handle
+        .query(
+            ConversationWorkflow::status,
+            (),
+            WorkflowQueryOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.turns, 22);
+    app.shutdown().await;
+}
