@@ -137,6 +137,7 @@ fn app_state(settings: &Settings, db: Database, client: Client) -> AppState {
         db,
         temporal: client,
         conversations_queue: settings.temporal.task_queue(queues::CONVERSATIONS),
+        payments_queue: settings.temporal.task_queue(queues::PAYMENTS),
         settings: Arc::new(settings.api.clone()),
     }
 }

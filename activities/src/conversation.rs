@@ -115,6 +115,7 @@ impl ConversationActivities {
     ) -> Result<CommandOutcome, ActivityError> {
         match request.command.as_str() {
             "http_request" => self.http_request(&request).await,
+            "order.create" => self.order_create(&request).await,
             other => Err(rejected(format!(
                 "command `{other}` is not available in this deployment yet"
             ))),
@@ -179,6 +180,91 @@ impl ConversationActivities {
 }
 
 impl ConversationActivities {
+    /// `order.create`: params `{customer, customer_name?, type, items, catalog?, address?,
+    /// location?}`. `items` are item objects, or `"sku:quantity"` strings priced from `catalog`
+    /// (`{"sku": {"name": .., "price": "28.00"}}`). Idempotent by the step's key.
+    async fn order_create(
+        &self,
+        request: &CommandRequest,
+    ) -> Result<CommandOutcome, ActivityError> {
+        let p = &request.params;
+        let text = |key: &str| {
+            p.get(key)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
+        let catalog = p.get("catalog").and_then(Value::as_object);
+        let mut items = Vec::new();
+        for item in p
+            .get("items")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            match item {
+                Value::String(line) => {
+                    let (sku, qty) = line.split_once(':').unwrap_or((line, "1"));
+                    let entry = catalog
+                        .and_then(|c| c.get(sku.trim()))
+                        .ok_or_else(|| rejected(format!("item `{sku}` is not in the catalog")))?;
+                    items.push(zengine_domain::order::ItemRequest {
+                        sku: Some(sku.trim().to_owned()),
+                        name: entry
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or(sku)
+                            .to_owned(),
+                        quantity: qty
+                            .trim()
+                            .parse()
+                            .map_err(|_| rejected(format!("bad quantity in `{line}`")))?,
+                        unit_price: entry.get("price").cloned().unwrap_or(Value::Null),
+                    });
+                }
+                other => items.push(
+                    serde_json::from_value(other.clone())
+                        .map_err(|e| rejected(format!("bad item {other}: {e}")))?,
+                ),
+            }
+        }
+        let location = p
+            .get("location")
+            .filter(|l| l.is_object())
+            .map(|l| serde_json::from_value(l.clone()))
+            .transpose()
+            .map_err(|e| rejected(format!("bad location: {e}")))?;
+        let order = crate::orders::CreateOrderRequest {
+            client_order_key: request.idempotency_key.clone(),
+            customer: crate::orders::CustomerRef {
+                phone: text("customer").unwrap_or_default().to_owned(),
+                name: text("customer_name").map(str::to_owned),
+            },
+            order_type: text("type").unwrap_or_default().to_owned(),
+            items,
+            address: text("address").map(str::to_owned),
+            location,
+            currency: None,
+        };
+        match crate::orders::create_order(&self.db, &request.tenant_id, &order).await {
+            Ok((order, _)) => Ok(CommandOutcome {
+                ok: true,
+                value: json!({
+                    "order_id": order.order_id,
+                    "number": order.order_number,
+                    "total": order.total.to_string(),
+                    "status": order.status,
+                    "type": order.order_type,
+                }),
+                error: None,
+            }),
+            Err(crate::orders::OrderRequestError::Other(e)) => {
+                Err(retryable(format!("order.create: {e}")))
+            }
+            Err(e) => Err(rejected(format!("order.create: {e}"))),
+        }
+    }
+
     async fn http_request(
         &self,
         request: &CommandRequest,

@@ -6,5 +6,6 @@
 
 pub mod conversation;
 pub mod db;
+pub mod orders;
 
 pub use db::{Backend, Database};

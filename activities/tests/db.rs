@@ -31,6 +31,9 @@ on_both_backends!(
     seeding_the_demo_tenant_twice_publishes_one_version,
     idempotency_records_first_writer_wins,
     expired_idempotency_records_are_invisible_replaceable_and_purged,
+    orders_are_created_once_per_client_key_and_listed_newest_first,
+    order_status_changes_are_compare_and_set,
+    events_and_surveys_are_recorded_once,
 );
 
 async fn migrations_are_idempotent(backend: Backend) {
@@ -161,5 +164,255 @@ async fn expired_idempotency_records_are_invisible_replaceable_and_purged(backen
     );
     assert_eq!(repo.purge_expired().await.unwrap(), 1);
     assert!(repo.get(&acme, "webchat", &live).await.unwrap().is_some());
+    t.drop_db().await.unwrap();
+}
+
+fn lines() -> (
+    Vec<zengine_domain::order::OrderLine>,
+    zengine_domain::money::Cents,
+) {
+    use zengine_domain::order::{ItemRequest, price_lines};
+    price_lines(&[
+        ItemRequest {
+            sku: Some("lomo".into()),
+            name: "Lomo saltado".into(),
+            quantity: 2,
+            unit_price: serde_json::json!("28.00"),
+        },
+        ItemRequest {
+            sku: None,
+            name: "Chicha".into(),
+            quantity: 1,
+            unit_price: serde_json::json!("6.50"),
+        },
+    ])
+    .unwrap()
+}
+
+fn new_order<'a>(
+    tenant: &'a TenantId,
+    key: &'a str,
+    hash: &'a str,
+    phone: &'a str,
+    lines: &'a [zengine_domain::order::OrderLine],
+    total: zengine_domain::money::Cents,
+) -> zengine_activities::db::NewOrder<'a> {
+    zengine_activities::db::NewOrder {
+        tenant_id: tenant,
+        client_key: key,
+        request_hash: hash,
+        customer_phone: phone,
+        customer_name: Some("Ana"),
+        order_type: zengine_domain::order::OrderType::Delivery,
+        lines,
+        total,
+        currency: "PEN",
+        address: Some("Av. Larco 123"),
+        location: Some(zengine_domain::Location {
+            lat: -12.12,
+            lon: -77.03,
+        }),
+        summary: "2 x Lomo saltado; 1 x Chicha",
+    }
+}
+
+async fn orders_are_created_once_per_client_key_and_listed_newest_first(backend: Backend) {
+    use zengine_activities::db::{CreateOrderError, OrderFilter};
+    use zengine_domain::order::OrderStatus;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let other = TenantId::parse("other").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    t.db.tenants()
+        .upsert(&other, "Other", "main")
+        .await
+        .unwrap();
+    let (lines, total) = lines();
+    let (first, created) =
+        t.db.orders()
+            .create(new_order(&acme, "k1", "h1", "+51911", &lines, total))
+            .await
+            .unwrap();
+    assert!(created);
+    assert_eq!(
+        (first.order_number, first.total.0, first.status),
+        (1001, 6250, OrderStatus::Pending)
+    );
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.location.unwrap().lat, -12.12);
+    let (again, created) =
+        t.db.orders()
+            .create(new_order(&acme, "k1", "h1", "+51911", &lines, total))
+            .await
+            .unwrap();
+    assert!(!created);
+    assert_eq!(again, first);
+    assert!(matches!(
+        t.db.orders()
+            .create(new_order(
+                &acme,
+                "k1",
+                "other-hash",
+                "+51911",
+                &lines,
+                total
+            ))
+            .await,
+        Err(CreateOrderError::KeyReused)
+    ));
+    let (second, _) =
+        t.db.orders()
+            .create(new_order(&acme, "k2", "h2", "+51922", &lines, total))
+            .await
+            .unwrap();
+    assert_eq!(second.order_number, 1002);
+    t.db.orders()
+        .create(new_order(&other, "k1", "h1", "+51911", &lines, total))
+        .await
+        .unwrap();
+
+    let all =
+        t.db.orders()
+            .list(
+                &acme,
+                OrderFilter {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    assert_eq!(
+        all.iter().map(|o| o.order_number).collect::<Vec<_>>(),
+        [1002, 1001]
+    );
+    let by_phone =
+        t.db.orders()
+            .list(
+                &acme,
+                OrderFilter {
+                    customer_phone: Some("+51911"),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    assert_eq!(by_phone.len(), 1);
+    let page =
+        t.db.orders()
+            .list(
+                &acme,
+                OrderFilter {
+                    before_number: Some(1002),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    assert_eq!(page.len(), 1);
+    assert!(
+        t.db.orders()
+            .get(&other, &first.order_id)
+            .await
+            .unwrap()
+            .is_none(),
+        "orders are per tenant"
+    );
+    t.drop_db().await.unwrap();
+}
+
+async fn order_status_changes_are_compare_and_set(backend: Backend) {
+    use zengine_activities::db::OrderFilter;
+    use zengine_domain::order::OrderStatus;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    let (lines, total) = lines();
+    let (order, _) =
+        t.db.orders()
+            .create(new_order(&acme, "k1", "h1", "+51911", &lines, total))
+            .await
+            .unwrap();
+    assert!(
+        t.db.orders()
+            .set_status(
+                &acme,
+                &order.order_id,
+                OrderStatus::Pending,
+                OrderStatus::Paid
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.db
+            .orders()
+            .set_status(
+                &acme,
+                &order.order_id,
+                OrderStatus::Pending,
+                OrderStatus::Paid
+            )
+            .await
+            .unwrap()
+    );
+    let paid =
+        t.db.orders()
+            .list(
+                &acme,
+                OrderFilter {
+                    status: Some(OrderStatus::Paid),
+                    limit: 5,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    assert_eq!(paid.len(), 1);
+    t.drop_db().await.unwrap();
+}
+
+async fn events_and_surveys_are_recorded_once(backend: Backend) {
+    use zengine_activities::db::NewEvent;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    let payload = serde_json::json!({"x": 1});
+    let event = NewEvent {
+        event_id: "e-1",
+        tenant_id: &acme,
+        event_type: "Order.StatusChanged",
+        subject: "o-1",
+        payload: &payload,
+    };
+    assert!(t.db.events().record(event.clone()).await.unwrap());
+    assert!(!t.db.events().record(event).await.unwrap());
+    assert_eq!(
+        t.db.events()
+            .list(&acme, "Order.StatusChanged")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        t.db.events()
+            .record_survey(&acme, "s-1", "c-1", 4, Some("bien"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.db
+            .events()
+            .record_survey(&acme, "s-1", "c-1", 5, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        t.db.events().survey_summary(&acme).await.unwrap(),
+        (1, Some(4.0))
+    );
     t.drop_db().await.unwrap();
 }

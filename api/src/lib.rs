@@ -8,6 +8,7 @@
 mod error;
 mod management;
 mod metrics;
+mod orders;
 pub mod webchat;
 
 use std::future::Future;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub temporal: Client,
     /// Concrete name of the conversations task queue (with the deployment's prefix).
     pub conversations_queue: String,
+    /// Concrete name of the payments task queue (order workflows).
+    pub payments_queue: String,
     pub settings: Arc<ApiSettings>,
 }
 
@@ -81,6 +84,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/webchat/messages",
             post(webchat::post_message).get(webchat::get_messages),
         )
+        .route("/v1/orders", post(orders::create).get(orders::list))
+        .route("/v1/orders/{id}", get(orders::get))
+        .route("/v1/orders/{id}/status", post(orders::change_status))
         .route(
             "/v1/tenants/{tenant}/flows/{name}",
             axum::routing::put(management::publish_flow).get(management::get_flow),

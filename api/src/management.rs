@@ -19,7 +19,7 @@ use zengine_workflows::ConversationWorkflow;
 use crate::{ApiError, AppState, ErrorCode};
 
 /// Checks the bearer token in constant time.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let expected = state.settings.admin_token.expose_secret();
     if expected.is_empty() {
         return Err(ApiError::new(

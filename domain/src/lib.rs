@@ -7,6 +7,10 @@
 pub mod flow;
 pub mod ids;
 pub mod message;
+pub mod money;
+pub mod order;
 
-pub use ids::{Channel, ConversationId, IdError, IdempotencyKey, SessionId, TenantId};
+pub use ids::{
+    Channel, ConversationId, IdError, IdempotencyKey, SessionId, TenantId, order_workflow_id,
+};
 pub use message::{Choice, InboundMedia, InboundMessage, Location, Reply};

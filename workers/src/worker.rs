@@ -18,8 +18,9 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::sync::oneshot;
 use zengine_activities::Database;
 use zengine_activities::conversation::ConversationActivities;
-use zengine_workflows::ConversationWorkflow;
+use zengine_activities::orders::OrderActivities;
 use zengine_workflows::names::queues;
+use zengine_workflows::{ConversationWorkflow, OrderWorkflow};
 
 use crate::temporal::TemporalSettings;
 
@@ -43,7 +44,10 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
-            queues: vec![queues::CONVERSATIONS.to_owned()],
+            queues: vec![
+                queues::CONVERSATIONS.to_owned(),
+                queues::PAYMENTS.to_owned(),
+            ],
             max_cached_workflows: 1000,
             sticky_schedule_to_start_timeout_ms: 5_000,
             graceful_shutdown_secs: 20,
@@ -64,6 +68,9 @@ fn worker_options(
         queues::CONVERSATIONS => builder
             .register_workflow::<ConversationWorkflow>()?
             .register_activities(ConversationActivities::new(db.clone())),
+        queues::PAYMENTS => builder
+            .register_workflow::<OrderWorkflow>()?
+            .register_activities(OrderActivities::new(db.clone())),
         other if queues::ALL.contains(&other) => return Ok(None),
         other => anyhow::bail!(
             "unknown task queue `{other}` (known: {})",

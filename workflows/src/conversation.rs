@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, CancellableFuture, ContinueAsNewOptions, WorkflowCancellationError,
-    WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, CancellableFuture, ChildWorkflowOptions, ContinueAsNewOptions,
+    ParentClosePolicy, WorkflowCancellationError, WorkflowContext, WorkflowContextView,
+    WorkflowResult,
 };
 use zengine_activities::conversation::{
     COMMAND_REJECTED, CommandRequest, ConversationActivities, EventRecord, SurveyRecord,
@@ -27,6 +28,7 @@ use zengine_domain::flow::{CommandOutcome, Effect, FlowGraph, Mode, Session, Sta
 use zengine_domain::{ConversationId, InboundMessage, Reply};
 
 use crate::names::TENANT_ID;
+use crate::order::{OrderInput, OrderWorkflow};
 
 /// Workflow type name.
 pub const WORKFLOW_TYPE: &str = "Conversation";
@@ -381,7 +383,7 @@ impl ConversationWorkflow {
                         tenant_id: s.conversation.tenant.clone(),
                         conversation_id: s.conversation.workflow_id(),
                         node,
-                        command,
+                        command: command.clone(),
                         params,
                         idempotency_key: step.clone(),
                     });
@@ -397,6 +399,7 @@ impl ConversationWorkflow {
                                     .build(),
                             )
                             .build();
+                    let started_order = command == "order.create";
                     let outcome = match ctx
                         .execute_activity(ConversationActivities::run_command, request, options)
                         .await
@@ -408,6 +411,9 @@ impl ConversationWorkflow {
                             error: Some(failure_message(&e)),
                         },
                     };
+                    if started_order && outcome.ok {
+                        Self::start_order_workflow(ctx, &outcome.value).await;
+                    }
                     turn = ctx.state_mut(|s| s.flow.on_command_result(&mut s.session, outcome));
                 }
                 Effect::Wait { seconds, .. } => {
@@ -449,6 +455,45 @@ impl ConversationWorkflow {
             }
         }
     }
+}
+
+impl ConversationWorkflow {
+    /// Starts the lifecycle workflow of an order the flow created (on the `payments` queue;
+    /// it outlives the conversation). An order workflow that already runs is fine.
+    async fn start_order_workflow(ctx: &mut WorkflowContext<Self>, order: &serde_json::Value) {
+        let Some(order_id) = order.get("order_id").and_then(serde_json::Value::as_str) else {
+            return;
+        };
+        let order_type = order
+            .get("type")
+            .cloned()
+            .and_then(|t| serde_json::from_value(t).ok())
+            .unwrap_or(zengine_domain::order::OrderType::Pickup);
+        let tenant = ctx.state(|s| s.conversation.tenant.clone());
+        let queue = sibling_queue(ctx.task_queue(), crate::names::queues::PAYMENTS);
+        let options = ChildWorkflowOptions::builder()
+            .workflow_id(zengine_domain::order_workflow_id(&tenant, order_id))
+            .task_queue(queue)
+            .parent_close_policy(ParentClosePolicy::Abandon)
+            .build();
+        let input = OrderInput {
+            tenant_id: tenant,
+            order_id: order_id.to_owned(),
+            order_type,
+        };
+        // Not awaited to completion: only the start matters here.
+        let _ = ctx
+            .start_child_workflow(OrderWorkflow::run, input, options)
+            .await;
+    }
+}
+
+/// The queue named `base` beside `queue` (same deployment prefix).
+fn sibling_queue(queue: &str, base: &str) -> String {
+    let prefix = queue
+        .strip_suffix(crate::names::queues::CONVERSATIONS)
+        .unwrap_or("");
+    crate::names::task_queue(prefix, base)
 }
 
 fn record_options() -> ActivityOptions {

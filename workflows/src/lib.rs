@@ -26,6 +26,8 @@
 pub mod conversation;
 pub mod flows;
 pub mod names;
+pub mod order;
 pub mod replay;
 
 pub use conversation::ConversationWorkflow;
+pub use order::OrderWorkflow;

@@ -11,12 +11,13 @@ use temporalio_client::WorkflowHistory;
 use temporalio_common::protos::temporal::api::history::v1::{History, HistoryEvent};
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
-use crate::ConversationWorkflow;
+use crate::{ConversationWorkflow, OrderWorkflow};
 
 /// A replayer that knows every ZEngine workflow.
 pub fn replayer() -> anyhow::Result<WorkflowReplayer> {
     let options = WorkflowReplayerOptions::new()
         .register_workflow::<ConversationWorkflow>()?
+        .register_workflow::<OrderWorkflow>()?
         .build();
     Ok(WorkflowReplayer::new(options)?)
 }

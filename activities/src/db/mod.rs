@@ -7,6 +7,7 @@
 
 mod events;
 mod idempotency;
+mod orders;
 pub mod seed;
 mod tenants;
 #[cfg(feature = "test-support")]
@@ -21,6 +22,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
 pub use events::{EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
+pub use orders::{CreateOrderError, NewOrder, Order, OrderFilter, OrderRepo};
 pub use tenants::{Tenant, TenantRepo};
 
 /// Domain database configuration.
@@ -156,6 +158,10 @@ impl Database {
 
     pub fn events(&self) -> EventRepo<'_> {
         EventRepo { db: self }
+    }
+
+    pub fn orders(&self) -> OrderRepo<'_> {
+        OrderRepo { db: self }
     }
 
     /// Checks that the database answers.

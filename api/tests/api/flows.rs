@@ -420,7 +420,9 @@ async fn the_hotel_example_reserves_with_validation_and_totals() {
 }
 
 #[tokio::test]
-async fn the_restaurant_example_takes_an_order_and_hands_off_when_ordering_is_unavailable() {
+async fn the_restaurant_example_creates_a_real_order_and_hands_the_payment_to_review() {
+    use temporalio_client::WorkflowQueryOptions;
+    use zengine_workflows::OrderWorkflow;
     let app = spawn_app().await;
     let s = session();
     let welcome = chat(&app, &s, "restaurant", "hola").await;
@@ -440,7 +442,8 @@ async fn the_restaurant_example_takes_an_order_and_hands_off_when_ordering_is_un
     chat(&app, &s, "restaurant", "1").await;
     chat(&app, &s, "restaurant", "no").await;
     chat(&app, &s, "restaurant", "delivery").await;
-    let summary = chat(&app, &s, "restaurant", "-12.12, -77.03").await;
+    chat(&app, &s, "restaurant", "-12.12, -77.03").await;
+    let summary = chat(&app, &s, "restaurant", "+51 987 654 321").await;
     assert_eq!(
         reply_texts(&summary)[0],
         "Tu pedido: 2 x lomo; 1 x chicha; Total: S/ 62 (delivery)."
@@ -452,9 +455,52 @@ async fn the_restaurant_example_takes_an_order_and_hands_off_when_ordering_is_un
         .post_webchat_json("r-img", json!({"session_id": s, "text": "", "media": {"kind": "image", "reference": "https://cdn.example/yape.jpg"}}))
         .await;
     assert_eq!(status, StatusCode::OK, "{handed}");
-    // `order.create` is not offered by this deployment yet: the failure edge hands off.
+    // The order is real; `payment.verify` is not offered yet, so the payment goes to review.
     assert_eq!(handed["mode"], "AGENT_HANDOFF");
-    assert!(reply_texts(&handed)[0].contains("order.create"), "{handed}");
+    let text = reply_texts(&handed)[0].clone();
+    assert!(
+        text.starts_with("Pedido N° 1001 registrado (S/ 62.00)"),
+        "{text}"
+    );
+
+    let db = &app.database.as_ref().unwrap().db;
+    let demo = TenantId::parse("demo").unwrap();
+    let orders = db.orders().list(&demo, Default::default()).await.unwrap();
+    assert!(orders.is_empty(), "limit 0 lists nothing");
+    let orders = db
+        .orders()
+        .list(
+            &demo,
+            zengine_activities::db::OrderFilter {
+                limit: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(orders.len(), 1);
+    let order = &orders[0];
+    assert_eq!(
+        (order.total.0, order.customer_phone.as_str()),
+        (6200, "+51987654321")
+    );
+    assert_eq!(
+        order
+            .items
+            .iter()
+            .map(|l| (l.name.as_str(), l.quantity))
+            .collect::<Vec<_>>(),
+        [("Lomo saltado", 2), ("Chicha morada", 1)]
+    );
+    assert_eq!(order.location.unwrap().lat, -12.12);
+    // Its lifecycle workflow was started by the conversation and outlives it.
+    let view = app
+        .temporal
+        .get_workflow_handle::<OrderWorkflow>(format!("demo/order/{}", order.order_id))
+        .query(OrderWorkflow::status, (), WorkflowQueryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(view.status, zengine_domain::order::OrderStatus::Pending);
     app.shutdown().await;
 }
 

@@ -97,7 +97,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         let rx = stop_rx.clone();
         tokio::spawn(async move {
             let worker_settings = WorkerSettings {
-                queues: vec![queues::CONVERSATIONS.to_owned()],
+                queues: vec![
+                    queues::CONVERSATIONS.to_owned(),
+                    queues::PAYMENTS.to_owned(),
+                ],
                 metrics_addr: String::new(),
                 graceful_shutdown_secs: 1,
                 ..WorkerSettings::default()
@@ -109,6 +112,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         db: database.db.clone(),
         temporal: temporal.clone(),
         conversations_queue: temporal_settings.task_queue(queues::CONVERSATIONS),
+        payments_queue: temporal_settings.task_queue(queues::PAYMENTS),
         settings: Arc::new(options.api),
     };
     let app = Application::build(state).await.expect("bind the API");

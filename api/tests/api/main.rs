@@ -4,4 +4,5 @@
 mod flows;
 mod helpers;
 mod histories;
+mod orders;
 mod webchat;

@@ -25,6 +25,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
     Literal(Value),
+    List(Vec<Expr>),
     Var(Vec<String>),
     Not(Box<Expr>),
     Neg(Box<Expr>),
@@ -70,6 +71,9 @@ enum Tok {
     Sym(&'static str),
     LParen,
     RParen,
+    LBracket,
+    RBracket,
+    Comma,
 }
 
 fn lex(src: &str) -> Result<Vec<(usize, Tok)>, ExprError> {
@@ -87,6 +91,18 @@ fn lex(src: &str) -> Result<Vec<(usize, Tok)>, ExprError> {
             }
             b')' => {
                 out.push((start, Tok::RParen));
+                i += 1;
+            }
+            b'[' => {
+                out.push((start, Tok::LBracket));
+                i += 1;
+            }
+            b']' => {
+                out.push((start, Tok::RBracket));
+                i += 1;
+            }
+            b',' => {
+                out.push((start, Tok::Comma));
                 i += 1;
             }
             b'\'' | b'"' => {
@@ -307,14 +323,32 @@ impl Parser {
                     _ => self.err("expected `)`"),
                 }
             }
+            Tok::LBracket => {
+                let mut items = Vec::new();
+                if matches!(self.toks.get(self.pos), Some((_, Tok::RBracket))) {
+                    self.pos += 1;
+                    return Ok(Expr::List(items));
+                }
+                loop {
+                    items.push(self.or()?);
+                    match self.toks.get(self.pos) {
+                        Some((_, Tok::Comma)) => self.pos += 1,
+                        Some((_, Tok::RBracket)) => {
+                            self.pos += 1;
+                            return Ok(Expr::List(items));
+                        }
+                        _ => return self.err("expected `,` or `]`"),
+                    }
+                }
+            }
             Tok::Sym("-") => Ok(Expr::Neg(Box::new(self.atom()?))),
             Tok::Sym(s) => {
                 self.pos -= 1;
                 self.err(format!("unexpected `{s}`"))
             }
-            Tok::RParen => {
+            Tok::RParen | Tok::RBracket | Tok::Comma => {
                 self.pos -= 1;
-                self.err("unexpected `)`")
+                self.err("unexpected punctuation")
             }
         }
     }
@@ -367,6 +401,7 @@ impl Expr {
                 r.check_regexes()
             }
             Expr::Not(e) | Expr::Neg(e) => e.check_regexes(),
+            Expr::List(items) => items.iter().try_for_each(Expr::check_regexes),
             _ => Ok(()),
         }
     }
@@ -380,6 +415,7 @@ impl Expr {
                 r.variables(out);
             }
             Expr::Not(e) | Expr::Neg(e) => e.variables(out),
+            Expr::List(items) => items.iter().for_each(|e| e.variables(out)),
             Expr::Literal(_) => {}
         }
     }
@@ -388,6 +424,7 @@ impl Expr {
     pub fn eval(&self, vars: &BTreeMap<String, Value>) -> Value {
         match self {
             Expr::Literal(v) => v.clone(),
+            Expr::List(items) => Value::Array(items.iter().map(|e| e.eval(vars)).collect()),
             Expr::Var(path) => lookup(vars, path),
             Expr::Not(e) => Value::Bool(!truthy(&e.eval(vars))),
             Expr::Neg(e) => as_number(&e.eval(vars))
@@ -544,7 +581,12 @@ mod tests {
         assert_eq!(eval("'Hola ' + name", vars.clone()), json!("Hola Ana"));
         assert_eq!(eval("n / 0", vars.clone()), Value::Null);
         assert_eq!(eval("missing == null", vars.clone()), json!(true));
-        assert_eq!(eval("-n + 1", vars), json!(-2));
+        assert_eq!(eval("-n + 1", vars.clone()), json!(-2));
+        assert_eq!(
+            eval("[] + 'a' + (name + ':' + n)", vars.clone()),
+            json!(["a", "Ana:3"])
+        );
+        assert_eq!(eval("[1, n, [name]]", vars), json!([1, 3, ["Ana"]]));
     }
 
     #[test]

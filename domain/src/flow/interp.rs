@@ -415,10 +415,24 @@ impl FlowGraph {
     }
 }
 
-/// Renders `{{variables}}` in every string of a JSON value.
+/// Renders `{{variables}}` in every string of a JSON value. A string that is exactly one
+/// placeholder (`"{{cart}}"`) becomes the variable's JSON value itself (a list stays a list).
 fn render_json(value: &Value, vars: &BTreeMap<String, Value>) -> Value {
     match value {
-        Value::String(s) => Value::String(render(s, vars)),
+        Value::String(s) => {
+            let trimmed = s.trim();
+            let inner = trimmed
+                .strip_prefix("{{")
+                .and_then(|r| r.strip_suffix("}}"))
+                .filter(|r| !r.contains("{{") && !r.contains("}}"));
+            match inner {
+                Some(path) => {
+                    let path: Vec<String> = path.trim().split('.').map(str::to_owned).collect();
+                    super::expr::lookup(vars, &path)
+                }
+                None => Value::String(render(s, vars)),
+            }
+        }
         Value::Array(items) => Value::Array(items.iter().map(|v| render_json(v, vars)).collect()),
         Value::Object(map) => Value::Object(
             map.iter()

@@ -1,0 +1,225 @@
+//! Order activities and the shared order-creation logic (used by `POST /v1/orders` and by the
+//! `order.create` flow command).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use zengine_domain::order::{
+    FieldError, ItemRequest, OrderStatus, OrderType, check_destination, price_lines,
+};
+use zengine_domain::{Location, TenantId};
+
+use crate::db::{CreateOrderError, Database, NewEvent, NewOrder, Order};
+
+/// A request to create an order (the body of `POST /v1/orders`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    /// The caller's idempotency key for this order.
+    pub client_order_key: String,
+    pub customer: CustomerRef,
+    #[serde(rename = "type")]
+    pub order_type: String,
+    pub items: Vec<ItemRequest>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub location: Option<Location>,
+    #[serde(default)]
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerRef {
+    pub phone: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Why an order could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderRequestError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("client_order_key was already used for a different order")]
+    KeyReused,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+fn field(field: &str, message: &str) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// Validates, prices and stores an order (idempotent by `client_order_key`); returns the order
+/// and whether this call created it.
+pub async fn create_order(
+    db: &Database,
+    tenant_id: &TenantId,
+    request: &CreateOrderRequest,
+) -> Result<(Order, bool), OrderRequestError> {
+    let mut errors = Vec::new();
+    let key = request.client_order_key.trim();
+    if key.is_empty() || key.len() > 128 {
+        errors.push(field("client_order_key", "must be 1 to 128 characters"));
+    }
+    let phone: String = request
+        .customer
+        .phone
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    if !(7..=15).contains(&digits) || !phone.chars().all(|c| c.is_ascii_digit() || c == '+') {
+        errors.push(field(
+            "customer.phone",
+            "must be a phone number (7 to 15 digits, optional +)",
+        ));
+    }
+    let order_type: Option<OrderType> = match request.order_type.parse() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(field("type", &e));
+            None
+        }
+    };
+    let currency = request.currency.clone().unwrap_or_else(|| "PEN".to_owned());
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        errors.push(field("currency", "must be an ISO 4217 code such as PEN"));
+    }
+    let priced = match price_lines(&request.items) {
+        Ok(p) => Some(p),
+        Err(mut e) => {
+            errors.append(&mut e);
+            None
+        }
+    };
+    if let Some(kind) = order_type
+        && let Err(e) = check_destination(kind, request.address.as_deref(), request.location)
+    {
+        errors.push(e);
+    }
+    let (Some(order_type), Some((lines, total)), true) = (order_type, priced, errors.is_empty())
+    else {
+        return Err(OrderRequestError::Invalid(errors));
+    };
+    let summary = lines
+        .iter()
+        .map(|l| format!("{} x {}", l.quantity, l.name))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(request).map_err(anyhow::Error::from)?);
+    let hash = hex::encode(hasher.finalize());
+    db.orders()
+        .create(NewOrder {
+            tenant_id,
+            client_key: key,
+            request_hash: &hash,
+            customer_phone: &phone,
+            customer_name: request.customer.name.as_deref(),
+            order_type,
+            lines: &lines,
+            total,
+            currency: &currency,
+            address: request.address.as_deref(),
+            location: request.location,
+            summary: &summary,
+        })
+        .await
+        .map_err(|e| match e {
+            CreateOrderError::KeyReused => OrderRequestError::KeyReused,
+            CreateOrderError::Other(e) => OrderRequestError::Other(e),
+        })
+}
+
+/// Input of [`OrderActivities::set_status`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub tenant_id: TenantId,
+    pub order_id: String,
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+    /// Who asked: `operator`, `payment`, `tracking`, …
+    pub source: String,
+    pub reason: Option<String>,
+    /// Deterministic, from the workflow: the event id of this change.
+    pub event_id: String,
+}
+
+pub struct OrderActivities {
+    db: Database,
+}
+
+impl OrderActivities {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+#[activities]
+impl OrderActivities {
+    /// Writes a status change (compare-and-set, so a retry after a crash is harmless) and its
+    /// `Order.StatusChanged` event.
+    #[activity(name = "SetOrderStatus")]
+    pub async fn set_status(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        change: StatusChange,
+    ) -> Result<(), ActivityError> {
+        let moved = self
+            .db
+            .orders()
+            .set_status(&change.tenant_id, &change.order_id, change.from, change.to)
+            .await?;
+        if !moved {
+            let current = self
+                .db
+                .orders()
+                .get(&change.tenant_id, &change.order_id)
+                .await?;
+            match current {
+                // A retry of a write that already happened.
+                Some(order) if order.status == change.to => {}
+                Some(order) => {
+                    return Err(ActivityError::application(
+                        ApplicationFailure::non_retryable(anyhow::anyhow!(
+                            "order {} is {} in the database, expected {}",
+                            change.order_id,
+                            order.status,
+                            change.from
+                        )),
+                    ));
+                }
+                None => {
+                    return Err(ActivityError::application(
+                        ApplicationFailure::non_retryable(anyhow::anyhow!(
+                            "order {} does not exist",
+                            change.order_id
+                        )),
+                    ));
+                }
+            }
+        }
+        self.db
+            .events()
+            .record(NewEvent {
+                event_id: &change.event_id,
+                tenant_id: &change.tenant_id,
+                event_type: "Order.StatusChanged",
+                subject: &change.order_id,
+                payload: &json!({"from": change.from, "to": change.to, "source": change.source, "reason": change.reason}),
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,289 @@
+//! Orders API: `POST/GET /v1/orders`, `GET /v1/orders/{id}`, `POST /v1/orders/{id}/status`.
+//! The tenant is `x-tenant-id`; the caller authenticates with the management bearer token.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use temporalio_client::errors::WorkflowUpdateError;
+use temporalio_client::{
+    WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowStartOptions,
+};
+use zengine_activities::db::{Order, OrderFilter};
+use zengine_activities::orders::{CreateOrderRequest, OrderRequestError, create_order};
+use zengine_domain::order::OrderStatus;
+use zengine_domain::{TenantId, order_workflow_id};
+use zengine_workflows::OrderWorkflow;
+use zengine_workflows::order::{ChangeStatus, OrderInput};
+
+use crate::management::authorize;
+use crate::webchat::TENANT_HEADER;
+use crate::{ApiError, AppState, ErrorCode};
+
+async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
+    authorize(state, headers)?;
+    let raw = headers
+        .get(&TENANT_HEADER)
+        .ok_or_else(|| {
+            ApiError::bad_request(ErrorCode::MissingHeader, "header `x-tenant-id` is required")
+        })?
+        .to_str()
+        .map_err(|_| {
+            ApiError::bad_request(
+                ErrorCode::InvalidHeader,
+                "header `x-tenant-id` is not ASCII",
+            )
+        })?;
+    let tenant_id = TenantId::parse(raw).map_err(|e| {
+        ApiError::bad_request(
+            ErrorCode::InvalidHeader,
+            format!("header `x-tenant-id`: {e}"),
+        )
+    })?;
+    if state.db.tenants().get(&tenant_id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownTenant,
+            format!("tenant `{tenant_id}` does not exist"),
+        ));
+    }
+    Ok(tenant_id)
+}
+
+fn order_json(order: &Order) -> serde_json::Value {
+    json!({
+        "order_id": order.order_id,
+        "order_number": order.order_number,
+        "client_order_key": order.client_key,
+        "status": order.status,
+        "type": order.order_type,
+        "customer": {"phone": order.customer_phone, "name": order.customer_name},
+        "items": order.items.iter().map(|l| json!({
+            "sku": l.sku, "name": l.name, "quantity": l.quantity,
+            "unit_price": l.unit_price.to_string(), "line_total": l.line_total.to_string(),
+        })).collect::<Vec<_>>(),
+        "total": order.total.to_string(),
+        "currency": order.currency,
+        "address": order.address,
+        "location": order.location,
+        "summary": order.summary,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    })
+}
+
+/// `POST /v1/orders`: validates, stores (idempotent by `client_order_key`) and starts the order
+/// workflow. 201 when created, 200 with the same order when the key was seen before.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, &headers).await?;
+    let body = crate::read_body(body)?;
+    let request: CreateOrderRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })?;
+    let (order, created) = create_order(&state.db, &tenant_id, &request)
+        .await
+        .map_err(|e| match e {
+            OrderRequestError::Invalid(errors) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidField,
+                errors.first().map(ToString::to_string).unwrap_or_default(),
+            )
+            .with_details(errors.iter().map(ToString::to_string).collect()),
+            OrderRequestError::KeyReused => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyKeyReused,
+                "client_order_key was already used for a different order",
+            ),
+            OrderRequestError::Other(e) => ApiError::internal(e),
+        })?;
+    // Idempotent too: an order whose workflow already runs keeps it.
+    let options = WorkflowStartOptions::new(
+        state.payments_queue.clone(),
+        order_workflow_id(&tenant_id, &order.order_id),
+    )
+    .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+    .build();
+    let input = OrderInput {
+        tenant_id: tenant_id.clone(),
+        order_id: order.order_id.clone(),
+        order_type: order.order_type,
+    };
+    state
+        .temporal
+        .start_workflow(OrderWorkflow::run, input, options)
+        .await
+        .map_err(|e| {
+            tracing::error!(error.message = %e, "Failed to start the order workflow");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the order is stored but its workflow could not start; retry with the same client_order_key",
+            )
+        })?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(order_json(&order))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    customer_phone: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    /// Orders with a smaller number than this (the `next_before` of the previous page).
+    before: Option<i64>,
+}
+
+/// `GET /v1/orders?customer_phone=&status=&limit=&before=`: newest first, keyset pagination.
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, &headers).await?;
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, e.body_text()))?;
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<OrderStatus>)
+        .transpose()
+        .map_err(|e| {
+            ApiError::bad_request(ErrorCode::InvalidField, format!("query `status`: {e}"))
+        })?;
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidField,
+            "query `limit`: must be 1 to 100",
+        ));
+    }
+    let orders = state
+        .db
+        .orders()
+        .list(
+            &tenant_id,
+            OrderFilter {
+                customer_phone: query.customer_phone.as_deref(),
+                status,
+                before_number: query.before,
+                limit,
+            },
+        )
+        .await?;
+    let next_before = (orders.len() as i64 == limit)
+        .then(|| orders.last().map(|o| o.order_number))
+        .flatten();
+    Ok(Json(json!({
+        "orders": orders.iter().map(order_json).collect::<Vec<_>>(),
+        "next_before": next_before,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/orders/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, &headers).await?;
+    let order = state
+        .db
+        .orders()
+        .get(&tenant_id, &order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("order `{order_id}` does not exist")))?;
+    Ok(Json(order_json(&order)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusBody {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /v1/orders/{id}/status` `{status, reason}`: an operator moves the order.
+pub async fn change_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, &headers).await?;
+    let body = crate::read_body(body)?;
+    let body: StatusBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })?;
+    let to: OrderStatus = body.status.parse().map_err(|e: String| {
+        ApiError::bad_request(ErrorCode::InvalidField, format!("field `status`: {e}"))
+    })?;
+    if state
+        .db
+        .orders()
+        .get(&tenant_id, &order_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "order `{order_id}` does not exist"
+        )));
+    }
+    let handle = state
+        .temporal
+        .get_workflow_handle::<OrderWorkflow>(order_workflow_id(&tenant_id, &order_id));
+    let change = ChangeStatus {
+        to,
+        source: "operator".into(),
+        reason: body.reason,
+    };
+    match handle
+        .execute_update(
+            OrderWorkflow::change_status,
+            change,
+            WorkflowExecuteUpdateOptions::default(),
+        )
+        .await
+    {
+        Ok(view) => Ok(Json(view).into_response()),
+        Err(WorkflowUpdateError::Failed(failure)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            failure.message.clone(),
+        )),
+        Err(WorkflowUpdateError::NotFound(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "the order is closed (delivered or cancelled)",
+        )),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("already completed") {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    "the order is closed (delivered or cancelled)",
+                ));
+            }
+            tracing::error!(error.message = %e, "ChangeStatus failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the workflow service is unavailable; retry later",
+            ))
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The order workflow: one per order (`{tenant}/order/{order_id}`), on the `payments` queue.
+//!
+//! It owns the order's lifecycle — PENDING → PAID → PREPARING → DISPATCHED → DELIVERED, or
+//! CANCELLED — and is moved by status changes from payments, tracking and operators through the
+//! `ChangeStatus` update. Invalid transitions are rejected by the update's validator, so they
+//! never reach the history. Each accepted change is written to the database by an activity
+//! (compare-and-set, plus an `Order.StatusChanged` event) before the update answers.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use temporalio_common::RetryPolicy;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, WorkflowCancellationError, WorkflowContext, WorkflowContextView,
+    WorkflowResult,
+};
+use zengine_activities::orders::{OrderActivities, StatusChange};
+use zengine_domain::TenantId;
+use zengine_domain::order::{OrderStatus, OrderType};
+
+use crate::names::TENANT_ID;
+
+pub const WORKFLOW_TYPE: &str = "Order";
+pub const UPDATE_CHANGE_STATUS: &str = "ChangeStatus";
+pub const QUERY_STATUS: &str = "Status";
+
+/// Input of an order workflow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderInput {
+    pub tenant_id: TenantId,
+    pub order_id: String,
+    pub order_type: OrderType,
+}
+
+/// A requested status change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeStatus {
+    pub to: OrderStatus,
+    /// `operator`, `payment`, `tracking`, …
+    pub source: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One accepted change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+    pub source: String,
+    pub reason: Option<String>,
+}
+
+/// Snapshot returned by the `Status` query and by `ChangeStatus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub order_id: String,
+    pub status: OrderStatus,
+    pub transitions: Vec<Transition>,
+}
+
+#[workflow]
+pub struct OrderWorkflow {
+    input: OrderInput,
+    status: OrderStatus,
+    transitions: Vec<Transition>,
+    /// A change is being written; the next one waits.
+    busy: bool,
+}
+
+type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+#[workflow_methods]
+impl OrderWorkflow {
+    #[init]
+    pub fn new(_ctx: &WorkflowContextView, input: OrderInput) -> Self {
+        Self {
+            input,
+            status: OrderStatus::Pending,
+            transitions: Vec::new(),
+            busy: false,
+        }
+    }
+
+    #[run(name = WORKFLOW_TYPE)]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<OrderView> {
+        let tenant = ctx.state(|s| s.input.tenant_id.to_string());
+        ctx.upsert_search_attributes([TENANT_ID.value_set(tenant)]);
+        ctx.wait_condition(|s: &Self| s.status.is_final() && !s.busy)
+            .await?;
+        Ok(ctx.state(Self::view))
+    }
+
+    #[update_validator(change_status)]
+    pub fn validate_change(
+        &self,
+        _ctx: &WorkflowContextView,
+        change: &ChangeStatus,
+    ) -> Result<(), HandlerError> {
+        if !self.status.can_become(change.to, self.input.order_type) {
+            return Err(format!("an order in {} cannot become {}", self.status, change.to).into());
+        }
+        if change.source.is_empty() || change.source.len() > 64 {
+            return Err("source must be 1 to 64 characters".into());
+        }
+        Ok(())
+    }
+
+    /// Moves the order; answers with the new state once it is stored.
+    #[update(name = UPDATE_CHANGE_STATUS)]
+    pub async fn change_status(
+        ctx: &mut WorkflowContext<Self>,
+        change: ChangeStatus,
+    ) -> Result<OrderView, HandlerError> {
+        Self::begin(ctx).await?;
+        // Re-check: an earlier change may have been applied while this one waited.
+        let (from, order_type) = ctx.state(|s| (s.status, s.input.order_type));
+        if !from.can_become(change.to, order_type) {
+            ctx.state_mut(|s| s.busy = false);
+            return Err(format!("an order in {from} cannot become {}", change.to).into());
+        }
+        let write = ctx.state(|s| StatusChange {
+            tenant_id: s.input.tenant_id.clone(),
+            order_id: s.input.order_id.clone(),
+            from,
+            to: change.to,
+            source: change.source.clone(),
+            reason: change.reason.clone(),
+            event_id: format!(
+                "{}/status-{}",
+                crate::order::workflow_id(s),
+                s.transitions.len() + 1
+            ),
+        });
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_millis(200))
+                    .maximum_interval(Duration::from_secs(10))
+                    .maximum_attempts(10)
+                    .build(),
+            )
+            .build();
+        let result = ctx
+            .execute_activity(OrderActivities::set_status, write, options)
+            .await;
+        let view = ctx.state_mut(|s| {
+            s.busy = false;
+            if result.is_ok() {
+                s.status = change.to;
+                s.transitions.push(Transition {
+                    from,
+                    to: change.to,
+                    source: change.source.clone(),
+                    reason: change.reason.clone(),
+                });
+            }
+            s.view()
+        });
+        result.map_err(|e| format!("the change could not be stored: {e}"))?;
+        Ok(view)
+    }
+
+    #[query(name = QUERY_STATUS)]
+    pub fn status(&self, _ctx: &WorkflowContextView) -> OrderView {
+        self.view()
+    }
+}
+
+impl OrderWorkflow {
+    fn view(&self) -> OrderView {
+        OrderView {
+            order_id: self.input.order_id.clone(),
+            status: self.status,
+            transitions: self.transitions.clone(),
+        }
+    }
+
+    async fn begin(ctx: &mut WorkflowContext<Self>) -> Result<(), WorkflowCancellationError> {
+        ctx.wait_condition(|s: &Self| !s.busy).await?;
+        ctx.state_mut(|s| s.busy = true);
+        Ok(())
+    }
+}
+
+/// The workflow id of the order a workflow state belongs to.
+fn workflow_id(s: &OrderWorkflow) -> String {
+    zengine_domain::order_workflow_id(&s.input.tenant_id, &s.input.order_id)
+}
