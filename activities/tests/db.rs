@@ -1,9 +1,8 @@
 //! Repository tests: every test runs against SQLite and PostgreSQL with the same code.
 
-use zengine_activities::Backend;
 use zengine_activities::db::NewIdempotencyRecord;
 use zengine_activities::db::seed::{DEMO_TENANT, seed_demo_tenant};
-use zengine_activities::db::testing::TestDatabase;
+use zengine_activities::db::testing::{TestBackend, TestDatabase};
 use zengine_domain::flow::demo_flow;
 use zengine_domain::{IdempotencyKey, TenantId};
 
@@ -12,13 +11,20 @@ macro_rules! on_both_backends {
         mod sqlite {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(zengine_activities::Backend::Sqlite).await
+                super::$name(zengine_activities::db::testing::TestBackend::Sqlite).await
             })*
         }
         mod postgres {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(zengine_activities::Backend::Postgres).await
+                super::$name(zengine_activities::db::testing::TestBackend::Postgres).await
+            })*
+        }
+        /// The same suite as the restricted application role, under row-level security.
+        mod postgres_rls {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(zengine_activities::db::testing::TestBackend::PostgresRls).await
             })*
         }
     };
@@ -36,14 +42,21 @@ on_both_backends!(
     events_and_surveys_are_recorded_once,
 );
 
-async fn migrations_are_idempotent(backend: Backend) {
+async fn migrations_are_idempotent(backend: TestBackend) {
     let t = TestDatabase::new(backend).await.unwrap();
-    t.db.migrate().await.unwrap();
+    if backend == TestBackend::PostgresRls {
+        assert!(
+            t.db.migrate().await.is_err(),
+            "the application role cannot change the schema"
+        );
+    } else {
+        t.db.migrate().await.unwrap();
+    }
     t.db.ping().await.unwrap();
     t.drop_db().await.unwrap();
 }
 
-async fn tenants_round_trip_and_unknown_tenants_are_none(backend: Backend) {
+async fn tenants_round_trip_and_unknown_tenants_are_none(backend: TestBackend) {
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     assert_eq!(t.db.tenants().get(&acme).await.unwrap(), None);
@@ -58,7 +71,7 @@ async fn tenants_round_trip_and_unknown_tenants_are_none(backend: Backend) {
     t.drop_db().await.unwrap();
 }
 
-async fn publishing_a_flow_assigns_increasing_versions(backend: Backend) {
+async fn publishing_a_flow_assigns_increasing_versions(backend: TestBackend) {
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     let flow = demo_flow();
@@ -76,7 +89,7 @@ async fn publishing_a_flow_assigns_increasing_versions(backend: Backend) {
     t.drop_db().await.unwrap();
 }
 
-async fn seeding_the_demo_tenant_twice_publishes_one_version(backend: Backend) {
+async fn seeding_the_demo_tenant_twice_publishes_one_version(backend: TestBackend) {
     let t = TestDatabase::new(backend).await.unwrap();
     seed_demo_tenant(&t.db, &[]).await.unwrap();
     seed_demo_tenant(&t.db, &[]).await.unwrap();
@@ -105,7 +118,7 @@ fn record<'a>(
     }
 }
 
-async fn idempotency_records_first_writer_wins(backend: Backend) {
+async fn idempotency_records_first_writer_wins(backend: TestBackend) {
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     let other = TenantId::parse("other").unwrap();
@@ -139,7 +152,7 @@ async fn idempotency_records_first_writer_wins(backend: Backend) {
     t.drop_db().await.unwrap();
 }
 
-async fn expired_idempotency_records_are_invisible_replaceable_and_purged(backend: Backend) {
+async fn expired_idempotency_records_are_invisible_replaceable_and_purged(backend: TestBackend) {
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
@@ -162,7 +175,7 @@ async fn expired_idempotency_records_are_invisible_replaceable_and_purged(backen
             .await
             .unwrap()
     );
-    assert_eq!(repo.purge_expired().await.unwrap(), 1);
+    assert_eq!(repo.purge_expired(&acme).await.unwrap(), 1);
     assert!(repo.get(&acme, "webchat", &live).await.unwrap().is_some());
     t.drop_db().await.unwrap();
 }
@@ -216,7 +229,7 @@ fn new_order<'a>(
     }
 }
 
-async fn orders_are_created_once_per_client_key_and_listed_newest_first(backend: Backend) {
+async fn orders_are_created_once_per_client_key_and_listed_newest_first(backend: TestBackend) {
     use zengine_activities::db::{CreateOrderError, OrderFilter};
     use zengine_domain::order::OrderStatus;
     let t = TestDatabase::new(backend).await.unwrap();
@@ -323,7 +336,7 @@ async fn orders_are_created_once_per_client_key_and_listed_newest_first(backend:
     t.drop_db().await.unwrap();
 }
 
-async fn order_status_changes_are_compare_and_set(backend: Backend) {
+async fn order_status_changes_are_compare_and_set(backend: TestBackend) {
     use zengine_activities::db::OrderFilter;
     use zengine_domain::order::OrderStatus;
     let t = TestDatabase::new(backend).await.unwrap();
@@ -374,7 +387,7 @@ async fn order_status_changes_are_compare_and_set(backend: Backend) {
     t.drop_db().await.unwrap();
 }
 
-async fn events_and_surveys_are_recorded_once(backend: Backend) {
+async fn events_and_surveys_are_recorded_once(backend: TestBackend) {
     use zengine_activities::db::NewEvent;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
@@ -413,6 +426,97 @@ async fn events_and_surveys_are_recorded_once(backend: Backend) {
     assert_eq!(
         t.db.events().survey_summary(&acme).await.unwrap(),
         (1, Some(4.0))
+    );
+    t.drop_db().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_row_level_security_confines_even_hand_written_sql_to_the_current_tenant() {
+    use sqlx::Row;
+    let t = TestDatabase::new(TestBackend::PostgresRls).await.unwrap();
+    let (a, b) = (
+        TenantId::parse("tenant-a").unwrap(),
+        TenantId::parse("tenant-b").unwrap(),
+    );
+    let (lines, total) = lines();
+    for (tenant, phone) in [(&a, "+51911000001"), (&b, "+51911000002")] {
+        t.db.tenants().upsert(tenant, "T", "main").await.unwrap();
+        t.db.orders()
+            .create(new_order(tenant, "k1", "h1", phone, &lines, total))
+            .await
+            .unwrap();
+    }
+
+    let mut tx = t.db.begin_for(&a).await.unwrap();
+    let tenants: Vec<String> = sqlx::query("select tenant_id from sales_order")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tenants, ["tenant-a"], "tenant B's orders are invisible");
+    let visible: i64 = sqlx::query_scalar("select count(*) from tenant")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(visible, 1);
+    let updated =
+        sqlx::query("update sales_order set status = 'CANCELLED' where tenant_id = 'tenant-b'")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(
+        updated.rows_affected(),
+        0,
+        "tenant B's rows cannot be changed"
+    );
+    let deleted = sqlx::query("delete from customer where tenant_id = 'tenant-b'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.rows_affected(),
+        0,
+        "tenant B's rows cannot be deleted"
+    );
+    tx.rollback().await.unwrap();
+
+    let mut tx = t.db.begin_for(&a).await.unwrap();
+    let forged = sqlx::query(
+        "insert into domain_event (event_id, tenant_id, event_type, subject, payload, occurred_at)
+         values ('x', 'tenant-b', 'Forged', 's', '{}', 0)",
+    )
+    .execute(&mut *tx)
+    .await;
+    assert!(
+        forged.is_err(),
+        "writing a row for tenant B under A's context is refused"
+    );
+    tx.rollback().await.unwrap();
+
+    // Without a tenant context the application role sees nothing at all.
+    let orphan: i64 = sqlx::query_scalar("select count(*) from sales_order")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(orphan, 0);
+    // And B still sees its own order, untouched.
+    let b_orders =
+        t.db.orders()
+            .list(
+                &b,
+                zengine_activities::db::OrderFilter {
+                    limit: 5,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    assert_eq!(b_orders.len(), 1);
+    assert_eq!(
+        b_orders[0].status,
+        zengine_domain::order::OrderStatus::Pending
     );
     t.drop_db().await.unwrap();
 }

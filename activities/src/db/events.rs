@@ -35,6 +35,7 @@ pub struct EventRepo<'a> {
 impl EventRepo<'_> {
     /// Records the event unless its id exists; returns whether it was new.
     pub async fn record(&self, event: NewEvent<'_>) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(event.tenant_id).await?;
         let done = sqlx::query(
             "insert into domain_event (event_id, tenant_id, event_type, subject, payload, occurred_at)
              values ($1, $2, $3, $4, $5, $6) on conflict (event_id) do nothing",
@@ -45,9 +46,10 @@ impl EventRepo<'_> {
         .bind(event.subject)
         .bind(event.payload.to_string())
         .bind(now_millis())
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .context("Failed to record domain event")?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -57,15 +59,17 @@ impl EventRepo<'_> {
         tenant_id: &TenantId,
         event_type: &str,
     ) -> anyhow::Result<Vec<StoredEvent>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let rows = sqlx::query(
             "select event_id, event_type, subject, payload, occurred_at from domain_event
              where tenant_id = $1 and event_type = $2 order by occurred_at, event_id",
         )
         .bind(tenant_id.as_str())
         .bind(event_type)
-        .fetch_all(self.db.pool())
+        .fetch_all(&mut *tx)
         .await
         .context("Failed to list domain events")?;
+        tx.commit().await?;
         rows.into_iter()
             .map(|row| {
                 let payload: String = row.get(3);
@@ -89,6 +93,7 @@ impl EventRepo<'_> {
         rating: u8,
         comment: Option<&str>,
     ) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let done = sqlx::query(
             "insert into survey_response (tenant_id, survey_key, conversation_id, rating, comment, created_at)
              values ($1, $2, $3, $4, $5, $6) on conflict (tenant_id, survey_key) do nothing",
@@ -99,21 +104,24 @@ impl EventRepo<'_> {
         .bind(i64::from(rating))
         .bind(comment)
         .bind(now_millis())
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .context("Failed to record survey answer")?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Number of survey answers and their mean rating for a tenant.
     pub async fn survey_summary(&self, tenant_id: &TenantId) -> anyhow::Result<(i64, Option<f64>)> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let row = sqlx::query(
             "select count(*), avg(cast(rating as double precision)) from survey_response where tenant_id = $1",
         )
         .bind(tenant_id.as_str())
-        .fetch_one(self.db.pool())
+        .fetch_one(&mut *tx)
         .await
         .context("Failed to summarise surveys")?;
+        tx.commit().await?;
         Ok((row.get(0), row.get(1)))
     }
 }

@@ -41,6 +41,7 @@ impl IdempotencyRepo<'_> {
         scope: &str,
         key: &IdempotencyKey,
     ) -> anyhow::Result<Option<IdempotencyRecord>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let row = sqlx::query(
             "select request_hash, response_status, response_body from idempotency_record
              where tenant_id = $1 and scope = $2 and idempotency_key = $3 and expires_at > $4",
@@ -49,9 +50,10 @@ impl IdempotencyRepo<'_> {
         .bind(scope)
         .bind(key.as_str())
         .bind(now_millis())
-        .fetch_optional(self.db.pool())
+        .fetch_optional(&mut *tx)
         .await
         .context("Failed to read idempotency record")?;
+        tx.commit().await?;
         row.map(|row| {
             let status: i64 = row.get(1);
             Ok(IdempotencyRecord {
@@ -66,6 +68,7 @@ impl IdempotencyRepo<'_> {
     /// Stores the record unless one exists for the key (the first writer wins); returns whether
     /// this call stored it. An expired record is replaced.
     pub async fn put(&self, record: NewIdempotencyRecord<'_>) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(record.tenant_id).await?;
         let now = now_millis();
         let done = sqlx::query(
             "insert into idempotency_record
@@ -87,19 +90,24 @@ impl IdempotencyRepo<'_> {
         .bind(record.response_body)
         .bind(now)
         .bind(now + record.ttl_ms)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .context("Failed to store idempotency record")?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes expired records; returns how many.
-    pub async fn purge_expired(&self) -> anyhow::Result<u64> {
-        let done = sqlx::query("delete from idempotency_record where expires_at <= $1")
-            .bind(now_millis())
-            .execute(self.db.pool())
-            .await
-            .context("Failed to purge idempotency records")?;
+    /// Deletes the tenant's expired records; returns how many.
+    pub async fn purge_expired(&self, tenant_id: &TenantId) -> anyhow::Result<u64> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let done =
+            sqlx::query("delete from idempotency_record where tenant_id = $1 and expires_at <= $2")
+                .bind(tenant_id.as_str())
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await
+                .context("Failed to purge idempotency records")?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 }

@@ -37,6 +37,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// Apply pending migrations when a process starts (else only `zengine migrate` does).
     pub migrate_on_start: bool,
+    /// PostgreSQL: the non-owner role every connection switches to (`SET ROLE`), so row-level
+    /// security applies (migration 0004 creates `zengine_app`). Empty: stay the login role.
+    pub app_role: String,
 }
 
 impl Default for DatabaseSettings {
@@ -45,6 +48,7 @@ impl Default for DatabaseSettings {
             url: "sqlite://data/zengine.db".into(),
             max_connections: 10,
             migrate_on_start: true,
+            app_role: String::new(),
         }
     }
 }
@@ -53,11 +57,15 @@ impl DatabaseSettings {
     /// Connects (and migrates, when configured).
     pub async fn connect(&self) -> anyhow::Result<Database> {
         use secrecy::ExposeSecret;
-        let db = Database::connect(self.url.expose_secret(), self.max_connections).await?;
+        let url = self.url.expose_secret();
         if self.migrate_on_start {
-            db.migrate().await?;
+            // Migrations run as the login role (the owner), never as the restricted app role.
+            let owner = Database::connect(url, 1).await?;
+            owner.migrate().await?;
+            owner.close().await;
         }
-        Ok(db)
+        let role = Some(self.app_role.as_str()).filter(|r| !r.is_empty());
+        Database::connect_as(url, self.max_connections, role).await
     }
 }
 
@@ -96,7 +104,27 @@ impl Database {
     /// Connects to `url` (`sqlite://path/to/file.db` or `postgres://…`). A SQLite file and its
     /// folder are created when missing.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        Self::connect_as(url, max_connections, None).await
+    }
+
+    /// Like [`Database::connect`]; on PostgreSQL every connection then switches to `app_role`
+    /// (row-level security applies to it; see [`Database::begin_for`]).
+    pub async fn connect_as(
+        url: &str,
+        max_connections: u32,
+        app_role: Option<&str>,
+    ) -> anyhow::Result<Self> {
         install_default_drivers();
+        if let Some(role) = app_role {
+            anyhow::ensure!(
+                !role.is_empty()
+                    && role
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "database.app_role must be a lowercase SQL identifier"
+            );
+        }
+        let set_role = app_role.map(|r| format!("set role {r}"));
         let backend: Backend = url.parse()?;
         let url = match backend {
             Backend::Sqlite => sqlite_url(url)?,
@@ -106,7 +134,11 @@ impl Database {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
+                let set_role = set_role.clone();
                 Box::pin(async move {
+                    if let (Backend::Postgres, Some(set_role)) = (backend, &set_role) {
+                        sqlx::query(set_role).execute(&mut *conn).await?;
+                    }
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the writer; busy_timeout turns lock
                         // contention into a short wait instead of an error.
@@ -126,6 +158,27 @@ impl Database {
             .await
             .with_context(|| format!("Failed to connect to the {backend:?} database"))?;
         Ok(Self { pool, backend })
+    }
+
+    /// A transaction scoped to `tenant`: on PostgreSQL it sets `app.tenant_id`, which the
+    /// row-level-security policies compare every row against. Every repository query runs in one.
+    pub async fn begin_for(
+        &self,
+        tenant: &zengine_domain::TenantId,
+    ) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("Failed to begin a transaction")?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("select set_config('app.tenant_id', $1, true)")
+                .bind(tenant.as_str())
+                .execute(&mut *tx)
+                .await
+                .context("Failed to set the tenant context")?;
+        }
+        Ok(tx)
     }
 
     /// Applies pending migrations (forward only).

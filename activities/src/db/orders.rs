@@ -100,7 +100,7 @@ impl OrderRepo<'_> {
 
     async fn insert(&self, new: &NewOrder<'_>) -> anyhow::Result<Order> {
         let now = now_millis();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_for(new.tenant_id).await?;
         let customer_id = format!("cus_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(
             "insert into customer (tenant_id, customer_id, phone, name, created_at, updated_at)
@@ -179,6 +179,7 @@ impl OrderRepo<'_> {
         tenant_id: &TenantId,
         key: &str,
     ) -> anyhow::Result<Option<(Order, String)>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let row = sqlx::query(&format!(
             "select {ORDER_COLUMNS} from sales_order o join customer c
                on c.tenant_id = o.tenant_id and c.customer_id = o.customer_id
@@ -186,20 +187,23 @@ impl OrderRepo<'_> {
         ))
         .bind(tenant_id.as_str())
         .bind(key)
-        .fetch_optional(self.db.pool())
+        .fetch_optional(&mut *tx)
         .await?;
-        match row {
+        let found = match row {
             Some(row) => {
                 let hash: String = row.get(15);
-                let order = self.hydrate(tenant_id, row).await?;
-                Ok(Some((order, hash)))
+                let order = hydrate(&mut tx, tenant_id, row).await?;
+                Some((order, hash))
             }
-            None => Ok(None),
-        }
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(found)
     }
 
     /// The order, or `None`.
     pub async fn get(&self, tenant_id: &TenantId, order_id: &str) -> anyhow::Result<Option<Order>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let row = sqlx::query(&format!(
             "select {ORDER_COLUMNS} from sales_order o join customer c
                on c.tenant_id = o.tenant_id and c.customer_id = o.customer_id
@@ -207,13 +211,15 @@ impl OrderRepo<'_> {
         ))
         .bind(tenant_id.as_str())
         .bind(order_id)
-        .fetch_optional(self.db.pool())
+        .fetch_optional(&mut *tx)
         .await
         .context("Failed to read order")?;
-        match row {
-            Some(row) => Ok(Some(self.hydrate(tenant_id, row).await?)),
-            None => Ok(None),
-        }
+        let order = match row {
+            Some(row) => Some(hydrate(&mut tx, tenant_id, row).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(order)
     }
 
     /// Orders matching `filter`, newest first.
@@ -222,6 +228,7 @@ impl OrderRepo<'_> {
         tenant_id: &TenantId,
         filter: OrderFilter<'_>,
     ) -> anyhow::Result<Vec<Order>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let rows = sqlx::query(&format!(
             "select {ORDER_COLUMNS} from sales_order o join customer c
                on c.tenant_id = o.tenant_id and c.customer_id = o.customer_id
@@ -236,13 +243,14 @@ impl OrderRepo<'_> {
         .bind(filter.status.map(|s| s.as_str()).unwrap_or(""))
         .bind(filter.before_number.unwrap_or(i64::MAX))
         .bind(filter.limit)
-        .fetch_all(self.db.pool())
+        .fetch_all(&mut *tx)
         .await
         .context("Failed to list orders")?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            out.push(self.hydrate(tenant_id, row).await?);
+            out.push(hydrate(&mut tx, tenant_id, row).await?);
         }
+        tx.commit().await?;
         Ok(out)
     }
 
@@ -255,6 +263,7 @@ impl OrderRepo<'_> {
         from: OrderStatus,
         to: OrderStatus,
     ) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let done = sqlx::query(
             "update sales_order set status = $1, updated_at = $2
              where tenant_id = $3 and order_id = $4 and status = $5",
@@ -264,13 +273,21 @@ impl OrderRepo<'_> {
         .bind(tenant_id.as_str())
         .bind(order_id)
         .bind(from.as_str())
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .context("Failed to update order status")?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
+}
 
-    async fn hydrate(&self, tenant_id: &TenantId, row: sqlx::any::AnyRow) -> anyhow::Result<Order> {
+/// Builds an [`Order`] from its row and its items (read on the same, tenant-scoped connection).
+async fn hydrate(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &TenantId,
+    row: sqlx::any::AnyRow,
+) -> anyhow::Result<Order> {
+    {
         let order_id: String = row.get(0);
         let status: String = row.get(5);
         let order_type: String = row.get(6);
@@ -282,7 +299,7 @@ impl OrderRepo<'_> {
         )
         .bind(tenant_id.as_str())
         .bind(&order_id)
-        .fetch_all(self.db.pool())
+        .fetch_all(&mut *conn)
         .await?
         .into_iter()
         .map(|r| OrderLine {

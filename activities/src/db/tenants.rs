@@ -29,6 +29,7 @@ impl TenantRepo<'_> {
         name: &str,
         main_flow_id: &str,
     ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let now = now_millis();
         sqlx::query(
             "insert into tenant (tenant_id, name, main_flow_id, created_at, updated_at)
@@ -41,19 +42,22 @@ impl TenantRepo<'_> {
         .bind(name)
         .bind(main_flow_id)
         .bind(now)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .context("Failed to upsert tenant")?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// The tenant, or `None` when it does not exist.
     pub async fn get(&self, tenant_id: &TenantId) -> anyhow::Result<Option<Tenant>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let row = sqlx::query("select name, main_flow_id from tenant where tenant_id = $1")
             .bind(tenant_id.as_str())
-            .fetch_optional(self.db.pool())
+            .fetch_optional(&mut *tx)
             .await
             .context("Failed to read tenant")?;
+        tx.commit().await?;
         Ok(row.map(|row| Tenant {
             tenant_id: tenant_id.clone(),
             name: row.get(0),
@@ -69,7 +73,7 @@ impl TenantRepo<'_> {
         tenant_id: &TenantId,
         flow: &FlowGraph,
     ) -> anyhow::Result<u32> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let current: Option<i64> = sqlx::query_scalar(
             "select max(version) from flow_version where tenant_id = $1 and flow_id = $2",
         )
@@ -98,15 +102,17 @@ impl TenantRepo<'_> {
 
     /// The latest published version of the tenant's main flow.
     pub async fn current_flow(&self, tenant: &Tenant) -> anyhow::Result<Option<FlowGraph>> {
+        let mut tx = self.db.begin_for(&tenant.tenant_id).await?;
         let definition: Option<String> = sqlx::query_scalar(
             "select definition from flow_version where tenant_id = $1 and flow_id = $2
              order by version desc limit 1",
         )
         .bind(tenant.tenant_id.as_str())
         .bind(&tenant.main_flow_id)
-        .fetch_optional(self.db.pool())
+        .fetch_optional(&mut *tx)
         .await
         .context("Failed to read the current flow")?;
+        tx.commit().await?;
         definition
             .map(|d| serde_json::from_str(&d).context("stored flow definition is invalid"))
             .transpose()
@@ -114,12 +120,14 @@ impl TenantRepo<'_> {
 
     /// Hosts the tenant's `http_request` commands may call (exact host names, or `*.domain`).
     pub async fn allowed_http_hosts(&self, tenant_id: &TenantId) -> anyhow::Result<Vec<String>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let raw: Option<String> =
             sqlx::query_scalar("select allowed_http_hosts from tenant where tenant_id = $1")
                 .bind(tenant_id.as_str())
-                .fetch_optional(self.db.pool())
+                .fetch_optional(&mut *tx)
                 .await
                 .context("Failed to read allowed hosts")?;
+        tx.commit().await?;
         Ok(raw
             .map(|r| serde_json::from_str(&r))
             .transpose()
@@ -133,15 +141,17 @@ impl TenantRepo<'_> {
         tenant_id: &TenantId,
         hosts: &[String],
     ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         sqlx::query(
             "update tenant set allowed_http_hosts = $1, updated_at = $2 where tenant_id = $3",
         )
         .bind(serde_json::to_string(hosts)?)
         .bind(now_millis())
         .bind(tenant_id.as_str())
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .context("Failed to set allowed hosts")?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -152,15 +162,17 @@ impl TenantRepo<'_> {
         flow_id: &str,
         version: u32,
     ) -> anyhow::Result<Option<FlowGraph>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let definition: Option<String> = sqlx::query_scalar(
             "select definition from flow_version where tenant_id = $1 and flow_id = $2 and version = $3",
         )
         .bind(tenant_id.as_str())
         .bind(flow_id)
         .bind(i64::from(version))
-        .fetch_optional(self.db.pool())
+        .fetch_optional(&mut *tx)
         .await
         .context("Failed to read flow version")?;
+        tx.commit().await?;
         definition
             .map(|d| serde_json::from_str(&d).context("stored flow definition is invalid"))
             .transpose()

@@ -23,11 +23,30 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// Where a test database lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    Sqlite,
+    /// PostgreSQL as the owner (row-level security does not apply).
+    Postgres,
+    /// PostgreSQL as the restricted `zengine_app` role: row-level security applies.
+    PostgresRls,
+}
+
+impl From<Backend> for TestBackend {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Sqlite => TestBackend::Sqlite,
+            Backend::Postgres => TestBackend::Postgres,
+        }
+    }
+}
+
 impl TestDatabase {
     /// A fresh, migrated database on `backend`.
-    pub async fn new(backend: Backend) -> anyhow::Result<Self> {
-        match backend {
-            Backend::Sqlite => {
+    pub async fn new(backend: impl Into<TestBackend>) -> anyhow::Result<Self> {
+        match backend.into() {
+            TestBackend::Sqlite => {
                 let dir = tempfile::tempdir()?;
                 let url = format!("sqlite://{}/zengine.db", dir.path().display());
                 let db = Database::connect(&url, 5).await?;
@@ -38,10 +57,22 @@ impl TestDatabase {
                     _dir: Some(dir),
                 })
             }
-            Backend::Postgres => {
+            TestBackend::Postgres => {
                 let url = create_postgres_database().await?;
                 let db = Database::connect(&url, 5).await?;
                 db.migrate().await?;
+                Ok(Self {
+                    db,
+                    url,
+                    _dir: None,
+                })
+            }
+            TestBackend::PostgresRls => {
+                let url = create_postgres_database().await?;
+                let owner = Database::connect(&url, 1).await?;
+                owner.migrate().await?;
+                owner.close().await;
+                let db = Database::connect_as(&url, 5, Some("zengine_app")).await?;
                 Ok(Self {
                     db,
                     url,

@@ -5,9 +5,8 @@ use std::sync::{Arc, LazyLock};
 use reqwest::{Response, StatusCode};
 use temporalio_client::Client;
 use tokio::sync::watch;
-use zengine_activities::Backend;
 use zengine_activities::db::seed::seed_demo_tenant;
-use zengine_activities::db::testing::TestDatabase;
+use zengine_activities::db::testing::{TestBackend, TestDatabase};
 use zengine_api::{ApiSettings, AppState, Application};
 use zengine_workers::testing::{shared_dev_server, unique_prefix};
 use zengine_workers::{
@@ -43,7 +42,7 @@ pub struct TestApp {
 
 /// Options of [`spawn_app_with`].
 pub struct AppOptions {
-    pub backend: Backend,
+    pub backend: TestBackend,
     pub run_worker: bool,
     pub api: ApiSettings,
 }
@@ -51,7 +50,7 @@ pub struct AppOptions {
 impl Default for AppOptions {
     fn default() -> Self {
         Self {
-            backend: Backend::Sqlite,
+            backend: TestBackend::Sqlite,
             run_worker: true,
             api: ApiSettings {
                 addr: "127.0.0.1:0".into(),

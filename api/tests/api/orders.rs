@@ -260,7 +260,12 @@ async fn orders_are_listed_by_customer_and_status_with_pagination() {
 
 #[tokio::test]
 async fn the_order_workflow_follows_the_lifecycle_and_rejects_invalid_moves() {
-    let app = spawn_app().await;
+    // PostgreSQL as the restricted role: API, activities and events all work under RLS.
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        backend: zengine_activities::db::testing::TestBackend::PostgresRls,
+        ..Default::default()
+    })
+    .await;
     let (_, created) = post_order(&app, order("w-1", "+51911222333")).await;
     let id = created["order_id"].as_str().unwrap().to_owned();
 

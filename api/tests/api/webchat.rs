@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use temporalio_client::{WorkflowDescribeOptions, WorkflowQueryOptions};
-use zengine_activities::Backend;
+use zengine_activities::db::testing::TestBackend;
 use zengine_workflows::ConversationWorkflow;
 
 use crate::helpers::{AppOptions, error_code, reply_texts, spawn_app, spawn_app_with};
@@ -18,7 +18,7 @@ fn session() -> String {
     format!("s-{}", uuid::Uuid::new_v4().simple())
 }
 
-async fn two_turns_carry_the_name(backend: Backend) {
+async fn two_turns_carry_the_name(backend: TestBackend) {
     let app = spawn_app_with(AppOptions {
         backend,
         ..AppOptions::default()
@@ -63,12 +63,12 @@ async fn two_turns_carry_the_name(backend: Backend) {
 
 #[tokio::test]
 async fn two_messages_in_one_session_get_stateful_replies_on_sqlite() {
-    two_turns_carry_the_name(Backend::Sqlite).await;
+    two_turns_carry_the_name(TestBackend::Sqlite).await;
 }
 
 #[tokio::test]
-async fn two_messages_in_one_session_get_stateful_replies_on_postgres() {
-    two_turns_carry_the_name(Backend::Postgres).await;
+async fn two_messages_in_one_session_get_stateful_replies_on_postgres_under_row_level_security() {
+    two_turns_carry_the_name(TestBackend::PostgresRls).await;
 }
 
 #[tokio::test]
