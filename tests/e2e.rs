@@ -393,3 +393,125 @@ fn flow_simulate_prints_the_transcript_of_the_real_interpreter() {
         "{transcript}"
     );
 }
+
+#[tokio::test]
+async fn three_worker_processes_share_300_conversations_losing_and_duplicating_none() {
+    use futures::StreamExt;
+    use temporalio_client::WorkflowFetchHistoryOptions;
+    use temporalio_common::protos::temporal::api::enums::v1::EventType;
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    use zengine_workers::{TemporalSettings, connect};
+    use zengine_workflows::ConversationWorkflow;
+
+    let dir = tempfile::tempdir().unwrap();
+    let temporal = shared_dev_server();
+    let prefix = unique_prefix("scale");
+    let api_port = free_port();
+    let base = format!("http://127.0.0.1:{api_port}");
+    let db_url = format!("sqlite://{}/zengine.db", dir.path().display());
+    let configure = |cmd: &mut Command| {
+        cmd.env("TEMPORAL_ADDRESS", temporal)
+            .env("DATABASE_URL", &db_url)
+            .env("ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX", &prefix)
+            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}"))
+            .env("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "60000");
+    };
+    let mut migrate = zengine(dir.path(), "migrate.log");
+    configure(&mut migrate);
+    assert!(
+        migrate
+            .args(["migrate", "--seed-demo"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut api = zengine(dir.path(), "api.log");
+    configure(&mut api);
+    api.arg("api");
+    let api = Proc::spawn("zengine api", api);
+    let workers: Vec<Proc> = (0..3)
+        .map(|i| {
+            let mut cmd = zengine(dir.path(), &format!("worker-{i}.log"));
+            configure(&mut cmd);
+            cmd.args(["worker", "--queues", "conversations"]);
+            Proc::spawn("zengine worker", cmd)
+        })
+        .collect();
+    wait_healthy(&base, "zengine api").await;
+
+    let replies: Vec<Value> = futures::stream::iter(0..300)
+        .map(|i| {
+            let base = base.clone();
+            async move {
+                say(
+                    &base,
+                    &format!("scale-{i}"),
+                    &format!("scale-{i}-1"),
+                    "hola",
+                )
+                .await
+            }
+        })
+        .buffer_unordered(30)
+        .collect()
+        .await;
+    assert_eq!(replies.len(), 300);
+    assert!(
+        replies
+            .iter()
+            .all(|r| r["turn"] == 1 && first_text(r).contains("¿Cómo te llamas?"))
+    );
+
+    let client = connect(
+        &TemporalSettings {
+            address: temporal.to_owned(),
+            ..TemporalSettings::default()
+        },
+        "e2e-scale",
+    )
+    .await
+    .unwrap();
+    let mut by_worker = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..300 {
+        let events = client
+            .get_workflow_handle::<ConversationWorkflow>(format!(
+                "demo/conversation/webchat/scale-{i}"
+            ))
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await
+            .unwrap();
+        let updates = events
+            .iter()
+            .filter(|e| e.event_type == EventType::WorkflowExecutionUpdateCompleted as i32)
+            .count();
+        assert_eq!(
+            updates, 1,
+            "scale-{i}: the message was handled exactly once"
+        );
+        let identity = events
+            .iter()
+            .find_map(|e| match &e.attributes {
+                Some(Attributes::WorkflowTaskStartedEventAttributes(a)) => Some(a.identity.clone()),
+                _ => None,
+            })
+            .expect("a workflow task ran");
+        *by_worker.entry(identity).or_default() += 1;
+    }
+    assert_eq!(
+        by_worker.len(),
+        3,
+        "all three workers took work: {by_worker:?}"
+    );
+    assert!(
+        by_worker.values().all(|&n| n >= 30),
+        "work is spread: {by_worker:?}"
+    );
+
+    for worker in workers {
+        worker.signal(Signal::SIGTERM);
+        assert!(worker.wait(Duration::from_secs(30)).success());
+    }
+    api.signal(Signal::SIGTERM);
+    assert!(api.wait(Duration::from_secs(30)).success());
+}

@@ -108,17 +108,39 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Ready when the database answers and Temporal's frontend answers (within 2 s each).
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.db.ping().await {
-        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Err(e) => {
-            tracing::warn!(error.message = %e, "Database not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "database unavailable"})),
+    use temporalio_client::grpc::WorkflowService;
+    use temporalio_client::tonic::IntoRequest;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::GetSystemInfoRequest;
+
+    let limit = Duration::from_secs(2);
+    let database = matches!(
+        tokio::time::timeout(limit, state.db.ping()).await,
+        Ok(Ok(()))
+    );
+    let mut connection = state.temporal.connection().clone();
+    let temporal = matches!(
+        tokio::time::timeout(
+            limit,
+            WorkflowService::get_system_info(
+                &mut connection,
+                GetSystemInfoRequest {}.into_request()
             )
-                .into_response()
-        }
+        )
+        .await,
+        Ok(Ok(_))
+    );
+    let body = Json(serde_json::json!({
+        "status": if database && temporal { "ready" } else { "not ready" },
+        "database": if database { "ok" } else { "unavailable" },
+        "temporal": if temporal { "ok" } else { "unavailable" },
+    }));
+    if database && temporal {
+        body.into_response()
+    } else {
+        tracing::warn!(database, temporal, "Not ready");
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Running workers: one Temporal worker per task queue, each on its own OS thread (the SDK's
 //! `Worker::run` future is `!Send`: workflow code of one worker runs on one thread).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
 };
-use temporalio_sdk::runtime::RuntimeOptions;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::sync::oneshot;
 use zengine_activities::Database;
@@ -39,6 +41,71 @@ pub struct WorkerSettings {
     pub graceful_shutdown_secs: u64,
     /// Where the SDK's Prometheus worker metrics are served; empty disables them.
     pub metrics_addr: String,
+    /// Per-queue tuning, by queue base name (`[worker.tuning.ocr] activity_slots = 2`).
+    pub tuning: BTreeMap<String, QueueTuning>,
+}
+
+impl WorkerSettings {
+    /// Rejects unknown queue names and nonsensical limits, naming the setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for queue in &self.queues {
+            anyhow::ensure!(
+                queues::ALL.contains(&queue.as_str()),
+                "worker.queues: unknown task queue `{queue}` (known: {})",
+                queues::ALL.join(", ")
+            );
+        }
+        for (queue, t) in &self.tuning {
+            anyhow::ensure!(
+                queues::ALL.contains(&queue.as_str()),
+                "worker.tuning.{queue}: unknown task queue (known: {})",
+                queues::ALL.join(", ")
+            );
+            for (name, value) in [
+                ("workflow_slots", t.workflow_slots),
+                ("activity_slots", t.activity_slots),
+                ("workflow_pollers", t.workflow_pollers),
+                ("activity_pollers", t.activity_pollers),
+            ] {
+                anyhow::ensure!(
+                    value != Some(0),
+                    "worker.tuning.{queue}.{name} must be at least 1"
+                );
+            }
+            for (name, value) in [
+                ("max_activities_per_second", t.max_activities_per_second),
+                (
+                    "max_task_queue_activities_per_second",
+                    t.max_task_queue_activities_per_second,
+                ),
+            ] {
+                anyhow::ensure!(
+                    value.is_none_or(|v| v.is_finite() && v > 0.0),
+                    "worker.tuning.{queue}.{name} must be a positive number"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Concurrency and rate limits of one queue's worker. Unset fields keep the SDK defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueTuning {
+    /// Workflow tasks processed at once (default 100).
+    pub workflow_slots: Option<usize>,
+    /// Activities run at once (default 100); keep CPU-bound queues (ocr, routing) near the
+    /// number of cores.
+    pub activity_slots: Option<usize>,
+    /// Concurrent long-polls for workflow tasks.
+    pub workflow_pollers: Option<usize>,
+    /// Concurrent long-polls for activity tasks.
+    pub activity_pollers: Option<usize>,
+    /// Activities this worker starts per second at most.
+    pub max_activities_per_second: Option<f64>,
+    /// Activities started per second on the whole task queue, across all workers (server-side).
+    pub max_task_queue_activities_per_second: Option<f64>,
 }
 
 impl Default for WorkerSettings {
@@ -52,6 +119,7 @@ impl Default for WorkerSettings {
             sticky_schedule_to_start_timeout_ms: 5_000,
             graceful_shutdown_secs: 20,
             metrics_addr: "127.0.0.1:9464".to_owned(),
+            tuning: BTreeMap::new(),
         }
     }
 }
@@ -77,8 +145,25 @@ fn worker_options(
             queues::ALL.join(", ")
         ),
     };
+    let tuning = settings.tuning.get(base).cloned().unwrap_or_default();
+    let slots = |n: Option<usize>| FixedSizeSlotSupplier::new(n.unwrap_or(100));
+    let tuner = TunerHolder::builder()
+        .workflow_task_slot_supplier(slots(tuning.workflow_slots))
+        .activity_task_slot_supplier(slots(tuning.activity_slots))
+        .local_activity_task_slot_supplier(slots(None))
+        .nexus_task_slot_supplier(slots(None))
+        .build();
     Ok(Some(
         builder
+            .tuner(tuner)
+            .maybe_workflow_task_poller_behavior(
+                tuning.workflow_pollers.map(PollerBehavior::SimpleMaximum),
+            )
+            .maybe_activity_task_poller_behavior(
+                tuning.activity_pollers.map(PollerBehavior::SimpleMaximum),
+            )
+            .maybe_max_worker_activities_per_second(tuning.max_activities_per_second)
+            .maybe_max_task_queue_activities_per_second(tuning.max_task_queue_activities_per_second)
             .max_cached_workflows(settings.max_cached_workflows)
             .sticky_queue_schedule_to_start_timeout(Duration::from_millis(
                 settings.sticky_schedule_to_start_timeout_ms,
@@ -124,6 +209,7 @@ pub async fn run_workers(
             .map_err(anyhow::Error::msg)?,
     )?;
 
+    settings.validate()?;
     let mut running = Vec::new();
     for base in &settings.queues {
         let task_queue = temporal.task_queue(base);
@@ -178,4 +264,57 @@ pub async fn run_workers(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_validation_names_the_bad_setting() {
+        let mut s = WorkerSettings::default();
+        assert!(s.validate().is_ok());
+        s.queues.push("fax".into());
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("worker.queues: unknown task queue `fax`")
+        );
+        s.queues.pop();
+        s.tuning.insert(
+            "ocr".into(),
+            QueueTuning {
+                activity_slots: Some(0),
+                ..Default::default()
+            },
+        );
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("worker.tuning.ocr.activity_slots")
+        );
+        s.tuning.insert(
+            "ocr".into(),
+            QueueTuning {
+                max_activities_per_second: Some(-1.0),
+                ..Default::default()
+            },
+        );
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_activities_per_second")
+        );
+        s.tuning.clear();
+        s.tuning.insert("nope".into(), QueueTuning::default());
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("worker.tuning.nope")
+        );
+    }
 }
