@@ -15,7 +15,7 @@ use temporalio_client::Client;
 use tokio::sync::watch;
 use zengine_activities::Database;
 use zengine_activities::db::seed::seed_demo_tenant;
-use zengine_api::{AppState, Application};
+use zengine_api::{AppState, Application, TenantCache};
 use zengine_workers::{DevServer, connect, ensure_search_attributes, run_workers};
 use zengine_workflows::names::queues;
 
@@ -138,6 +138,9 @@ fn app_state(settings: &Settings, db: Database, client: Client) -> AppState {
         temporal: client,
         conversations_queue: settings.temporal.task_queue(queues::CONVERSATIONS),
         payments_queue: settings.temporal.task_queue(queues::PAYMENTS),
+        tenants: Arc::new(TenantCache::new(std::time::Duration::from_millis(
+            settings.api.tenant_cache_ttl_ms,
+        ))),
         settings: Arc::new(settings.api.clone()),
     }
 }

@@ -5,6 +5,7 @@
 //! Handlers validate everything before anything reaches Temporal: bad input gets a 4xx JSON
 //! error `{"error": {"code": …, "message": …}}` and causes no effect.
 
+mod cache;
 mod error;
 mod management;
 mod metrics;
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 use zengine_activities::Database;
 
+pub use cache::TenantCache;
 pub use error::{ApiError, ErrorCode};
 
 /// HTTP server configuration.
@@ -49,6 +51,9 @@ pub struct ApiSettings {
     pub admin_token: secrecy::SecretString,
     /// History length at which a conversation workflow continues as new (keeps replays short).
     pub conversation_history_limit: u32,
+    /// How long tenants and their current flows are cached per API process (0 disables).
+    /// A flow published through this process is seen at once; other replicas within this time.
+    pub tenant_cache_ttl_ms: u64,
 }
 
 impl Default for ApiSettings {
@@ -60,6 +65,7 @@ impl Default for ApiSettings {
             idempotency_ttl_secs: 24 * 3600,
             admin_token: secrecy::SecretString::from(String::new()),
             conversation_history_limit: zengine_workflows::conversation::DEFAULT_MAX_HISTORY_EVENTS,
+            tenant_cache_ttl_ms: 2_000,
         }
     }
 }
@@ -73,6 +79,8 @@ pub struct AppState {
     pub conversations_queue: String,
     /// Concrete name of the payments task queue (order workflows).
     pub payments_queue: String,
+    /// Tenants and current flows, cached for `api.tenant_cache_ttl_ms`.
+    pub tenants: Arc<cache::TenantCache>,
     pub settings: Arc<ApiSettings>,
 }
 

@@ -119,12 +119,14 @@ pub async fn publish_flow(
         .tenants()
         .publish_flow(&tenant.tenant_id, &flow)
         .await?;
+    state.tenants.invalidate(&tenant.tenant_id);
     if query.main && tenant.main_flow_id != name {
         state
             .db
             .tenants()
             .upsert(&tenant.tenant_id, &tenant.name, &name)
             .await?;
+        state.tenants.invalidate(&tenant.tenant_id);
     }
     let main = query.main || tenant.main_flow_id == name;
     tracing::info!(tenant_id = %tenant.tenant_id, flow = %name, version, "Flow published");

@@ -189,13 +189,17 @@ pub async fn post_message(
     let parsed = parse_body(body, &key)?;
     tracing::Span::current().record("tenant_id", tenant_id.as_str());
 
-    let tenant = state.db.tenants().get(&tenant_id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownTenant,
-            format!("tenant `{tenant_id}` does not exist"),
-        )
-    })?;
+    let (tenant, flow) = state
+        .tenants
+        .lookup(&state.db, &tenant_id, parsed.flow.as_deref())
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::UnknownTenant,
+                format!("tenant `{tenant_id}` does not exist"),
+            )
+        })?;
     let hash = request_hash(&parsed);
     if let Some(stored) = state.db.idempotency().get(&tenant_id, SCOPE, &key).await? {
         if stored.request_hash != hash {
@@ -218,25 +222,16 @@ pub async fn post_message(
         );
         return Ok(response);
     }
-    let mut tenant = tenant;
-    if let Some(name) = &parsed.flow {
-        tenant.main_flow_id = name.clone();
-    }
-    let flow = state
-        .db
-        .tenants()
-        .current_flow(&tenant)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::NoPublishedFlow,
-                format!(
-                    "tenant `{tenant_id}` has no published flow `{}`",
-                    tenant.main_flow_id
-                ),
-            )
-        })?;
+    let flow = flow.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::NoPublishedFlow,
+            format!(
+                "tenant `{tenant_id}` has no published flow `{}`",
+                tenant.main_flow_id
+            ),
+        )
+    })?;
 
     let conversation = ConversationId::new(tenant_id.clone(), Channel::Webchat, parsed.session);
     let workflow_id = conversation.workflow_id();

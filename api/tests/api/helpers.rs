@@ -112,6 +112,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         temporal: temporal.clone(),
         conversations_queue: temporal_settings.task_queue(queues::CONVERSATIONS),
         payments_queue: temporal_settings.task_queue(queues::PAYMENTS),
+        tenants: Arc::new(zengine_api::TenantCache::new(
+            std::time::Duration::from_millis(options.api.tenant_cache_ttl_ms),
+        )),
         settings: Arc::new(options.api),
     };
     let app = Application::build(state).await.expect("bind the API");
