@@ -43,10 +43,10 @@ impl TenantCache {
         let key = (tenant_id.clone(), flow.map(str::to_owned));
         if !self.ttl.is_zero() {
             let entries = self.entries.lock().expect("cache lock");
-            if let Some((at, value)) = entries.get(&key) {
-                if at.elapsed() < self.ttl {
-                    return Ok(value.clone());
-                }
+            if let Some((at, value)) = entries.get(&key)
+                && at.elapsed() < self.ttl
+            {
+                return Ok(value.clone());
             }
         }
         let value = match db.tenants().get(tenant_id).await? {
