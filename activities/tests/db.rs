@@ -40,6 +40,7 @@ on_both_backends!(
     orders_are_created_once_per_client_key_and_listed_newest_first,
     order_status_changes_are_compare_and_set,
     events_and_surveys_are_recorded_once,
+    tracking_events_are_idempotent_and_in_order,
 );
 
 async fn migrations_are_idempotent(backend: TestBackend) {
@@ -518,5 +519,61 @@ async fn postgres_row_level_security_confines_even_hand_written_sql_to_the_curre
         b_orders[0].status,
         zengine_domain::order::OrderStatus::Pending
     );
+    t.drop_db().await.unwrap();
+}
+
+async fn tracking_events_are_idempotent_and_in_order(backend: TestBackend) {
+    use zengine_activities::db::{Recorded, TrackingEvent};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    let (lines, total) = lines();
+    let (order, _) =
+        t.db.orders()
+            .create(new_order(&acme, "k1", "h1", "+51911", &lines, total))
+            .await
+            .unwrap();
+    let event = |id: &str, at: i64| TrackingEvent {
+        event_id: id.into(),
+        order_id: order.order_id.clone(),
+        status: "LOCATION".into(),
+        location: Some(zengine_domain::Location {
+            lat: -12.0,
+            lon: -77.0,
+        }),
+        occurred_at: at,
+    };
+    assert_eq!(
+        t.db.tracking()
+            .record(&acme, &event("a", 10))
+            .await
+            .unwrap(),
+        Recorded::New
+    );
+    assert_eq!(
+        t.db.tracking()
+            .record(&acme, &event("a", 10))
+            .await
+            .unwrap(),
+        Recorded::Duplicate(event("a", 10))
+    );
+    assert_eq!(
+        t.db.tracking().record(&acme, &event("b", 5)).await.unwrap(),
+        Recorded::OutOfOrder { latest: 10 }
+    );
+    assert_eq!(
+        t.db.tracking()
+            .record(&acme, &event("c", 20))
+            .await
+            .unwrap(),
+        Recorded::New
+    );
+    t.db.tracking().remove(&acme, "c").await.unwrap();
+    let timeline =
+        t.db.tracking()
+            .timeline(&acme, &order.order_id)
+            .await
+            .unwrap();
+    assert_eq!(timeline, vec![event("a", 10)]);
     t.drop_db().await.unwrap();
 }

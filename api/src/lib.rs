@@ -10,6 +10,7 @@ mod error;
 mod management;
 mod metrics;
 mod orders;
+mod tracking;
 pub mod webchat;
 
 use std::future::Future;
@@ -95,6 +96,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders", post(orders::create).get(orders::list))
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/status", post(orders::change_status))
+        .route(
+            "/v1/tracking",
+            axum::routing::put(tracking::put).get(tracking::timeline),
+        )
         .route(
             "/v1/tenants/{tenant}/flows/{name}",
             axum::routing::put(management::publish_flow).get(management::get_flow),

@@ -24,7 +24,7 @@ use crate::management::authorize;
 use crate::webchat::TENANT_HEADER;
 use crate::{ApiError, AppState, ErrorCode};
 
-async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
+pub(crate) async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
     authorize(state, headers)?;
     let raw = headers
         .get(&TENANT_HEADER)

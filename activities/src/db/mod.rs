@@ -12,6 +12,7 @@ pub mod seed;
 mod tenants;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod tracking;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use events::{EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use orders::{CreateOrderError, NewOrder, Order, OrderFilter, OrderRepo};
 pub use tenants::{Tenant, TenantRepo};
+pub use tracking::{Recorded, TrackingEvent, TrackingRepo};
 
 /// Domain database configuration.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -215,6 +217,10 @@ impl Database {
 
     pub fn orders(&self) -> OrderRepo<'_> {
         OrderRepo { db: self }
+    }
+
+    pub fn tracking(&self) -> TrackingRepo<'_> {
+        TrackingRepo { db: self }
     }
 
     /// Checks that the database answers.

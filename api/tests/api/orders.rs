@@ -308,3 +308,141 @@ async fn the_order_workflow_follows_the_lifecycle_and_rejects_invalid_moves() {
     );
     app.shutdown().await;
 }
+
+async fn track(app: &TestApp, body: Value) -> reqwest::Response {
+    send(
+        app,
+        reqwest::Method::PUT,
+        "/v1/tracking",
+        Some(body.to_string()),
+        Some(ADMIN_TOKEN),
+        Some("demo"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn tracking_events_build_the_timeline_and_move_the_order_once() {
+    let app = spawn_app().await;
+    let (_, created) = post_order(&app, order("t-1", "+51911222333")).await;
+    let id = created["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(set_status(&app, &id, "PAID").await.status(), StatusCode::OK);
+    let event = |event_id: &str, status: &str, at: &str| {
+        json!({"event_id": event_id, "order_id": id, "status": status,
+               "location": {"lat": -12.1, "lon": -77.03}, "timestamp": at})
+    };
+
+    let first = track(&app, event("e1", "PREPARING", "2026-11-25T18:00:00Z")).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let again = track(&app, event("e1", "PREPARING", "2026-11-25T18:00:00Z")).await;
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "the same event twice is accepted once"
+    );
+    assert_eq!(again.json::<Value>().await.unwrap()["duplicate"], true);
+    let reused = track(&app, event("e1", "DISPATCHED", "2026-11-25T18:00:00Z")).await;
+    assert_eq!(
+        error_code(reused, StatusCode::CONFLICT).await,
+        "idempotency_key_reused"
+    );
+    assert_eq!(
+        track(&app, event("e2", "LOCATION", "2026-11-25T18:05:00Z"))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let late = track(&app, event("e0", "DISPATCHED", "2026-11-25T17:59:00Z")).await;
+    assert_eq!(
+        error_code(late, StatusCode::CONFLICT).await,
+        "conflict",
+        "out of order"
+    );
+    let skip = track(&app, event("e3", "DELIVERED", "2026-11-25T18:06:00Z")).await;
+    assert_eq!(
+        error_code(skip, StatusCode::CONFLICT).await,
+        "conflict",
+        "PREPARING cannot jump to DELIVERED for delivery orders"
+    );
+    assert_eq!(
+        track(&app, event("e4", "DISPATCHED", "2026-11-25T18:10:00Z"))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let delivered = track(&app, event("e5", "DELIVERED", "2026-11-25T18:30:00Z")).await;
+    assert_eq!(delivered.status(), StatusCode::CREATED);
+    assert_eq!(
+        delivered.json::<Value>().await.unwrap()["order"]["status"],
+        "DELIVERED"
+    );
+
+    for (body, field) in [
+        (
+            json!({"event_id": "x", "order_id": id, "status": "FLYING", "timestamp": "2026-11-25T19:00:00Z"}),
+            "status",
+        ),
+        (
+            json!({"event_id": "x", "order_id": id, "status": "LOCATION", "timestamp": "2026-11-25T19:00:00Z"}),
+            "location",
+        ),
+        (
+            json!({"event_id": "x", "order_id": id, "status": "LOCATION", "location": {"lat": 91, "lon": 0}, "timestamp": "2026-11-25T19:00:00Z"}),
+            "location",
+        ),
+        (
+            json!({"event_id": "x", "order_id": id, "status": "LOCATION", "location": {"lat": 1, "lon": 0}, "timestamp": "yesterday"}),
+            "timestamp",
+        ),
+        (
+            json!({"event_id": "", "order_id": id, "status": "LOCATION", "location": {"lat": 1, "lon": 0}, "timestamp": "2026-11-25T19:00:00Z"}),
+            "event_id",
+        ),
+    ] {
+        let r = track(&app, body).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        let msg = r.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(msg.starts_with(&format!("field `{field}`")), "{msg}");
+    }
+    let unknown = track(&app, json!({"event_id": "y", "order_id": "ord_nope", "status": "DISPATCHED", "timestamp": "2026-11-25T19:00:00Z"})).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let anonymous = send(
+        &app,
+        reqwest::Method::PUT,
+        "/v1/tracking",
+        Some("{}".into()),
+        None,
+        Some("demo"),
+    )
+    .await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    let timeline: Value = send(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/tracking?order_id={id}"),
+        None,
+        Some(ADMIN_TOKEN),
+        Some("demo"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let statuses: Vec<&str> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["PREPARING", "LOCATION", "DISPATCHED", "DELIVERED"],
+        "refused changes leave no trace"
+    );
+    assert_eq!(timeline["status"], "DELIVERED");
+    app.shutdown().await;
+}

@@ -1,0 +1,213 @@
+//! `PUT /v1/tracking` and `GET /v1/tracking?order_id=`: delivery tracking events append to the
+//! order's timeline and move the order's workflow (PREPARING, DISPATCHED, DELIVERED, CANCELLED);
+//! `LOCATION` events only record a position.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use temporalio_client::WorkflowExecuteUpdateOptions;
+use temporalio_client::errors::WorkflowUpdateError;
+use zengine_activities::db::{Recorded, TrackingEvent};
+use zengine_domain::order::OrderStatus;
+use zengine_domain::{Location, order_workflow_id};
+use zengine_workflows::OrderWorkflow;
+use zengine_workflows::order::ChangeStatus;
+
+use crate::orders::tenant;
+use crate::{ApiError, AppState, ErrorCode};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingBody {
+    event_id: String,
+    order_id: String,
+    status: String,
+    #[serde(default)]
+    location: Option<Location>,
+    /// RFC 3339, e.g. `2026-11-25T18:00:00Z`.
+    timestamp: String,
+}
+
+fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidField,
+        format!("field `{field}`: {message}"),
+    )
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, &headers).await?;
+    let body = crate::read_body(body)?;
+    let body: TrackingBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })?;
+    if body.event_id.trim().is_empty() || body.event_id.len() > 128 {
+        return Err(invalid("event_id", "must be 1 to 128 characters"));
+    }
+    let status = body.status.trim().to_ascii_uppercase();
+    let change: Option<OrderStatus> = match status.as_str() {
+        "LOCATION" => None,
+        "PREPARING" | "DISPATCHED" | "DELIVERED" | "CANCELLED" => {
+            Some(status.parse().map_err(|e: String| invalid("status", e))?)
+        }
+        other => {
+            return Err(invalid(
+                "status",
+                format!("`{other}` is not LOCATION, PREPARING, DISPATCHED, DELIVERED or CANCELLED"),
+            ));
+        }
+    };
+    if let Some(l) = body.location {
+        if !(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon) {
+            return Err(invalid("location", "latitude or longitude out of range"));
+        }
+    } else if change.is_none() {
+        return Err(invalid("location", "a LOCATION event needs a location"));
+    }
+    let occurred_at = chrono::DateTime::parse_from_rfc3339(&body.timestamp)
+        .map_err(|e| invalid("timestamp", format!("not RFC 3339: {e}")))?
+        .timestamp_millis();
+    if state
+        .db
+        .orders()
+        .get(&tenant_id, &body.order_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "order `{}` does not exist",
+            body.order_id
+        )));
+    }
+    let event = TrackingEvent {
+        event_id: body.event_id.clone(),
+        order_id: body.order_id.clone(),
+        status: status.clone(),
+        location: body.location,
+        occurred_at,
+    };
+    match state.db.tracking().record(&tenant_id, &event).await? {
+        Recorded::New => {}
+        Recorded::Duplicate(previous) => {
+            return if previous == event {
+                Ok((
+                    StatusCode::OK,
+                    Json(json!({"event": previous, "duplicate": true})),
+                )
+                    .into_response())
+            } else {
+                Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::IdempotencyKeyReused,
+                    "this event_id was already used for a different event",
+                ))
+            };
+        }
+        Recorded::OutOfOrder { latest } => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                format!(
+                    "out of order: this order already has an event at {latest} ms, later than this one"
+                ),
+            ));
+        }
+    }
+    let Some(to) = change else {
+        return Ok((StatusCode::CREATED, Json(json!({"event": event}))).into_response());
+    };
+    let handle = state
+        .temporal
+        .get_workflow_handle::<OrderWorkflow>(order_workflow_id(&tenant_id, &body.order_id));
+    let result = handle
+        .execute_update(
+            OrderWorkflow::change_status,
+            ChangeStatus {
+                to,
+                source: "tracking".into(),
+                reason: Some(format!("tracking event {}", body.event_id)),
+            },
+            WorkflowExecuteUpdateOptions::default(),
+        )
+        .await;
+    match result {
+        Ok(view) => Ok((
+            StatusCode::CREATED,
+            Json(json!({"event": event, "order": view})),
+        )
+            .into_response()),
+        Err(e) => {
+            // The change was refused or not delivered: the timeline must not claim it happened.
+            state
+                .db
+                .tracking()
+                .remove(&tenant_id, &body.event_id)
+                .await?;
+            match e {
+                WorkflowUpdateError::Failed(failure) => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    failure.message.clone(),
+                )),
+                WorkflowUpdateError::NotFound(_) => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    "the order is closed",
+                )),
+                other if other.to_string().contains("already completed") => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    "the order is closed",
+                )),
+                other => {
+                    tracing::error!(error.message = %other, "Tracking update failed");
+                    Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::Unavailable,
+                        "the workflow service is unavailable; retrying the same event is safe",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TimelineQuery {
+    order_id: String,
+}
+
+pub async fn timeline(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, &headers).await?;
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, e.body_text()))?;
+    let order = state
+        .db
+        .orders()
+        .get(&tenant_id, &query.order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("order `{}` does not exist", query.order_id)))?;
+    let events = state
+        .db
+        .tracking()
+        .timeline(&tenant_id, &query.order_id)
+        .await?;
+    Ok(
+        Json(json!({"order_id": order.order_id, "status": order.status, "events": events}))
+            .into_response(),
+    )
+}
