@@ -27,6 +27,43 @@ enum Piece {
     Suffix(usize, usize),
 }
 
+/// An inter-route move: new piece lists for `u`'s route (`a`) and the other route (`b`).
+#[derive(Debug, Clone, Copy)]
+struct InterMove {
+    pieces: [Piece; 8],
+    split: u8,
+    len: u8,
+}
+
+impl Default for InterMove {
+    fn default() -> Self {
+        Self {
+            pieces: [Piece::Visit(0); 8],
+            split: 0,
+            len: 0,
+        }
+    }
+}
+
+impl InterMove {
+    fn new(a: &[Piece], b: &[Piece]) -> Self {
+        let mut m = Self::default();
+        m.pieces[..a.len()].copy_from_slice(a);
+        m.pieces[a.len()..a.len() + b.len()].copy_from_slice(b);
+        m.split = a.len() as u8;
+        m.len = (a.len() + b.len()) as u8;
+        m
+    }
+
+    fn a(&self) -> &[Piece] {
+        &self.pieces[..self.split as usize]
+    }
+
+    fn b(&self) -> &[Piece] {
+        &self.pieces[self.split as usize..self.len as usize]
+    }
+}
+
 pub struct LocalSearch<'p> {
     p: &'p Problem,
     /// Granular neighbourhood, per node index (empty for the depot and inactive customers).
@@ -44,6 +81,8 @@ pub struct LocalSearch<'p> {
     tested: Vec<u64>,
     moves: u64,
     pen: Penalties,
+    /// Whether time windows can bind (otherwise distance and load price every move).
+    timed: bool,
     scratch: Vec<u32>,
     scratch_b: Vec<u32>,
 }
@@ -73,6 +112,7 @@ impl<'p> LocalSearch<'p> {
                 load: 1.0,
                 warp: 1.0,
             },
+            timed: p.has_time_windows(),
             scratch: Vec::new(),
             scratch_b: Vec::new(),
         }
@@ -84,19 +124,7 @@ impl<'p> LocalSearch<'p> {
 
     /// Improves `routes` (at most [`Self::slots`] of them) in place under penalties `pen`.
     pub fn run(&mut self, routes: &mut Vec<Vec<u32>>, pen: Penalties, rng: &mut Rng) {
-        assert!(
-            routes.len() <= self.routes.len(),
-            "more routes than vehicles"
-        );
-        self.pen = pen;
-        for r in 0..self.routes.len() {
-            self.routes[r].clear();
-            if let Some(src) = routes.get(r) {
-                self.routes[r].extend_from_slice(src);
-            }
-            self.refresh(r);
-            self.modified[r] = 0;
-        }
+        self.load(routes, pen);
         self.moves = 0;
         for c in &self.customers {
             self.tested[*c as usize] = 0;
@@ -147,6 +175,22 @@ impl<'p> LocalSearch<'p> {
         routes.extend(self.routes.iter().filter(|r| !r.is_empty()).cloned());
     }
 
+    fn load(&mut self, routes: &[Vec<u32>], pen: Penalties) {
+        assert!(
+            routes.len() <= self.routes.len(),
+            "more routes than vehicles"
+        );
+        self.pen = pen;
+        for r in 0..self.routes.len() {
+            self.routes[r].clear();
+            if let Some(src) = routes.get(r) {
+                self.routes[r].extend_from_slice(src);
+            }
+            self.refresh(r);
+            self.modified[r] = 0;
+        }
+    }
+
     /// Recomputes the cached data of route `r` after it changed.
     fn refresh(&mut self, r: usize) {
         let p = self.p;
@@ -188,6 +232,33 @@ impl<'p> LocalSearch<'p> {
         self.pen.route_cost(&seg, self.p.capacity())
     }
 
+    /// Distance and load of the route made of `pieces`: a lower bound on its penalised cost
+    /// that skips the time-window arithmetic (exact when there are no time windows).
+    fn pieces_distance_load(&self, pieces: &[Piece]) -> (i64, i64) {
+        let p = self.p;
+        let (mut dist, mut load, mut last) = (0i64, 0i64, u32::MAX);
+        for &piece in pieces {
+            let (d, l, first, end) = match piece {
+                Piece::Prefix(r, k) => {
+                    let s = &self.prefix[r][k];
+                    (s.dist, s.load, s.first, s.last)
+                }
+                Piece::Visit(c) => (0, p.node(c as usize).demand, c, c),
+                Piece::Suffix(r, k) => {
+                    let s = &self.suffix[r][k];
+                    (s.dist, s.load, s.first, s.last)
+                }
+            };
+            if last != u32::MAX {
+                dist += p.dist(last as usize, first as usize);
+            }
+            dist += d;
+            load += l;
+            last = end;
+        }
+        (dist, load)
+    }
+
     fn materialize(&self, pieces: &[Piece], out: &mut Vec<u32>) {
         out.clear();
         for &piece in pieces {
@@ -201,8 +272,15 @@ impl<'p> LocalSearch<'p> {
 
     /// Prices rebuilding route `ra` as `pa` and route `rb` as `pb`; applies it if it improves.
     fn try_inter(&mut self, ra: usize, pa: &[Piece], rb: usize, pb: &[Piece]) -> bool {
-        let delta = self.pieces_cost(pa) + self.pieces_cost(pb) - self.cost[ra] - self.cost[rb];
-        if delta > -EPS {
+        let old = self.cost[ra] + self.cost[rb];
+        let cap = self.p.capacity();
+        let ((da, la), (db, lb)) = (self.pieces_distance_load(pa), self.pieces_distance_load(pb));
+        let bound =
+            (da + db) as f64 + self.pen.load * ((la - cap).max(0) + (lb - cap).max(0)) as f64;
+        if bound - old > -EPS {
+            return false;
+        }
+        if self.timed && self.pieces_cost(pa) + self.pieces_cost(pb) - old > -EPS {
             return false;
         }
         let mut a = std::mem::take(&mut self.scratch);
@@ -243,83 +321,70 @@ impl<'p> LocalSearch<'p> {
         if ru == rv {
             return self.try_intra(u, kv);
         }
+        let (moves, count) = self.inter_moves(u, rv, kv);
+        for m in &moves[..count] {
+            if self.try_inter(ru, m.a(), rv, m.b()) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The inter-route moves between `u` (route `ru`) and the insertion point after `kv`
+    /// customers of route `rv != ru`, in the order they are tried (HGS's M1–M6, M8).
+    fn inter_moves(&self, u: u32, rv: usize, kv: usize) -> ([InterMove; 7], usize) {
         use Piece::{Prefix as P, Suffix as S, Visit as N};
+        let ru = self.route_of[u as usize];
         let i = self.pos[u as usize];
         let mu = self.routes[ru].len();
         let mv = self.routes[rv].len();
         let x = (i + 1 < mu).then(|| self.routes[ru][i + 1]);
         let v = (kv > 0).then(|| self.routes[rv][kv - 1]);
         let y = (kv < mv).then(|| self.routes[rv][kv]);
-
+        let mut out = [InterMove::default(); 7];
+        let mut n = 0;
+        let mut push = |a: &[Piece], b: &[Piece]| {
+            out[n] = InterMove::new(a, b);
+            n += 1;
+        };
         // M1: relocate u after v.
-        if self.try_inter(
-            ru,
-            &[P(ru, i), S(ru, i + 1)],
-            rv,
-            &[P(rv, kv), N(u), S(rv, kv)],
-        ) {
-            return true;
-        }
+        push(&[P(ru, i), S(ru, i + 1)], &[P(rv, kv), N(u), S(rv, kv)]);
         if let Some(x) = x {
             // M2 / M3: relocate (u, x) after v, as is or reversed.
-            if self.try_inter(
-                ru,
+            push(
                 &[P(ru, i), S(ru, i + 2)],
-                rv,
                 &[P(rv, kv), N(u), N(x), S(rv, kv)],
-            ) {
-                return true;
-            }
-            if self.try_inter(
-                ru,
+            );
+            push(
                 &[P(ru, i), S(ru, i + 2)],
-                rv,
                 &[P(rv, kv), N(x), N(u), S(rv, kv)],
-            ) {
-                return true;
-            }
+            );
         }
         if let Some(v) = v {
             let j = kv - 1;
             // M4: swap u and v.
-            if self.try_inter(
-                ru,
+            push(
                 &[P(ru, i), N(v), S(ru, i + 1)],
-                rv,
                 &[P(rv, j), N(u), S(rv, j + 1)],
-            ) {
-                return true;
-            }
+            );
             if let Some(x) = x {
                 // M5: swap (u, x) and v.
-                if self.try_inter(
-                    ru,
+                push(
                     &[P(ru, i), N(v), S(ru, i + 2)],
-                    rv,
                     &[P(rv, j), N(u), N(x), S(rv, j + 1)],
-                ) {
-                    return true;
-                }
+                );
                 // M6: swap (u, x) and (v, y).
-                if let Some(y) = y
-                    && self.try_inter(
-                        ru,
+                if let Some(y) = y {
+                    push(
                         &[P(ru, i), N(v), N(y), S(ru, i + 2)],
-                        rv,
                         &[P(rv, j), N(u), N(x), S(rv, j + 2)],
-                    )
-                {
-                    return true;
+                    );
                 }
             }
         }
         // M8: 2-opt* — exchange the tails after u and after v.
-        self.try_inter(
-            ru,
-            &[P(ru, i + 1), S(rv, kv)],
-            rv,
-            &[P(rv, kv), S(ru, i + 1)],
-        )
+        push(&[P(ru, i + 1), S(rv, kv)], &[P(rv, kv), S(ru, i + 1)]);
+        (out, n)
     }
 
     /// Intra-route versions of the same moves plus 2-opt (reversal), priced by re-folding.
@@ -420,7 +485,7 @@ fn intra_relocate(route: &[u32], block: &[u32], anchor: Option<u32>, out: &mut V
             out.extend_from_slice(block);
         }
     }
-    out.as_slice() != route
+    true
 }
 
 /// `route` with the disjoint consecutive blocks `a` and `b` exchanged.
@@ -440,5 +505,126 @@ fn intra_swap(route: &[u32], a: &[u32], b: &[u32], out: &mut Vec<u32>) -> bool {
             k += 1;
         }
     }
-    out.len() == route.len() && out.as_slice() != route
+    out.len() == route.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::{parse_solomon, parse_vrplib};
+    use crate::search::granular_neighbours;
+
+    fn random_routes(p: &Problem, slots: usize, rng: &mut Rng) -> Vec<Vec<u32>> {
+        let mut customers: Vec<u32> = (1..=p.num_customers() as u32).collect();
+        rng.shuffle(&mut customers);
+        let mut routes = vec![Vec::new(); slots];
+        for c in customers {
+            // Leave the last slot empty so moves into an empty route are covered.
+            routes[rng.below(slots - 1)].push(c);
+        }
+        routes
+    }
+
+    /// Every inter-route move is priced (O(1), from cached segments) exactly as re-folding
+    /// the routes it produces, and the distance/load bound never exceeds that price.
+    fn check_pricing(p: &Problem, pen: Penalties, seed: u64) {
+        let customers: Vec<u32> = (1..=p.num_customers() as u32).collect();
+        let neighbours = granular_neighbours(p, &customers, 10);
+        let mut ls = LocalSearch::new(p, customers.clone(), neighbours, 6);
+        let mut rng = Rng::new(seed);
+        let mut checked = 0;
+        for _ in 0..5 {
+            let routes = random_routes(p, 6, &mut rng);
+            ls.load(&routes, pen);
+            for &u in &customers {
+                let ru = ls.route_of[u as usize];
+                for rv in (0..6).filter(|&rv| rv != ru) {
+                    for kv in 0..=ls.routes[rv].len() {
+                        let (moves, n) = ls.inter_moves(u, rv, kv);
+                        for m in &moves[..n] {
+                            let priced = ls.pieces_cost(m.a()) + ls.pieces_cost(m.b());
+                            let (mut a, mut b) = (Vec::new(), Vec::new());
+                            ls.materialize(m.a(), &mut a);
+                            ls.materialize(m.b(), &mut b);
+                            let folded = ls.route_cost_of(&a) + ls.route_cost_of(&b);
+                            assert!(
+                                (priced - folded).abs() < 1e-6,
+                                "{m:?}: {priced} vs {folded}"
+                            );
+                            let (da, la) = ls.pieces_distance_load(m.a());
+                            let (db, lb) = ls.pieces_distance_load(m.b());
+                            let cap = p.capacity();
+                            let bound = (da + db) as f64
+                                + pen.load * ((la - cap).max(0) + (lb - cap).max(0)) as f64;
+                            assert!(bound <= folded + 1e-6);
+                            // Each customer stays exactly once across the two routes.
+                            let mut before: Vec<u32> = ls.routes[ru]
+                                .iter()
+                                .chain(&ls.routes[rv])
+                                .copied()
+                                .collect();
+                            let mut after: Vec<u32> = a.iter().chain(&b).copied().collect();
+                            before.sort_unstable();
+                            after.sort_unstable();
+                            assert_eq!(before, after);
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000);
+    }
+
+    #[test]
+    fn inter_route_move_prices_match_full_evaluation_with_time_windows() {
+        let p = parse_solomon(include_str!("../../tests/fixtures/R101-head.txt")).unwrap();
+        check_pricing(
+            &p,
+            Penalties {
+                load: 3.0,
+                warp: 1.5,
+            },
+            1,
+        );
+    }
+
+    #[test]
+    fn inter_route_move_prices_match_full_evaluation_with_capacity_only() {
+        let p = parse_vrplib(include_str!("../../tests/fixtures/A-n32-k5.vrp")).unwrap();
+        check_pricing(
+            &p,
+            Penalties {
+                load: 7.0,
+                warp: 1.0,
+            },
+            2,
+        );
+    }
+
+    #[test]
+    fn local_search_keeps_every_customer_once_and_reports_true_costs() {
+        let p = parse_solomon(include_str!("../../tests/fixtures/R101-head.txt")).unwrap();
+        let customers: Vec<u32> = (1..=p.num_customers() as u32).collect();
+        let neighbours = granular_neighbours(&p, &customers, 10);
+        let mut ls = LocalSearch::new(&p, customers.clone(), neighbours, 12);
+        let mut rng = Rng::new(3);
+        let pen = Penalties {
+            load: 10.0,
+            warp: 10.0,
+        };
+        let mut routes = random_routes(&p, 12, &mut rng);
+        let before: f64 = routes.iter().map(|r| ls.route_cost_of(r)).sum();
+        ls.run(&mut routes, pen, &mut rng);
+        let after: f64 = routes.iter().map(|r| ls.route_cost_of(r)).sum();
+        assert!(
+            after < before,
+            "local search must improve a random solution"
+        );
+        let cached: f64 = ls.cost.iter().sum();
+        assert!((cached - after).abs() < 1e-6, "cached route costs drifted");
+        let mut seen: Vec<u32> = routes.concat();
+        seen.sort_unstable();
+        assert_eq!(seen, customers);
+    }
 }

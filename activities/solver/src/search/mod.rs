@@ -22,7 +22,9 @@ pub struct SolveOptions {
     /// Wall-clock budget, measured from the call to [`solve`] (model preparation included).
     pub time_limit: Duration,
     pub seed: u64,
-    /// Stop after this many genetic iterations (for reproducible runs independent of speed).
+    /// Stop after this many iterations, each producing one locally-optimised solution (a random
+    /// start while the population is seeded, then an offspring); for runs that are
+    /// reproducible whatever the machine's speed.
     pub max_iterations: Option<u64>,
     /// How often the progress callback is called.
     pub progress_interval: Duration,
@@ -98,7 +100,7 @@ const LAMBDA: usize = 40;
 const N_ELITE: usize = 4;
 const N_CLOSE: usize = 5;
 const TARGET_FEASIBLE: f64 = 0.2;
-const PENALTY_UPDATE_EVERY: usize = 100;
+const PENALTY_UPDATE_EVERY: usize = 50;
 const RESTART_AFTER: u64 = 20_000;
 
 #[derive(Debug, Clone)]
@@ -324,7 +326,11 @@ pub fn solve(
         .max(1) as f64;
     let mut pen = Penalties {
         load: (max_dist / max_demand).clamp(0.1, 1000.0),
-        warp: 1.0,
+        warp: if p.has_time_windows() {
+            10.0 * mean_ratio(p)
+        } else {
+            1.0
+        },
     };
 
     let mut feasible_pop = SubPopulation::default();
@@ -364,13 +370,20 @@ pub fn solve(
             }
         }
 
-        let tour = if initial_done < initial_target {
+        // Short budgets cannot afford HGS's full 4μ random starts: stop seeding after a fifth
+        // of the budget (with at least a handful of individuals).
+        let seeding = initial_done < initial_target
+            && (initial_done < 8 || now - started < options.time_limit / 5);
+        if !seeding {
+            initial_done = initial_target;
+        }
+        iterations += 1;
+        let tour = if seeding {
             initial_done += 1;
             let mut t = customers.clone();
             rng.shuffle(&mut t);
             t
         } else {
-            iterations += 1;
             let a = select_parent(&mut feasible_pop, &mut infeasible_pop, pen, &mut rng);
             let b = select_parent(&mut feasible_pop, &mut infeasible_pop, pen, &mut rng);
             order_crossover(&a.tour, &b.tour, &mut rng)
@@ -384,17 +397,10 @@ pub fn solve(
         if !ind.feasible() {
             infeasible_pop.add(ind.clone(), &customers, pen);
             // Repair half of the infeasible offspring with heavier penalties (HGS).
-            if rng.below(2) == 0 {
-                let strong = Penalties {
-                    load: pen.load * 10.0,
-                    warp: pen.warp * 10.0,
-                };
-                let mut routes = ind.routes.clone();
-                ls.run(&mut routes, strong, &mut rng);
-                let repaired = Individual::new(p, routes);
-                if repaired.feasible() {
-                    ind = repaired;
-                }
+            if rng.below(2) == 0
+                && let Some(repaired) = repair(p, &mut ls, &ind, pen, &[10.0, 100.0], &mut rng)
+            {
+                ind = repaired;
             }
         }
         let improved = if ind.feasible() {
@@ -429,6 +435,13 @@ pub fn solve(
         }
     }
 
+    // Last resort: push the least-infeasible solution hard towards feasibility.
+    if best.is_none()
+        && let Some((_, b)) = &best_infeasible
+        && let Some(r) = repair(p, &mut ls, b, pen, &[1e3, 1e5], &mut rng)
+    {
+        best = Some(r);
+    }
     let (chosen, feasible) = match (best, best_infeasible) {
         (Some(b), _) => (b, true),
         (None, Some((_, b))) => (b, false),
@@ -477,6 +490,31 @@ fn consider_best(
         }
     }
     false
+}
+
+/// Re-runs the local search on `ind` with penalties multiplied by each factor in turn;
+/// returns the first feasible result.
+fn repair(
+    p: &Problem,
+    ls: &mut LocalSearch<'_>,
+    ind: &Individual,
+    pen: Penalties,
+    factors: &[f64],
+    rng: &mut Rng,
+) -> Option<Individual> {
+    let mut routes = ind.routes.clone();
+    for &f in factors {
+        let strong = Penalties {
+            load: pen.load * f,
+            warp: pen.warp * f,
+        };
+        ls.run(&mut routes, strong, rng);
+        let repaired = Individual::new(p, routes.clone());
+        if repaired.feasible() {
+            return Some(repaired);
+        }
+    }
+    None
 }
 
 fn adapt(weight: f64, history: &[bool]) -> f64 {
@@ -546,6 +584,23 @@ fn order_crossover(a: &[u32], b: &[u32], rng: &mut Rng) -> Vec<u32> {
         }
     }
     child
+}
+
+/// Mean arc distance over mean arc duration: converts time warp into distance units.
+fn mean_ratio(p: &Problem) -> f64 {
+    let n = p.num_customers() + 1;
+    let (mut d, mut t) = (0i64, 0i64);
+    for i in 0..n {
+        for j in 0..n {
+            d += p.dist(i, j);
+            t += p.time(i, j);
+        }
+    }
+    if t == 0 {
+        1.0
+    } else {
+        (d as f64 / t as f64).max(1e-3)
+    }
 }
 
 /// Number of route slots the local search may use.
