@@ -2,6 +2,7 @@
 //! embedded defaults; `api`, `worker` and `migrate` are the separate production processes.
 
 mod config;
+mod route;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -55,6 +56,11 @@ enum Command {
     },
     /// Print the effective configuration (secrets redacted).
     Config,
+    /// Solve or benchmark vehicle-routing instances locally (no Temporal, no database).
+    Route {
+        #[command(subcommand)]
+        command: route::RouteCommand,
+    },
 }
 
 #[tokio::main]
@@ -80,6 +86,7 @@ async fn main() -> std::process::ExitCode {
             println!("{settings:#?}");
             Ok(())
         }
+        Command::Route { command } => route::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
