@@ -9,6 +9,8 @@
 //! list that prices an inter-route move is used to apply it, so pricing and applying cannot
 //! disagree.
 
+use std::time::Instant;
+
 use crate::model::Problem;
 use crate::rng::Rng;
 use crate::search::segment::{Penalties, Segment};
@@ -25,6 +27,15 @@ enum Piece {
     Visit(u32),
     /// Customers `k..` of route `r`, then the depot.
     Suffix(usize, usize),
+}
+
+/// Distance and load of the two routes an inter-route move produces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Bound {
+    dist_a: i64,
+    load_a: i64,
+    dist_b: i64,
+    load_b: i64,
 }
 
 /// An inter-route move: new piece lists for `u`'s route (`a`) and the other route (`b`).
@@ -73,6 +84,10 @@ pub struct LocalSearch<'p> {
     prefix: Vec<Vec<Segment>>,
     suffix: Vec<Vec<Segment>>,
     cost: Vec<f64>,
+    /// Distance and load per route (depot to depot).
+    dist: Vec<i64>,
+    load: Vec<i64>,
+    warp_free: Vec<bool>,
     route_of: Vec<usize>,
     pos: Vec<usize>,
     /// Move counter at the last change of each route.
@@ -103,6 +118,9 @@ impl<'p> LocalSearch<'p> {
             prefix: vec![Vec::new(); slots],
             suffix: vec![Vec::new(); slots],
             cost: vec![0.0; slots],
+            dist: vec![0; slots],
+            load: vec![0; slots],
+            warp_free: vec![true; slots],
             route_of: vec![usize::MAX; n],
             pos: vec![0; n],
             modified: vec![0; slots],
@@ -123,7 +141,15 @@ impl<'p> LocalSearch<'p> {
     }
 
     /// Improves `routes` (at most [`Self::slots`] of them) in place under penalties `pen`.
-    pub fn run(&mut self, routes: &mut Vec<Vec<u32>>, pen: Penalties, rng: &mut Rng) {
+    /// Stops early (leaving a valid but not locally optimal solution) at `deadline`, so a
+    /// large instance cannot overrun the budget inside one descent.
+    pub fn run(
+        &mut self,
+        routes: &mut Vec<Vec<u32>>,
+        pen: Penalties,
+        rng: &mut Rng,
+        deadline: Instant,
+    ) {
         self.load(routes, pen);
         self.moves = 0;
         for c in &self.customers {
@@ -143,7 +169,11 @@ impl<'p> LocalSearch<'p> {
             if loop_id > 1 {
                 completed = true;
             }
-            for &u in &order {
+            for (step, &u) in order.iter().enumerate() {
+                if step % 16 == 0 && Instant::now() >= deadline {
+                    completed = true;
+                    break;
+                }
                 let last_test = self.tested[u as usize];
                 self.tested[u as usize] = self.moves;
                 let count = self.neighbours[u as usize].len();
@@ -211,9 +241,11 @@ impl<'p> LocalSearch<'p> {
         for k in (0..route.len()).rev() {
             suf[k] = Segment::visit(p, route[k]).then(p, &suf[k + 1]);
         }
-        self.cost[r] = self
-            .pen
-            .route_cost(&pre[route.len()].then(p, &depot), p.capacity());
+        let full = pre[route.len()].then(p, &depot);
+        self.cost[r] = self.pen.route_cost(&full, p.capacity());
+        self.dist[r] = full.dist;
+        self.load[r] = full.load;
+        self.warp_free[r] = full.warp == 0;
     }
 
     fn piece_segment(&self, piece: Piece) -> Segment {
@@ -232,8 +264,8 @@ impl<'p> LocalSearch<'p> {
         self.pen.route_cost(&seg, self.p.capacity())
     }
 
-    /// Distance and load of the route made of `pieces`: a lower bound on its penalised cost
-    /// that skips the time-window arithmetic (exact when there are no time windows).
+    /// Distance and load of the route made of `pieces` (the slow way, to test the bounds).
+    #[cfg(test)]
     fn pieces_distance_load(&self, pieces: &[Piece]) -> (i64, i64) {
         let p = self.p;
         let (mut dist, mut load, mut last) = (0i64, 0i64, u32::MAX);
@@ -270,19 +302,8 @@ impl<'p> LocalSearch<'p> {
         }
     }
 
-    /// Prices rebuilding route `ra` as `pa` and route `rb` as `pb`; applies it if it improves.
-    fn try_inter(&mut self, ra: usize, pa: &[Piece], rb: usize, pb: &[Piece]) -> bool {
-        let old = self.cost[ra] + self.cost[rb];
-        let cap = self.p.capacity();
-        let ((da, la), (db, lb)) = (self.pieces_distance_load(pa), self.pieces_distance_load(pb));
-        let bound =
-            (da + db) as f64 + self.pen.load * ((la - cap).max(0) + (lb - cap).max(0)) as f64;
-        if bound - old > -EPS {
-            return false;
-        }
-        if self.timed && self.pieces_cost(pa) + self.pieces_cost(pb) - old > -EPS {
-            return false;
-        }
+    /// Rebuilds route `ra` as `pa` and route `rb` as `pb`.
+    fn apply_inter(&mut self, ra: usize, pa: &[Piece], rb: usize, pb: &[Piece]) {
         let mut a = std::mem::take(&mut self.scratch);
         let mut b = std::mem::take(&mut self.scratch_b);
         self.materialize(pa, &mut a);
@@ -292,7 +313,6 @@ impl<'p> LocalSearch<'p> {
         self.scratch = a;
         self.scratch_b = b;
         self.commit(&[ra, rb]);
-        true
     }
 
     fn commit(&mut self, changed: &[usize]) {
@@ -301,6 +321,17 @@ impl<'p> LocalSearch<'p> {
             self.refresh(r);
             self.modified[r] = self.moves;
         }
+    }
+
+    fn sequence_distance(&self, seq: &[u32]) -> i64 {
+        let p = self.p;
+        let mut prev = 0usize;
+        let mut total = 0;
+        for &c in seq {
+            total += p.dist(prev, c as usize);
+            prev = c as usize;
+        }
+        total + p.dist(prev, 0)
     }
 
     fn route_cost_of(&self, seq: &[u32]) -> f64 {
@@ -321,13 +352,130 @@ impl<'p> LocalSearch<'p> {
         if ru == rv {
             return self.try_intra(u, kv);
         }
-        let (moves, count) = self.inter_moves(u, rv, kv);
-        for m in &moves[..count] {
-            if self.try_inter(ru, m.a(), rv, m.b()) {
-                return true;
+        // Screen every move by distance and load alone (matrix look-ups, no segments); only
+        // the survivors are built as piece lists and, with time windows, priced in full.
+        let (bounds, count) = self.inter_bounds(u, rv, kv);
+        let old = self.cost[ru] + self.cost[rv];
+        let cap = self.p.capacity();
+        let mut moves = None;
+        for (k, b) in bounds[..count].iter().enumerate() {
+            let bound = (b.dist_a + b.dist_b) as f64
+                + self.pen.load * ((b.load_a - cap).max(0) + (b.load_b - cap).max(0)) as f64;
+            if bound - old > -EPS {
+                continue;
             }
+            let (list, n) = *moves.get_or_insert_with(|| self.inter_moves(u, rv, kv));
+            debug_assert_eq!(n, count);
+            let m = list[k];
+            if self.timed && self.pieces_cost(m.a()) + self.pieces_cost(m.b()) - old > -EPS {
+                continue;
+            }
+            self.apply_inter(ru, m.a(), rv, m.b());
+            return true;
         }
         false
+    }
+
+    /// Distance and load of both routes after each move of [`Self::inter_moves`] (same order),
+    /// from the arcs the move removes and adds.
+    fn inter_bounds(&self, u: u32, rv: usize, kv: usize) -> ([Bound; 7], usize) {
+        let p = self.p;
+        let d = |a: u32, b: u32| p.dist(a as usize, b as usize);
+        let q = |c: u32| p.node(c as usize).demand;
+        let ru = self.route_of[u as usize];
+        let (route_u, route_v) = (&self.routes[ru], &self.routes[rv]);
+        let i = self.pos[u as usize];
+        let at = |r: &[u32], k: isize| -> u32 {
+            if k < 0 || k as usize >= r.len() {
+                0
+            } else {
+                r[k as usize]
+            }
+        };
+        let (ii, jv) = (i as isize, kv as isize);
+        let pu = at(route_u, ii - 1);
+        let x = at(route_u, ii + 1);
+        let xx = at(route_u, ii + 2);
+        let v = at(route_v, jv - 1);
+        let pv = at(route_v, jv - 2);
+        let y = at(route_v, jv);
+        let yy = at(route_v, jv + 1);
+        let (du, dv) = (self.dist[ru], self.dist[rv]);
+        let (lu, lv) = (self.load[ru], self.load[rv]);
+        let mut out = [Bound::default(); 7];
+        let mut n = 0;
+        let mut push = |dist_a: i64, load_a: i64, dist_b: i64, load_b: i64| {
+            out[n] = Bound {
+                dist_a,
+                load_a,
+                dist_b,
+                load_b,
+            };
+            n += 1;
+        };
+        // M1
+        push(
+            du + d(pu, x) - d(pu, u) - d(u, x),
+            lu - q(u),
+            dv + d(v, u) + d(u, y) - d(v, y),
+            lv + q(u),
+        );
+        if x != 0 {
+            let removed = du + d(pu, xx) - d(pu, u) - d(u, x) - d(x, xx);
+            let qux = q(u) + q(x);
+            // M2, M3
+            push(
+                removed,
+                lu - qux,
+                dv + d(v, u) + d(u, x) + d(x, y) - d(v, y),
+                lv + qux,
+            );
+            push(
+                removed,
+                lu - qux,
+                dv + d(v, x) + d(x, u) + d(u, y) - d(v, y),
+                lv + qux,
+            );
+        }
+        if kv > 0 {
+            // M4
+            push(
+                du + d(pu, v) + d(v, x) - d(pu, u) - d(u, x),
+                lu - q(u) + q(v),
+                dv + d(pv, u) + d(u, y) - d(pv, v) - d(v, y),
+                lv - q(v) + q(u),
+            );
+            if x != 0 {
+                let qux = q(u) + q(x);
+                // M5
+                push(
+                    du + d(pu, v) + d(v, xx) - d(pu, u) - d(u, x) - d(x, xx),
+                    lu - qux + q(v),
+                    dv + d(pv, u) + d(u, x) + d(x, y) - d(pv, v) - d(v, y),
+                    lv - q(v) + qux,
+                );
+                // M6
+                if y != 0 {
+                    let qvy = q(v) + q(y);
+                    push(
+                        du + d(pu, v) + d(v, y) + d(y, xx) - d(pu, u) - d(u, x) - d(x, xx),
+                        lu - qux + qvy,
+                        dv + d(pv, u) + d(u, x) + d(x, yy) - d(pv, v) - d(v, y) - d(y, yy),
+                        lv - qvy + qux,
+                    );
+                }
+            }
+        }
+        // M8: prefix distances/loads come from the cached prefix segments.
+        let (pre_u, pre_v) = (&self.prefix[ru][i + 1], &self.prefix[rv][kv]);
+        let (tail_u_dist, tail_v_dist) = (du - pre_u.dist - d(u, x), dv - pre_v.dist - d(v, y));
+        push(
+            pre_u.dist + d(u, y) + tail_v_dist,
+            pre_u.load + lv - pre_v.load,
+            pre_v.dist + d(v, x) + tail_u_dist,
+            pre_v.load + lu - pre_u.load,
+        );
+        (out, n)
     }
 
     /// The inter-route moves between `u` (route `ru`) and the insertion point after `kv`
@@ -453,7 +601,16 @@ impl<'p> LocalSearch<'p> {
                     }
                 }
             };
-            if ok && self.route_cost_of(&candidate) < self.cost[r] - EPS {
+            if !ok {
+                continue;
+            }
+            // The load is unchanged; without time warp now, the distance alone bounds the gain.
+            if (!self.timed || self.warp_free[r])
+                && self.sequence_distance(&candidate) >= self.dist[r]
+            {
+                continue;
+            }
+            if self.route_cost_of(&candidate) < self.cost[r] - EPS {
                 found = true;
                 break;
             }
@@ -514,6 +671,10 @@ mod tests {
     use crate::read::{parse_solomon, parse_vrplib};
     use crate::search::granular_neighbours;
 
+    fn far_future() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(3600)
+    }
+
     fn random_routes(p: &Problem, slots: usize, rng: &mut Rng) -> Vec<Vec<u32>> {
         let mut customers: Vec<u32> = (1..=p.num_customers() as u32).collect();
         rng.shuffle(&mut customers);
@@ -541,7 +702,9 @@ mod tests {
                 for rv in (0..6).filter(|&rv| rv != ru) {
                     for kv in 0..=ls.routes[rv].len() {
                         let (moves, n) = ls.inter_moves(u, rv, kv);
-                        for m in &moves[..n] {
+                        let (bounds, nb) = ls.inter_bounds(u, rv, kv);
+                        assert_eq!(n, nb);
+                        for (m, bd) in moves[..n].iter().zip(&bounds) {
                             let priced = ls.pieces_cost(m.a()) + ls.pieces_cost(m.b());
                             let (mut a, mut b) = (Vec::new(), Vec::new());
                             ls.materialize(m.a(), &mut a);
@@ -557,6 +720,13 @@ mod tests {
                             let bound = (da + db) as f64
                                 + pen.load * ((la - cap).max(0) + (lb - cap).max(0)) as f64;
                             assert!(bound <= folded + 1e-6);
+                            let slow = Bound {
+                                dist_a: da,
+                                load_a: la,
+                                dist_b: db,
+                                load_b: lb,
+                            };
+                            assert_eq!(*bd, slow, "{m:?}");
                             // Each customer stays exactly once across the two routes.
                             let mut before: Vec<u32> = ls.routes[ru]
                                 .iter()
@@ -615,7 +785,7 @@ mod tests {
         };
         let mut routes = random_routes(&p, 12, &mut rng);
         let before: f64 = routes.iter().map(|r| ls.route_cost_of(r)).sum();
-        ls.run(&mut routes, pen, &mut rng);
+        ls.run(&mut routes, pen, &mut rng, far_future());
         let after: f64 = routes.iter().map(|r| ls.route_cost_of(r)).sum();
         assert!(
             after < before,

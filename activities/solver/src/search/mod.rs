@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::nearest_neighbour;
 use crate::model::{NodeIndex, Problem, Unservable};
 use crate::rng::Rng;
 use local::LocalSearch;
@@ -169,6 +170,17 @@ impl Individual {
         }
         diff as f64 / customers.len().max(1) as f64
     }
+}
+
+/// Customers ordered by polar angle around the depot (the sweep heuristic's order).
+fn sweep_tour(p: &Problem, customers: &[u32]) -> Vec<u32> {
+    let d = p.node(0);
+    let mut tour = customers.to_vec();
+    tour.sort_by_cached_key(|&c| {
+        let n = p.node(c as usize);
+        ((n.y - d.y).atan2(n.x - d.x) * 1e9) as i64
+    });
+    tour
 }
 
 /// Orders routes by the polar angle of their barycentre around the depot, so that the giant
@@ -380,16 +392,27 @@ pub fn solve(
         iterations += 1;
         let tour = if seeding {
             initial_done += 1;
-            let mut t = customers.clone();
-            rng.shuffle(&mut t);
-            t
+            match initial_done {
+                // Two constructive starts give large instances a good solution early.
+                1 => sweep_tour(p, &customers),
+                2 => nearest_neighbour(p)
+                    .concat()
+                    .into_iter()
+                    .map(|c| c as u32)
+                    .collect(),
+                _ => {
+                    let mut t = customers.clone();
+                    rng.shuffle(&mut t);
+                    t
+                }
+            }
         } else {
             let a = select_parent(&mut feasible_pop, &mut infeasible_pop, pen, &mut rng);
             let b = select_parent(&mut feasible_pop, &mut infeasible_pop, pen, &mut rng);
             order_crossover(&a.tour, &b.tour, &mut rng)
         };
         let mut routes = split::split(p, &tour, pen, ls.slots());
-        ls.run(&mut routes, pen, &mut rng);
+        ls.run(&mut routes, pen, &mut rng, deadline);
         let mut ind = Individual::new(p, routes);
         load_ok_history.push(ind.excess_load == 0);
         warp_ok_history.push(ind.warp == 0);
@@ -398,7 +421,8 @@ pub fn solve(
             infeasible_pop.add(ind.clone(), &customers, pen);
             // Repair half of the infeasible offspring with heavier penalties (HGS).
             if rng.below(2) == 0
-                && let Some(repaired) = repair(p, &mut ls, &ind, pen, &[10.0, 100.0], &mut rng)
+                && let Some(repaired) =
+                    repair(p, &mut ls, &ind, pen, &[10.0, 100.0], &mut rng, deadline)
             {
                 ind = repaired;
             }
@@ -435,10 +459,12 @@ pub fn solve(
         }
     }
 
-    // Last resort: push the least-infeasible solution hard towards feasibility.
+    // Last resort: push the least-infeasible solution hard towards feasibility, allowing a
+    // tenth of the budget beyond the deadline (capped at a second).
+    let grace = Instant::now() + (options.time_limit / 10).min(Duration::from_secs(1));
     if best.is_none()
         && let Some((_, b)) = &best_infeasible
-        && let Some(r) = repair(p, &mut ls, b, pen, &[1e3, 1e5], &mut rng)
+        && let Some(r) = repair(p, &mut ls, b, pen, &[1e3, 1e5], &mut rng, grace)
     {
         best = Some(r);
     }
@@ -501,6 +527,7 @@ fn repair(
     pen: Penalties,
     factors: &[f64],
     rng: &mut Rng,
+    deadline: Instant,
 ) -> Option<Individual> {
     let mut routes = ind.routes.clone();
     for &f in factors {
@@ -508,7 +535,7 @@ fn repair(
             load: pen.load * f,
             warp: pen.warp * f,
         };
-        ls.run(&mut routes, strong, rng);
+        ls.run(&mut routes, strong, rng, deadline);
         let repaired = Individual::new(p, routes.clone());
         if repaired.feasible() {
             return Some(repaired);

@@ -36,7 +36,22 @@ pub fn split(p: &Problem, tour: &[u32], pen: Penalties, max_routes: usize) -> Ve
         return routes;
     }
 
-    // Fleet-bounded: best[k][j] = best cost of the first j visits in exactly k routes.
+    // Fleet-bounded: best[k][j] = best cost of the first j visits in exactly k routes. Routes
+    // are cut at twice the capacity (O(K·n·L), not O(K·n²)), unless that leaves no solution.
+    bounded(p, tour, pen, max_routes, Some(2 * p.capacity()))
+        .or_else(|| bounded(p, tour, pen, max_routes, None))
+        .expect("without a load cut-off, any tour splits into one or more routes")
+}
+
+fn bounded(
+    p: &Problem,
+    tour: &[u32],
+    pen: Penalties,
+    max_routes: usize,
+    load_cap: Option<i64>,
+) -> Option<Vec<Vec<u32>>> {
+    let n = tour.len();
+    let depot = Segment::visit(p, 0);
     let k_max = max_routes;
     let mut best = vec![vec![f64::INFINITY; n + 1]; k_max + 1];
     let mut pred = vec![vec![0usize; n + 1]; k_max + 1];
@@ -49,6 +64,9 @@ pub fn split(p: &Problem, tour: &[u32], pen: Penalties, max_routes: usize) -> Ve
             let mut seg = depot;
             for j in i..n {
                 seg = seg.then(p, &Segment::visit(p, tour[j]));
+                if j > i && load_cap.is_some_and(|cap| seg.load > cap) {
+                    break;
+                }
                 let cost = best[k][i] + pen.route_cost(&seg.then(p, &depot), p.capacity());
                 if cost < best[k + 1][j + 1] {
                     best[k + 1][j + 1] = cost;
@@ -58,8 +76,8 @@ pub fn split(p: &Problem, tour: &[u32], pen: Penalties, max_routes: usize) -> Ve
         }
     }
     let k_best = (1..=k_max)
-        .min_by(|&a, &b| best[a][n].total_cmp(&best[b][n]))
-        .unwrap_or(1);
+        .filter(|&k| best[k][n].is_finite())
+        .min_by(|&a, &b| best[a][n].total_cmp(&best[b][n]))?;
     let mut routes = Vec::with_capacity(k_best);
     let (mut k, mut j) = (k_best, n);
     while j > 0 {
@@ -69,7 +87,7 @@ pub fn split(p: &Problem, tour: &[u32], pen: Penalties, max_routes: usize) -> Ve
         k -= 1;
     }
     routes.reverse();
-    routes
+    Some(routes)
 }
 
 fn unwind(tour: &[u32], pred: &[usize]) -> Vec<Vec<u32>> {
