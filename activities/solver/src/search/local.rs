@@ -29,6 +29,39 @@ enum Piece {
     Suffix(usize, usize),
 }
 
+/// A circular sector of polar angles (HGS's `CircleSector`), in 1/65536 turns.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sector {
+    start: i32,
+    end: i32,
+}
+
+impl Sector {
+    fn turn(x: i32) -> i32 {
+        x.rem_euclid(65536)
+    }
+
+    fn contains(&self, a: i32) -> bool {
+        Self::turn(a - self.start) <= Self::turn(self.end - self.start)
+    }
+
+    /// Grows the sector to include `a`, in the cheaper direction.
+    fn extend(&mut self, a: i32) {
+        if !self.contains(a) {
+            if Self::turn(a - self.end) <= Self::turn(self.start - a) {
+                self.end = a;
+            } else {
+                self.start = a;
+            }
+        }
+    }
+
+    fn overlaps(&self, other: &Sector) -> bool {
+        Self::turn(other.start - self.start) <= Self::turn(self.end - self.start)
+            || Self::turn(self.start - other.start) <= Self::turn(other.end - other.start)
+    }
+}
+
 /// Distance and load of the two routes an inter-route move produces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Bound {
@@ -88,6 +121,14 @@ pub struct LocalSearch<'p> {
     dist: Vec<i64>,
     load: Vec<i64>,
     warp_free: Vec<bool>,
+    /// Polar angle of each node around the depot, in 1/65536 turns.
+    angle: Vec<i32>,
+    /// Polar sector of each route, to restrict SWAP* to route pairs that overlap.
+    sectors: Vec<Sector>,
+    /// Move counter when SWAP* was last run from each route.
+    swap_tested: Vec<u64>,
+    /// Whether SWAP* runs (it needs coordinates).
+    swap_star: bool,
     route_of: Vec<usize>,
     pos: Vec<usize>,
     /// Move counter at the last change of each route.
@@ -121,6 +162,16 @@ impl<'p> LocalSearch<'p> {
             dist: vec![0; slots],
             load: vec![0; slots],
             warp_free: vec![true; slots],
+            angle: (0..n)
+                .map(|i| {
+                    let (c, d) = (p.node(i), p.node(0));
+                    let turns = (c.y - d.y).atan2(c.x - d.x) / std::f64::consts::TAU;
+                    (turns * 65536.0).round() as i32
+                })
+                .collect(),
+            sectors: vec![Sector::default(); slots],
+            swap_tested: vec![0; slots],
+            swap_star: true,
             route_of: vec![usize::MAX; n],
             pos: vec![0; n],
             modified: vec![0; slots],
@@ -198,6 +249,27 @@ impl<'p> LocalSearch<'p> {
                     completed = false;
                 }
             }
+            if self.swap_star {
+                for ra in 0..self.routes.len() {
+                    if Instant::now() >= deadline {
+                        completed = true;
+                        break;
+                    }
+                    let last_test = self.swap_tested[ra];
+                    self.swap_tested[ra] = self.moves;
+                    for rb in ra + 1..self.routes.len() {
+                        if !self.routes[ra].is_empty()
+                            && !self.routes[rb].is_empty()
+                            && (loop_id == 0
+                                || self.modified[ra].max(self.modified[rb]) > last_test)
+                            && self.sectors[ra].overlaps(&self.sectors[rb])
+                            && self.try_swap_star(ra, rb)
+                        {
+                            completed = false;
+                        }
+                    }
+                }
+            }
             loop_id += 1;
         }
 
@@ -246,6 +318,19 @@ impl<'p> LocalSearch<'p> {
         self.dist[r] = full.dist;
         self.load[r] = full.load;
         self.warp_free[r] = full.warp == 0;
+        let mut sector = Sector::default();
+        for (k, &c) in route.iter().enumerate() {
+            let angle = self.angle[c as usize];
+            if k == 0 {
+                sector = Sector {
+                    start: angle,
+                    end: angle,
+                };
+            } else {
+                sector.extend(angle);
+            }
+        }
+        self.sectors[r] = sector;
     }
 
     fn piece_segment(&self, piece: Piece) -> Segment {
@@ -535,6 +620,124 @@ impl<'p> LocalSearch<'p> {
         (out, n)
     }
 
+    /// SWAP* (Vidal 2022): exchange a customer of `ra` with one of `rb`, each re-inserted at
+    /// its best position in the other route rather than in the other's place. Candidates are
+    /// screened by distance and load using the three cheapest insertion positions per
+    /// customer; the best one is priced exactly (time windows included) and applied if it
+    /// improves.
+    fn try_swap_star(&mut self, ra: usize, rb: usize) -> bool {
+        let p = self.p;
+        let d = |a: u32, b: u32| p.dist(a as usize, b as usize);
+        let q = |c: u32| p.node(c as usize).demand;
+        let (a, b) = (&self.routes[ra], &self.routes[rb]);
+        let at = |r: &[u32], k: isize| -> u32 {
+            if k < 0 || k as usize >= r.len() {
+                0
+            } else {
+                r[k as usize]
+            }
+        };
+        let removal = |r: &[u32], k: usize| {
+            let (pc, c, nc) = (at(r, k as isize - 1), r[k], at(r, k as isize + 1));
+            d(pc, nc) - d(pc, c) - d(c, nc)
+        };
+        // Three cheapest insertion positions (cost, k: between r[k-1] and r[k]).
+        let top3 = |c: u32, r: &[u32]| -> [(i64, usize); 3] {
+            let mut best = [(i64::MAX, usize::MAX); 3];
+            for k in 0..=r.len() {
+                let (prev, next) = (at(r, k as isize - 1), at(r, k as isize));
+                let cost = d(prev, c) + d(c, next) - d(prev, next);
+                if cost < best[2].0 {
+                    best[2] = (cost, k);
+                    if best[2].0 < best[1].0 {
+                        best.swap(1, 2);
+                        if best[1].0 < best[0].0 {
+                            best.swap(0, 1);
+                        }
+                    }
+                }
+            }
+            best
+        };
+        let ins_a: Vec<[(i64, usize); 3]> = a.iter().map(|&u| top3(u, b)).collect();
+        let ins_b: Vec<[(i64, usize); 3]> = b.iter().map(|&v| top3(v, a)).collect();
+        let rem_a: Vec<i64> = (0..a.len()).map(|k| removal(a, k)).collect();
+        let rem_b: Vec<i64> = (0..b.len()).map(|k| removal(b, k)).collect();
+        let cap = p.capacity();
+        let excess = |l: i64| (l - cap).max(0) as f64;
+        let (load_a, load_b) = (self.load[ra], self.load[rb]);
+        let pen_now = excess(load_a) + excess(load_b);
+        // Cheapest insertion of `c` into `r` once r[gone] is removed.
+        let best_insert =
+            |c: u32, r: &[u32], gone: usize, top: &[(i64, usize); 3]| -> (i64, usize) {
+                let (pg, ng) = (at(r, gone as isize - 1), at(r, gone as isize + 1));
+                // In the removed customer's place: between its neighbours.
+                let mut best = (d(pg, c) + d(c, ng) - d(pg, ng), gone);
+                for &(cost, k) in top {
+                    if k != usize::MAX && k != gone && k != gone + 1 && cost < best.0 {
+                        best = (cost, k);
+                    }
+                }
+                best
+            };
+        let mut best: Option<(f64, usize, usize, usize, usize)> = None;
+        for (iu, &u) in a.iter().enumerate() {
+            for (iv, &v) in b.iter().enumerate() {
+                let pen_delta = self.pen.load
+                    * (excess(load_a - q(u) + q(v)) + excess(load_b - q(v) + q(u)) - pen_now);
+                if pen_delta + (rem_a[iu] + rem_b[iv]) as f64 >= 0.0 {
+                    continue;
+                }
+                let (cost_u, ku) = best_insert(u, b, iv, &ins_a[iu]);
+                let (cost_v, kv) = best_insert(v, a, iu, &ins_b[iv]);
+                let total = pen_delta + (rem_a[iu] + rem_b[iv] + cost_u + cost_v) as f64;
+                if best.is_none_or(|(t, ..)| total < t) {
+                    best = Some((total, iu, iv, ku, kv));
+                }
+            }
+        }
+        let Some((total, iu, iv, ku, kv)) = best else {
+            return false;
+        };
+        if total > -EPS && !(self.timed && !(self.warp_free[ra] && self.warp_free[rb])) {
+            return false;
+        }
+        // Build both routes; position k == removed index means "in its place".
+        let rebuild = |r: &[u32], gone: usize, c: u32, k: usize, out: &mut Vec<u32>| {
+            out.clear();
+            for (idx, &x) in r.iter().enumerate() {
+                if idx == k {
+                    out.push(c);
+                }
+                if idx != gone {
+                    out.push(x);
+                }
+            }
+            if k == r.len() {
+                out.push(c);
+            }
+        };
+        let (mut new_a, mut new_b) = (
+            std::mem::take(&mut self.scratch),
+            std::mem::take(&mut self.scratch_b),
+        );
+        rebuild(a, iu, b[iv], kv, &mut new_a);
+        rebuild(b, iv, a[iu], ku, &mut new_b);
+        let delta =
+            self.route_cost_of(&new_a) + self.route_cost_of(&new_b) - self.cost[ra] - self.cost[rb];
+        if delta > -EPS {
+            self.scratch = new_a;
+            self.scratch_b = new_b;
+            return false;
+        }
+        std::mem::swap(&mut self.routes[ra], &mut new_a);
+        std::mem::swap(&mut self.routes[rb], &mut new_b);
+        self.scratch = new_a;
+        self.scratch_b = new_b;
+        self.commit(&[ra, rb]);
+        true
+    }
+
     /// Intra-route versions of the same moves plus 2-opt (reversal), priced by re-folding.
     fn try_intra(&mut self, u: u32, kv: usize) -> bool {
         let r = self.route_of[u as usize];
@@ -774,16 +977,23 @@ mod tests {
 
     #[test]
     fn local_search_keeps_every_customer_once_and_reports_true_costs() {
-        let p = parse_solomon(include_str!("../../tests/fixtures/R101-head.txt")).unwrap();
+        let timed = parse_solomon(include_str!("../../tests/fixtures/R101-head.txt")).unwrap();
+        let untimed = parse_vrplib(include_str!("../../tests/fixtures/A-n32-k5.vrp")).unwrap();
+        for p in [timed, untimed] {
+            check_descent(&p);
+        }
+    }
+
+    fn check_descent(p: &Problem) {
         let customers: Vec<u32> = (1..=p.num_customers() as u32).collect();
-        let neighbours = granular_neighbours(&p, &customers, 10);
-        let mut ls = LocalSearch::new(&p, customers.clone(), neighbours, 12);
+        let neighbours = granular_neighbours(p, &customers, 10);
+        let mut ls = LocalSearch::new(p, customers.clone(), neighbours, 12);
         let mut rng = Rng::new(3);
         let pen = Penalties {
             load: 10.0,
             warp: 10.0,
         };
-        let mut routes = random_routes(&p, 12, &mut rng);
+        let mut routes = random_routes(p, 12, &mut rng);
         let before: f64 = routes.iter().map(|r| ls.route_cost_of(r)).sum();
         ls.run(&mut routes, pen, &mut rng, far_future());
         let after: f64 = routes.iter().map(|r| ls.route_cost_of(r)).sum();
