@@ -136,6 +136,7 @@ fn wildcard(pattern: &str, text: &str) -> bool {
 pub struct Reference {
     /// Family for the table: the set letter for CVRP (A, B, …), `C1`/`R2`/… for Solomon.
     pub family: String,
+    /// Best known cost in instance units, if one is reliable.
     pub bks: Option<f64>,
 }
 
@@ -191,9 +192,13 @@ fn split_csv(line: &str) -> Vec<String> {
 /// What `zengine route bench` runs.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
+    /// Instance files.
     pub instances: Vec<PathBuf>,
+    /// Best known solutions by instance name (file stem).
     pub bks: BTreeMap<String, Reference>,
+    /// One table column group per budget.
     pub time_limits: Vec<Duration>,
+    /// Seeds `1..=seeds` per instance and budget.
     pub seeds: u64,
 }
 

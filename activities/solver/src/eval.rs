@@ -8,6 +8,7 @@ use crate::model::{NodeIndex, Problem};
 
 /// One way a set of routes breaks the problem's rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)] // The fields are named for what they hold.
 pub enum Violation {
     /// A route carries more than the vehicle capacity.
     Capacity { route: usize, load: i64 },
@@ -41,10 +42,12 @@ pub struct Evaluation {
     pub cost: i64,
     /// Number of non-empty routes.
     pub vehicles: usize,
+    /// Every rule broken, in route order, then missing/duplicate customers, then the fleet.
     pub violations: Vec<Violation>,
 }
 
 impl Evaluation {
+    /// No violation at all.
     pub fn is_feasible(&self) -> bool {
         self.violations.is_empty()
     }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! `zengine-solver`: vehicle routing without I/O. Read an instance ([`read`]), or build a
 //! [`Problem`] from your own matrix; [`solve`] it with the hybrid genetic search; check any
 //! routes with the independent [`evaluate`]; compare against [`nearest_neighbour`].

@@ -20,12 +20,15 @@ pub const NO_DEADLINE: i64 = i64::MAX / 8;
 pub struct Node {
     /// Planar coordinates, used for neighbourhood geometry only (costs come from the matrix).
     pub x: f64,
+    /// See `x`.
     pub y: f64,
+    /// Load taken from the vehicle (0 for the depot).
     pub demand: i64,
     /// Earliest service start. For the depot: the earliest departure.
     pub ready: i64,
     /// Latest service start. For the depot: the latest return.
     pub due: i64,
+    /// Time spent at the customer once service starts.
     pub service: i64,
 }
 
@@ -64,10 +67,12 @@ impl Matrix {
         Self { size, data }
     }
 
+    /// Number of rows (and columns).
     pub fn size(&self) -> usize {
         self.size
     }
 
+    /// The arc from `i` to `j`.
     #[inline]
     pub fn get(&self, i: usize, j: usize) -> i64 {
         self.data[i * self.size + j]
@@ -123,26 +128,39 @@ pub struct Problem {
 /// Why a problem was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProblemError {
+    /// No nodes at all.
     #[error("the problem has no depot (no nodes at all)")]
     NoDepot,
+    /// Capacity zero or negative.
     #[error("vehicle capacity must be positive, got {0}")]
     NonPositiveCapacity(i64),
+    /// A fleet limit of zero.
     #[error("the fleet limit is zero: no vehicle can serve anything")]
     NoVehicles,
+    /// `due < ready` for some node.
     #[error("node {node}: time window ends ({due}) before it starts ({ready})")]
+    #[allow(missing_docs)]
     InvertedTimeWindow { node: usize, ready: i64, due: i64 },
+    /// A negative demand or service time.
     #[error("node {node}: negative {what} ({value})")]
+    #[allow(missing_docs)]
     Negative {
         node: usize,
         what: &'static str,
         value: i64,
     },
+    /// A matrix whose data is not `size × size`.
     #[error("matrix has {got} entries, expected {expected}")]
+    #[allow(missing_docs)]
     MatrixShape { expected: usize, got: usize },
+    /// A matrix for a different number of nodes.
     #[error("matrix size {matrix} does not match {nodes} nodes")]
+    #[allow(missing_docs)]
     MatrixSize { matrix: usize, nodes: usize },
+    /// A negative distance or travel time.
     #[error("negative arc cost {0}")]
     NegativeArc(i64),
+    /// A scale of zero or less.
     #[error("scale must be positive, got {0}")]
     NonPositiveScale(i64),
 }
@@ -249,36 +267,44 @@ impl Problem {
         self.nodes.len() - 1
     }
 
+    /// All nodes, depot first.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
 
+    /// Node `i` (0 is the depot).
     #[inline]
     pub fn node(&self, i: NodeIndex) -> &Node {
         &self.nodes[i]
     }
 
+    /// Vehicle capacity (all vehicles are alike).
     pub fn capacity(&self) -> i64 {
         self.capacity
     }
 
+    /// Maximum number of routes; `None` for unlimited.
     pub fn fleet(&self) -> Option<usize> {
         self.fleet
     }
 
+    /// Matrix units per instance unit.
     pub fn scale(&self) -> i64 {
         self.scale
     }
 
+    /// Whether any time window or depot horizon can constrain a route.
     pub fn has_time_windows(&self) -> bool {
         self.has_time_windows
     }
 
+    /// Cost of the arc `i → j`, in matrix units.
     #[inline]
     pub fn dist(&self, i: NodeIndex, j: NodeIndex) -> i64 {
         self.distance.get(i, j)
     }
 
+    /// Travel time of the arc `i → j`.
     #[inline]
     pub fn time(&self, i: NodeIndex, j: NodeIndex) -> i64 {
         self.duration.get(i, j)

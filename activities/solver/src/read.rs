@@ -8,16 +8,25 @@ use crate::model::{CostConvention, Matrix, NO_DEADLINE, Node, Problem, ProblemEr
 /// Why an instance could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    /// The reader failed.
     #[error("could not read the instance: {0}")]
     Io(#[from] std::io::Error),
+    /// A malformed line (1-based `line`).
     #[error("line {line}: {message}")]
+    #[allow(missing_docs)]
     Syntax { line: usize, message: String },
+    /// A required key or section is absent.
     #[error("missing {0}")]
     Missing(&'static str),
+    /// A section lacks the row of some node.
     #[error("node {node} has no {what}")]
+    #[allow(missing_docs)]
     MissingNodeData { node: usize, what: &'static str },
+    /// Valid VRPLIB this reader does not handle (another problem or edge-weight type).
     #[error("unsupported {what}: {value}")]
+    #[allow(missing_docs)]
     Unsupported { what: &'static str, value: String },
+    /// The file parses but describes an invalid problem.
     #[error("the instance describes an invalid problem: {0}")]
     Invalid(#[from] ProblemError),
 }
@@ -43,15 +52,18 @@ pub fn read_vrplib_from(mut reader: impl Read) -> Result<Problem, ReadError> {
 }
 
 /// Parses a VRPLIB CVRP instance (`EUC_2D`; arc cost `round(euclid)`; unlimited fleet unless a
-/// `VEHICLES` key is present).
+/// `VEHICLES` key is present). The optional `TIME_WINDOW_SECTION` (`id ready due`, the depot's
+/// row being its horizon) and `SERVICE_TIME_SECTION` (`id time`) make it a VRPTW with travel
+/// time equal to the rounded distance.
 pub fn parse_vrplib(text: &str) -> Result<Problem, ReadError> {
     #[derive(PartialEq)]
     enum Section {
         Header,
         Coords,
         Demands,
+        Windows,
+        Services,
         Depots,
-        Done,
     }
     let mut name = String::from("unnamed");
     let mut dimension: Option<usize> = None;
@@ -59,6 +71,8 @@ pub fn parse_vrplib(text: &str) -> Result<Problem, ReadError> {
     let mut fleet: Option<usize> = None;
     let mut coords: Vec<Option<(f64, f64)>> = Vec::new();
     let mut demands: Vec<Option<i64>> = Vec::new();
+    let mut windows: Vec<Option<(i64, i64)>> = Vec::new();
+    let mut services: Vec<Option<i64>> = Vec::new();
     let mut depots: Vec<usize> = Vec::new();
     let mut depot_terminated = false;
     let mut seen = (false, false, false);
@@ -71,7 +85,6 @@ pub fn parse_vrplib(text: &str) -> Result<Problem, ReadError> {
             continue;
         }
         if line == "EOF" {
-            section = Section::Done;
             break;
         }
         let upper = line.to_ascii_uppercase();
@@ -87,6 +100,14 @@ pub fn parse_vrplib(text: &str) -> Result<Problem, ReadError> {
                     seen.1 = true;
                     demands = vec![None; dim];
                     Section::Demands
+                }
+                "TIME_WINDOW_SECTION" => {
+                    windows = vec![None; dim];
+                    Section::Windows
+                }
+                "SERVICE_TIME_SECTION" => {
+                    services = vec![None; dim];
+                    Section::Services
                 }
                 "DEPOT_SECTION" => {
                     seen.2 = true;
@@ -133,8 +154,11 @@ pub fn parse_vrplib(text: &str) -> Result<Problem, ReadError> {
         let tokens: Vec<&str> = line.split_whitespace().collect();
         match section {
             Section::Header => return Err(syntax(line_no, format!("unexpected line {line:?}"))),
-            Section::Coords | Section::Demands => {
-                let want = if section == Section::Coords { 3 } else { 2 };
+            Section::Coords | Section::Demands | Section::Windows | Section::Services => {
+                let want = match section {
+                    Section::Coords | Section::Windows => 3,
+                    _ => 2,
+                };
                 if tokens.len() != want {
                     return Err(syntax(
                         line_no,
@@ -144,14 +168,21 @@ pub fn parse_vrplib(text: &str) -> Result<Problem, ReadError> {
                 let id: usize = number(tokens[0], line_no, "node id")?;
                 let slot = id
                     .checked_sub(1)
-                    .filter(|&i| i < coords.len().max(demands.len()))
+                    .filter(|&i| i < dimension.unwrap_or(0))
                     .ok_or_else(|| syntax(line_no, format!("node id {id} out of range")))?;
                 if section == Section::Coords {
                     let x: f64 = number(tokens[1], line_no, "x")?;
                     let y: f64 = number(tokens[2], line_no, "y")?;
                     coords[slot] = Some((x, y));
-                } else {
+                } else if section == Section::Demands {
                     demands[slot] = Some(number(tokens[1], line_no, "demand")?);
+                } else if section == Section::Windows {
+                    let ready: f64 = number(tokens[1], line_no, "ready time")?;
+                    let due: f64 = number(tokens[2], line_no, "due time")?;
+                    windows[slot] = Some((ready.round() as i64, due.round() as i64));
+                } else {
+                    let service: f64 = number(tokens[1], line_no, "service time")?;
+                    services[slot] = Some(service.round() as i64);
                 }
             }
             Section::Depots => {
@@ -166,7 +197,6 @@ pub fn parse_vrplib(text: &str) -> Result<Problem, ReadError> {
                     }
                 }
             }
-            Section::Done => unreachable!(),
         }
     }
 
@@ -181,9 +211,7 @@ pub fn parse_vrplib(text: &str) -> Result<Problem, ReadError> {
     if !seen.2 || !depot_terminated {
         return Err(ReadError::Missing("DEPOT_SECTION (terminated by -1)"));
     }
-    if section != Section::Done {
-        return Err(ReadError::Missing("EOF (the file looks truncated)"));
-    }
+    // A missing `EOF` is tolerated: truncation shows up as missing node data instead.
     let depot = match depots.as_slice() {
         [d] if *d <= dim => *d - 1,
         [d] => return Err(syntax(0, format!("depot {d} out of range"))),
@@ -207,6 +235,18 @@ pub fn parse_vrplib(text: &str) -> Result<Problem, ReadError> {
             what: "demand in DEMAND_SECTION",
         });
     }
+    if let Some(i) = windows.iter().position(Option::is_none) {
+        return Err(ReadError::MissingNodeData {
+            node: i + 1,
+            what: "time window in TIME_WINDOW_SECTION",
+        });
+    }
+    if let Some(i) = services.iter().position(Option::is_none) {
+        return Err(ReadError::MissingNodeData {
+            node: i + 1,
+            what: "service time in SERVICE_TIME_SECTION",
+        });
+    }
     // Depot first, customers in file order.
     let order: Vec<usize> = std::iter::once(depot)
         .chain((0..dim).filter(|&i| i != depot))
@@ -217,7 +257,14 @@ pub fn parse_vrplib(text: &str) -> Result<Problem, ReadError> {
         .map(|&i| {
             let (x, y) = coords[i].unwrap();
             let demand = if i == depot { 0 } else { demands[i].unwrap() };
-            Problem::untimed_node(x, y, demand)
+            let mut node = Problem::untimed_node(x, y, demand);
+            if let Some(Some((ready, due))) = windows.get(i) {
+                (node.ready, node.due) = (*ready, *due);
+            }
+            if let Some(Some(service)) = services.get(i) {
+                node.service = if i == depot { 0 } else { *service };
+            }
+            node
         })
         .collect();
     let matrix = Matrix::from_coordinates(&points, CostConvention::RoundEuclid);

@@ -22,6 +22,7 @@ use segment::{Penalties, Segment};
 pub struct SolveOptions {
     /// Wall-clock budget, measured from the call to [`solve`] (model preparation included).
     pub time_limit: Duration,
+    /// Seed of the search's random choices.
     pub seed: u64,
     /// Stop after this many iterations, each producing one locally-optimised solution (a random
     /// start while the population is seeded, then an offspring); for runs that are
@@ -48,7 +49,9 @@ impl Default for SolveOptions {
 /// A snapshot passed to the progress callback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
+    /// Time since [`solve`] was called.
     pub elapsed: Duration,
+    /// Solutions produced so far (see [`SolveOptions::max_iterations`]).
     pub iterations: u64,
     /// Best feasible cost so far, in instance units; `None` until one is found.
     pub best_cost: Option<f64>,
@@ -57,6 +60,7 @@ pub struct Progress {
 /// What the progress callback wants next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
+    /// Keep searching.
     Continue,
     /// Stop now and return the best solution found (cancellation).
     Stop,
@@ -65,8 +69,11 @@ pub enum Control {
 /// Why the search ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StopReason {
+    /// The wall-clock budget ran out.
     TimeLimit,
+    /// [`SolveOptions::max_iterations`] was reached.
     IterationLimit,
+    /// The progress callback returned [`Control::Stop`].
     Cancelled,
     /// Nothing to search (no servable customer).
     Trivial,
@@ -75,7 +82,9 @@ pub enum StopReason {
 /// A customer left out because no vehicle can serve it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unassigned {
+    /// The customer's node index.
     pub customer: NodeIndex,
+    /// Why no vehicle can serve it.
     pub reason: Unservable,
 }
 
@@ -89,9 +98,13 @@ pub struct Solution {
     /// False only if the search never found a solution meeting capacity, time windows and
     /// fleet limit; `routes` is then the least-penalised one.
     pub feasible: bool,
+    /// Customers left out, each with its reason.
     pub unassigned: Vec<Unassigned>,
+    /// Solutions produced (random starts and offspring).
     pub iterations: u64,
+    /// Wall time spent in [`solve`].
     pub elapsed: Duration,
+    /// Why the search ended.
     pub stop: StopReason,
 }
 

@@ -139,3 +139,24 @@ fn solomon_with_zero_vehicles_is_a_typed_problem_error() {
         ReadError::Invalid(zengine_solver::ProblemError::NoVehicles)
     ));
 }
+
+#[test]
+fn vrplib_time_window_and_service_sections_make_a_vrptw() {
+    let text = "NAME : tw\nTYPE : CVRP\nDIMENSION : 3\nEDGE_WEIGHT_TYPE : EUC_2D\nCAPACITY : 10\n\
+                VEHICLES : 2\nNODE_COORD_SECTION\n1 0 0\n2 3 4\n3 6 8\nDEMAND_SECTION\n1 0\n2 1\n3 1\n\
+                TIME_WINDOW_SECTION\n1 0 100\n2 10 20\n3 0 50\nSERVICE_TIME_SECTION\n1 0\n2 5\n3 5\n\
+                DEPOT_SECTION\n1\n-1\n";
+    let p = parse_vrplib(text).expect("valid without EOF too");
+    assert!(p.has_time_windows());
+    assert_eq!(p.fleet(), Some(2));
+    assert_eq!(
+        (p.node(1).ready, p.node(1).due, p.node(1).service),
+        (10, 20, 5)
+    );
+    assert_eq!(p.node(0).due, 100);
+    let missing = text.replace("3 0 50\n", "");
+    assert!(matches!(
+        parse_vrplib(&missing).unwrap_err(),
+        ReadError::MissingNodeData { node: 3, .. }
+    ));
+}
