@@ -408,7 +408,7 @@ pub fn solve(
             match initial_done {
                 // Two constructive starts give large instances a good solution early.
                 1 => sweep_tour(p, &customers),
-                2 => nearest_neighbour(p)
+                2 if nearest_neighbour(p).concat().len() == customers.len() => nearest_neighbour(p)
                     .concat()
                     .into_iter()
                     .map(|c| c as u32)
@@ -429,7 +429,7 @@ pub fn solve(
         let mut ind = Individual::new(p, routes);
         load_ok_history.push(ind.excess_load == 0);
         warp_ok_history.push(ind.warp == 0);
-        let improved = consider_best(&mut best, &mut best_infeasible, &ind, pen);
+        let improved = consider_best(&mut best, &mut best_infeasible, &ind);
         if !ind.feasible() {
             infeasible_pop.add(ind.clone(), &customers, pen);
             // Repair half of the infeasible offspring with heavier penalties (HGS).
@@ -441,7 +441,7 @@ pub fn solve(
             }
         }
         let improved = if ind.feasible() {
-            let better = consider_best(&mut best, &mut best_infeasible, &ind, pen) || improved;
+            let better = consider_best(&mut best, &mut best_infeasible, &ind) || improved;
             feasible_pop.add(ind, &customers, pen);
             better
         } else {
@@ -513,7 +513,6 @@ fn consider_best(
     best: &mut Option<Individual>,
     best_infeasible: &mut Option<(f64, Individual)>,
     ind: &Individual,
-    pen: Penalties,
 ) -> bool {
     if ind.feasible() {
         if best.as_ref().is_none_or(|b| ind.dist < b.dist) {
@@ -522,7 +521,6 @@ fn consider_best(
         }
     } else if best.is_none() {
         // Penalties drift, so rank infeasible candidates by a fixed, heavy weighting.
-        let _ = pen;
         let score = ind.dist as f64 + 1e4 * (ind.excess_load + ind.warp) as f64;
         if best_infeasible.as_ref().is_none_or(|(s, _)| score < *s) {
             *best_infeasible = Some((score, ind.clone()));
