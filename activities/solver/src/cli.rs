@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::{Control, Problem, Solution, SolveOptions, evaluate, nearest_neighbour, read, solve};
+use crate::{
+    Control, Problem, SolveOptions, evaluate, format_cvrplib, nearest_neighbour, read, solve,
+};
 
 /// Error type of the helpers: a message for a human.
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
@@ -25,18 +27,6 @@ pub fn load_instance(path: &Path) -> Result<Problem, CliError> {
         read::parse_solomon(&text)
     };
     parsed.map_err(|e| format!("{}: {e}", path.display()).into())
-}
-
-/// The solution in CVRPLIB format: `Route #k: c1 c2 …` (customers numbered 1..n in file order,
-/// depot excluded), then `Cost X` in the instance's convention.
-pub fn format_cvrplib(problem: &Problem, solution: &Solution) -> String {
-    let mut out = String::new();
-    for (k, route) in solution.routes.iter().enumerate() {
-        let stops: Vec<String> = route.iter().map(|c| c.to_string()).collect();
-        let _ = writeln!(out, "Route #{}: {}", k + 1, stops.join(" "));
-    }
-    let _ = writeln!(out, "Cost {}", problem.format_cost(solution.cost));
-    out
 }
 
 /// `zengine route solve`: solves one file and returns the CVRPLIB text. Feasibility and

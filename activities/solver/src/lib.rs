@@ -20,6 +20,7 @@ mod baseline;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod eval;
+mod format;
 mod model;
 pub mod read;
 mod rng;
@@ -27,6 +28,7 @@ mod search;
 
 pub use baseline::nearest_neighbour;
 pub use eval::{Evaluation, Violation, evaluate};
+pub use format::{format_cvrplib, parse_cvrplib};
 pub use model::{
     CostConvention, Matrix, NO_DEADLINE, Node, NodeIndex, Problem, ProblemError, Unservable,
 };

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use zengine_solver::{
-    Control, SolveOptions, StopReason, Unservable, evaluate, nearest_neighbour,
-    read::parse_solomon, solve,
+    Control, SolveOptions, StopReason, Unservable, evaluate, format_cvrplib, nearest_neighbour,
+    parse_cvrplib, read::parse_solomon, solve,
 };
 
 use crate::helpers::{data_dir, load, solomon, tiny};
@@ -97,4 +97,19 @@ fn nearest_neighbour_visits_everyone_within_capacity() {
     let routes = nearest_neighbour(&p);
     let e = evaluate(&p, &routes, &[]);
     assert!(e.is_feasible(), "{:?}", e.violations);
+}
+
+#[test]
+fn printed_solution_can_be_read_back_and_rescored() {
+    let p = load(&data_dir().join("vrptw/C101.txt"));
+    let s = solve(&p, &options(2, 12), |_| Control::Continue);
+    let text = format_cvrplib(&p, &s);
+    assert!(text.starts_with("Route #1: "));
+    let cost_line = text.lines().last().expect("a cost line");
+    assert_eq!(cost_line, format!("Cost {}", p.format_cost(s.cost)));
+    let routes = parse_cvrplib(&text).expect("well-formed");
+    assert_eq!(routes, s.routes);
+    let e = evaluate(&p, &routes, &[]);
+    assert!(e.is_feasible());
+    assert_eq!(p.format_cost(e.cost), cost_line["Cost ".len()..]);
 }
