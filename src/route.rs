@@ -46,8 +46,11 @@ pub fn run(command: RouteCommand) -> anyhow::Result<()> {
             time_limit,
             seed,
         } => {
-            let text = cli::solve_file(&instance, Duration::from_secs_f64(time_limit), seed)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let budget = Duration::try_from_secs_f64(time_limit).map_err(|_| {
+                anyhow::anyhow!("--time-limit must be a non-negative number of seconds")
+            })?;
+            let text =
+                cli::solve_file(&instance, budget, seed).map_err(|e| anyhow::anyhow!("{e}"))?;
             print!("{text}");
         }
         RouteCommand::Bench {

@@ -33,11 +33,9 @@ fn run() -> Result<(), cli::CliError> {
             let instance = flag("--instance").ok_or("--instance FILE is required")?;
             let secs: f64 = flag("--time-limit").unwrap_or("1".into()).parse()?;
             let seed: u64 = flag("--seed").unwrap_or("1".into()).parse()?;
-            let text = cli::solve_file(
-                &PathBuf::from(instance),
-                Duration::from_secs_f64(secs),
-                seed,
-            )?;
+            let budget = Duration::try_from_secs_f64(secs)
+                .map_err(|_| "--time-limit must be a non-negative number of seconds")?;
+            let text = cli::solve_file(&PathBuf::from(instance), budget, seed)?;
             print!("{text}");
         }
         Some("bench") => {

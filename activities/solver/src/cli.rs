@@ -391,8 +391,9 @@ pub fn run_bench(
         bks: load_bks(&bks_path)?,
         time_limits: time_limits
             .iter()
-            .map(|&s| Duration::from_secs_f64(s))
-            .collect(),
+            .map(|&s| Duration::try_from_secs_f64(s))
+            .collect::<Result<_, _>>()
+            .map_err(|_| "time limits must be non-negative numbers of seconds")?,
         seeds,
     };
     bench(&config)
