@@ -129,6 +129,8 @@ pub struct LocalSearch<'p> {
     swap_tested: Vec<u64>,
     /// Whether SWAP* runs (it needs coordinates).
     swap_star: bool,
+    /// Whether the distance matrix is symmetric (2-opt can then be priced in O(1)).
+    symmetric: bool,
     route_of: Vec<usize>,
     pos: Vec<usize>,
     /// Move counter at the last change of each route.
@@ -172,6 +174,7 @@ impl<'p> LocalSearch<'p> {
             sectors: vec![Sector::default(); slots],
             swap_tested: vec![0; slots],
             swap_star: true,
+            symmetric: (0..n).all(|i| (0..i).all(|j| p.dist(i, j) == p.dist(j, i))),
             route_of: vec![usize::MAX; n],
             pos: vec![0; n],
             modified: vec![0; slots],
@@ -742,75 +745,21 @@ impl<'p> LocalSearch<'p> {
     fn try_intra(&mut self, u: u32, kv: usize) -> bool {
         let r = self.route_of[u as usize];
         let i = self.pos[u as usize];
-        let route = &self.routes[r];
-        let m = route.len();
-        let x = (i + 1 < m).then(|| route[i + 1]);
-        let v = (kv > 0).then(|| route[kv - 1]);
-        let y = (kv < m).then(|| route[kv]);
+        // The load is unchanged; without time warp now, the distance alone bounds the gain.
+        let distance_bounds = !self.timed || self.warp_free[r];
         let mut candidate = std::mem::take(&mut self.scratch);
         let mut found = false;
         for kind in 0..7u8 {
-            let ok = match kind {
-                0 => v != Some(u) && kv != i && intra_relocate(route, &[u], v, &mut candidate),
-                1 => {
-                    x.is_some()
-                        && v != Some(u)
-                        && v != x
-                        && kv != i
-                        && intra_relocate(route, &[u, x.unwrap()], v, &mut candidate)
-                }
-                2 => {
-                    x.is_some()
-                        && v != Some(u)
-                        && v != x
-                        && intra_relocate(route, &[x.unwrap(), u], v, &mut candidate)
-                }
-                3 => {
-                    v.is_some()
-                        && v != Some(u)
-                        && intra_swap(route, &[u], &[v.unwrap()], &mut candidate)
-                }
-                4 => {
-                    x.is_some()
-                        && v.is_some()
-                        && v != Some(u)
-                        && v != x
-                        && intra_swap(route, &[u, x.unwrap()], &[v.unwrap()], &mut candidate)
-                }
-                5 => {
-                    x.is_some()
-                        && v.is_some()
-                        && y.is_some()
-                        && v != Some(u)
-                        && v != x
-                        && y != Some(u)
-                        && intra_swap(
-                            route,
-                            &[u, x.unwrap()],
-                            &[v.unwrap(), y.unwrap()],
-                            &mut candidate,
-                        )
-                }
-                _ => {
-                    // 2-opt: (u, x), (v, y) -> (u, v), (x, y) by reversing x..=v.
-                    let j = kv.wrapping_sub(1);
-                    if v.is_some() && j > i + 1 {
-                        candidate.clear();
-                        candidate.extend_from_slice(route);
-                        candidate[i + 1..=j].reverse();
-                        true
-                    } else {
-                        false
-                    }
-                }
-            };
-            if !ok {
+            if distance_bounds
+                && let Some(delta) = self.intra_distance_delta(r, i, kv, kind)
+                && delta >= 0
+            {
                 continue;
             }
-            // The load is unchanged; without time warp now, the distance alone bounds the gain.
-            if (!self.timed || self.warp_free[r])
-                && self.sequence_distance(&candidate) >= self.dist[r]
-            {
+            if !self.intra_candidate(r, u, kv, kind, &mut candidate) {
+                continue;
+            }
+            if distance_bounds && self.sequence_distance(&candidate) >= self.dist[r] {
                 continue;
             }
             if self.route_cost_of(&candidate) < self.cost[r] - EPS {
@@ -826,6 +775,138 @@ impl<'p> LocalSearch<'p> {
             self.scratch = candidate;
         }
         found
+    }
+
+    /// Writes into `out` route `r` after intra-route move `kind` (0: relocate u after v,
+    /// 1/2: relocate (u, x) / (x, u) after v, 3: swap u and v, 4: swap (u, x) and v,
+    /// 5: swap (u, x) and (v, y), 6: 2-opt); false if the move does not apply.
+    fn intra_candidate(&self, r: usize, u: u32, kv: usize, kind: u8, out: &mut Vec<u32>) -> bool {
+        let i = self.pos[u as usize];
+        let route = &self.routes[r];
+        let m = route.len();
+        let x = (i + 1 < m).then(|| route[i + 1]);
+        let v = (kv > 0).then(|| route[kv - 1]);
+        let y = (kv < m).then(|| route[kv]);
+        let candidate = out;
+        match kind {
+            0 => v != Some(u) && kv != i && intra_relocate(route, &[u], v, candidate),
+            1 => {
+                x.is_some()
+                    && v != Some(u)
+                    && v != x
+                    && kv != i
+                    && intra_relocate(route, &[u, x.unwrap()], v, candidate)
+            }
+            2 => {
+                x.is_some()
+                    && v != Some(u)
+                    && v != x
+                    && intra_relocate(route, &[x.unwrap(), u], v, candidate)
+            }
+            3 => v.is_some() && v != Some(u) && intra_swap(route, &[u], &[v.unwrap()], candidate),
+            4 => {
+                x.is_some()
+                    && v.is_some()
+                    && v != Some(u)
+                    && v != x
+                    && intra_swap(route, &[u, x.unwrap()], &[v.unwrap()], candidate)
+            }
+            5 => {
+                x.is_some()
+                    && v.is_some()
+                    && y.is_some()
+                    && v != Some(u)
+                    && v != x
+                    && y != Some(u)
+                    && intra_swap(
+                        route,
+                        &[u, x.unwrap()],
+                        &[v.unwrap(), y.unwrap()],
+                        candidate,
+                    )
+            }
+            _ => {
+                // 2-opt: (u, x), (v, y) -> (u, v), (x, y) by reversing x..=v.
+                let j = kv.wrapping_sub(1);
+                if v.is_some() && j > i + 1 {
+                    candidate.clear();
+                    candidate.extend_from_slice(route);
+                    candidate[i + 1..=j].reverse();
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    /// The distance change of intra-route move `kind` in O(1), for the moves where that is
+    /// simple (relocate, swap, and 2-opt on a symmetric matrix); `None` for the others.
+    fn intra_distance_delta(&self, r: usize, i: usize, kv: usize, kind: u8) -> Option<i64> {
+        let p = self.p;
+        let d = |a: u32, b: u32| p.dist(a as usize, b as usize);
+        let route = &self.routes[r];
+        let at = |k: isize| -> u32 {
+            if k < 0 || k as usize >= route.len() {
+                0
+            } else {
+                route[k as usize]
+            }
+        };
+        let (ii, jv) = (i as isize, kv as isize);
+        let (pu, u, x, xx) = (at(ii - 1), route[i], at(ii + 1), at(ii + 2));
+        let (v, y) = (at(jv - 1), at(jv));
+        match kind {
+            0 if kv != i && kv != i + 1 => {
+                Some(d(pu, x) - d(pu, u) - d(u, x) + d(v, u) + d(u, y) - d(v, y))
+            }
+            3 if kv > 0 && kv != i + 1 => {
+                let pv = at(jv - 2);
+                Some(if kv == i + 2 {
+                    // v is u's successor.
+                    d(pu, x) + d(x, u) + d(u, xx) - d(pu, u) - d(u, x) - d(x, xx)
+                } else if kv == i {
+                    // v is u's predecessor.
+                    d(pv, u) + d(u, v) + d(v, x) - d(pv, v) - d(v, u) - d(u, x)
+                } else {
+                    d(pu, v) + d(v, x) - d(pu, u) - d(u, x) + d(pv, u) + d(u, y)
+                        - d(pv, v)
+                        - d(v, y)
+                })
+            }
+            1 if x != 0 && kv != i && kv != i + 1 && kv != i + 2 => {
+                Some(d(pu, xx) - d(pu, u) - d(x, xx) + d(v, u) + d(x, y) - d(v, y))
+            }
+            2 if x != 0 && kv != i + 1 && kv != i + 2 => Some(if kv == i {
+                // In place: (u, x) becomes (x, u).
+                d(pu, x) + d(x, u) + d(u, xx) - d(pu, u) - d(u, x) - d(x, xx)
+            } else {
+                d(pu, xx) - d(pu, u) - d(u, x) - d(x, xx) + d(v, x) + d(x, u) + d(u, y) - d(v, y)
+            }),
+            // Swaps of (u, x) with v or (v, y), when the blocks are not adjacent.
+            4 if x != 0 && kv > 0 && (kv < i || kv >= i + 4) => {
+                let pv = at(jv - 2);
+                Some(
+                    d(pu, v) + d(v, xx) + d(pv, u) + d(x, y)
+                        - d(pu, u)
+                        - d(x, xx)
+                        - d(pv, v)
+                        - d(v, y),
+                )
+            }
+            5 if x != 0 && kv > 0 && y != 0 && (kv + 2 <= i || kv >= i + 4) => {
+                let (pv, yy) = (at(jv - 2), at(jv + 1));
+                Some(
+                    d(pu, v) + d(y, xx) + d(pv, u) + d(x, yy)
+                        - d(pu, u)
+                        - d(x, xx)
+                        - d(pv, v)
+                        - d(y, yy),
+                )
+            }
+            6 if self.symmetric && kv > i + 2 => Some(d(u, v) + d(x, y) - d(u, x) - d(v, y)),
+            _ => None,
+        }
     }
 }
 
@@ -973,6 +1054,54 @@ mod tests {
             },
             2,
         );
+    }
+
+    #[test]
+    fn intra_route_distance_shortcuts_match_the_rebuilt_route() {
+        let timed = parse_solomon(include_str!("../../tests/fixtures/R101-head.txt")).unwrap();
+        let untimed = parse_vrplib(include_str!("../../tests/fixtures/A-n32-k5.vrp")).unwrap();
+        for p in [timed, untimed] {
+            let customers: Vec<u32> = (1..=p.num_customers() as u32).collect();
+            let neighbours = granular_neighbours(&p, &customers, 10);
+            let mut ls = LocalSearch::new(&p, customers.clone(), neighbours, 4);
+            let mut rng = Rng::new(5);
+            let mut checked = 0;
+            for _ in 0..5 {
+                ls.load(
+                    &random_routes(&p, 4, &mut rng),
+                    Penalties {
+                        load: 1.0,
+                        warp: 1.0,
+                    },
+                );
+                for &u in &customers {
+                    let r = ls.route_of[u as usize];
+                    for kv in 0..=ls.routes[r].len() {
+                        for kind in 0..7 {
+                            let mut out = Vec::new();
+                            let ok = ls.intra_candidate(r, u, kv, kind, &mut out);
+                            let fast = ls.intra_distance_delta(r, ls.pos[u as usize], kv, kind);
+                            if let (true, Some(fast)) = (ok, fast) {
+                                let slow = ls.sequence_distance(&out) - ls.dist[r];
+                                assert_eq!(fast, slow, "kind {kind}, u {u}, kv {kv}");
+                                checked += 1;
+                            }
+                            if ok {
+                                let mut sorted = out.clone();
+                                sorted.sort_unstable();
+                                let mut before = ls.routes[r].clone();
+                                before.sort_unstable();
+                                assert_eq!(
+                                    sorted, before,
+                                    "kind {kind} lost or duplicated a visit"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(checked > 500, "{checked}");
+        }
     }
 
     #[test]
