@@ -3,6 +3,7 @@
 
 mod config;
 mod flow_cli;
+mod route;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -61,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: flow_cli::FlowCommand,
     },
+    /// Solve or benchmark vehicle-routing instances locally (no Temporal, no database).
+    Route {
+        #[command(subcommand)]
+        command: route::RouteCommand,
+    },
 }
 
 #[tokio::main]
@@ -91,6 +97,7 @@ async fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Flow { .. } => unreachable!("handled before configuration is loaded"),
+        Command::Route { command } => route::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

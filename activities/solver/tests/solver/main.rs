@@ -1,0 +1,7 @@
+//! Integration tests of `zengine-solver`: one binary, one module per concern.
+
+mod evaluator;
+mod helpers;
+mod instances;
+mod readers;
+mod search;
