@@ -7,5 +7,6 @@
 pub mod conversation;
 pub mod db;
 pub mod orders;
+pub mod routing;
 
 pub use db::{Backend, Database};

@@ -10,6 +10,7 @@ mod error;
 mod management;
 mod metrics;
 mod orders;
+mod routes;
 mod tracking;
 pub mod webchat;
 
@@ -80,6 +81,8 @@ pub struct AppState {
     pub conversations_queue: String,
     /// Concrete name of the payments task queue (order workflows).
     pub payments_queue: String,
+    /// Concrete name of the routing task queue (route optimisation).
+    pub routing_queue: String,
     /// Tenants and current flows, cached for `api.tenant_cache_ttl_ms`.
     pub tenants: Arc<cache::TenantCache>,
     pub settings: Arc<ApiSettings>,
@@ -96,6 +99,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders", post(orders::create).get(orders::list))
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/status", post(orders::change_status))
+        .route("/v1/routes", post(routes::create))
+        .route("/v1/routes/{id}", get(routes::get))
+        .route("/v1/drivers/{id}/routes", get(routes::for_driver))
         .route(
             "/v1/tracking",
             axum::routing::put(tracking::put).get(tracking::timeline),

@@ -21,8 +21,9 @@ use tokio::sync::oneshot;
 use zengine_activities::Database;
 use zengine_activities::conversation::ConversationActivities;
 use zengine_activities::orders::OrderActivities;
+use zengine_activities::routing::RouteActivities;
 use zengine_workflows::names::queues;
-use zengine_workflows::{ConversationWorkflow, OrderWorkflow};
+use zengine_workflows::{ConversationWorkflow, OrderWorkflow, RouteOptimisationWorkflow};
 
 use crate::temporal::TemporalSettings;
 
@@ -114,6 +115,7 @@ impl Default for WorkerSettings {
             queues: vec![
                 queues::CONVERSATIONS.to_owned(),
                 queues::PAYMENTS.to_owned(),
+                queues::ROUTING.to_owned(),
             ],
             max_cached_workflows: 1000,
             sticky_schedule_to_start_timeout_ms: 5_000,
@@ -139,6 +141,9 @@ fn worker_options(
         queues::PAYMENTS => builder
             .register_workflow::<OrderWorkflow>()?
             .register_activities(OrderActivities::new(db.clone())),
+        queues::ROUTING => builder
+            .register_workflow::<RouteOptimisationWorkflow>()?
+            .register_activities(RouteActivities::new(db.clone())),
         other if queues::ALL.contains(&other) => return Ok(None),
         other => anyhow::bail!(
             "unknown task queue `{other}` (known: {})",

@@ -28,6 +28,8 @@ pub mod flows;
 pub mod names;
 pub mod order;
 pub mod replay;
+pub mod routing;
 
 pub use conversation::ConversationWorkflow;
 pub use order::OrderWorkflow;
+pub use routing::RouteOptimisationWorkflow;

@@ -8,6 +8,7 @@
 mod events;
 mod idempotency;
 mod orders;
+mod routes;
 pub mod seed;
 mod tenants;
 #[cfg(feature = "test-support")]
@@ -24,6 +25,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 pub use events::{EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use orders::{CreateOrderError, NewOrder, Order, OrderFilter, OrderRepo};
+pub use routes::{RoutePlan, RouteRepo};
 pub use tenants::{Tenant, TenantRepo};
 pub use tracking::{Recorded, TrackingEvent, TrackingRepo};
 
@@ -221,6 +223,10 @@ impl Database {
 
     pub fn tracking(&self) -> TrackingRepo<'_> {
         TrackingRepo { db: self }
+    }
+
+    pub fn routes(&self) -> RouteRepo<'_> {
+        RouteRepo { db: self }
     }
 
     /// Checks that the database answers.

@@ -99,6 +99,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
                 queues: vec![
                     queues::CONVERSATIONS.to_owned(),
                     queues::PAYMENTS.to_owned(),
+                    queues::ROUTING.to_owned(),
                 ],
                 metrics_addr: String::new(),
                 graceful_shutdown_secs: 1,
@@ -112,6 +113,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         temporal: temporal.clone(),
         conversations_queue: temporal_settings.task_queue(queues::CONVERSATIONS),
         payments_queue: temporal_settings.task_queue(queues::PAYMENTS),
+        routing_queue: temporal_settings.task_queue(queues::ROUTING),
         tenants: Arc::new(zengine_api::TenantCache::new(
             std::time::Duration::from_millis(options.api.tenant_cache_ttl_ms),
         )),

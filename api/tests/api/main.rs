@@ -5,4 +5,5 @@ mod flows;
 mod helpers;
 mod histories;
 mod orders;
+mod routes;
 mod webchat;

@@ -1,0 +1,252 @@
+//! Route optimisation through the API, against the real routing worker and solver.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app};
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = app
+        .http
+        .request(method, format!("{}{path}", app.address))
+        .header("x-tenant-id", "demo");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Creates a delivery order of `units` items at a point near Lima's centre; returns its id.
+async fn order_at(app: &TestApp, key: &str, units: i64, lat: f64, lon: f64) -> String {
+    let (status, body) = call(
+        app,
+        reqwest::Method::POST,
+        "/v1/orders",
+        Some(json!({
+            "client_order_key": key,
+            "customer": {"phone": "+51911222333"},
+            "type": "delivery",
+            "items": [{"name": "Caja", "quantity": units, "unit_price": "10.00"}],
+            "location": {"lat": lat, "lon": lon}
+        })),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["order_id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_done(app: &TestApp, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = call(
+            app,
+            reqwest::Method::GET,
+            &format!("/v1/routes/{id}"),
+            None,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        if body["status"] != "RUNNING" {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the optimisation did not finish: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn routes_cover_every_order_once_within_capacity_and_drivers_see_theirs() {
+    let app = spawn_app().await;
+    let mut orders = Vec::new();
+    for i in 0..15 {
+        let angle = i as f64 * 0.7;
+        let radius = 0.01 + 0.004 * (i % 5) as f64;
+        let units = 1 + (i % 3);
+        orders.push((
+            order_at(
+                &app,
+                &format!("r-{i}"),
+                units,
+                -12.05 + radius * angle.sin(),
+                -77.04 + radius * angle.cos(),
+            )
+            .await,
+            units,
+        ));
+    }
+    let drivers = json!([
+        {"id": "ana", "capacity": 12, "shift_start": "2026-11-26T08:00:00Z", "shift_end": "2026-11-26T18:00:00Z"},
+        {"id": "beto", "capacity": 12},
+        {"id": "caro", "capacity": 12}
+    ]);
+    let (status, started) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(json!({
+            "depot": {"lat": -12.05, "lon": -77.04},
+            "order_ids": orders.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+            "drivers": drivers,
+            "options": {"time_limit_ms": 500, "seed": 7}
+        })),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let plan = wait_done(&app, started["route_id"].as_str().unwrap()).await;
+    assert_eq!(plan["status"], "DONE", "{plan}");
+    let result = &plan["result"];
+    assert_eq!(result["unassigned"], json!([]));
+    assert_eq!(result["feasible"], true);
+    let routes = result["routes"].as_array().unwrap();
+    assert!(!routes.is_empty() && routes.len() <= 3);
+    let mut visited = Vec::new();
+    for route in routes {
+        let load: i64 = route["stops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["demand"].as_i64().unwrap())
+            .sum();
+        assert!(load <= 12, "capacity respected: {route}");
+        assert!(route["distance_m"].as_i64().unwrap() > 0);
+        visited.extend(
+            route["stops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["order_id"].as_str().unwrap().to_owned()),
+        );
+    }
+    visited.sort();
+    let mut expected: Vec<String> = orders.iter().map(|(id, _)| id.clone()).collect();
+    expected.sort();
+    assert_eq!(visited, expected, "every order exactly once");
+
+    let driver = routes[0]["driver_id"].as_str().unwrap();
+    let (status, mine) = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/drivers/{driver}/routes"),
+        None,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mine["routes"][0]["stops"], routes[0]["stops"]);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_route_requests_are_named_and_impossible_orders_reported_unassigned() {
+    let app = spawn_app().await;
+    let small = order_at(&app, "b-1", 1, -12.06, -77.03).await;
+    let big = order_at(&app, "b-2", 9, -12.07, -77.02).await;
+    let body = |orders: Value, drivers: Value| json!({"depot": {"lat": -12.05, "lon": -77.04}, "order_ids": orders, "drivers": drivers, "options": {"time_limit_ms": 300}});
+    let one_driver = json!([{"id": "ana", "capacity": 5}]);
+    for (request, needle) in [
+        (
+            body(json!(["ord_nope", small]), one_driver.clone()),
+            "order `ord_nope` does not exist",
+        ),
+        (
+            body(json!([small, small]), one_driver.clone()),
+            "listed twice",
+        ),
+        (body(json!([small]), json!([])), "at least one driver"),
+        (
+            body(json!([small]), json!([{"id": "ana", "capacity": 0}])),
+            "has no capacity",
+        ),
+        (
+            body(
+                json!([small]),
+                json!([{"id": "ana", "capacity": 5, "shift_start": "2026-11-26T18:00:00Z", "shift_end": "2026-11-26T08:00:00Z"}]),
+            ),
+            "ends before it starts",
+        ),
+        (body(json!([]), one_driver.clone()), "1 to 500"),
+    ] {
+        let (status, error) = call(
+            &app,
+            reqwest::Method::POST,
+            "/v1/routes",
+            Some(request),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{needle}: {error}"
+        );
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(needle),
+            "{needle}: {error}"
+        );
+    }
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(json!({"depot": 1})),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(body(json!([small]), one_driver.clone())),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/v1/routes/rte_nope",
+        None,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An order larger than the vehicle is reported, never silently dropped.
+    let (status, started) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(body(json!([small, big]), one_driver)),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let plan = wait_done(&app, started["route_id"].as_str().unwrap()).await;
+    assert_eq!(plan["status"], "DONE", "{plan}");
+    assert_eq!(
+        plan["result"]["unassigned"],
+        json!([{"order_id": big, "reason": "demand exceeds vehicle capacity"}])
+    );
+    assert_eq!(plan["result"]["routes"][0]["stops"][0]["order_id"], small);
+    app.shutdown().await;
+}

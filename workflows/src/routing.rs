@@ -1,0 +1,67 @@
+//! The route optimisation workflow (`{tenant}/route/{plan_id}`, queue `routing`): one activity
+//! that loads the orders, solves and stores the routes, heartbeating its best cost. Cancelling
+//! the workflow cancels the activity, which stops the search and stores the best routes found.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use temporalio_common::RetryPolicy;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityCancellationType, ActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
+};
+use zengine_activities::routing::{OptimiseRoutes, RouteActivities, RouteSummary};
+use zengine_domain::TenantId;
+
+use crate::names::TENANT_ID;
+
+pub const WORKFLOW_TYPE: &str = "RouteOptimisation";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteInput {
+    pub tenant_id: TenantId,
+    pub plan_id: String,
+    pub time_limit_ms: u64,
+}
+
+#[workflow]
+pub struct RouteOptimisationWorkflow {
+    input: RouteInput,
+}
+
+#[workflow_methods]
+impl RouteOptimisationWorkflow {
+    #[init]
+    pub fn new(_ctx: &WorkflowContextView, input: RouteInput) -> Self {
+        Self { input }
+    }
+
+    #[run(name = WORKFLOW_TYPE)]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<RouteSummary> {
+        let input = ctx.state(|s| s.input.clone());
+        ctx.upsert_search_attributes([TENANT_ID.value_set(input.tenant_id.to_string())]);
+        let options = ActivityOptions::with_start_to_close_timeout(
+            Duration::from_millis(input.time_limit_ms) + Duration::from_secs(120),
+        )
+        .heartbeat_timeout(Duration::from_secs(15))
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .maximum_attempts(3)
+                .build(),
+        )
+        .build();
+        let summary = ctx
+            .execute_activity(
+                RouteActivities::optimise,
+                OptimiseRoutes {
+                    tenant_id: input.tenant_id,
+                    plan_id: input.plan_id,
+                },
+                options,
+            )
+            .await?;
+        Ok(summary)
+    }
+}
