@@ -116,6 +116,24 @@ impl ConversationActivities {
         match request.command.as_str() {
             "http_request" => self.http_request(&request).await,
             "order.create" => self.order_create(&request).await,
+            "ai.analyze" => {
+                let text = request
+                    .params
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let intents = request
+                    .params
+                    .get("intents")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let analysis = zengine_domain::analyze::analyze(text, &intents);
+                Ok(CommandOutcome {
+                    ok: true,
+                    value: serde_json::to_value(analysis).map_err(|e| rejected(e.to_string()))?,
+                    error: None,
+                })
+            }
             other => Err(rejected(format!(
                 "command `{other}` is not available in this deployment yet"
             ))),

@@ -4,6 +4,7 @@
 //! workflow code can use every item here freely. Types parse their input once ("parse, don't
 //! validate"): holding a [`TenantId`] means the string was checked.
 
+pub mod analyze;
 pub mod flow;
 pub mod ids;
 pub mod message;

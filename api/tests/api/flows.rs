@@ -576,3 +576,38 @@ async fn long_conversations_continue_as_new_without_losing_state() {
     assert_eq!(status.turns, 22);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn ai_analyze_routes_by_intent_and_sentiment() {
+    let app = spawn_app().await;
+    publish(&app, "triage", graph(json!([
+        {"id": "ask", "type": "question", "text": "¿En qué te ayudo?", "save_as": "need", "next": "analyze"},
+        {"id": "analyze", "type": "command", "command": "ai.analyze", "save_as": "analysis",
+         "params": {"text": "{{need}}", "intents": {"order": ["pedido", "quiero"], "complaint": ["reclamo", "queja"]}},
+         "next": "route", "on_failure": "agent"},
+        {"id": "route", "type": "condition", "branches": [
+            {"when": "analysis.intent == 'complaint' or analysis.sentiment == 'negative'", "next": "agent"},
+            {"when": "analysis.intent == 'order'", "next": "order"}
+         ], "else": "other"},
+        {"id": "order", "type": "end", "text": "Tomo tu pedido ({{analysis.entities.numbers.0}} unidades)."},
+        {"id": "other", "type": "end", "text": "Cuéntame más."},
+        {"id": "agent", "type": "handoff", "text": "Te paso con un asesor.", "next": "other"}
+    ]))).await;
+    let s = session();
+    chat(&app, &s, "triage", "hola").await;
+    assert_eq!(
+        reply_texts(&chat(&app, &s, "triage", "Quiero un pedido de 3 pizzas").await),
+        ["Tomo tu pedido (3 unidades)."]
+    );
+    let s = session();
+    chat(&app, &s, "triage", "hola").await;
+    let angry = chat(&app, &s, "triage", "Pésimo servicio, llegó tarde").await;
+    assert_eq!(
+        (reply_texts(&angry), angry["mode"].clone()),
+        (
+            vec!["Te paso con un asesor.".to_owned()],
+            json!("AGENT_HANDOFF")
+        )
+    );
+    app.shutdown().await;
+}
