@@ -1,6 +1,8 @@
 # ZEngine: the two commands are `make run` and `make test`. Both install what is missing first.
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/zengine-target
+# Test data (routing instances, receipts) lives in ../shared beside the checkout.
+export ZENGINE_SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 CARGO ?= cargo
 
 .PHONY: run test tools postgres build lint fmt histories bench clean-data

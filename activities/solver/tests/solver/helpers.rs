@@ -2,9 +2,14 @@ use std::path::PathBuf;
 
 use zengine_solver::{Node, Problem, read};
 
-/// `shared/data/routing`, which lives beside the repository checkout.
+/// `shared/data/routing`, which lives beside the repository checkout. `ZENGINE_SHARED_DIR`
+/// (set by `make test` at run time) wins over the compile-time location, so a test binary
+/// reused from another checkout still finds the data beside the checkout being tested.
 pub fn data_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/routing");
+    let shared = std::env::var_os("ZENGINE_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let dir = shared.join("data/routing");
     assert!(
         dir.join("cvrp").is_dir() && dir.join("vrptw").is_dir(),
         "routing data not found at {}: the tests expect the shared/ folder (with \
