@@ -62,7 +62,18 @@ impl Settings {
             );
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("ZENGINE_").ignore(&["config"]).split("__"));
+        // ZENGINE_CONFIG names the file; the others are test-harness variables, not settings.
+        figment = figment.merge(
+            Env::prefixed("ZENGINE_")
+                .ignore(&[
+                    "config",
+                    "shared_dir",
+                    "test_postgres_url",
+                    "temporal_bin",
+                    "record_histories",
+                ])
+                .split("__"),
+        );
         let mut settings: Settings = figment.extract().context("Invalid configuration")?;
         if let Ok(address) = std::env::var("TEMPORAL_ADDRESS") {
             settings.temporal.address = address;

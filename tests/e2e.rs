@@ -268,6 +268,17 @@ fn config_shows_secrets_redacted_and_rejects_unknown_keys() {
         "{shown}"
     );
 
+    // Test-harness variables share the prefix but are not settings.
+    let output = zengine_output(
+        dir.path(),
+        &[("ZENGINE_SHARED_DIR", "/x"), ("ZENGINE_TEMPORAL_BIN", "/y")],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
     let output = zengine_output(dir.path(), &[("ZENGINE_API__NO_SUCH_KEY", "1")]);
     assert_eq!(output.status.code(), Some(2));
     let error = String::from_utf8_lossy(&output.stderr);
