@@ -71,6 +71,34 @@ impl ApiError {
     }
 }
 
+/// Maps a failed workflow update: refused by the workflow (its validator or handler) → 409 with
+/// the workflow's reason; no open workflow to update → `closed`; anything else (Temporal
+/// unreachable, …) → 503, which tells the caller to retry.
+pub fn update_error(
+    error: temporalio_client::errors::WorkflowUpdateError,
+    closed: ApiError,
+    operation: &str,
+) -> ApiError {
+    use temporalio_client::errors::WorkflowUpdateError;
+    match error {
+        WorkflowUpdateError::Failed(failure) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            failure.message.clone(),
+        ),
+        WorkflowUpdateError::NotFound(_) => closed,
+        other if other.to_string().contains("already completed") => closed,
+        other => {
+            tracing::error!(error.message = %other, operation, "Workflow update failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the workflow service is unavailable; retrying is safe",
+            )
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
         Self::internal(error)

@@ -11,7 +11,6 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 use temporalio_client::WorkflowExecuteUpdateOptions;
-use temporalio_client::errors::WorkflowUpdateError;
 use zengine_domain::flow::FlowGraph;
 use zengine_domain::{ConversationId, SessionId, TenantId};
 use zengine_workflows::ConversationWorkflow;
@@ -189,21 +188,10 @@ pub async fn return_to_bot(
             json!({"conversation_id": id.workflow_id(), "mode": "BOT", "replies": replies}),
         )
         .into_response()),
-        Err(WorkflowUpdateError::NotFound(_)) => Err(ApiError::not_found(format!(
-            "conversation `{id}` is not running"
-        ))),
-        Err(WorkflowUpdateError::Failed(failure)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::Conflict,
-            failure.message.clone(),
+        Err(e) => Err(crate::error::update_error(
+            e,
+            ApiError::not_found(format!("conversation `{id}` is not running")),
+            "ReturnToBot",
         )),
-        Err(e) => {
-            tracing::error!(error.message = %e, "ReturnToBot failed");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                "the workflow service is unavailable; retry later",
-            ))
-        }
     }
 }

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{
     WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowStartOptions,
 };
@@ -259,31 +258,14 @@ pub async fn change_status(
         .await
     {
         Ok(view) => Ok(Json(view).into_response()),
-        Err(WorkflowUpdateError::Failed(failure)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::Conflict,
-            failure.message.clone(),
+        Err(e) => Err(crate::error::update_error(
+            e,
+            ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                "the order is closed (delivered or cancelled)",
+            ),
+            "ChangeStatus",
         )),
-        Err(WorkflowUpdateError::NotFound(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::Conflict,
-            "the order is closed (delivered or cancelled)",
-        )),
-        Err(e) => {
-            let text = e.to_string();
-            if text.contains("already completed") {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    ErrorCode::Conflict,
-                    "the order is closed (delivered or cancelled)",
-                ));
-            }
-            tracing::error!(error.message = %e, "ChangeStatus failed");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                "the workflow service is unavailable; retry later",
-            ))
-        }
     }
 }

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use temporalio_client::WorkflowExecuteUpdateOptions;
-use temporalio_client::errors::WorkflowUpdateError;
 use zengine_activities::db::{Recorded, TrackingEvent};
 use zengine_domain::order::OrderStatus;
 use zengine_domain::{Location, order_workflow_id};
@@ -153,31 +152,15 @@ pub async fn put(
                 .tracking()
                 .remove(&tenant_id, &body.event_id)
                 .await?;
-            match e {
-                WorkflowUpdateError::Failed(failure) => Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    ErrorCode::Conflict,
-                    failure.message.clone(),
-                )),
-                WorkflowUpdateError::NotFound(_) => Err(ApiError::new(
+            Err(crate::error::update_error(
+                e,
+                ApiError::new(
                     StatusCode::CONFLICT,
                     ErrorCode::Conflict,
                     "the order is closed",
-                )),
-                other if other.to_string().contains("already completed") => Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    ErrorCode::Conflict,
-                    "the order is closed",
-                )),
-                other => {
-                    tracing::error!(error.message = %other, "Tracking update failed");
-                    Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        ErrorCode::Unavailable,
-                        "the workflow service is unavailable; retrying the same event is safe",
-                    ))
-                }
-            }
+                ),
+                "Tracking",
+            ))
         }
     }
 }
