@@ -14,7 +14,8 @@ command -v sqlite3 >/dev/null 2>&1 || need_pkgs+=(sqlite3)
 command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
 command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
 command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
-command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3 python3-pip)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "install-tools: apt-get install ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
