@@ -526,3 +526,155 @@ async fn three_worker_processes_share_300_conversations_losing_and_duplicating_n
     api.signal(Signal::SIGTERM);
     assert!(api.wait(Duration::from_secs(30)).success());
 }
+
+#[tokio::test]
+async fn a_worker_killed_in_the_middle_of_an_activity_is_retried_elsewhere_with_one_side_effect() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::Json;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+
+    // A provider that, like real payment/order APIs, applies each idempotency key once. The first
+    // call hangs (the worker handling it is killed meanwhile).
+    #[derive(Default)]
+    struct Backend {
+        calls: Vec<String>,
+        applied: HashMap<String, Value>,
+    }
+    let backend: Arc<Mutex<Backend>> = Arc::default();
+    let state = backend.clone();
+    let router = axum::Router::new().route(
+        "/orders",
+        post(move |headers: HeaderMap, Json(body): Json<Value>| {
+            let state = state.clone();
+            async move {
+                let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+                let first = {
+                    let mut b = state.lock().unwrap();
+                    b.calls.push(key.clone());
+                    b.calls.len() == 1
+                };
+                if first {
+                    tokio::time::sleep(Duration::from_secs(120)).await;
+                }
+                let mut b = state.lock().unwrap();
+                let n = b.applied.len() + 1;
+                let reply = b
+                    .applied
+                    .entry(key)
+                    .or_insert_with(|| json!({"id": format!("A-{n}"), "item": body["item"]}))
+                    .clone();
+                Json(reply)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let temporal = shared_dev_server();
+    let prefix = unique_prefix("killact");
+    let api_port = free_port();
+    let base = format!("http://127.0.0.1:{api_port}");
+    let db_url = format!("sqlite://{}/zengine.db", dir.path().display());
+    let configure = |cmd: &mut Command| {
+        cmd.env("TEMPORAL_ADDRESS", temporal)
+            .env("DATABASE_URL", &db_url)
+            .env("ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX", &prefix)
+            .env(
+                "ZENGINE_WORKER__STICKY_SCHEDULE_TO_START_TIMEOUT_MS",
+                "1000",
+            )
+            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}"))
+            .env("ZENGINE_API__ADMIN_TOKEN", "t0ken")
+            .env("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "90000");
+    };
+    let mut migrate = zengine(dir.path(), "migrate.log");
+    configure(&mut migrate);
+    assert!(
+        migrate
+            .args(["migrate", "--seed-demo"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let db = zengine_activities::Database::connect(&db_url, 1)
+        .await
+        .unwrap();
+    let demo = zengine_domain::TenantId::parse("demo").unwrap();
+    db.tenants()
+        .set_allowed_http_hosts(&demo, &["127.0.0.1".into()])
+        .await
+        .unwrap();
+    db.close().await;
+
+    let mut api = zengine(dir.path(), "api.log");
+    configure(&mut api);
+    api.arg("api");
+    let api = Proc::spawn("zengine api", api);
+    let start_worker = |log: &str| {
+        let mut cmd = zengine(dir.path(), log);
+        configure(&mut cmd);
+        cmd.args(["worker", "--queues", "conversations"]);
+        Proc::spawn("zengine worker", cmd)
+    };
+    let first_worker = start_worker("worker-1.log");
+    wait_healthy(&base, "zengine api").await;
+    let flow = json!({"schema_version": 1, "id": "x", "version": 0, "start": "q", "nodes": [
+        {"id": "q", "type": "question", "text": "¿Qué pides?", "save_as": "item", "next": "call"},
+        {"id": "call", "type": "command", "command": "http_request", "save_as": "order",
+         "params": {"method": "POST", "url": format!("http://127.0.0.1:{backend_port}/orders"), "body": {"item": "{{item}}"}},
+         "next": "ok", "on_failure": "ko"},
+        {"id": "ok", "type": "end", "text": "Pedido {{order.body.id}}"},
+        {"id": "ko", "type": "end", "text": "Falló: {{last_error}}"}
+    ]});
+    let published = reqwest::Client::new()
+        .put(format!("{base}/v1/tenants/demo/flows/orders?main=true"))
+        .bearer_auth("t0ken")
+        .json(&flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), reqwest::StatusCode::CREATED);
+
+    say(&base, "kill-act", "ka-1", "hola").await;
+    let pending = tokio::spawn({
+        let base = base.clone();
+        async move { say(&base, "kill-act", "ka-2", "pizza").await }
+    });
+    // Wait until the provider holds the first call, then kill the worker running that activity.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while backend.lock().unwrap().calls.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the activity never called the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first_worker.signal(Signal::SIGKILL);
+    let _ = first_worker.wait(Duration::from_secs(10));
+    let second_worker = start_worker("worker-2.log");
+
+    // The activity times out on the dead worker (start-to-close 30 s) and is retried on the new one.
+    let reply = tokio::time::timeout(Duration::from_secs(85), pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first_text(&reply), "Pedido A-1", "{reply}");
+    let b = backend.lock().unwrap();
+    assert_eq!(b.calls.len(), 2, "the activity ran twice: {:?}", b.calls);
+    assert_eq!(
+        b.calls[0], b.calls[1],
+        "both attempts carried the same idempotency key"
+    );
+    assert_eq!(b.applied.len(), 1, "one side effect");
+    drop(b);
+
+    second_worker.signal(Signal::SIGTERM);
+    assert!(second_worker.wait(Duration::from_secs(30)).success());
+    api.signal(Signal::SIGTERM);
+    assert!(api.wait(Duration::from_secs(30)).success());
+}
