@@ -222,20 +222,19 @@ impl RouteActivities {
                 y: l.lat * 110_540.0,
                 demand,
                 ready: 0,
-                due: if i == 0 {
-                    shift
-                } else {
-                    NO_DEADLINE.min(shift)
-                },
+                // Every stop must fit the common shift (NO_DEADLINE when there is none).
+                due: shift,
                 service: if i == 0 { 0 } else { service },
             })
             .collect();
+        // Route lengths below are read from the same matrix the solver minimises.
+        let metres = Matrix::new(n, distance)?;
         let problem = Problem::new(
             input.plan_id.clone(),
             nodes,
             capacity,
             Some(request.drivers.len()),
-            Matrix::new(n, distance)?,
+            metres.clone(),
             Matrix::new(n, duration)?,
             1,
         )?;
@@ -280,19 +279,20 @@ impl RouteActivities {
                 .iter()
                 .enumerate()
                 .map(|(seq, &c)| {
-                    let i = c;
-                    json!({"seq": seq + 1, "order_id": request.order_ids[i - 1], "location": locations[i], "demand": demands[i]})
+                    json!({"seq": seq + 1, "order_id": request.order_ids[c - 1], "location": locations[c], "demand": demands[c]})
                 })
                 .collect();
-            let mut metres = 0;
-            let mut prev = 0usize;
-            for &c in route {
-                metres += (haversine_m(locations[prev], locations[c])).round() as i64;
-                prev = c;
-            }
-            metres += haversine_m(locations[prev], locations[0]).round() as i64;
-            routes_json.push(json!({"driver_id": driver.id, "distance_m": metres, "stops": stops}));
-            assignments.push((driver.id.clone(), Value::Array(stops), metres));
+            // Depot → stops → depot.
+            let legs = std::iter::once(0)
+                .chain(route.iter().copied())
+                .chain(std::iter::once(0));
+            let length: i64 = legs
+                .clone()
+                .zip(legs.skip(1))
+                .map(|(a, b)| metres.get(a, b))
+                .sum();
+            routes_json.push(json!({"driver_id": driver.id, "distance_m": length, "stops": stops}));
+            assignments.push((driver.id.clone(), Value::Array(stops), length));
         }
         let unassigned: Vec<Value> = solution
             .unassigned
