@@ -143,9 +143,7 @@ fn app_state(settings: &Settings, db: Database, client: Client) -> AppState {
     AppState {
         db,
         temporal: client,
-        conversations_queue: settings.temporal.task_queue(queues::CONVERSATIONS),
-        payments_queue: settings.temporal.task_queue(queues::PAYMENTS),
-        routing_queue: settings.temporal.task_queue(queues::ROUTING),
+        task_queue_prefix: settings.temporal.task_queue_prefix.clone(),
         tenants: Arc::new(TenantCache::new(std::time::Duration::from_millis(
             settings.api.tenant_cache_ttl_ms,
         ))),

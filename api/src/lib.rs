@@ -77,15 +77,18 @@ impl Default for ApiSettings {
 pub struct AppState {
     pub db: Database,
     pub temporal: Client,
-    /// Concrete name of the conversations task queue (with the deployment's prefix).
-    pub conversations_queue: String,
-    /// Concrete name of the payments task queue (order workflows).
-    pub payments_queue: String,
-    /// Concrete name of the routing task queue (route optimisation).
-    pub routing_queue: String,
+    /// The deployment's task-queue prefix (`temporal.task_queue_prefix`); see [`AppState::queue`].
+    pub task_queue_prefix: String,
     /// Tenants and current flows, cached for `api.tenant_cache_ttl_ms`.
     pub tenants: Arc<cache::TenantCache>,
     pub settings: Arc<ApiSettings>,
+}
+
+impl AppState {
+    /// The concrete name of the task queue `base` (`zengine_workflows::names::queues`).
+    pub fn queue(&self, base: &str) -> String {
+        zengine_workflows::names::task_queue(&self.task_queue_prefix, base)
+    }
 }
 
 /// The routes, without a socket (tests can drive it with `tower::ServiceExt::oneshot`).

@@ -105,7 +105,7 @@ pub async fn create(
         })?;
     // Idempotent too: an order whose workflow already runs keeps it.
     let options = WorkflowStartOptions::new(
-        state.payments_queue.clone(),
+        state.queue(zengine_workflows::names::queues::PAYMENTS),
         order_workflow_id(&tenant_id, &order.order_id),
     )
     .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)

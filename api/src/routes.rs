@@ -102,7 +102,7 @@ pub async fn create(
         time_limit_ms: request.options.time_limit_ms,
     };
     let options = WorkflowStartOptions::new(
-        state.routing_queue.clone(),
+        state.queue(zengine_workflows::names::queues::ROUTING),
         format!("{tenant_id}/route/{plan_id}"),
     )
     .build();

@@ -293,7 +293,7 @@ async fn deliver(
     loop {
         attempt += 1;
         let options = WorkflowUpdateWithStartOptions::new(
-            state.conversations_queue.clone(),
+            state.queue(zengine_workflows::names::queues::CONVERSATIONS),
             workflow_id.to_owned(),
             WorkflowIdConflictPolicy::UseExisting,
         )

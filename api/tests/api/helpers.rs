@@ -111,9 +111,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let state = AppState {
         db: database.db.clone(),
         temporal: temporal.clone(),
-        conversations_queue: temporal_settings.task_queue(queues::CONVERSATIONS),
-        payments_queue: temporal_settings.task_queue(queues::PAYMENTS),
-        routing_queue: temporal_settings.task_queue(queues::ROUTING),
+        task_queue_prefix: temporal_settings.task_queue_prefix.clone(),
         tenants: Arc::new(zengine_api::TenantCache::new(
             std::time::Duration::from_millis(options.api.tenant_cache_ttl_ms),
         )),
