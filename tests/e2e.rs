@@ -176,40 +176,82 @@ async fn dev_runs_everything_stops_cleanly_on_sigterm_and_resumes_where_it_stopp
     assert!(!port_open(temporal_port));
 }
 
-#[tokio::test]
-async fn a_worker_killed_between_two_messages_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let temporal = shared_dev_server();
-    let prefix = unique_prefix("e2e");
-    let api_port = free_port();
-    let base = format!("http://127.0.0.1:{api_port}");
-    let db_url = format!("sqlite://{}/zengine.db", dir.path().display());
-    let configure = |cmd: &mut Command| {
-        cmd.env("TEMPORAL_ADDRESS", temporal)
-            .env("DATABASE_URL", &db_url)
-            .env("ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX", &prefix)
-            .env(
-                "ZENGINE_WORKER__STICKY_SCHEDULE_TO_START_TIMEOUT_MS",
-                "1000",
-            )
-            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}"))
-            .env("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "60000");
-    };
-    let mut migrate = zengine(dir.path(), "migrate.log");
-    configure(&mut migrate);
-    let status = migrate.args(["migrate", "--seed-demo"]).status().unwrap();
-    assert!(status.success());
+/// A `zengine api` + `zengine worker` deployment on the shared dev server, as operators run it:
+/// its own SQLite file, task-queue prefix and API port; migrated and seeded on creation.
+struct Cluster {
+    dir: tempfile::TempDir,
+    base: String,
+    db_url: String,
+    env: Vec<(String, String)>,
+}
 
-    let mut api = zengine(dir.path(), "api.log");
-    configure(&mut api);
-    api.arg("api");
-    let api = Proc::spawn("zengine api", api);
-    let start_worker = |log: &str| {
-        let mut cmd = zengine(dir.path(), log);
-        configure(&mut cmd);
+impl Cluster {
+    /// `extra` settings apply after (and so override) the defaults.
+    fn new(name: &str, extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let api_port = free_port();
+        let db_url = format!("sqlite://{}/zengine.db", dir.path().display());
+        let mut env: Vec<(String, String)> = [
+            ("TEMPORAL_ADDRESS", shared_dev_server().to_owned()),
+            ("DATABASE_URL", db_url.clone()),
+            ("ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX", unique_prefix(name)),
+            ("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}")),
+            ("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "60000".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let cluster = Self {
+            dir,
+            base: format!("http://127.0.0.1:{api_port}"),
+            db_url,
+            env,
+        };
+        let status = cluster
+            .command("migrate.log")
+            .args(["migrate", "--seed-demo"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        cluster
+    }
+
+    fn command(&self, log: &str) -> Command {
+        let mut cmd = zengine(self.dir.path(), log);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    fn api(&self) -> Proc {
+        let mut cmd = self.command("api.log");
+        cmd.arg("api");
+        Proc::spawn("zengine api", cmd)
+    }
+
+    fn worker(&self, log: &str) -> Proc {
+        let mut cmd = self.command(log);
         cmd.args(["worker", "--queues", "conversations"]);
         Proc::spawn("zengine worker", cmd)
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_worker_killed_between_two_messages_loses_nothing() {
+    let cluster = Cluster::new(
+        "e2e",
+        &[(
+            "ZENGINE_WORKER__STICKY_SCHEDULE_TO_START_TIMEOUT_MS",
+            "1000",
+        )],
+    );
+    let base = cluster.base.clone();
+    let api = cluster.api();
+    let start_worker = |log: &str| cluster.worker(log);
     let worker = start_worker("worker-1.log");
     wait_healthy(&base, "zengine api").await;
     say(&base, "k", "kill-1", "hola").await;
@@ -243,7 +285,7 @@ async fn a_worker_killed_between_two_messages_loses_nothing() {
     assert!(api.wait(Duration::from_secs(30)).success());
 
     // JSON logs carry the business keys.
-    let log = std::fs::read_to_string(dir.path().join("api.log")).unwrap();
+    let log = std::fs::read_to_string(cluster.dir.path().join("api.log")).unwrap();
     let line = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -414,39 +456,12 @@ async fn three_worker_processes_share_300_conversations_losing_and_duplicating_n
     use zengine_workers::{TemporalSettings, connect};
     use zengine_workflows::ConversationWorkflow;
 
-    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new("scale", &[]);
+    let base = cluster.base.clone();
     let temporal = shared_dev_server();
-    let prefix = unique_prefix("scale");
-    let api_port = free_port();
-    let base = format!("http://127.0.0.1:{api_port}");
-    let db_url = format!("sqlite://{}/zengine.db", dir.path().display());
-    let configure = |cmd: &mut Command| {
-        cmd.env("TEMPORAL_ADDRESS", temporal)
-            .env("DATABASE_URL", &db_url)
-            .env("ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX", &prefix)
-            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}"))
-            .env("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "60000");
-    };
-    let mut migrate = zengine(dir.path(), "migrate.log");
-    configure(&mut migrate);
-    assert!(
-        migrate
-            .args(["migrate", "--seed-demo"])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut api = zengine(dir.path(), "api.log");
-    configure(&mut api);
-    api.arg("api");
-    let api = Proc::spawn("zengine api", api);
+    let api = cluster.api();
     let workers: Vec<Proc> = (0..3)
-        .map(|i| {
-            let mut cmd = zengine(dir.path(), &format!("worker-{i}.log"));
-            configure(&mut cmd);
-            cmd.args(["worker", "--queues", "conversations"]);
-            Proc::spawn("zengine worker", cmd)
-        })
+        .map(|i| cluster.worker(&format!("worker-{i}.log")))
         .collect();
     wait_healthy(&base, "zengine api").await;
 
@@ -574,34 +589,19 @@ async fn a_worker_killed_in_the_middle_of_an_activity_is_retried_elsewhere_with_
     let backend_port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let dir = tempfile::tempdir().unwrap();
-    let temporal = shared_dev_server();
-    let prefix = unique_prefix("killact");
-    let api_port = free_port();
-    let base = format!("http://127.0.0.1:{api_port}");
-    let db_url = format!("sqlite://{}/zengine.db", dir.path().display());
-    let configure = |cmd: &mut Command| {
-        cmd.env("TEMPORAL_ADDRESS", temporal)
-            .env("DATABASE_URL", &db_url)
-            .env("ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX", &prefix)
-            .env(
+    let cluster = Cluster::new(
+        "killact",
+        &[
+            (
                 "ZENGINE_WORKER__STICKY_SCHEDULE_TO_START_TIMEOUT_MS",
                 "1000",
-            )
-            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}"))
-            .env("ZENGINE_API__ADMIN_TOKEN", "t0ken")
-            .env("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "90000");
-    };
-    let mut migrate = zengine(dir.path(), "migrate.log");
-    configure(&mut migrate);
-    assert!(
-        migrate
-            .args(["migrate", "--seed-demo"])
-            .status()
-            .unwrap()
-            .success()
+            ),
+            ("ZENGINE_API__ADMIN_TOKEN", "t0ken"),
+            ("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "90000"),
+        ],
     );
-    let db = zengine_activities::Database::connect(&db_url, 1)
+    let base = cluster.base.clone();
+    let db = zengine_activities::Database::connect(&cluster.db_url, 1)
         .await
         .unwrap();
     let demo = zengine_domain::TenantId::parse("demo").unwrap();
@@ -611,16 +611,8 @@ async fn a_worker_killed_in_the_middle_of_an_activity_is_retried_elsewhere_with_
         .unwrap();
     db.close().await;
 
-    let mut api = zengine(dir.path(), "api.log");
-    configure(&mut api);
-    api.arg("api");
-    let api = Proc::spawn("zengine api", api);
-    let start_worker = |log: &str| {
-        let mut cmd = zengine(dir.path(), log);
-        configure(&mut cmd);
-        cmd.args(["worker", "--queues", "conversations"]);
-        Proc::spawn("zengine worker", cmd)
-    };
+    let api = cluster.api();
+    let start_worker = |log: &str| cluster.worker(log);
     let first_worker = start_worker("worker-1.log");
     wait_healthy(&base, "zengine api").await;
     let flow = json!({"schema_version": 1, "id": "x", "version": 0, "start": "q", "nodes": [
