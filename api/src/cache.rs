@@ -52,12 +52,9 @@ impl TenantCache {
         let value = match db.tenants().get(tenant_id).await? {
             None => None,
             Some(tenant) => {
-                let mut wanted = tenant.clone();
-                if let Some(name) = flow {
-                    wanted.main_flow_id = name.to_owned();
-                }
-                let graph = db.tenants().current_flow(&wanted).await?;
-                Some((wanted, graph))
+                let name = flow.unwrap_or(&tenant.main_flow_id);
+                let graph = db.tenants().latest_flow(tenant_id, name).await?;
+                Some((tenant, graph))
             }
         };
         if !self.ttl.is_zero() {

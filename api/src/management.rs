@@ -143,12 +143,11 @@ pub async fn get_flow(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let mut tenant = existing_tenant(&state, &tenant).await?;
-    tenant.main_flow_id = name.clone();
+    let tenant = existing_tenant(&state, &tenant).await?;
     let flow = state
         .db
         .tenants()
-        .current_flow(&tenant)
+        .latest_flow(&tenant.tenant_id, &name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("flow `{name}` has no published version")))?;
     Ok(Json(flow).into_response())

@@ -228,7 +228,7 @@ pub async fn post_message(
             ErrorCode::NoPublishedFlow,
             format!(
                 "tenant `{tenant_id}` has no published flow `{}`",
-                tenant.main_flow_id
+                parsed.flow.as_deref().unwrap_or(&tenant.main_flow_id)
             ),
         )
     })?;

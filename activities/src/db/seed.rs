@@ -15,16 +15,10 @@ pub async fn seed_demo_tenant(db: &Database, extra: &[FlowGraph]) -> anyhow::Res
     let tenant_id = TenantId::parse(DEMO_TENANT)?;
     let main = demo_flow();
     db.tenants().upsert(&tenant_id, "Demo", &main.id).await?;
-    let mut tenant = db
-        .tenants()
-        .get(&tenant_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("demo tenant vanished after upsert"))?;
     for flow in std::iter::once(&main).chain(extra) {
-        tenant.main_flow_id = flow.id.clone();
         let same = db
             .tenants()
-            .current_flow(&tenant)
+            .latest_flow(&tenant_id, &flow.id)
             .await?
             .is_some_and(|current| {
                 current.nodes == flow.nodes

@@ -102,13 +102,23 @@ impl TenantRepo<'_> {
 
     /// The latest published version of the tenant's main flow.
     pub async fn current_flow(&self, tenant: &Tenant) -> anyhow::Result<Option<FlowGraph>> {
-        let mut tx = self.db.begin_for(&tenant.tenant_id).await?;
+        self.latest_flow(&tenant.tenant_id, &tenant.main_flow_id)
+            .await
+    }
+
+    /// The latest published version of the tenant's flow `flow_id`.
+    pub async fn latest_flow(
+        &self,
+        tenant_id: &TenantId,
+        flow_id: &str,
+    ) -> anyhow::Result<Option<FlowGraph>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let definition: Option<String> = sqlx::query_scalar(
             "select definition from flow_version where tenant_id = $1 and flow_id = $2
              order by version desc limit 1",
         )
-        .bind(tenant.tenant_id.as_str())
-        .bind(&tenant.main_flow_id)
+        .bind(tenant_id.as_str())
+        .bind(flow_id)
         .fetch_optional(&mut *tx)
         .await
         .context("Failed to read the current flow")?;
