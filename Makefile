@@ -3,6 +3,8 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/zengine-target
 # Test data (routing instances, receipts) lives in ../shared beside the checkout.
 export ZENGINE_SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
+# Tesseract (receipt OCR) must not spawn OpenMP threads: the OCR pool gives the parallelism.
+export OMP_THREAD_LIMIT ?= 1
 CARGO ?= cargo
 
 .PHONY: run test tools postgres build lint fmt histories bench clean-data

@@ -16,6 +16,10 @@ command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
 command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
+# OCR (payment receipts): Tesseract 5 + Spanish data; libclang for tesseract-sys' bindgen.
+for pkg in libtesseract-dev libleptonica-dev libclang-dev tesseract-ocr-spa; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
+done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "install-tools: apt-get install ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

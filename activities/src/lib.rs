@@ -7,6 +7,7 @@
 pub mod conversation;
 pub mod db;
 pub mod orders;
+pub mod payments;
 pub mod routing;
 
 pub use db::{Backend, Database};

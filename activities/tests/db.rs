@@ -41,6 +41,9 @@ on_both_backends!(
     order_status_changes_are_compare_and_set,
     events_and_surveys_are_recorded_once,
     tracking_events_are_idempotent_and_in_order,
+    payments_settle_once_and_operation_codes_pay_once,
+    payment_reviews_move_the_order_and_release_rejected_codes,
+    receipt_images_and_payment_settings_round_trip,
 );
 
 async fn migrations_are_idempotent(backend: TestBackend) {
@@ -575,5 +578,298 @@ async fn tracking_events_are_idempotent_and_in_order(backend: TestBackend) {
             .await
             .unwrap();
     assert_eq!(timeline, vec![event("a", 10)]);
+    t.drop_db().await.unwrap();
+}
+
+async fn paid_orders(t: &TestDatabase, tenant: &TenantId) -> Vec<String> {
+    use zengine_activities::db::OrderFilter;
+    t.db.orders()
+        .list(
+            tenant,
+            OrderFilter {
+                status: Some(zengine_domain::order::OrderStatus::Paid),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.order_id)
+        .collect()
+}
+
+async fn payments_settle_once_and_operation_codes_pay_once(backend: TestBackend) {
+    use zengine_activities::db::{PaymentStatus, Settlement, Verdict};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    let (lines, total) = lines();
+    let (o1, _) =
+        t.db.orders()
+            .create(new_order(&acme, "k1", "h1", "+51911", &lines, total))
+            .await
+            .unwrap();
+    let (o2, _) =
+        t.db.orders()
+            .create(new_order(&acme, "k2", "h2", "+51911", &lines, total))
+            .await
+            .unwrap();
+    let payments = t.db.payments();
+    let (p1, created) = payments
+        .create(&acme, "pay_1", &o1.order_id, "upload:m1")
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(p1.status, PaymentStatus::Pending);
+    let (_, created) = payments
+        .create(&acme, "pay_1", &o1.order_id, "upload:m1")
+        .await
+        .unwrap();
+    assert!(!created, "the same payment id is one payment");
+
+    let accept = |id: &'static str| Settlement {
+        payment_id: id,
+        verdict: Verdict::Accept,
+        reasons: &[],
+        operation_code: Some("04718822"),
+        amount: Some(total),
+        sender: Some("Rosa Q."),
+        extraction: None,
+        raw_ocr: Some("¡Yapeaste!"),
+    };
+    let settled = payments.settle(&acme, &accept("pay_1")).await.unwrap();
+    assert_eq!(settled.status, PaymentStatus::Assigned);
+    assert_eq!(settled.operation_code.as_deref(), Some("04718822"));
+    // A retried settle (worker crash after commit) changes nothing.
+    let again = payments.settle(&acme, &accept("pay_1")).await.unwrap();
+    assert_eq!(again, settled);
+    assert_eq!(paid_orders(&t, &acme).await, vec![o1.order_id.clone()]);
+
+    // The same operation code for another order: rejected as a duplicate, order untouched.
+    payments
+        .create(&acme, "pay_2", &o2.order_id, "upload:m1")
+        .await
+        .unwrap();
+    let dup = payments.settle(&acme, &accept("pay_2")).await.unwrap();
+    assert_eq!(dup.status, PaymentStatus::Rejected);
+    assert!(dup.reasons[0].contains("pay_1"), "{:?}", dup.reasons);
+    assert_eq!(paid_orders(&t, &acme).await, vec![o1.order_id.clone()]);
+
+    // Another tenant may use the same code (codes are unique per tenant).
+    let beta = TenantId::parse("beta").unwrap();
+    t.db.tenants().upsert(&beta, "Beta", "main").await.unwrap();
+    let (ob, _) =
+        t.db.orders()
+            .create(new_order(&beta, "k1", "h1", "+51911", &lines, total))
+            .await
+            .unwrap();
+    payments
+        .create(&beta, "pay_1", &ob.order_id, "upload:m1")
+        .await
+        .unwrap();
+    assert_eq!(
+        payments
+            .settle(&beta, &accept("pay_1"))
+            .await
+            .unwrap()
+            .status,
+        PaymentStatus::Assigned
+    );
+    assert!(
+        payments
+            .get(&acme, "pay_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .order_id
+            == o1.order_id
+    );
+
+    // Paying an order that is no longer PENDING needs a person.
+    let (o3, _) =
+        t.db.orders()
+            .create(new_order(&acme, "k3", "h3", "+51911", &lines, total))
+            .await
+            .unwrap();
+    t.db.orders()
+        .set_status(
+            &acme,
+            &o3.order_id,
+            zengine_domain::order::OrderStatus::Pending,
+            zengine_domain::order::OrderStatus::Cancelled,
+        )
+        .await
+        .unwrap();
+    payments
+        .create(&acme, "pay_3", &o3.order_id, "upload:m3")
+        .await
+        .unwrap();
+    let late = payments
+        .settle(
+            &acme,
+            &Settlement {
+                operation_code: Some("999"),
+                ..accept("pay_3")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.status, PaymentStatus::ManualReview);
+    assert!(
+        late.reasons.iter().any(|r| r.contains("CANCELLED")),
+        "{:?}",
+        late.reasons
+    );
+    assert_eq!(
+        payments
+            .list_for_order(&acme, &o1.order_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    t.drop_db().await.unwrap();
+}
+
+async fn payment_reviews_move_the_order_and_release_rejected_codes(backend: TestBackend) {
+    use zengine_activities::db::{PaymentStatus, ReviewError, Settlement, Verdict};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    let (lines, total) = lines();
+    let (o1, _) =
+        t.db.orders()
+            .create(new_order(&acme, "k1", "h1", "+51911", &lines, total))
+            .await
+            .unwrap();
+    let (o2, _) =
+        t.db.orders()
+            .create(new_order(&acme, "k2", "h2", "+51911", &lines, total))
+            .await
+            .unwrap();
+    let payments = t.db.payments();
+    let review_of = |id: &'static str| Settlement {
+        payment_id: id,
+        verdict: Verdict::Review,
+        reasons: &[],
+        operation_code: Some("123456"),
+        amount: None,
+        sender: None,
+        extraction: None,
+        raw_ocr: None,
+    };
+    payments
+        .create(&acme, "pay_1", &o1.order_id, "upload:m1")
+        .await
+        .unwrap();
+    let p = payments.settle(&acme, &review_of("pay_1")).await.unwrap();
+    assert_eq!(p.status, PaymentStatus::ManualReview);
+    // In review, the code is reserved: a second receipt with it is a duplicate.
+    payments
+        .create(&acme, "pay_2", &o2.order_id, "upload:m2")
+        .await
+        .unwrap();
+    assert_eq!(
+        payments
+            .settle(&acme, &review_of("pay_2"))
+            .await
+            .unwrap()
+            .status,
+        PaymentStatus::Rejected
+    );
+
+    let rejected = payments
+        .review(&acme, "pay_1", false, "ops", Some("fake"))
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, PaymentStatus::Rejected);
+    assert_eq!(rejected.reviewed_by.as_deref(), Some("ops"));
+    // The same decision again is harmless; another one is refused.
+    assert_eq!(
+        payments
+            .review(&acme, "pay_1", false, "ops", None)
+            .await
+            .unwrap()
+            .status,
+        PaymentStatus::Rejected
+    );
+    assert!(matches!(
+        payments.review(&acme, "pay_1", true, "ops", None).await,
+        Err(ReviewError::NotInReview(PaymentStatus::Rejected))
+    ));
+    assert!(matches!(
+        payments.review(&acme, "nope", true, "ops", None).await,
+        Err(ReviewError::NotFound(_))
+    ));
+    // The rejected payment released its code: a new receipt with it can be reviewed and approved.
+    payments
+        .create(&acme, "pay_3", &o2.order_id, "upload:m3")
+        .await
+        .unwrap();
+    assert_eq!(
+        payments
+            .settle(&acme, &review_of("pay_3"))
+            .await
+            .unwrap()
+            .status,
+        PaymentStatus::ManualReview
+    );
+    let approved = payments
+        .review(&acme, "pay_3", true, "ops", None)
+        .await
+        .unwrap();
+    assert_eq!(approved.status, PaymentStatus::Assigned);
+    assert_eq!(paid_orders(&t, &acme).await, vec![o2.order_id.clone()]);
+    t.drop_db().await.unwrap();
+}
+
+async fn receipt_images_and_payment_settings_round_trip(backend: TestBackend) {
+    use zengine_activities::db::PaymentSettings;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let beta = TenantId::parse("beta").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    t.db.tenants().upsert(&beta, "Beta", "main").await.unwrap();
+    let payments = t.db.payments();
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let (id, sha) = payments
+        .put_media(&acme, "image/png", &bytes)
+        .await
+        .unwrap();
+    let (again, _) = payments
+        .put_media(&acme, "image/png", &bytes)
+        .await
+        .unwrap();
+    assert_eq!(id, again, "the same bytes are stored once");
+    assert_eq!(sha.len(), 64);
+    let (mime, read) = payments.get_media(&acme, &id).await.unwrap().unwrap();
+    assert_eq!((mime.as_str(), read), ("image/png", bytes));
+    assert!(
+        payments.get_media(&beta, &id).await.unwrap().is_none(),
+        "tenants do not share media"
+    );
+
+    assert_eq!(
+        payments.settings(&acme).await.unwrap(),
+        PaymentSettings::default()
+    );
+    let custom = PaymentSettings {
+        tolerance_cents: 100,
+        review_timeout_secs: 60,
+        ..PaymentSettings::default()
+    };
+    payments.set_settings(&acme, &custom).await.unwrap();
+    assert_eq!(payments.settings(&acme).await.unwrap(), custom);
+    assert_eq!(
+        payments.settings(&beta).await.unwrap(),
+        PaymentSettings::default()
+    );
+    assert!(
+        payments
+            .settings(&TenantId::parse("ghost").unwrap())
+            .await
+            .is_err()
+    );
     t.drop_db().await.unwrap();
 }

@@ -10,6 +10,7 @@ mod error;
 mod management;
 mod metrics;
 mod orders;
+mod payments;
 mod routes;
 mod tracking;
 pub mod webchat;
@@ -43,6 +44,8 @@ pub struct ApiSettings {
     pub addr: String,
     /// Largest accepted request body, in bytes; larger bodies get 413.
     pub max_body_bytes: usize,
+    /// Largest accepted receipt upload (`POST /v1/orders/{id}/payments`), in bytes.
+    pub max_upload_bytes: usize,
     /// How long a webchat request waits for the conversation's replies before answering 504
     /// (the client may then repeat it with the same idempotency key).
     pub webchat_timeout_ms: u64,
@@ -63,6 +66,7 @@ impl Default for ApiSettings {
         Self {
             addr: "127.0.0.1:8080".to_owned(),
             max_body_bytes: 64 * 1024,
+            max_upload_bytes: 10 * 1024 * 1024,
             webchat_timeout_ms: 30_000,
             idempotency_ttl_secs: 24 * 3600,
             admin_token: secrecy::SecretString::from(String::new()),
@@ -94,6 +98,7 @@ impl AppState {
 /// The routes, without a socket (tests can drive it with `tower::ServiceExt::oneshot`).
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
+    let max_upload = state.settings.max_upload_bytes;
     Router::new()
         .route(
             "/v1/webchat/messages",
@@ -102,6 +107,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders", post(orders::create).get(orders::list))
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/status", post(orders::change_status))
+        .route(
+            "/v1/orders/{id}/payments",
+            post(payments::submit)
+                .layer(DefaultBodyLimit::max(max_upload))
+                .get(payments::list_for_order),
+        )
+        .route("/v1/payments/{id}", get(payments::get))
+        .route("/v1/payments/{id}/review", post(payments::review))
         .route("/v1/routes", post(routes::create))
         .route("/v1/routes/{id}", get(routes::get))
         .route("/v1/drivers/{id}/routes", get(routes::for_driver))

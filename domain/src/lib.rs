@@ -10,6 +10,7 @@ pub mod ids;
 pub mod message;
 pub mod money;
 pub mod order;
+pub mod receipt;
 
 pub use ids::{
     Channel, ConversationId, IdError, IdempotencyKey, SessionId, TenantId, order_workflow_id,

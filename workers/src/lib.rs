@@ -10,4 +10,4 @@ pub mod worker;
 
 pub use devserver::{DevServer, DevServerSettings};
 pub use temporal::{TemporalSettings, connect, ensure_search_attributes};
-pub use worker::{WorkerSettings, run_workers};
+pub use worker::{QueueTuning, WorkerSettings, run_workers};

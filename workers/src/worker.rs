@@ -21,9 +21,12 @@ use tokio::sync::oneshot;
 use zengine_activities::Database;
 use zengine_activities::conversation::ConversationActivities;
 use zengine_activities::orders::OrderActivities;
+use zengine_activities::payments::{OcrActivities, PaymentActivities};
 use zengine_activities::routing::RouteActivities;
 use zengine_workflows::names::queues;
-use zengine_workflows::{ConversationWorkflow, OrderWorkflow, RouteOptimisationWorkflow};
+use zengine_workflows::{
+    ConversationWorkflow, OrderWorkflow, PaymentWorkflow, RouteOptimisationWorkflow,
+};
 
 use crate::temporal::TemporalSettings;
 
@@ -115,6 +118,7 @@ impl Default for WorkerSettings {
             queues: vec![
                 queues::CONVERSATIONS.to_owned(),
                 queues::PAYMENTS.to_owned(),
+                queues::OCR.to_owned(),
                 queues::ROUTING.to_owned(),
             ],
             max_cached_workflows: 1000,
@@ -140,7 +144,20 @@ fn worker_options(
             .register_activities(ConversationActivities::new(db.clone())),
         queues::PAYMENTS => builder
             .register_workflow::<OrderWorkflow>()?
-            .register_activities(OrderActivities::new(db.clone())),
+            .register_workflow::<PaymentWorkflow>()?
+            .register_activities(OrderActivities::new(db.clone()))
+            .register_activities(PaymentActivities::new(db.clone())),
+        queues::OCR => {
+            // One Tesseract engine per activity slot, created up front (~60 ms each).
+            let engines = settings
+                .tuning
+                .get(base)
+                .and_then(|t| t.activity_slots)
+                .unwrap_or_else(default_ocr_slots);
+            let pool = zengine_activities::payments::EnginePool::new(engines, None, "spa")
+                .context("Failed to start the OCR engines for the `ocr` queue")?;
+            builder.register_activities(OcrActivities::new(db.clone(), Arc::new(pool)))
+        }
         queues::ROUTING => builder
             .register_workflow::<RouteOptimisationWorkflow>()?
             .register_activities(RouteActivities::new(db.clone())),
@@ -150,7 +167,11 @@ fn worker_options(
             queues::ALL.join(", ")
         ),
     };
-    let tuning = settings.tuning.get(base).cloned().unwrap_or_default();
+    let mut tuning = settings.tuning.get(base).cloned().unwrap_or_default();
+    if base == queues::OCR {
+        // CPU bound: no more OCR at once than engines (cores, by default).
+        tuning.activity_slots = tuning.activity_slots.or_else(|| Some(default_ocr_slots()));
+    }
     let slots = |n: Option<usize>| FixedSizeSlotSupplier::new(n.unwrap_or(100));
     let tuner = TunerHolder::builder()
         .workflow_task_slot_supplier(slots(tuning.workflow_slots))
@@ -176,6 +197,11 @@ fn worker_options(
             .graceful_shutdown_period(Duration::from_secs(settings.graceful_shutdown_secs))
             .build(),
     ))
+}
+
+/// OCR engines (and concurrent OCR activities) per worker by default: one per core.
+fn default_ocr_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 /// Runs workers for the configured queues until `shutdown` resolves, then drains them.

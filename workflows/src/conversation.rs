@@ -408,7 +408,7 @@ impl ConversationWorkflow {
                         Err(e) => CommandOutcome {
                             ok: false,
                             value: serde_json::Value::Null,
-                            error: Some(failure_message(&e)),
+                            error: Some(crate::failure_message(&e)),
                         },
                     };
                     if started_order && outcome.ok {
@@ -470,7 +470,11 @@ impl ConversationWorkflow {
             .and_then(|t| serde_json::from_value(t).ok())
             .unwrap_or(zengine_domain::order::OrderType::Pickup);
         let tenant = ctx.state(|s| s.conversation.tenant.clone());
-        let queue = sibling_queue(ctx.task_queue(), crate::names::queues::PAYMENTS);
+        let queue = crate::names::sibling_queue(
+            ctx.task_queue(),
+            crate::names::queues::CONVERSATIONS,
+            crate::names::queues::PAYMENTS,
+        );
         let options = ChildWorkflowOptions::builder()
             .workflow_id(zengine_domain::order_workflow_id(&tenant, order_id))
             .task_queue(queue)
@@ -488,14 +492,6 @@ impl ConversationWorkflow {
     }
 }
 
-/// The queue named `base` beside `queue` (same deployment prefix).
-fn sibling_queue(queue: &str, base: &str) -> String {
-    let prefix = queue
-        .strip_suffix(crate::names::queues::CONVERSATIONS)
-        .unwrap_or("");
-    crate::names::task_queue(prefix, base)
-}
-
 fn record_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
         .retry_policy(
@@ -506,15 +502,4 @@ fn record_options() -> ActivityOptions {
                 .build(),
         )
         .build()
-}
-
-/// The innermost failure message of an activity error, for the flow's `last_error`.
-fn failure_message(error: &temporalio_sdk::ActivityExecutionError) -> String {
-    let Some(mut failure) = error.failure() else {
-        return error.to_string();
-    };
-    while let Some(cause) = failure.cause.as_deref() {
-        failure = cause;
-    }
-    failure.message.clone()
 }

@@ -27,9 +27,23 @@ pub mod conversation;
 pub mod flows;
 pub mod names;
 pub mod order;
+pub mod payment;
 pub mod replay;
 pub mod routing;
 
 pub use conversation::ConversationWorkflow;
 pub use order::OrderWorkflow;
+pub use payment::PaymentWorkflow;
 pub use routing::RouteOptimisationWorkflow;
+
+/// The innermost failure message of an activity error (what the activity itself said), for
+/// flow variables and payment reasons.
+pub(crate) fn failure_message(error: &temporalio_sdk::ActivityExecutionError) -> String {
+    let Some(mut failure) = error.failure() else {
+        return error.to_string();
+    };
+    while let Some(cause) = failure.cause.as_deref() {
+        failure = cause;
+    }
+    failure.message.clone()
+}

@@ -32,3 +32,9 @@ pub mod queues {
 pub fn task_queue(prefix: &str, base: &str) -> String {
     format!("{prefix}{base}")
 }
+
+/// The queue named `base` beside `queue`, whose own base name is `own_base` (same deployment
+/// prefix). Workflows use it to route activities and children without configuration.
+pub fn sibling_queue(queue: &str, own_base: &str, base: &str) -> String {
+    task_queue(queue.strip_suffix(own_base).unwrap_or(""), base)
+}

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, WorkflowCancellationError, WorkflowContext, WorkflowContextView,
-    WorkflowResult,
+    ActivityOptions, SyncWorkflowContext, WorkflowCancellationError, WorkflowContext,
+    WorkflowContextView, WorkflowResult,
 };
 use zengine_activities::orders::{OrderActivities, StatusChange};
 use zengine_domain::TenantId;
@@ -24,6 +24,7 @@ use crate::names::TENANT_ID;
 pub const WORKFLOW_TYPE: &str = "Order";
 pub const UPDATE_CHANGE_STATUS: &str = "ChangeStatus";
 pub const QUERY_STATUS: &str = "Status";
+pub const SIGNAL_PAYMENT_ACCEPTED: &str = "PaymentAccepted";
 
 /// Input of an order workflow.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +42,13 @@ pub struct ChangeStatus {
     pub source: String,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// A payment was credited to the order (which the payment already moved to PAID in the
+/// database, in the same transaction as the payment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAccepted {
+    pub payment_id: String,
 }
 
 /// One accepted change.
@@ -160,6 +168,25 @@ impl OrderWorkflow {
         });
         result.map_err(|e| format!("the change could not be stored: {e}"))?;
         Ok(view)
+    }
+
+    /// Follows a payment that moved the order PENDING → PAID (the database write happened with
+    /// the payment; this only updates the workflow's view). Ignored in any other status.
+    #[signal(name = SIGNAL_PAYMENT_ACCEPTED)]
+    pub fn payment_accepted(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        payment: PaymentAccepted,
+    ) {
+        if self.status == OrderStatus::Pending {
+            self.status = OrderStatus::Paid;
+            self.transitions.push(Transition {
+                from: OrderStatus::Pending,
+                to: OrderStatus::Paid,
+                source: "payment".into(),
+                reason: Some(payment.payment_id),
+            });
+        }
     }
 
     #[query(name = QUERY_STATUS)]

@@ -11,13 +11,14 @@ use temporalio_client::WorkflowHistory;
 use temporalio_common::protos::temporal::api::history::v1::{History, HistoryEvent};
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
-use crate::{ConversationWorkflow, OrderWorkflow, RouteOptimisationWorkflow};
+use crate::{ConversationWorkflow, OrderWorkflow, PaymentWorkflow, RouteOptimisationWorkflow};
 
 /// A replayer that knows every ZEngine workflow.
 pub fn replayer() -> anyhow::Result<WorkflowReplayer> {
     let options = WorkflowReplayerOptions::new()
         .register_workflow::<ConversationWorkflow>()?
         .register_workflow::<OrderWorkflow>()?
+        .register_workflow::<PaymentWorkflow>()?
         .register_workflow::<RouteOptimisationWorkflow>()?
         .build();
     Ok(WorkflowReplayer::new(options)?)

@@ -28,8 +28,7 @@ fn histories() -> Vec<PathBuf> {
 #[tokio::test]
 async fn every_committed_history_replays_against_the_current_code() {
     let files = histories();
-    {
-        let workflow = "conversation__";
+    for workflow in ["conversation__", "payment__", "order__"] {
         assert!(
             files.iter().any(|f| f
                 .file_name()

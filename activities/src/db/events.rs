@@ -36,21 +36,9 @@ impl EventRepo<'_> {
     /// Records the event unless its id exists; returns whether it was new.
     pub async fn record(&self, event: NewEvent<'_>) -> anyhow::Result<bool> {
         let mut tx = self.db.begin_for(event.tenant_id).await?;
-        let done = sqlx::query(
-            "insert into domain_event (event_id, tenant_id, event_type, subject, payload, occurred_at)
-             values ($1, $2, $3, $4, $5, $6) on conflict (event_id) do nothing",
-        )
-        .bind(event.event_id)
-        .bind(event.tenant_id.as_str())
-        .bind(event.event_type)
-        .bind(event.subject)
-        .bind(event.payload.to_string())
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await
-        .context("Failed to record domain event")?;
+        let new = record_in(&mut tx, event).await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(new)
     }
 
     /// The tenant's events of a type, oldest first.
@@ -124,4 +112,26 @@ impl EventRepo<'_> {
         tx.commit().await?;
         Ok((row.get(0), row.get(1)))
     }
+}
+
+/// Records an event inside the caller's transaction (so it commits with the change it
+/// describes); returns whether it was new.
+pub(super) async fn record_in(
+    conn: &mut sqlx::AnyConnection,
+    event: NewEvent<'_>,
+) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "insert into domain_event (event_id, tenant_id, event_type, subject, payload, occurred_at)
+         values ($1, $2, $3, $4, $5, $6) on conflict (event_id) do nothing",
+    )
+    .bind(event.event_id)
+    .bind(event.tenant_id.as_str())
+    .bind(event.event_type)
+    .bind(event.subject)
+    .bind(event.payload.to_string())
+    .bind(now_millis())
+    .execute(conn)
+    .await
+    .context("Failed to record domain event")?;
+    Ok(done.rows_affected() == 1)
 }

@@ -8,6 +8,7 @@
 mod events;
 mod idempotency;
 mod orders;
+mod payments;
 mod routes;
 pub mod seed;
 mod tenants;
@@ -25,6 +26,10 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 pub use events::{EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use orders::{CreateOrderError, NewOrder, Order, OrderFilter, OrderRepo};
+pub use payments::{
+    Payment, PaymentRepo, PaymentSettings, PaymentStatus, ReviewError, Settlement, Verdict,
+    payment_id_for,
+};
 pub use routes::{RoutePlan, RouteRepo};
 pub use tenants::{Tenant, TenantRepo};
 pub use tracking::{Recorded, TrackingEvent, TrackingRepo};
@@ -219,6 +224,10 @@ impl Database {
 
     pub fn orders(&self) -> OrderRepo<'_> {
         OrderRepo { db: self }
+    }
+
+    pub fn payments(&self) -> PaymentRepo<'_> {
+        PaymentRepo { db: self }
     }
 
     pub fn tracking(&self) -> TrackingRepo<'_> {

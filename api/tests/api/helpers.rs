@@ -10,7 +10,7 @@ use zengine_activities::db::testing::{TestBackend, TestDatabase};
 use zengine_api::{ApiSettings, AppState, Application};
 use zengine_workers::testing::{shared_dev_server, unique_prefix};
 use zengine_workers::{
-    TemporalSettings, WorkerSettings, connect, ensure_search_attributes, run_workers,
+    QueueTuning, TemporalSettings, WorkerSettings, connect, ensure_search_attributes, run_workers,
 };
 use zengine_workflows::names::queues;
 
@@ -99,8 +99,18 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
                 queues: vec![
                     queues::CONVERSATIONS.to_owned(),
                     queues::PAYMENTS.to_owned(),
+                    queues::OCR.to_owned(),
                     queues::ROUTING.to_owned(),
                 ],
+                // One Tesseract engine per test app is plenty.
+                tuning: [(
+                    queues::OCR.to_owned(),
+                    QueueTuning {
+                        activity_slots: Some(1),
+                        ..QueueTuning::default()
+                    },
+                )]
+                .into(),
                 metrics_addr: String::new(),
                 graceful_shutdown_secs: 1,
                 ..WorkerSettings::default()

@@ -15,7 +15,7 @@ use zengine_workflows::replay::{encode_history, replay_file, replayer};
 
 use crate::helpers::{TestApp, spawn_app};
 
-async fn record(app: &TestApp, workflow_id: &str, name: &str) {
+pub(crate) async fn record(app: &TestApp, workflow_id: &str, name: &str) {
     let handle = app
         .temporal
         .get_workflow_handle::<ConversationWorkflow>(workflow_id);

@@ -5,5 +5,6 @@ mod flows;
 mod helpers;
 mod histories;
 mod orders;
+mod payments;
 mod routes;
 mod webchat;

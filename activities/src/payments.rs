@@ -1,0 +1,333 @@
+//! Payment verification activities: loading what a payment is checked against, reading the
+//! receipt image (OCR, on the `ocr` task queue), settling the payment and operator reviews.
+//!
+//! The database does the exactly-once part (see `db::payments`); these activities only carry
+//! values between it, the OCR engine and the payment workflow.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use zengine_domain::TenantId;
+use zengine_domain::money::Cents;
+use zengine_domain::order::OrderStatus;
+use zengine_domain::receipt::ReceiptFields;
+pub use zengine_ocr::EnginePool;
+use zengine_ocr::OcrError;
+
+use crate::db::{
+    Database, NewEvent, PaymentSettings, PaymentStatus, ReviewError, Settlement, Verdict,
+};
+
+/// Failure type of a receipt that cannot be read (bad image, unsupported reference): retrying
+/// will not help, the payment goes to manual review.
+pub const UNREADABLE_RECEIPT: &str = "UnreadableReceipt";
+
+/// Raw OCR text kept on a payment for the reviewer, at most this many bytes.
+const RAW_OCR_LIMIT: usize = 4_096;
+
+/// Input of [`PaymentActivities::prepare`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreparePayment {
+    pub tenant_id: TenantId,
+    pub payment_id: String,
+    pub order_id: String,
+    pub media_ref: String,
+}
+
+/// What a payment is checked against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentContext {
+    pub order_total: Cents,
+    pub order_status: OrderStatus,
+    pub order_created_at_ms: i64,
+    pub settings: PaymentSettings,
+    /// The payment's status when the workflow started (not PENDING: it was decided before).
+    pub payment_status: PaymentStatus,
+}
+
+/// Input of [`OcrActivities::read_receipt`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadReceipt {
+    pub tenant_id: TenantId,
+    /// `upload:<media_id>`.
+    pub media_ref: String,
+}
+
+/// What OCR read from a receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptReading {
+    pub fields: ReceiptFields,
+    /// The page text (truncated), kept for the reviewer.
+    pub page_text: String,
+    pub passes: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+/// Input of [`PaymentActivities::settle`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SettlePayment {
+    pub tenant_id: TenantId,
+    pub payment_id: String,
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    pub reading: Option<ReceiptReading>,
+}
+
+/// Input of [`PaymentActivities::review`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewPayment {
+    pub tenant_id: TenantId,
+    pub payment_id: String,
+    pub approve: bool,
+    pub reviewer: String,
+    pub note: Option<String>,
+}
+
+/// Input of [`PaymentActivities::escalate`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EscalatePayment {
+    pub tenant_id: TenantId,
+    pub payment_id: String,
+    pub order_id: String,
+    pub waited_secs: u64,
+}
+
+/// Where a payment ended up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentOutcome {
+    pub status: PaymentStatus,
+    pub reasons: Vec<String>,
+}
+
+fn non_retryable(type_name: &str, message: String) -> ActivityError {
+    ActivityError::application(
+        ApplicationFailure::builder(message)
+            .type_name(type_name.to_owned())
+            .non_retryable(true)
+            .build(),
+    )
+}
+
+/// Activities of the payment workflow (task queue `payments`).
+pub struct PaymentActivities {
+    db: Database,
+}
+
+impl PaymentActivities {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+#[activities]
+impl PaymentActivities {
+    /// Creates the payment (idempotent) and loads its order and the tenant's rules.
+    #[activity(name = "PreparePayment")]
+    pub async fn prepare(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PreparePayment,
+    ) -> Result<PaymentContext, ActivityError> {
+        let order = self
+            .db
+            .orders()
+            .get(&input.tenant_id, &input.order_id)
+            .await?
+            .ok_or_else(|| {
+                non_retryable(
+                    "UnknownOrder",
+                    format!("order `{}` does not exist", input.order_id),
+                )
+            })?;
+        let (payment, _) = self
+            .db
+            .payments()
+            .create(
+                &input.tenant_id,
+                &input.payment_id,
+                &input.order_id,
+                &input.media_ref,
+            )
+            .await?;
+        let settings = self.db.payments().settings(&input.tenant_id).await?;
+        Ok(PaymentContext {
+            order_total: order.total,
+            order_status: order.status,
+            order_created_at_ms: order.created_at,
+            settings,
+            payment_status: payment.status,
+        })
+    }
+
+    /// Stores the reading and the verdict (duplicate codes rejected, order marked PAID), once.
+    #[activity(name = "SettlePayment")]
+    pub async fn settle(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: SettlePayment,
+    ) -> Result<PaymentOutcome, ActivityError> {
+        let fields = input.reading.as_ref().map(|r| &r.fields);
+        let extraction = fields
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(anyhow::Error::from)?;
+        let payment = self
+            .db
+            .payments()
+            .settle(
+                &input.tenant_id,
+                &Settlement {
+                    payment_id: &input.payment_id,
+                    verdict: input.verdict,
+                    reasons: &input.reasons,
+                    operation_code: fields.and_then(|f| f.operation_code.as_deref()),
+                    amount: fields.and_then(|f| f.amount),
+                    sender: fields.and_then(|f| f.counterparty.as_deref()),
+                    extraction: extraction.as_ref(),
+                    raw_ocr: input.reading.as_ref().map(|r| r.page_text.as_str()),
+                },
+            )
+            .await?;
+        Ok(PaymentOutcome {
+            status: payment.status,
+            reasons: payment.reasons,
+        })
+    }
+
+    /// Applies an operator's approve / reject.
+    #[activity(name = "ReviewPayment")]
+    pub async fn review(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: ReviewPayment,
+    ) -> Result<PaymentOutcome, ActivityError> {
+        let payment = self
+            .db
+            .payments()
+            .review(
+                &input.tenant_id,
+                &input.payment_id,
+                input.approve,
+                &input.reviewer,
+                input.note.as_deref(),
+            )
+            .await
+            .map_err(|e| match e {
+                ReviewError::Other(e) => ActivityError::from(e),
+                other => non_retryable("ReviewRefused", other.to_string()),
+            })?;
+        Ok(PaymentOutcome {
+            status: payment.status,
+            reasons: payment.reasons,
+        })
+    }
+
+    /// Nobody reviewed the payment in time: tell the operators (a `Payment.ReviewEscalated`
+    /// event, which notification consumers turn into a message).
+    #[activity(name = "EscalatePayment")]
+    pub async fn escalate(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: EscalatePayment,
+    ) -> Result<(), ActivityError> {
+        tracing::warn!(
+            tenant_id = %input.tenant_id,
+            payment_id = %input.payment_id,
+            waited_secs = input.waited_secs,
+            "Payment waiting for manual review too long; escalating"
+        );
+        self.db
+            .events()
+            .record(NewEvent {
+                event_id: &format!("payment/{}/escalated", input.payment_id),
+                tenant_id: &input.tenant_id,
+                event_type: "Payment.ReviewEscalated",
+                subject: &input.order_id,
+                payload: &serde_json::json!({
+                    "payment_id": input.payment_id, "waited_secs": input.waited_secs,
+                }),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// OCR activities (task queue `ocr`): CPU bound, one engine per concurrent activity.
+pub struct OcrActivities {
+    db: Database,
+    engines: Arc<EnginePool>,
+}
+
+impl OcrActivities {
+    pub fn new(db: Database, engines: Arc<EnginePool>) -> Self {
+        Self { db, engines }
+    }
+}
+
+/// The bytes behind a media reference.
+pub async fn load_media(
+    db: &Database,
+    tenant_id: &TenantId,
+    media_ref: &str,
+) -> Result<Vec<u8>, ActivityError> {
+    match media_ref.split_once(':') {
+        Some(("upload", media_id)) => match db.payments().get_media(tenant_id, media_id).await? {
+            Some((_, bytes)) => Ok(bytes),
+            None => Err(non_retryable(
+                UNREADABLE_RECEIPT,
+                format!("uploaded media `{media_id}` does not exist"),
+            )),
+        },
+        _ => Err(non_retryable(
+            UNREADABLE_RECEIPT,
+            format!("unsupported media reference `{media_ref}` (expected upload:<media_id>)"),
+        )),
+    }
+}
+
+#[activities]
+impl OcrActivities {
+    /// Reads a receipt image into its fields.
+    #[activity(name = "ReadReceipt")]
+    pub async fn read_receipt(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: ReadReceipt,
+    ) -> Result<ReceiptReading, ActivityError> {
+        let bytes = load_media(&self.db, &input.tenant_id, &input.media_ref).await?;
+        let engines = self.engines.clone();
+        let started = std::time::Instant::now();
+        let reading = tokio::task::spawn_blocking(move || engines.read(&bytes))
+            .await
+            .map_err(|e| anyhow::anyhow!("OCR task failed: {e}"))?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Receipt read"
+        );
+        match reading {
+            Ok(r) => {
+                let mut page_text = r.page_text;
+                if page_text.len() > RAW_OCR_LIMIT {
+                    let mut cut = RAW_OCR_LIMIT;
+                    while !page_text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    page_text.truncate(cut);
+                }
+                Ok(ReceiptReading {
+                    fields: r.fields,
+                    page_text,
+                    passes: r.passes.into_iter().map(str::to_owned).collect(),
+                    elapsed_ms: r.elapsed_ms,
+                })
+            }
+            Err(e @ (OcrError::Init(_) | OcrError::Engine(_))) => {
+                Err(anyhow::Error::from(e).into())
+            }
+            Err(e) => Err(non_retryable(UNREADABLE_RECEIPT, e.to_string())),
+        }
+    }
+}

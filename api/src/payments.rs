@@ -1,0 +1,348 @@
+//! Payments API: submit a receipt for an order, read payments, and the operator's review.
+//!
+//! - `POST /v1/orders/{id}/payments`: `multipart/form-data` with the image in the field `image`
+//!   (JPEG or PNG, at most `api.max_upload_bytes`), or JSON `{"media_ref": "upload:<id>"}` for
+//!   an image uploaded before. Starts the payment workflow and answers 202 with the payment; the
+//!   same image for the same order again answers 200 with the same payment (no second workflow).
+//! - `GET /v1/orders/{id}/payments`, `GET /v1/payments/{id}`.
+//! - `POST /v1/payments/{id}/review` `{"decision": "approve"|"reject", "reviewer", "note"}`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use temporalio_client::{
+    WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowStartOptions,
+};
+use zengine_activities::db::{Payment, PaymentStatus, payment_id_for};
+use zengine_domain::TenantId;
+use zengine_workflows::PaymentWorkflow;
+use zengine_workflows::names::queues;
+use zengine_workflows::payment::{PaymentInput, Review, workflow_id};
+
+use crate::orders::tenant;
+use crate::{ApiError, AppState, ErrorCode};
+
+fn payment_json(p: &Payment) -> serde_json::Value {
+    json!({
+        "payment_id": p.payment_id,
+        "order_id": p.order_id,
+        "status": p.status,
+        "operation_code": p.operation_code,
+        "amount": p.amount.map(|c| c.to_string()),
+        "sender": p.sender,
+        "reasons": p.reasons,
+        "extraction": p.extraction,
+        "raw_ocr": p.raw_ocr,
+        "media_ref": p.media_ref,
+        "reviewed_by": p.reviewed_by,
+        "reviewed_at": p.reviewed_at,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    })
+}
+
+/// The image type from its first bytes (the declared content type is not trusted).
+fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else {
+        None
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaBody {
+    media_ref: String,
+}
+
+/// Reads the image out of a multipart body (field `image`).
+async fn image_from_multipart(mut multipart: Multipart) -> Result<Bytes, ApiError> {
+    let bad = |message: String| ApiError::bad_request(ErrorCode::InvalidField, message);
+    while let Some(field) = multipart.next_field().await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                "the image is too large",
+            )
+        } else {
+            bad(format!("malformed multipart body: {}", e.body_text()))
+        }
+    })? {
+        if field.name() == Some("image") {
+            return field.bytes().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        ErrorCode::PayloadTooLarge,
+                        "the image is too large",
+                    )
+                } else {
+                    bad(format!("malformed multipart body: {}", e.body_text()))
+                }
+            });
+        }
+    }
+    Err(bad("multipart field `image` is required".into()))
+}
+
+/// `POST /v1/orders/{id}/payments`.
+pub async fn submit(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, request.headers()).await?;
+    let order = state
+        .db
+        .orders()
+        .get(&tenant_id, &order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("order `{order_id}` does not exist")))?;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let (media_ref, media_sha) = if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| {
+                ApiError::bad_request(
+                    ErrorCode::InvalidField,
+                    format!("malformed multipart body: {}", e.body_text()),
+                )
+            })?;
+        let image = image_from_multipart(multipart).await?;
+        let mime = sniff_image(&image).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::InvalidField,
+                "field `image` must be a JPEG or PNG image",
+            )
+        })?;
+        let (media_id, sha) = state
+            .db
+            .payments()
+            .put_media(&tenant_id, mime, &image)
+            .await?;
+        (format!("upload:{media_id}"), sha)
+    } else if content_type.starts_with("application/json") {
+        let body: Result<Bytes, BytesRejection> = Bytes::from_request(request, &state).await;
+        let body = crate::read_body(body)?;
+        let body: MediaBody = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+        })?;
+        let media_id = body
+            .media_ref
+            .strip_prefix("upload:")
+            .filter(|id| !id.is_empty() && id.len() <= 64)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    ErrorCode::InvalidField,
+                    "field `media_ref` must be `upload:<media_id>`",
+                )
+            })?;
+        if state
+            .db
+            .payments()
+            .get_media(&tenant_id, media_id)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidField,
+                format!("field `media_ref`: media `{media_id}` does not exist"),
+            ));
+        }
+        (body.media_ref.clone(), media_id.to_owned())
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::InvalidHeader,
+            "send multipart/form-data with an `image` field, or JSON with `media_ref`",
+        ));
+    };
+
+    let payment_id = payment_id_for(&order.order_id, &media_sha);
+    let (payment, created) = state
+        .db
+        .payments()
+        .create(&tenant_id, &payment_id, &order.order_id, &media_ref)
+        .await?;
+    start_workflow(&state, &tenant_id, &payment).await?;
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(payment_json(&payment))).into_response())
+}
+
+/// Starts (or finds) the payment's workflow.
+async fn start_workflow(
+    state: &AppState,
+    tenant_id: &TenantId,
+    payment: &Payment,
+) -> Result<(), ApiError> {
+    let options = WorkflowStartOptions::new(
+        state.queue(queues::PAYMENTS),
+        workflow_id(tenant_id, &payment.payment_id),
+    )
+    .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+    .build();
+    let input = PaymentInput {
+        tenant_id: tenant_id.clone(),
+        payment_id: payment.payment_id.clone(),
+        order_id: payment.order_id.clone(),
+        media_ref: payment.media_ref.clone(),
+    };
+    match state
+        .temporal
+        .start_workflow(PaymentWorkflow::run, input, options)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // A payment decided long ago may have a closed workflow: nothing to start.
+        Err(_) if payment.status != PaymentStatus::Pending => Ok(()),
+        Err(e) => {
+            tracing::error!(error.message = %e, "Failed to start the payment workflow");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the receipt is stored but its verification could not start; send it again",
+            ))
+        }
+    }
+}
+
+/// `GET /v1/orders/{id}/payments`.
+pub async fn list_for_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, &headers).await?;
+    if state
+        .db
+        .orders()
+        .get(&tenant_id, &order_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "order `{order_id}` does not exist"
+        )));
+    }
+    let payments = state
+        .db
+        .payments()
+        .list_for_order(&tenant_id, &order_id)
+        .await?;
+    Ok(Json(json!({
+        "payments": payments.iter().map(payment_json).collect::<Vec<_>>()
+    }))
+    .into_response())
+}
+
+/// `GET /v1/payments/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(payment_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, &headers).await?;
+    let payment = state
+        .db
+        .payments()
+        .get(&tenant_id, &payment_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("payment `{payment_id}` does not exist")))?;
+    Ok(Json(payment_json(&payment)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    decision: String,
+    reviewer: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `POST /v1/payments/{id}/review`: an operator approves or rejects a payment in review.
+pub async fn review(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(payment_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, &headers).await?;
+    let body = crate::read_body(body)?;
+    let body: ReviewBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })?;
+    let approve = match body.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidField,
+                format!("field `decision`: `{other}` is not `approve` or `reject`"),
+            ));
+        }
+    };
+    let payment = state
+        .db
+        .payments()
+        .get(&tenant_id, &payment_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("payment `{payment_id}` does not exist")))?;
+    if payment.status != PaymentStatus::ManualReview {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!(
+                "payment is {}; only payments in MANUAL_REVIEW can be reviewed",
+                payment.status
+            ),
+        ));
+    }
+    let handle = state
+        .temporal
+        .get_workflow_handle::<PaymentWorkflow>(workflow_id(&tenant_id, &payment_id));
+    let review = Review {
+        approve,
+        reviewer: body.reviewer,
+        note: body.note,
+    };
+    match handle
+        .execute_update(
+            PaymentWorkflow::review,
+            review,
+            WorkflowExecuteUpdateOptions::default(),
+        )
+        .await
+    {
+        Ok(view) => Ok(Json(view).into_response()),
+        Err(e) => Err(crate::error::update_error(
+            e,
+            ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                "the payment's verification has ended",
+            ),
+            "Review",
+        )),
+    }
+}

@@ -1,0 +1,458 @@
+//! Receipt payments end to end: upload → payment workflow → OCR worker (real Tesseract) →
+//! reconciliation → order PAID, or manual review with escalation and an operator's decision.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use zengine_activities::db::PaymentSettings;
+use zengine_domain::TenantId;
+
+use crate::helpers::{ADMIN_TOKEN, AppOptions, TestApp, error_code, spawn_app_with};
+use crate::histories::record;
+
+/// Waits for the payment workflow to finish, then records its history (and the order's) for
+/// the replay test.
+async fn record_payment(app: &TestApp, payment_id: &str, order_id: &str, name: &str) {
+    let tenant = TenantId::parse("demo").unwrap();
+    let id = zengine_workflows::payment::workflow_id(&tenant, payment_id);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        app.temporal
+            .get_workflow_handle::<zengine_workflows::PaymentWorkflow>(&id)
+            .get_result(temporalio_client::WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("the payment workflow finishes")
+    .unwrap();
+    record(app, &id, &format!("payment__{name}")).await;
+    let order = zengine_domain::order_workflow_id(&tenant, order_id);
+    record(app, &order, &format!("order__{name}")).await;
+}
+
+fn receipt(file: &str) -> Vec<u8> {
+    let shared = std::env::var_os("ZENGINE_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    std::fs::read(shared.join("data/ocr/dev").join(file)).expect("shared receipt images")
+}
+
+const BOUNDARY: &str = "zengine-test-boundary";
+
+fn multipart(field: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"r.img\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+async fn upload(
+    app: &TestApp,
+    order_id: &str,
+    body: Vec<u8>,
+    content_type: &str,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(format!("{}/v1/orders/{order_id}/payments", app.address))
+        .header("x-tenant-id", "demo")
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+async fn pay(app: &TestApp, order_id: &str, image: &[u8]) -> (StatusCode, Value) {
+    let response = upload(
+        app,
+        order_id,
+        multipart("image", image),
+        &format!("multipart/form-data; boundary={BOUNDARY}"),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn api(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .request(method, format!("{}{path}", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-tenant-id", "demo");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+/// A pickup order with one line of `total`.
+async fn order(app: &TestApp, key: &str, total: &str) -> String {
+    let response = api(
+        app,
+        reqwest::Method::POST,
+        "/v1/orders",
+        Some(json!({
+            "client_order_key": key,
+            "customer": {"phone": "+51 999 000 111"},
+            "type": "pickup",
+            "items": [{"name": "Pedido", "quantity": 1, "unit_price": total}],
+        })),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    body["order_id"].as_str().unwrap().to_owned()
+}
+
+/// Polls the payment until it leaves PENDING.
+async fn settled(app: &TestApp, payment_id: &str) -> Value {
+    for _ in 0..300 {
+        let response = api(
+            app,
+            reqwest::Method::GET,
+            &format!("/v1/payments/{payment_id}"),
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let payment: Value = response.json().await.unwrap();
+        if payment["status"] != "PENDING" {
+            return payment;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("payment {payment_id} stayed PENDING");
+}
+
+async fn order_status(app: &TestApp, order_id: &str) -> String {
+    let response = api(
+        app,
+        reqwest::Method::GET,
+        &format!("/v1/orders/{order_id}"),
+        None,
+    )
+    .await;
+    let body: Value = response.json().await.unwrap();
+    body["status"].as_str().unwrap().to_owned()
+}
+
+async fn review(app: &TestApp, payment_id: &str, decision: &str) -> reqwest::Response {
+    api(
+        app,
+        reqwest::Method::POST,
+        &format!("/v1/payments/{payment_id}/review"),
+        Some(json!({"decision": decision, "reviewer": "ops@demo", "note": "checked the bank app"})),
+    )
+    .await
+}
+
+async fn app() -> TestApp {
+    let app = spawn_app_with(AppOptions::default()).await;
+    // The receipts in the shared set are dated 2025–2026: widen the window so their dates count
+    // as "after the order"; escalate quickly.
+    let db = &app.database.as_ref().unwrap().db;
+    db.payments()
+        .set_settings(
+            &TenantId::parse("demo").unwrap(),
+            &PaymentSettings {
+                window_slack_minutes: 3 * 365 * 24 * 60,
+                review_timeout_secs: 2,
+                ..PaymentSettings::default()
+            },
+        )
+        .await
+        .unwrap();
+    app
+}
+
+#[tokio::test]
+async fn a_matching_receipt_pays_the_order_once() {
+    let app = app().await;
+    // r03: Yape, S/ 439, operation 41381753.
+    let image = receipt("r03_yape-card_clean.png");
+    let order_id = order(&app, "pay-1", "439.00").await;
+    let (status, payment) = pay(&app, &order_id, &image).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{payment}");
+    assert_eq!(payment["status"], "PENDING");
+    let payment_id = payment["payment_id"].as_str().unwrap().to_owned();
+
+    let payment = settled(&app, &payment_id).await;
+    assert_eq!(payment["status"], "ASSIGNED", "{payment}");
+    assert_eq!(payment["operation_code"], "41381753");
+    assert_eq!(payment["amount"], "439.00");
+    assert_eq!(order_status(&app, &order_id).await, "PAID");
+
+    // The order workflow followed: PAID → PREPARING is a valid move for it now.
+    let moved = api(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/orders/{order_id}/status"),
+        Some(json!({"status": "PREPARING"})),
+    )
+    .await;
+    assert_eq!(moved.status(), StatusCode::OK);
+    record_payment(&app, &payment_id, &order_id, "receipt_accepted").await;
+
+    // The same image again for the same order: the same payment, no second effect.
+    let (status, again) = pay(&app, &order_id, &image).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["payment_id"], payment_id.as_str());
+    assert_eq!(again["status"], "ASSIGNED");
+
+    // The same receipt for another order of the same amount: a reused operation code.
+    let other = order(&app, "pay-2", "439.00").await;
+    let (status, dup) = pay(&app, &other, &image).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let dup = settled(&app, dup["payment_id"].as_str().unwrap()).await;
+    assert_eq!(dup["status"], "REJECTED", "{dup}");
+    assert!(
+        dup["reasons"][0].as_str().unwrap().contains("duplicate"),
+        "{dup}"
+    );
+    assert_eq!(order_status(&app, &other).await, "PENDING");
+
+    let db = &app.database.as_ref().unwrap().db;
+    let tenant = TenantId::parse("demo").unwrap();
+    let paid = db
+        .events()
+        .list(&tenant, "Order.StatusChanged")
+        .await
+        .unwrap();
+    assert_eq!(
+        paid.iter().filter(|e| e.payload["to"] == "PAID").count(),
+        1,
+        "exactly one PAID transition"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_doubtful_receipt_waits_for_review_escalates_and_follows_the_decision() {
+    let app = app().await;
+    // r12: Yape, S/ 108, operation 42498810; the order says 120.00.
+    let image = receipt("r12_yape-card_clean.png");
+    let order_id = order(&app, "rev-1", "120.00").await;
+    let (_, payment) = pay(&app, &order_id, &image).await;
+    let payment_id = payment["payment_id"].as_str().unwrap().to_owned();
+    let payment = settled(&app, &payment_id).await;
+    assert_eq!(payment["status"], "MANUAL_REVIEW", "{payment}");
+    assert!(
+        payment["reasons"].to_string().contains("amount"),
+        "the reason names the amount: {payment}"
+    );
+    assert!(!payment["raw_ocr"].as_str().unwrap().is_empty());
+    assert_eq!(order_status(&app, &order_id).await, "PENDING");
+
+    // Nobody decides within the tenant's 2 s: one escalation.
+    let db = &app.database.as_ref().unwrap().db;
+    let tenant = TenantId::parse("demo").unwrap();
+    let mut escalations = Vec::new();
+    for _ in 0..100 {
+        escalations = db
+            .events()
+            .list(&tenant, "Payment.ReviewEscalated")
+            .await
+            .unwrap();
+        if !escalations.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(escalations.len(), 1);
+
+    // Bad decisions are refused; approve pays the order.
+    let bad = review(&app, &payment_id, "maybe").await;
+    assert_eq!(
+        error_code(bad, StatusCode::BAD_REQUEST).await,
+        "invalid_field"
+    );
+    let approved = review(&app, &payment_id, "approve").await;
+    assert_eq!(approved.status(), StatusCode::OK);
+    let view: Value = approved.json().await.unwrap();
+    assert_eq!(view["status"], "ASSIGNED", "{view}");
+    assert_eq!(order_status(&app, &order_id).await, "PAID");
+    record_payment(&app, &payment_id, &order_id, "review_escalated_approved").await;
+    // A second decision on a decided payment is a conflict.
+    let twice = review(&app, &payment_id, "reject").await;
+    assert_eq!(error_code(twice, StatusCode::CONFLICT).await, "conflict");
+
+    // Rejecting releases the operation code: r21 rejected for one order, then accepted for
+    // the order it really pays.
+    let image = receipt("r21_yape-card_clean.png"); // S/ 117
+    let wrong = order(&app, "rev-2", "17.00").await;
+    let (_, p) = pay(&app, &wrong, &image).await;
+    let p = settled(&app, p["payment_id"].as_str().unwrap()).await;
+    assert_eq!(p["status"], "MANUAL_REVIEW", "{p}");
+    let rejected = review(&app, p["payment_id"].as_str().unwrap(), "reject").await;
+    assert_eq!(rejected.status(), StatusCode::OK);
+    assert_eq!(order_status(&app, &wrong).await, "PENDING");
+    let right = order(&app, "rev-3", "117.00").await;
+    let (_, p) = pay(&app, &right, &image).await;
+    let p = settled(&app, p["payment_id"].as_str().unwrap()).await;
+    assert_eq!(p["status"], "ASSIGNED", "{p}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_payment_requests_get_clear_errors_and_change_nothing() {
+    let app = spawn_app_with(AppOptions {
+        api: zengine_api::ApiSettings {
+            max_upload_bytes: 256 * 1024,
+            ..AppOptions::default().api
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let order_id = order(&app, "bad-1", "10.00").await;
+    let image = receipt("r03_yape-card_clean.png");
+    let form = format!("multipart/form-data; boundary={BOUNDARY}");
+
+    // Unauthenticated.
+    let r = upload(&app, &order_id, multipart("image", &image), &form, None).await;
+    assert_eq!(
+        error_code(r, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
+    let r = upload(
+        &app,
+        &order_id,
+        multipart("image", &image),
+        &form,
+        Some("wrong"),
+    )
+    .await;
+    assert_eq!(
+        error_code(r, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
+    // Unknown order.
+    let r = upload(
+        &app,
+        "nope",
+        multipart("image", &image),
+        &form,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(error_code(r, StatusCode::NOT_FOUND).await, "not_found");
+    // Not an image, wrong field, malformed multipart, wrong content type.
+    let r = upload(
+        &app,
+        &order_id,
+        multipart("image", b"%PDF-1.4 hello"),
+        &form,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = upload(
+        &app,
+        &order_id,
+        multipart("photo", &image),
+        &form,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        error_code(r, StatusCode::BAD_REQUEST).await,
+        "invalid_field"
+    );
+    let r = upload(
+        &app,
+        &order_id,
+        b"--zengine-test-boundary\r\ngarbage".to_vec(),
+        &form,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        error_code(r, StatusCode::BAD_REQUEST).await,
+        "invalid_field"
+    );
+    let r = upload(
+        &app,
+        &order_id,
+        image.clone(),
+        "image/png",
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Oversized (the limit is 256 KiB here).
+    let mut big = image.clone();
+    big.resize(300 * 1024, 0);
+    let r = upload(
+        &app,
+        &order_id,
+        multipart("image", &big),
+        &form,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        error_code(r, StatusCode::PAYLOAD_TOO_LARGE).await,
+        "payload_too_large"
+    );
+    // A media reference that does not exist, or is not one.
+    for (body, status) in [
+        (
+            json!({"media_ref": "upload:med_missing"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"media_ref": "https://evil.example/x.png"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"media": "upload:x"}), StatusCode::BAD_REQUEST),
+    ] {
+        let r = api(
+            &app,
+            reqwest::Method::POST,
+            &format!("/v1/orders/{order_id}/payments"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(r.status(), status);
+    }
+    // Nothing was recorded for the order.
+    let r = api(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/orders/{order_id}/payments"),
+        None,
+    )
+    .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["payments"], json!([]));
+    // Reviews of unknown payments, malformed reviews.
+    let r = review(&app, "pay_nope", "approve").await;
+    assert_eq!(error_code(r, StatusCode::NOT_FOUND).await, "not_found");
+    let r = api(
+        &app,
+        reqwest::Method::POST,
+        "/v1/payments/pay_nope/review",
+        Some(json!({"decision": "approve"})),
+    )
+    .await;
+    assert_eq!(
+        error_code(r, StatusCode::BAD_REQUEST).await,
+        "malformed_json"
+    );
+    let r = api(&app, reqwest::Method::GET, "/v1/payments/pay_nope", None).await;
+    assert_eq!(error_code(r, StatusCode::NOT_FOUND).await, "not_found");
+    app.shutdown().await;
+}
