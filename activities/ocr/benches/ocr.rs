@@ -40,7 +40,9 @@ fn main() {
         .unwrap_or_else(|| {
             std::env::var_os("ZENGINE_SHARED_DIR")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+                .unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+                })
                 .join("data/ocr/dev")
         });
     let mut images: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
@@ -100,7 +102,10 @@ fn main() {
 
     println!("## OCR ({} images from {})\n", images.len(), dir.display());
     println!("| measure | value |\n|---|---|");
-    println!("| engine start-up (2 Tesseract instances) | {:.0} ms |", ms(init));
+    println!(
+        "| engine start-up (2 Tesseract instances) | {:.0} ms |",
+        ms(init)
+    );
     println!(
         "| latency per image, one engine, one core (n={}) | p50 {:.0} ms, p95 {:.0} ms, mean {:.0} ms, max {:.0} ms |",
         latencies.len(),
