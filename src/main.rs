@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 use temporalio_client::Client;
 use tokio::sync::watch;
 use zengine_activities::Database;
@@ -22,6 +23,10 @@ use zengine_workers::{DevServer, connect, ensure_search_attributes, run_workers}
 use zengine_workflows::names::queues;
 
 use crate::config::Settings;
+
+/// `zengine dev`'s WhatsApp app secret and verify token when none are configured.
+const DEV_WHATSAPP_APP_SECRET: &str = "dev-app-secret";
+const DEV_WHATSAPP_VERIFY_TOKEN: &str = "dev-verify-token";
 
 #[derive(Parser)]
 #[command(
@@ -198,6 +203,18 @@ async fn dev(mut settings: Settings) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Development credentials of the demo WhatsApp webhook (README); production sets its own.
+    if settings.api.whatsapp_app_secret.expose_secret().is_empty() {
+        settings.api.whatsapp_app_secret = DEV_WHATSAPP_APP_SECRET.to_owned().into();
+    }
+    if settings
+        .api
+        .whatsapp_verify_token
+        .expose_secret()
+        .is_empty()
+    {
+        settings.api.whatsapp_verify_token = DEV_WHATSAPP_VERIFY_TOKEN.to_owned().into();
+    }
     let result = dev_services(&settings, started, shutdown).await;
     if let Some(server) = dev_server {
         tokio::task::block_in_place(|| server.stop(Duration::from_secs(20)))?;

@@ -79,6 +79,11 @@ fn zengine(dir: &Path, log: &str) -> Command {
 }
 
 async fn wait_healthy(base: &str, proc_name: &str) {
+    wait_healthy_logged(base, proc_name, None).await
+}
+
+/// Like [`wait_healthy`]; on failure the panic shows the process's log.
+async fn wait_healthy_logged(base: &str, proc_name: &str, log: Option<&Path>) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
@@ -86,10 +91,12 @@ async fn wait_healthy(base: &str, proc_name: &str) {
         {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{proc_name} did not become healthy"
-        );
+        if Instant::now() >= deadline {
+            let log = log
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            panic!("{proc_name} did not become healthy at {base}; its log:\n{log}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -227,6 +234,12 @@ impl Cluster {
         cmd
     }
 
+    /// Waits for the API; on failure the panic shows `api.log`.
+    async fn wait_api(&self) {
+        let log = self.dir.path().join("api.log");
+        wait_healthy_logged(&self.base, "zengine api", Some(&log)).await
+    }
+
     fn api(&self) -> Proc {
         let mut cmd = self.command("api.log");
         cmd.arg("api");
@@ -253,7 +266,7 @@ async fn a_worker_killed_between_two_messages_loses_nothing() {
     let api = cluster.api();
     let start_worker = |log: &str| cluster.worker(log);
     let worker = start_worker("worker-1.log");
-    wait_healthy(&base, "zengine api").await;
+    cluster.wait_api().await;
     say(&base, "k", "kill-1", "hola").await;
 
     worker.signal(Signal::SIGKILL);
@@ -463,7 +476,7 @@ async fn three_worker_processes_share_300_conversations_losing_and_duplicating_n
     let workers: Vec<Proc> = (0..3)
         .map(|i| cluster.worker(&format!("worker-{i}.log")))
         .collect();
-    wait_healthy(&base, "zengine api").await;
+    cluster.wait_api().await;
 
     let replies: Vec<Value> = futures::stream::iter(0..300)
         .map(|i| {
@@ -614,7 +627,7 @@ async fn a_worker_killed_in_the_middle_of_an_activity_is_retried_elsewhere_with_
     let api = cluster.api();
     let start_worker = |log: &str| cluster.worker(log);
     let first_worker = start_worker("worker-1.log");
-    wait_healthy(&base, "zengine api").await;
+    cluster.wait_api().await;
     let flow = json!({"schema_version": 1, "id": "x", "version": 0, "start": "q", "nodes": [
         {"id": "q", "type": "question", "text": "¿Qué pides?", "save_as": "item", "next": "call"},
         {"id": "call", "type": "command", "command": "http_request", "save_as": "order",

@@ -44,6 +44,7 @@ on_both_backends!(
     payments_settle_once_and_operation_codes_pay_once,
     payment_reviews_move_the_order_and_release_rejected_codes,
     receipt_images_and_payment_settings_round_trip,
+    channel_accounts_route_dedupe_and_delivery_states_move_forward,
 );
 
 async fn migrations_are_idempotent(backend: TestBackend) {
@@ -870,6 +871,190 @@ async fn receipt_images_and_payment_settings_round_trip(backend: TestBackend) {
             .settings(&TenantId::parse("ghost").unwrap())
             .await
             .is_err()
+    );
+    t.drop_db().await.unwrap();
+}
+
+async fn channel_accounts_route_dedupe_and_delivery_states_move_forward(backend: TestBackend) {
+    use zengine_activities::db::ChannelAccount;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let beta = TenantId::parse("beta").unwrap();
+    for tenant in [&acme, &beta] {
+        t.db.tenants().upsert(tenant, "T", "main").await.unwrap();
+    }
+    let channels = t.db.channels();
+    let account = |tenant: &TenantId, key: &str| ChannelAccount {
+        strategy: "whatsapp-meta-cloud".into(),
+        account_key: key.into(),
+        tenant_id: tenant.clone(),
+        settings: serde_json::json!({"access_token": "env:TOKEN"}),
+    };
+    channels
+        .upsert_account(&account(&acme, "111"))
+        .await
+        .unwrap();
+    channels
+        .upsert_account(&account(&beta, "222"))
+        .await
+        .unwrap();
+    // Replacing an account moves the number.
+    channels
+        .upsert_account(&account(&acme, "333"))
+        .await
+        .unwrap();
+    assert!(
+        channels
+            .route("whatsapp-meta-cloud", "111")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        channels
+            .route("whatsapp-meta-cloud", "333")
+            .await
+            .unwrap()
+            .unwrap()
+            .tenant_id,
+        acme
+    );
+    assert_eq!(
+        channels
+            .route("whatsapp-meta-cloud", "222")
+            .await
+            .unwrap()
+            .unwrap()
+            .tenant_id,
+        beta
+    );
+    assert_eq!(
+        channels
+            .account(&beta, "whatsapp-meta-cloud")
+            .await
+            .unwrap()
+            .unwrap()
+            .account_key,
+        "222"
+    );
+
+    assert!(
+        channels
+            .first_receipt("whatsapp-meta-cloud", "wamid.1", &acme)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !channels
+            .first_receipt("whatsapp-meta-cloud", "wamid.1", &acme)
+            .await
+            .unwrap()
+    );
+    assert!(
+        channels
+            .seen("whatsapp-meta-cloud", "wamid.1")
+            .await
+            .unwrap()
+    );
+    channels
+        .record_unroutable("wamid.x", "whatsapp-meta-cloud", "999")
+        .await
+        .unwrap();
+    channels
+        .record_unroutable("wamid.x", "whatsapp-meta-cloud", "999")
+        .await
+        .unwrap();
+    assert_eq!(
+        channels
+            .unroutable_count("whatsapp-meta-cloud", "999")
+            .await
+            .unwrap(),
+        1
+    );
+
+    let payload = serde_json::json!({"type": "text", "text": "hola"});
+    let first = channels
+        .begin_send(&acme, "c/out-1", "whatsapp-meta-cloud", "519", &payload)
+        .await
+        .unwrap();
+    assert_eq!((first.state.as_str(), first.attempts), ("PENDING", 1));
+    let again = channels
+        .begin_send(&acme, "c/out-1", "whatsapp-meta-cloud", "519", &payload)
+        .await
+        .unwrap();
+    assert_eq!(again.attempts, 2);
+    // A status that arrives before the send completed links itself through the callback data.
+    assert!(
+        channels
+            .apply_status(&acme, "wamid.out", Some("c/out-1"), "DELIVERED", None)
+            .await
+            .unwrap()
+    );
+    let linked = channels.outbound(&acme, "c/out-1").await.unwrap().unwrap();
+    assert_eq!(linked.provider_message_id.as_deref(), Some("wamid.out"));
+    assert!(
+        !channels
+            .apply_status(&acme, "wamid.out", None, "SENT", None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        channels
+            .apply_status(&acme, "wamid.out", None, "READ", None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !channels
+            .apply_status(&acme, "wamid.out", None, "DELIVERED", None)
+            .await
+            .unwrap()
+    );
+    // Another tenant cannot see or move it.
+    assert!(channels.outbound(&beta, "c/out-1").await.unwrap().is_none());
+    assert!(
+        !channels
+            .apply_status(&beta, "wamid.out", None, "FAILED", None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        channels
+            .outbound(&acme, "c/out-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "READ"
+    );
+
+    channels
+        .begin_send(&acme, "c/out-2", "whatsapp-meta-cloud", "519", &payload)
+        .await
+        .unwrap();
+    channels
+        .mark_dead(&acme, "c/out-2", "HTTP 400 code 131026")
+        .await
+        .unwrap();
+    let dead = channels.dead_letters(&acme).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, payload);
+    assert!(channels.dead_letters(&beta).await.unwrap().is_empty());
+    // A message the provider accepted is never dead-lettered afterwards.
+    channels
+        .mark_sent(&acme, "c/out-2", "wamid.late")
+        .await
+        .unwrap();
+    assert!(channels.dead_letters(&acme).await.unwrap().is_empty());
+    channels.mark_dead(&acme, "c/out-2", "late").await.unwrap();
+    assert_eq!(
+        channels
+            .outbound(&acme, "c/out-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "SENT"
     );
     t.drop_db().await.unwrap();
 }

@@ -14,6 +14,7 @@ mod payments;
 mod routes;
 mod tracking;
 pub mod webchat;
+mod whatsapp;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,6 +52,11 @@ pub struct ApiSettings {
     pub webchat_timeout_ms: u64,
     /// How long a response is remembered for its idempotency key.
     pub idempotency_ttl_secs: u64,
+    /// WhatsApp Cloud API app secret: `POST /v1/webhooks/whatsapp` checks `X-Hub-Signature-256`
+    /// with it. Empty disables WhatsApp webhooks (503). A secret: never logged.
+    pub whatsapp_app_secret: secrecy::SecretString,
+    /// Token Meta echoes in the webhook verification handshake (`hub.verify_token`).
+    pub whatsapp_verify_token: secrecy::SecretString,
     /// Bearer token of the management endpoints (publishing flows, operator actions). Empty
     /// disables them. A secret: never logged.
     pub admin_token: secrecy::SecretString,
@@ -70,6 +76,8 @@ impl Default for ApiSettings {
             webchat_timeout_ms: 30_000,
             idempotency_ttl_secs: 24 * 3600,
             admin_token: secrecy::SecretString::from(String::new()),
+            whatsapp_app_secret: secrecy::SecretString::from(String::new()),
+            whatsapp_verify_token: secrecy::SecretString::from(String::new()),
             conversation_history_limit: zengine_workflows::conversation::DEFAULT_MAX_HISTORY_EVENTS,
             tenant_cache_ttl_ms: 2_000,
         }
@@ -114,6 +122,16 @@ pub fn router(state: AppState) -> Router {
                 .get(payments::list_for_order),
         )
         .route("/v1/payments/{id}", get(payments::get))
+        .route(
+            "/v1/webhooks/whatsapp",
+            get(whatsapp::verify)
+                .post(whatsapp::receive)
+                .layer(DefaultBodyLimit::max(1024 * 1024)),
+        )
+        .route(
+            "/v1/webchat/media",
+            post(payments::upload_webchat_media).layer(DefaultBodyLimit::max(max_upload)),
+        )
         .route("/v1/payments/{id}/review", post(payments::review))
         .route("/v1/routes", post(routes::create))
         .route("/v1/routes/{id}", get(routes::get))

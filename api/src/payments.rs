@@ -94,6 +94,81 @@ async fn image_from_multipart(mut multipart: Multipart) -> Result<Bytes, ApiErro
     Err(bad("multipart field `image` is required".into()))
 }
 
+/// Stores the `image` field of a multipart request (JPEG or PNG by content); returns its media id.
+async fn store_image(
+    state: &AppState,
+    tenant_id: &TenantId,
+    request: Request,
+) -> Result<String, ApiError> {
+    let multipart = Multipart::from_request(request, state).await.map_err(|e| {
+        ApiError::bad_request(
+            ErrorCode::InvalidField,
+            format!("malformed multipart body: {}", e.body_text()),
+        )
+    })?;
+    let image = image_from_multipart(multipart).await?;
+    let mime = sniff_image(&image).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::InvalidField,
+            "field `image` must be a JPEG or PNG image",
+        )
+    })?;
+    let (media_id, _) = state
+        .db
+        .payments()
+        .put_media(tenant_id, mime, &image)
+        .await?;
+    Ok(media_id)
+}
+
+/// `POST /v1/webchat/media` (`x-tenant-id`, multipart `image`): a webchat customer uploads a
+/// picture (e.g. a payment receipt) and sends the returned `media_ref` as the `reference` of an
+/// image message. 201 with `{"media_ref": "upload:<id>"}`; the same bytes give the same id.
+pub async fn upload_webchat_media(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let raw = request
+        .headers()
+        .get(&crate::webchat::TENANT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(ErrorCode::MissingHeader, "header `x-tenant-id` is required")
+        })?;
+    let tenant_id = TenantId::parse(raw).map_err(|e| {
+        ApiError::bad_request(
+            ErrorCode::InvalidHeader,
+            format!("header `x-tenant-id`: {e}"),
+        )
+    })?;
+    if state.db.tenants().get(&tenant_id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownTenant,
+            format!("tenant `{tenant_id}` does not exist"),
+        ));
+    }
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !multipart {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::InvalidHeader,
+            "send multipart/form-data with an `image` field",
+        ));
+    }
+    let media_id = store_image(&state, &tenant_id, request).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"media_ref": format!("upload:{media_id}")})),
+    )
+        .into_response())
+}
+
 /// `POST /v1/orders/{id}/payments`.
 pub async fn submit(
     State(state): State<AppState>,
@@ -113,29 +188,9 @@ pub async fn submit(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let (media_ref, media_sha) = if content_type.starts_with("multipart/form-data") {
-        let multipart = Multipart::from_request(request, &state)
-            .await
-            .map_err(|e| {
-                ApiError::bad_request(
-                    ErrorCode::InvalidField,
-                    format!("malformed multipart body: {}", e.body_text()),
-                )
-            })?;
-        let image = image_from_multipart(multipart).await?;
-        let mime = sniff_image(&image).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorCode::InvalidField,
-                "field `image` must be a JPEG or PNG image",
-            )
-        })?;
-        let (media_id, sha) = state
-            .db
-            .payments()
-            .put_media(&tenant_id, mime, &image)
-            .await?;
-        (format!("upload:{media_id}"), sha)
+    let (media_ref, media_id) = if content_type.starts_with("multipart/form-data") {
+        let media_id = store_image(&state, &tenant_id, request).await?;
+        (format!("upload:{media_id}"), media_id)
     } else if content_type.starts_with("application/json") {
         let body: Result<Bytes, BytesRejection> = Bytes::from_request(request, &state).await;
         let body = crate::read_body(body)?;
@@ -174,7 +229,7 @@ pub async fn submit(
         ));
     };
 
-    let payment_id = payment_id_for(&order.order_id, &media_sha);
+    let payment_id = payment_id_for(&order.order_id, &media_id);
     let (payment, created) = state
         .db
         .payments()
@@ -206,6 +261,7 @@ async fn start_workflow(
         payment_id: payment.payment_id.clone(),
         order_id: payment.order_id.clone(),
         media_ref: payment.media_ref.clone(),
+        notify: None,
     };
     match state
         .temporal

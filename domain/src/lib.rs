@@ -5,6 +5,7 @@
 //! validate"): holding a [`TenantId`] means the string was checked.
 
 pub mod analyze;
+pub mod channel;
 pub mod flow;
 pub mod ids;
 pub mod message;

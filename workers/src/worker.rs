@@ -19,6 +19,7 @@ use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::sync::oneshot;
 use zengine_activities::Database;
+use zengine_activities::channels::ChannelActivities;
 use zengine_activities::conversation::ConversationActivities;
 use zengine_activities::orders::OrderActivities;
 use zengine_activities::payments::{OcrActivities, PaymentActivities};
@@ -117,6 +118,7 @@ impl Default for WorkerSettings {
         Self {
             queues: vec![
                 queues::CONVERSATIONS.to_owned(),
+                queues::CHANNELS.to_owned(),
                 queues::PAYMENTS.to_owned(),
                 queues::OCR.to_owned(),
                 queues::ROUTING.to_owned(),
@@ -142,6 +144,7 @@ fn worker_options(
         queues::CONVERSATIONS => builder
             .register_workflow::<ConversationWorkflow>()?
             .register_activities(ConversationActivities::new(db.clone())),
+        queues::CHANNELS => builder.register_activities(ChannelActivities::new(db.clone())),
         queues::PAYMENTS => builder
             .register_workflow::<OrderWorkflow>()?
             .register_workflow::<PaymentWorkflow>()?

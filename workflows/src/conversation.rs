@@ -10,6 +10,7 @@
 //! The workflow completes after the flow's idle timeout and continues-as-new when its history
 //! grows long, carrying the session over.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::Either;
@@ -18,17 +19,23 @@ use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityOptions, CancellableFuture, ChildWorkflowOptions, ContinueAsNewOptions,
-    ParentClosePolicy, WorkflowCancellationError, WorkflowContext, WorkflowContextView,
-    WorkflowResult,
+    ParentClosePolicy, SyncWorkflowContext, WorkflowCancellationError, WorkflowContext,
+    WorkflowContextView, WorkflowResult,
+};
+use zengine_activities::channels::{
+    ChannelActivities, DeadLetter, DeliverReply, NOT_CONFIGURED, SECRET_MISSING, SEND_REJECTED,
+    strategy_for,
 };
 use zengine_activities::conversation::{
     COMMAND_REJECTED, CommandRequest, ConversationActivities, EventRecord, SurveyRecord,
 };
+use zengine_activities::db::PaymentStatus;
 use zengine_domain::flow::{CommandOutcome, Effect, FlowGraph, Mode, Session, State, Turn};
 use zengine_domain::{ConversationId, InboundMessage, Reply};
 
 use crate::names::TENANT_ID;
 use crate::order::{OrderInput, OrderWorkflow};
+use crate::payment::{PaymentInput, PaymentWorkflow};
 
 /// Workflow type name.
 pub const WORKFLOW_TYPE: &str = "Conversation";
@@ -40,6 +47,16 @@ pub const UPDATE_RETURN_TO_BOT: &str = "ReturnToBot";
 pub const QUERY_STATUS: &str = "Status";
 /// Query returning the [`OutboxEntry`]s after a sequence number.
 pub const QUERY_OUTBOX: &str = "Outbox";
+/// Signal carrying one customer message from a push channel (WhatsApp, …): the webhook answers
+/// as soon as Temporal accepted it; replies go out through the channel's strategy.
+pub const SIGNAL_INBOUND: &str = "Inbound";
+/// Signal from a payment workflow this conversation started ([`PaymentUpdate`]).
+pub const SIGNAL_PAYMENT_UPDATE: &str = "PaymentUpdate";
+/// Patch: `payment.verify` runs the payment workflow as a child instead of an activity.
+const PATCH_PAYMENT_VERIFY: &str = "payment-verify-workflow";
+/// How long `payment.verify` waits for the payment's first decision (OCR included) before the
+/// flow takes its failure edge ("we are checking your payment").
+const PAYMENT_DECISION_WAIT: Duration = Duration::from_secs(120);
 
 /// Longest accepted message text, in bytes (the API enforces the same bound on the body).
 pub const MAX_TEXT_BYTES: usize = 4096;
@@ -75,6 +92,15 @@ pub struct Carry {
     pub next_seq: u64,
     pub agent_queue: Vec<InboundMessage>,
     pub effects: u64,
+    /// Messages received by the `Inbound` signal (push channels), not yet handled.
+    #[serde(default)]
+    pub inbox: Vec<InboundMessage>,
+    /// Provider message ids seen lately: a redelivered message is handled once.
+    #[serde(default)]
+    pub recent_ids: Vec<String>,
+    /// Outbox entries up to this sequence number went out through the channel (push channels).
+    #[serde(default)]
+    pub delivered_seq: u64,
 }
 
 /// The bot's answer to one message.
@@ -136,6 +162,19 @@ pub struct ConversationWorkflow {
     wait_requested: Option<u64>,
     /// Bumped by every event; the idle timer restarts when it changes.
     events: u64,
+    /// The payment a `payment.verify` command is waiting for, and the updates received for it.
+    awaiting_payment: Option<String>,
+    payment_updates: BTreeMap<String, PaymentUpdate>,
+}
+
+/// Where a payment this conversation asked for stands (the `PaymentUpdate` signal, sent by the
+/// payment workflow after its first decision and again after a manual review).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentUpdate {
+    pub payment_id: String,
+    pub order_id: String,
+    pub status: PaymentStatus,
+    pub reasons: Vec<String>,
 }
 
 fn state_name(state: &State) -> (&'static str, Option<String>) {
@@ -171,6 +210,8 @@ impl ConversationWorkflow {
             busy: false,
             wait_requested: None,
             events: 0,
+            awaiting_payment: None,
+            payment_updates: BTreeMap::new(),
         }
     }
 
@@ -180,6 +221,20 @@ impl ConversationWorkflow {
         ctx.upsert_search_attributes([TENANT_ID.value_set(tenant)]);
         let idle_timeout = Duration::from_secs(ctx.state(|s| s.flow.session_timeout_secs));
         loop {
+            // Messages from push channels, in arrival order; their replies go to the outbox
+            // and from there out through the channel.
+            if let Some(message) =
+                ctx.state_mut(|s| (!s.carry.inbox.is_empty()).then(|| s.carry.inbox.remove(0)))
+            {
+                Self::begin(ctx).await?;
+                let replies = Self::respond(ctx, message).await;
+                Self::finish_to_outbox(ctx, replies);
+                continue;
+            }
+            if ctx.state(Self::undelivered) {
+                Self::deliver_outbox(ctx).await;
+                continue;
+            }
             if let Some(seconds) = ctx.state_mut(|s| s.wait_requested.take()) {
                 // The flow's durable wait. Customer messages meanwhile are noted, not answered.
                 ctx.timer(Duration::from_secs(seconds)).await;
@@ -193,10 +248,12 @@ impl ConversationWorkflow {
             // so no stale timers pile up in the history.
             let seen = ctx.state(|s| s.events);
             let timer = Box::pin(ctx.timer(idle_timeout));
-            let event =
-                Box::pin(ctx.wait_condition(move |s: &Self| {
-                    s.events != seen || s.wait_requested.is_some()
-                }));
+            let event = Box::pin(ctx.wait_condition(move |s: &Self| {
+                s.events != seen
+                    || s.wait_requested.is_some()
+                    || !s.carry.inbox.is_empty()
+                    || s.undelivered()
+            }));
             match futures::future::select(timer, event).await {
                 Either::Left(_) => {
                     // A handler may be mid-way (awaiting an activity): let it finish first.
@@ -213,7 +270,9 @@ impl ConversationWorkflow {
             }
             let limit = ctx.state(|s| s.max_history_events.unwrap_or(DEFAULT_MAX_HISTORY_EVENTS));
             let long = ctx.continue_as_new_suggested() || ctx.history_length() >= limit;
-            if long && ctx.state(|s| !s.busy && s.wait_requested.is_none()) {
+            if long
+                && ctx.state(|s| !s.busy && s.wait_requested.is_none() && s.carry.inbox.is_empty())
+            {
                 let input = ctx.state(|s| ConversationInput {
                     conversation: s.conversation.clone(),
                     flow: s.flow.clone(),
@@ -252,22 +311,7 @@ impl ConversationWorkflow {
         message: InboundMessage,
     ) -> Result<MessageOutcome, HandlerError> {
         Self::begin(ctx).await?;
-        if ctx.state(|s| s.session.mode == Mode::AgentHandoff) {
-            // A human agent has the conversation: the bot stays silent.
-            let turn = ctx.state_mut(|s| {
-                s.session.turns += 1;
-                push_bounded(&mut s.carry.agent_queue, message.clone());
-                s.session.turns
-            });
-            Self::end_event(ctx);
-            return Ok(MessageOutcome {
-                turn,
-                replies: Vec::new(),
-                mode: Mode::AgentHandoff,
-            });
-        }
-        let turn = ctx.state_mut(|s| s.flow.on_message(&mut s.session, &message));
-        let replies = Self::drive(ctx, turn).await;
+        let replies = Self::respond(ctx, message).await;
         let outcome = ctx.state(|s| MessageOutcome {
             turn: s.session.turns,
             replies,
@@ -311,6 +355,55 @@ impl ConversationWorkflow {
         }
     }
 
+    /// A customer message from a push channel, queued for the main loop (in arrival order). A
+    /// provider message id seen lately is ignored (webhooks are redelivered).
+    #[signal(name = SIGNAL_INBOUND)]
+    pub fn inbound(&mut self, _ctx: &mut SyncWorkflowContext<Self>, message: InboundMessage) {
+        if message.is_empty()
+            || message.text.len() > MAX_TEXT_BYTES
+            || self.carry.recent_ids.contains(&message.message_id)
+        {
+            return;
+        }
+        self.carry.recent_ids.push(message.message_id.clone());
+        if self.carry.recent_ids.len() > 2 * MAX_KEPT {
+            self.carry.recent_ids.drain(..MAX_KEPT);
+        }
+        self.carry.inbox.push(message);
+    }
+
+    /// A payment this conversation started moved. The `payment.verify` command waiting for it
+    /// takes it; a later decision (after a manual review) is told to the customer.
+    #[signal(name = SIGNAL_PAYMENT_UPDATE)]
+    pub fn payment_update(&mut self, _ctx: &mut SyncWorkflowContext<Self>, update: PaymentUpdate) {
+        if self.awaiting_payment.as_deref() == Some(update.payment_id.as_str()) {
+            self.payment_updates
+                .insert(update.payment_id.clone(), update);
+            return;
+        }
+        let text = match update.status {
+            PaymentStatus::Assigned => format!(
+                "Tu pago del pedido {} fue confirmado. ¡Gracias!",
+                update.order_id
+            ),
+            PaymentStatus::Rejected => format!(
+                "No pudimos confirmar tu pago del pedido {}: {}",
+                update.order_id,
+                update.reasons.last().map_or("", String::as_str)
+            ),
+            PaymentStatus::Pending | PaymentStatus::ManualReview => return,
+        };
+        self.carry.next_seq += 1;
+        let seq = self.carry.next_seq;
+        push_bounded(
+            &mut self.carry.outbox,
+            OutboxEntry {
+                seq,
+                reply: Reply::text(text),
+            },
+        );
+    }
+
     #[query(name = QUERY_OUTBOX)]
     pub fn outbox(&self, _ctx: &WorkflowContextView, after: u64) -> Vec<OutboxEntry> {
         self.carry
@@ -331,6 +424,103 @@ fn push_bounded<T>(items: &mut Vec<T>, item: T) {
 }
 
 impl ConversationWorkflow {
+    /// The bot's answer to one customer message (the caller holds the turn): nothing while a
+    /// human agent has the conversation (the message waits in the agent queue).
+    async fn respond(ctx: &mut WorkflowContext<Self>, message: InboundMessage) -> Vec<Reply> {
+        if ctx.state(|s| s.session.mode == Mode::AgentHandoff) {
+            ctx.state_mut(|s| {
+                s.session.turns += 1;
+                push_bounded(&mut s.carry.agent_queue, message);
+            });
+            return Vec::new();
+        }
+        let turn = ctx.state_mut(|s| s.flow.on_message(&mut s.session, &message));
+        Self::drive(ctx, turn).await
+    }
+
+    /// Whether outbox entries wait to go out through a push channel.
+    fn undelivered(&self) -> bool {
+        strategy_for(self.conversation.channel.as_str()).is_some()
+            && self.carry.next_seq > self.carry.delivered_seq
+    }
+
+    /// Sends the outbox entries not delivered yet through the channel, in order. A reply the
+    /// provider refuses for good, or that keeps failing, becomes a dead letter; the next ones
+    /// still go out.
+    async fn deliver_outbox(ctx: &mut WorkflowContext<Self>) {
+        let queue = crate::names::sibling_queue(
+            ctx.task_queue(),
+            crate::names::queues::CONVERSATIONS,
+            crate::names::queues::CHANNELS,
+        );
+        let mut dead_letter_options = record_options();
+        dead_letter_options.task_queue = Some(queue.clone());
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+            .task_queue(queue)
+            .heartbeat_timeout(Duration::from_secs(10))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_secs(1))
+                    .backoff_coefficient(2.0)
+                    .maximum_interval(Duration::from_secs(30))
+                    .maximum_attempts(3)
+                    .non_retryable_error_types([SEND_REJECTED, SECRET_MISSING, NOT_CONFIGURED])
+                    .build(),
+            )
+            .build();
+        loop {
+            let next = ctx.state(|s| {
+                let entry = s
+                    .carry
+                    .outbox
+                    .iter()
+                    .find(|e| e.seq > s.carry.delivered_seq)?;
+                let delivery = DeliverReply {
+                    tenant_id: s.conversation.tenant.clone(),
+                    channel: s.conversation.channel.as_str().to_owned(),
+                    recipient: s.conversation.contact.as_str().to_owned(),
+                    client_message_id: format!(
+                        "{}/out-{}",
+                        s.conversation.workflow_id(),
+                        entry.seq
+                    ),
+                    reply: entry.reply.clone(),
+                };
+                Some((entry.seq, delivery))
+            });
+            let Some((seq, delivery)) = next else {
+                // Entries dropped from a full outbox are not delivered.
+                ctx.state_mut(|s| s.carry.delivered_seq = s.carry.next_seq);
+                return;
+            };
+            let result = ctx
+                .execute_activity(
+                    ChannelActivities::deliver,
+                    delivery.clone(),
+                    options.clone(),
+                )
+                .await;
+            if let Err(e) = result {
+                let dead = DeadLetter {
+                    tenant_id: delivery.tenant_id,
+                    channel: delivery.channel,
+                    recipient: delivery.recipient,
+                    client_message_id: delivery.client_message_id,
+                    reply: delivery.reply,
+                    error: crate::failure_message(&e),
+                };
+                let _ = ctx
+                    .execute_activity(
+                        ChannelActivities::dead_letter,
+                        dead,
+                        dead_letter_options.clone(),
+                    )
+                    .await;
+            }
+            ctx.state_mut(|s| s.carry.delivered_seq = seq);
+        }
+    }
+
     /// Waits for the previous event to be handled, then takes the turn.
     async fn begin(ctx: &mut WorkflowContext<Self>) -> Result<(), WorkflowCancellationError> {
         ctx.wait_condition(|s: &Self| !s.busy).await?;
@@ -400,16 +590,22 @@ impl ConversationWorkflow {
                             )
                             .build();
                     let started_order = command == "order.create";
-                    let outcome = match ctx
-                        .execute_activity(ConversationActivities::run_command, request, options)
-                        .await
+                    let outcome = if command == "payment.verify"
+                        && ctx.patched(PATCH_PAYMENT_VERIFY)
                     {
-                        Ok(outcome) => outcome,
-                        Err(e) => CommandOutcome {
-                            ok: false,
-                            value: serde_json::Value::Null,
-                            error: Some(crate::failure_message(&e)),
-                        },
+                        Self::verify_payment(ctx, &request.params).await
+                    } else {
+                        match ctx
+                            .execute_activity(ConversationActivities::run_command, request, options)
+                            .await
+                        {
+                            Ok(outcome) => outcome,
+                            Err(e) => CommandOutcome {
+                                ok: false,
+                                value: serde_json::Value::Null,
+                                error: Some(crate::failure_message(&e)),
+                            },
+                        }
                     };
                     if started_order && outcome.ok {
                         Self::start_order_workflow(ctx, &outcome.value).await;
@@ -458,6 +654,105 @@ impl ConversationWorkflow {
 }
 
 impl ConversationWorkflow {
+    /// `payment.verify` `{order_id, image}` (`image`: `upload:<media_id>`, e.g.
+    /// `{{receipt.reference}}` of an image question): starts the payment workflow as a child that
+    /// outlives the conversation, and waits for its first decision. ASSIGNED takes the success
+    /// edge; MANUAL_REVIEW and REJECTED the failure edge with the reason in `last_error` (and
+    /// `payment.status` in the saved value). A later review decision reaches the customer
+    /// through [`Self::payment_update`].
+    async fn verify_payment(
+        ctx: &mut WorkflowContext<Self>,
+        params: &serde_json::Value,
+    ) -> CommandOutcome {
+        let failed = |error: String| CommandOutcome {
+            ok: false,
+            value: serde_json::Value::Null,
+            error: Some(error),
+        };
+        let text = |key: &str| {
+            params
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let Some(order_id) = text("order_id") else {
+            return failed("payment.verify: params.order_id is required".into());
+        };
+        let Some(media_ref) = text("image") else {
+            return failed("payment.verify: params.image is required".into());
+        };
+        let Some(media_id) = media_ref.strip_prefix("upload:").map(str::to_owned) else {
+            return failed(
+                "payment.verify: params.image must be an uploaded image (upload:<media_id>)".into(),
+            );
+        };
+        let payment_id = zengine_activities::db::payment_id_for(&order_id, &media_id);
+        let tenant = ctx.state(|s| s.conversation.tenant.clone());
+        let input = PaymentInput {
+            tenant_id: tenant.clone(),
+            payment_id: payment_id.clone(),
+            order_id: order_id.clone(),
+            media_ref,
+            notify: Some(ctx.state(|s| s.conversation.workflow_id())),
+        };
+        let options = ChildWorkflowOptions::builder()
+            .workflow_id(crate::payment::workflow_id(&tenant, &payment_id))
+            .task_queue(crate::names::sibling_queue(
+                ctx.task_queue(),
+                crate::names::queues::CONVERSATIONS,
+                crate::names::queues::PAYMENTS,
+            ))
+            .parent_close_policy(ParentClosePolicy::Abandon)
+            .build();
+        ctx.state_mut(|s| s.awaiting_payment = Some(payment_id.clone()));
+        if ctx
+            .start_child_workflow(PaymentWorkflow::run, input, options)
+            .await
+            .is_err()
+        {
+            ctx.state_mut(|s| s.awaiting_payment = None);
+            return failed(format!(
+                "payment.verify: payment {payment_id} was already submitted"
+            ));
+        }
+        let waiting = payment_id.clone();
+        let timer = Box::pin(ctx.timer(PAYMENT_DECISION_WAIT));
+        let decided =
+            Box::pin(ctx.wait_condition(move |s: &Self| s.payment_updates.contains_key(&waiting)));
+        if let Either::Right((_, timer)) = futures::future::select(timer, decided).await {
+            timer.cancel();
+        }
+        let update = ctx.state_mut(|s| {
+            s.awaiting_payment = None;
+            s.payment_updates.remove(&payment_id)
+        });
+        let Some(update) = update else {
+            return failed("payment.verify: the payment is being checked".into());
+        };
+        let value = serde_json::json!({
+            "payment_id": update.payment_id,
+            "order_id": update.order_id,
+            "status": update.status,
+        });
+        match update.status {
+            PaymentStatus::Assigned => CommandOutcome {
+                ok: true,
+                value,
+                error: None,
+            },
+            _ => CommandOutcome {
+                ok: false,
+                value,
+                error: Some(match update.reasons.last() {
+                    Some(reason) => format!("payment {}: {reason}", update.status),
+                    None => format!("payment {}", update.status),
+                }),
+            },
+        }
+    }
+
     /// Starts the lifecycle workflow of an order the flow created (on the `payments` queue;
     /// it outlives the conversation). An order workflow that already runs is fine.
     async fn start_order_workflow(ctx: &mut WorkflowContext<Self>, order: &serde_json::Value) {

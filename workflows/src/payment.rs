@@ -32,6 +32,7 @@ use zengine_activities::payments::{
 use zengine_domain::TenantId;
 use zengine_domain::receipt::{Decision, Expected, ReceiptFields, ReconcileRules, reconcile};
 
+use crate::conversation::{ConversationWorkflow, PaymentUpdate};
 use crate::names::{TENANT_ID, queues, sibling_queue};
 use crate::order::{OrderWorkflow, PaymentAccepted};
 
@@ -52,6 +53,10 @@ pub struct PaymentInput {
     pub order_id: String,
     /// Where the receipt image is: `upload:<media_id>`.
     pub media_ref: String,
+    /// The conversation workflow that asked (`payment.verify`): it gets a `PaymentUpdate` signal
+    /// with the first decision and with the final one after a review.
+    #[serde(default)]
+    pub notify: Option<String>,
 }
 
 /// An operator's decision (the `Review` update).
@@ -162,8 +167,10 @@ impl PaymentWorkflow {
             });
         }
 
+        Self::notify(ctx, &input).await;
         if ctx.state(|s| s.status == PaymentStatus::ManualReview) {
             Self::await_review(ctx, &input, context.settings.review_timeout_secs).await?;
+            Self::notify(ctx, &input).await;
         }
 
         if ctx.state(|s| s.status == PaymentStatus::Assigned) {
@@ -263,6 +270,28 @@ impl PaymentWorkflow {
         ctx.wait_condition(|s: &Self| !s.busy).await?;
         ctx.state_mut(|s| s.busy = true);
         Ok(())
+    }
+
+    /// Tells the conversation that asked for this payment where it stands (best effort: a
+    /// conversation that ended does not need to know).
+    async fn notify(ctx: &mut WorkflowContext<Self>, input: &PaymentInput) {
+        let Some(conversation) = input.notify.clone() else {
+            return;
+        };
+        let update = ctx.state(|s| PaymentUpdate {
+            payment_id: s.input.payment_id.clone(),
+            order_id: s.input.order_id.clone(),
+            status: s.status,
+            reasons: s.reasons.clone(),
+        });
+        let _ = ctx
+            .external_workflow(conversation, None)
+            .signal(
+                ConversationWorkflow::payment_update,
+                update,
+                SignalWorkflowOptions::default(),
+            )
+            .await;
     }
 
     /// OCR on the `ocr` queue; `Err` carries the reason for the reviewer.

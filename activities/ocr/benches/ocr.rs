@@ -64,13 +64,16 @@ fn main() {
     engine.read(&images[0].1).unwrap();
     let rss_one = rss_kib("VmRSS:");
     let mut latencies = Vec::new();
+    let mut slowest: Vec<(Duration, &str, Vec<&'static str>)> = Vec::new();
     for _ in 0..3 {
-        for (_, bytes) in &images {
+        for (name, bytes) in &images {
             let t = Instant::now();
-            let _ = engine.read(bytes);
+            let passes = engine.read(bytes).map(|r| r.passes).unwrap_or_default();
             latencies.push(t.elapsed());
+            slowest.push((t.elapsed(), name, passes));
         }
     }
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
     latencies.sort();
     let mean = latencies.iter().sum::<Duration>() / latencies.len() as u32;
     drop(engine);
@@ -117,6 +120,12 @@ fn main() {
     for (threads, per_sec) in &pools {
         println!("| throughput, pool of {threads} engine(s) | {per_sec:.1} images/s |");
     }
+    let slow: Vec<String> = slowest
+        .iter()
+        .take(5)
+        .map(|(d, name, passes)| format!("{name} {:.0} ms ({})", ms(*d), passes.join("+")))
+        .collect();
+    println!("| slowest reads | {} |", slow.join("; "));
     println!(
         "| resident memory: process before / with one engine / peak with the {cores}-engine pool | {} / {} / {} MiB |",
         rss_start / 1024,

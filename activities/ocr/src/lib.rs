@@ -122,6 +122,7 @@ impl Engine {
             .map_err(|e| OcrError::Init(e.to_string()))?;
         let tess = tess
             .set_variable("debug_file", "/dev/null")
+            .and_then(|t| t.set_variable("tessedit_do_invert", "0"))
             .map_err(|e| OcrError::Init(e.to_string()))?;
         if digits {
             tess.set_variable("tessedit_char_whitelist", "0123456789.,")
@@ -312,7 +313,13 @@ pub fn decode(bytes: &[u8]) -> Result<GrayImage, OcrError> {
     let img = reader
         .decode()
         .map_err(|e| OcrError::Decode(e.to_string()))?;
-    Ok(img.to_luma8())
+    let mut gray = img.to_luma8();
+    // Light text on a dark screen (the inverted Yape card): make it dark on light once here, so
+    // Tesseract need not try every line both ways (`tessedit_do_invert` is off: 2x faster).
+    if mean_luma(&gray) < 128 {
+        imageops::invert(&mut gray);
+    }
+    Ok(gray)
 }
 
 /// Parses Tesseract's TSV (level 5 rows are words).
@@ -388,9 +395,8 @@ fn amount_crop(gray: &GrayImage, line: &Line) -> Option<GrayImage> {
     }
     let mut crop = imageops::crop_imm(gray, left, top, right - left, bottom - top).to_image();
 
-    // Light text on a dark card (the inverted Yape layout): make it dark on light.
-    let mean = crop.pixels().map(|p| u64::from(p.0[0])).sum::<u64>() / crop.len().max(1) as u64;
-    if mean < 128 {
+    // Light text on a dark card: make it dark on light.
+    if mean_luma(&crop) < 128 {
         imageops::invert(&mut crop);
     }
     let threshold = otsu(&crop);
@@ -459,6 +465,11 @@ fn amount_crop(gray: &GrayImage, line: &Line) -> Option<GrayImage> {
     );
     imageops::overlay(&mut out, &scaled, i64::from(margin), i64::from(margin));
     Some(out)
+}
+
+/// Mean brightness of a grayscale image.
+fn mean_luma(img: &GrayImage) -> u64 {
+    img.pixels().map(|p| u64::from(p.0[0])).sum::<u64>() / img.len().max(1) as u64
 }
 
 /// Otsu's threshold of a grayscale image.

@@ -5,6 +5,7 @@
 //! epoch-millisecond timestamps) and run through sqlx's `Any` driver, so the repository test
 //! suite runs unchanged against both backends.
 
+mod channels;
 mod events;
 mod idempotency;
 mod orders;
@@ -23,6 +24,7 @@ use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
+pub use channels::{ChannelAccount, ChannelRepo, OutboundRecord};
 pub use events::{EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use orders::{CreateOrderError, NewOrder, Order, OrderFilter, OrderRepo};
@@ -224,6 +226,10 @@ impl Database {
 
     pub fn orders(&self) -> OrderRepo<'_> {
         OrderRepo { db: self }
+    }
+
+    pub fn channels(&self) -> ChannelRepo<'_> {
+        ChannelRepo { db: self }
     }
 
     pub fn payments(&self) -> PaymentRepo<'_> {

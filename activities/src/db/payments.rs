@@ -160,10 +160,11 @@ pub struct PaymentRepo<'a> {
 const PAYMENT_COLUMNS: &str = "payment_id, order_id, status, claimed_code, amount_cents, sender, \
      reasons, extraction, raw_ocr, media_ref, reviewed_by, reviewed_at, created_at, updated_at";
 
-/// The payment id of a receipt image submitted for an order: the same image for the same order
-/// is the same payment (a resubmission), a different image or order is a new one.
-pub fn payment_id_for(order_id: &str, media_sha256: &str) -> String {
-    let digest = Sha256::digest(format!("{order_id}\n{media_sha256}"));
+/// The payment id of a receipt image submitted for an order: the same image (media ids are
+/// content hashes) for the same order is the same payment (a resubmission), a different image or
+/// order is a new one. Pure, so workflows can compute it too.
+pub fn payment_id_for(order_id: &str, media_id: &str) -> String {
+    let digest = Sha256::digest(format!("{order_id}\n{media_id}"));
     format!("pay_{}", &hex::encode(digest)[..24])
 }
 

@@ -7,6 +7,8 @@ use super::Database;
 
 /// The demo tenant's id.
 pub const DEMO_TENANT: &str = "demo";
+/// The demo tenant's WhatsApp phone number id (Meta's documentation example).
+pub const DEMO_WHATSAPP_PHONE_NUMBER_ID: &str = "106540352242922";
 
 /// Creates the demo tenant with the demo flow as its main flow, and publishes `extra` flows
 /// beside it; a flow is published only when it differs from its current version. Safe to run at
@@ -15,6 +17,27 @@ pub async fn seed_demo_tenant(db: &Database, extra: &[FlowGraph]) -> anyhow::Res
     let tenant_id = TenantId::parse(DEMO_TENANT)?;
     let main = demo_flow();
     db.tenants().upsert(&tenant_id, "Demo", &main.id).await?;
+    // Inbound WhatsApp works out of the box; replies need a real token (or a fake Graph API at
+    // api_base) in ZENGINE_DEMO_WHATSAPP_TOKEN, else they end as dead letters.
+    if db
+        .channels()
+        .account(&tenant_id, crate::channels::WHATSAPP_META_CLOUD)
+        .await?
+        .is_none()
+    {
+        db.channels()
+            .upsert_account(&super::ChannelAccount {
+                strategy: crate::channels::WHATSAPP_META_CLOUD.to_owned(),
+                account_key: DEMO_WHATSAPP_PHONE_NUMBER_ID.to_owned(),
+                tenant_id: tenant_id.clone(),
+                settings: serde_json::json!({
+                    "api_base": "https://graph.facebook.com",
+                    "api_version": "v23.0",
+                    "access_token": "env:ZENGINE_DEMO_WHATSAPP_TOKEN",
+                }),
+            })
+            .await?;
+    }
     for flow in std::iter::once(&main).chain(extra) {
         let same = db
             .tenants()

@@ -451,11 +451,34 @@ async fn the_restaurant_example_creates_a_real_order_and_hands_the_payment_to_re
 
     let not_an_image = chat(&app, &s, "restaurant", "ya pagué").await;
     assert!(reply_texts(&not_an_image)[0].contains("Necesito la foto"));
+    // A real Yape screenshot of S/ 54 for an order of S/ 62: read by OCR, it does not match,
+    // so the payment waits for a person and the flow hands the customer to an agent.
+    let upload = app
+        .http
+        .post(format!("{}/v1/webchat/media", app.address))
+        .header("x-tenant-id", "demo")
+        .header("content-type", "multipart/form-data; boundary=b0undary")
+        .body({
+            let shared = std::env::var_os("ZENGINE_SHARED_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+                });
+            let image = std::fs::read(shared.join("data/ocr/dev/r24_yape-card_clean.png")).unwrap();
+            let mut body = b"--b0undary\r\nContent-Disposition: form-data; name=\"image\"; filename=\"y.png\"\r\n\r\n".to_vec();
+            body.extend_from_slice(&image);
+            body.extend_from_slice(b"\r\n--b0undary--\r\n");
+            body
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let media: Value = upload.json().await.unwrap();
     let (status, handed) = app
-        .post_webchat_json("r-img", json!({"session_id": s, "text": "", "media": {"kind": "image", "reference": "https://cdn.example/yape.jpg"}}))
+        .post_webchat_json("r-img", json!({"session_id": s, "text": "", "media": {"kind": "image", "reference": media["media_ref"]}}))
         .await;
     assert_eq!(status, StatusCode::OK, "{handed}");
-    // The order is real; `payment.verify` is not offered yet, so the payment goes to review.
     assert_eq!(handed["mode"], "AGENT_HANDOFF");
     let text = reply_texts(&handed)[0].clone();
     assert!(
@@ -493,6 +516,17 @@ async fn the_restaurant_example_creates_a_real_order_and_hands_the_payment_to_re
         [("Lomo saltado", 2), ("Chicha morada", 1)]
     );
     assert_eq!(order.location.unwrap().lat, -12.12);
+    let payments = db
+        .payments()
+        .list_for_order(&demo, &order.order_id)
+        .await
+        .unwrap();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(
+        payments[0].status,
+        zengine_activities::db::PaymentStatus::ManualReview
+    );
+    assert_eq!(payments[0].amount, Some(zengine_domain::money::Cents(5400)));
     // Its lifecycle workflow was started by the conversation and outlives it.
     let view = app
         .temporal

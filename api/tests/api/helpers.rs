@@ -28,6 +28,8 @@ fn tracing_subscriber_init() {
 
 /// The management token of test apps.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const WHATSAPP_APP_SECRET: &str = "test_app_secret";
+pub const WHATSAPP_VERIFY_TOKEN: &str = "test-verify-token";
 
 pub struct TestApp {
     pub address: String,
@@ -55,6 +57,8 @@ impl Default for AppOptions {
             api: ApiSettings {
                 addr: "127.0.0.1:0".into(),
                 admin_token: ADMIN_TOKEN.to_owned().into(),
+                whatsapp_app_secret: WHATSAPP_APP_SECRET.to_owned().into(),
+                whatsapp_verify_token: WHATSAPP_VERIFY_TOKEN.to_owned().into(),
                 ..ApiSettings::default()
             },
         }
@@ -98,6 +102,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             let worker_settings = WorkerSettings {
                 queues: vec![
                     queues::CONVERSATIONS.to_owned(),
+                    queues::CHANNELS.to_owned(),
                     queues::PAYMENTS.to_owned(),
                     queues::OCR.to_owned(),
                     queues::ROUTING.to_owned(),

@@ -8,3 +8,4 @@ mod orders;
 mod payments;
 mod routes;
 mod webchat;
+mod whatsapp;

@@ -456,3 +456,122 @@ async fn bad_payment_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(error_code(r, StatusCode::NOT_FOUND).await, "not_found");
     app.shutdown().await;
 }
+
+async fn upload_webchat_image(app: &TestApp, image: &[u8]) -> String {
+    let response = app
+        .http
+        .post(format!("{}/v1/webchat/media", app.address))
+        .header("x-tenant-id", "demo")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(multipart("image", image))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    body["media_ref"].as_str().unwrap().to_owned()
+}
+
+async fn send_photo(app: &TestApp, session: &str, media_ref: &str) -> Value {
+    let (status, body) = app
+        .post_webchat_json(
+            &uuid::Uuid::new_v4().to_string(),
+            json!({"session_id": session, "text": "", "flow": "pay",
+                   "media": {"kind": "image", "reference": media_ref}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn a_conversation_verifies_a_receipt_photo_and_hears_the_review() {
+    use crate::flows::{chat, graph, publish, session};
+    use crate::helpers::reply_texts;
+    let app = app().await;
+    publish(&app, "pay", graph(json!([
+        {"id": "order", "type": "question", "text": "¿Número de pedido?", "save_as": "order_id", "next": "photo"},
+        {"id": "photo", "type": "question", "text": "Envía la captura de tu Yape o Plin.",
+         "expects": "image", "save_as": "receipt", "next": "verify"},
+        {"id": "verify", "type": "command", "command": "payment.verify", "save_as": "payment",
+         "params": {"order_id": "{{order_id}}", "image": "{{receipt.reference}}"},
+         "next": "paid", "on_failure": "checking"},
+        {"id": "paid", "type": "end", "text": "¡Pago confirmado! ({{payment.status}})"},
+        {"id": "checking", "type": "end", "text": "Estamos revisando tu pago."}
+    ]))).await;
+
+    // r24: Yape S/ 54 for an order of 54.00 → paid within the conversation turn.
+    let order_id = order(&app, "conv-1", "54.00").await;
+    let s = session();
+    chat(&app, &s, "pay", "hola").await;
+    let asked = chat(&app, &s, "pay", &order_id).await;
+    assert_eq!(reply_texts(&asked), ["Envía la captura de tu Yape o Plin."]);
+    let media_ref = upload_webchat_image(&app, &receipt("r24_yape-card_clean.png")).await;
+    let answer = send_photo(&app, &s, &media_ref).await;
+    assert_eq!(reply_texts(&answer), ["¡Pago confirmado! (ASSIGNED)"]);
+    assert_eq!(order_status(&app, &order_id).await, "PAID");
+
+    // r06: S/ 26.25 for an order of 30.00 → "checking"; the operator approves; the customer
+    // hears it through the conversation's outbox.
+    let order_id = order(&app, "conv-2", "30.00").await;
+    let s = session();
+    chat(&app, &s, "pay", "hola").await;
+    chat(&app, &s, "pay", &order_id).await;
+    let media_ref = upload_webchat_image(&app, &receipt("r06_yape-card_clean.png")).await;
+    let answer = send_photo(&app, &s, &media_ref).await;
+    assert_eq!(reply_texts(&answer), ["Estamos revisando tu pago."]);
+    let payments = api(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/orders/{order_id}/payments"),
+        None,
+    )
+    .await;
+    let payments: Value = payments.json().await.unwrap();
+    let payment = &payments["payments"][0];
+    assert_eq!(payment["status"], "MANUAL_REVIEW", "{payment}");
+    let approved = review(&app, payment["payment_id"].as_str().unwrap(), "approve").await;
+    assert_eq!(approved.status(), StatusCode::OK);
+    let told = app.wait_outbox(&s, 0, 1).await;
+    let told = told.last().unwrap().to_string();
+    assert!(told.contains("fue confirmado"), "{told}");
+    assert_eq!(order_status(&app, &order_id).await, "PAID");
+    record(
+        &app,
+        &format!("demo/conversation/webchat/{s}"),
+        "conversation__payment_verify_review",
+    )
+    .await;
+
+    // A non-image upload is refused; an unknown tenant too.
+    let r = app
+        .http
+        .post(format!("{}/v1/webchat/media", app.address))
+        .header("x-tenant-id", "ghost")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(multipart("image", &receipt("r24_yape-card_clean.png")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, StatusCode::NOT_FOUND).await, "unknown_tenant");
+    let r = app
+        .http
+        .post(format!("{}/v1/webchat/media", app.address))
+        .header("x-tenant-id", "demo")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(multipart("image", b"GIF89a not allowed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    app.shutdown().await;
+}

@@ -1,0 +1,406 @@
+//! Channel connectors' tables: provider accounts → tenants, inbound deduplication, unroutable
+//! webhooks and the outbound message log (delivery state, dead letters).
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use zengine_domain::TenantId;
+
+use super::{Database, now_millis};
+
+/// A tenant's account at a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelAccount {
+    pub strategy: String,
+    pub account_key: String,
+    pub tenant_id: TenantId,
+    /// Strategy settings (JSON object); secrets appear only as references.
+    pub settings: serde_json::Value,
+}
+
+/// One outbound message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundRecord {
+    pub client_message_id: String,
+    pub strategy: String,
+    pub recipient: String,
+    pub provider_message_id: Option<String>,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub payload: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Forward-only order of delivery states (FAILED and DEAD end it).
+fn state_rank(state: &str) -> i32 {
+    match state {
+        "PENDING" => 0,
+        "SENT" => 1,
+        "DELIVERED" => 2,
+        "READ" => 3,
+        "FAILED" | "DEAD" => 4,
+        _ => -1,
+    }
+}
+
+pub struct ChannelRepo<'a> {
+    pub(super) db: &'a Database,
+}
+
+impl ChannelRepo<'_> {
+    /// Creates or replaces the tenant's account for `strategy`.
+    pub async fn upsert_account(&self, account: &ChannelAccount) -> anyhow::Result<()> {
+        let now = now_millis();
+        let mut tx = self.db.begin_for(&account.tenant_id).await?;
+        sqlx::query("delete from channel_account where tenant_id = $1 and strategy = $2")
+            .bind(account.tenant_id.as_str())
+            .bind(&account.strategy)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "insert into channel_account (strategy, account_key, tenant_id, settings, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&account.strategy)
+        .bind(&account.account_key)
+        .bind(account.tenant_id.as_str())
+        .bind(account.settings.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to store channel account")?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The account a webhook names (before the tenant is known).
+    pub async fn route(
+        &self,
+        strategy: &str,
+        account_key: &str,
+    ) -> anyhow::Result<Option<ChannelAccount>> {
+        let row = sqlx::query(
+            "select tenant_id, settings from channel_account where strategy = $1 and account_key = $2",
+        )
+        .bind(strategy)
+        .bind(account_key)
+        .fetch_optional(self.db.pool())
+        .await
+        .context("Failed to route channel account")?;
+        row.map(|r| account_of(strategy, account_key, r))
+            .transpose()
+    }
+
+    /// The tenant's account for `strategy`.
+    pub async fn account(
+        &self,
+        tenant_id: &TenantId,
+        strategy: &str,
+    ) -> anyhow::Result<Option<ChannelAccount>> {
+        let row = sqlx::query(
+            "select tenant_id, settings, account_key from channel_account
+             where tenant_id = $1 and strategy = $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(strategy)
+        .fetch_optional(self.db.pool())
+        .await
+        .context("Failed to read channel account")?;
+        row.map(|r| {
+            let key: String = r.get(2);
+            account_of(strategy, &key, r)
+        })
+        .transpose()
+    }
+
+    /// Records an accepted inbound provider message; `false` when it was seen before.
+    pub async fn first_receipt(
+        &self,
+        strategy: &str,
+        provider_message_id: &str,
+        tenant_id: &TenantId,
+    ) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "insert into inbound_receipt (strategy, provider_message_id, tenant_id, received_at)
+             values ($1, $2, $3, $4) on conflict (strategy, provider_message_id) do nothing",
+        )
+        .bind(strategy)
+        .bind(provider_message_id)
+        .bind(tenant_id.as_str())
+        .bind(now_millis())
+        .execute(self.db.pool())
+        .await
+        .context("Failed to record inbound receipt")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether a provider message id was accepted before.
+    pub async fn seen(&self, strategy: &str, provider_message_id: &str) -> anyhow::Result<bool> {
+        let found: Option<String> = sqlx::query_scalar(
+            "select tenant_id from inbound_receipt where strategy = $1 and provider_message_id = $2",
+        )
+        .bind(strategy)
+        .bind(provider_message_id)
+        .fetch_optional(self.db.pool())
+        .await
+        .context("Failed to read inbound receipt")?;
+        Ok(found.is_some())
+    }
+
+    /// Notes a webhook for an account nobody owns (idempotent by `id`).
+    pub async fn record_unroutable(
+        &self,
+        id: &str,
+        strategy: &str,
+        account_key: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "insert into unroutable_webhook (id, strategy, account_key, received_at)
+             values ($1, $2, $3, $4) on conflict (id) do nothing",
+        )
+        .bind(id)
+        .bind(strategy)
+        .bind(account_key)
+        .bind(now_millis())
+        .execute(self.db.pool())
+        .await
+        .context("Failed to record unroutable webhook")?;
+        Ok(())
+    }
+
+    /// How many unroutable webhooks were recorded for an account.
+    pub async fn unroutable_count(&self, strategy: &str, account_key: &str) -> anyhow::Result<i64> {
+        sqlx::query_scalar(
+            "select count(*) from unroutable_webhook where strategy = $1 and account_key = $2",
+        )
+        .bind(strategy)
+        .bind(account_key)
+        .fetch_one(self.db.pool())
+        .await
+        .context("Failed to count unroutable webhooks")
+    }
+
+    /// The outbound message, creating it PENDING on first sight. Counts an attempt.
+    pub async fn begin_send(
+        &self,
+        tenant_id: &TenantId,
+        client_message_id: &str,
+        strategy: &str,
+        recipient: &str,
+        payload: &serde_json::Value,
+    ) -> anyhow::Result<OutboundRecord> {
+        let now = now_millis();
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        sqlx::query(
+            "insert into outbound_message (tenant_id, client_message_id, strategy, recipient, state,
+                 attempts, payload, created_at, updated_at)
+             values ($1, $2, $3, $4, 'PENDING', 0, $5, $6, $6)
+             on conflict (tenant_id, client_message_id) do nothing",
+        )
+        .bind(tenant_id.as_str())
+        .bind(client_message_id)
+        .bind(strategy)
+        .bind(recipient)
+        .bind(payload.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to record outbound message")?;
+        sqlx::query(
+            "update outbound_message set attempts = attempts + 1, updated_at = $1
+             where tenant_id = $2 and client_message_id = $3",
+        )
+        .bind(now)
+        .bind(tenant_id.as_str())
+        .bind(client_message_id)
+        .execute(&mut *tx)
+        .await?;
+        let record = fetch_outbound(&mut tx, tenant_id, client_message_id)
+            .await?
+            .context("outbound message vanished")?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub async fn outbound(
+        &self,
+        tenant_id: &TenantId,
+        client_message_id: &str,
+    ) -> anyhow::Result<Option<OutboundRecord>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let record = fetch_outbound(&mut tx, tenant_id, client_message_id).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// The provider accepted the message.
+    pub async fn mark_sent(
+        &self,
+        tenant_id: &TenantId,
+        client_message_id: &str,
+        provider_message_id: &str,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        sqlx::query(
+            "update outbound_message set provider_message_id = $1, last_error = null,
+                 state = case when state = 'PENDING' or state = 'DEAD' then 'SENT' else state end,
+                 updated_at = $2
+             where tenant_id = $3 and client_message_id = $4",
+        )
+        .bind(provider_message_id)
+        .bind(now_millis())
+        .bind(tenant_id.as_str())
+        .bind(client_message_id)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to mark outbound message sent")?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives up on a message (dead letter) with the reason.
+    pub async fn mark_dead(
+        &self,
+        tenant_id: &TenantId,
+        client_message_id: &str,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        sqlx::query(
+            "update outbound_message set state = 'DEAD', last_error = $1, updated_at = $2
+             where tenant_id = $3 and client_message_id = $4 and provider_message_id is null",
+        )
+        .bind(error)
+        .bind(now_millis())
+        .bind(tenant_id.as_str())
+        .bind(client_message_id)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to dead-letter outbound message")?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Applies a provider delivery status, forward only (`SENT < DELIVERED < READ`, FAILED
+    /// final). A status may arrive before the send completed: `callback_data` (our client
+    /// message id, echoed by the provider) links it. Returns whether the state moved.
+    pub async fn apply_status(
+        &self,
+        tenant_id: &TenantId,
+        provider_message_id: &str,
+        callback_data: Option<&str>,
+        state: &str,
+        error: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        if let Some(client_id) = callback_data {
+            sqlx::query(
+                "update outbound_message set provider_message_id = $1
+                 where tenant_id = $2 and client_message_id = $3 and provider_message_id is null",
+            )
+            .bind(provider_message_id)
+            .bind(tenant_id.as_str())
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let current: Option<String> = sqlx::query_scalar(
+            "select state from outbound_message where tenant_id = $1 and provider_message_id = $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(provider_message_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let moved = match current {
+            Some(current)
+                if state_rank(state) > state_rank(&current) && state_rank(&current) < 4 =>
+            {
+                sqlx::query(
+                    "update outbound_message set state = $1, last_error = coalesce($2, last_error),
+                         updated_at = $3
+                     where tenant_id = $4 and provider_message_id = $5",
+                )
+                .bind(state)
+                .bind(error)
+                .bind(now_millis())
+                .bind(tenant_id.as_str())
+                .bind(provider_message_id)
+                .execute(&mut *tx)
+                .await?;
+                true
+            }
+            _ => false,
+        };
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Dead letters (newest first), for operators.
+    pub async fn dead_letters(&self, tenant_id: &TenantId) -> anyhow::Result<Vec<OutboundRecord>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let rows = sqlx::query(&format!(
+            "select {OUTBOUND_COLUMNS} from outbound_message where tenant_id = $1 and state = 'DEAD'
+             order by updated_at desc limit 500"
+        ))
+        .bind(tenant_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter().map(outbound_of).collect()
+    }
+}
+
+const OUTBOUND_COLUMNS: &str = "client_message_id, strategy, recipient, provider_message_id, \
+     state, attempts, last_error, payload, created_at, updated_at";
+
+async fn fetch_outbound(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &TenantId,
+    client_message_id: &str,
+) -> anyhow::Result<Option<OutboundRecord>> {
+    sqlx::query(&format!(
+        "select {OUTBOUND_COLUMNS} from outbound_message
+         where tenant_id = $1 and client_message_id = $2"
+    ))
+    .bind(tenant_id.as_str())
+    .bind(client_message_id)
+    .fetch_optional(conn)
+    .await
+    .context("Failed to read outbound message")?
+    .map(outbound_of)
+    .transpose()
+}
+
+fn outbound_of(row: sqlx::any::AnyRow) -> anyhow::Result<OutboundRecord> {
+    let payload: String = row.get(7);
+    Ok(OutboundRecord {
+        client_message_id: row.get(0),
+        strategy: row.get(1),
+        recipient: row.get(2),
+        provider_message_id: row.get(3),
+        state: row.get(4),
+        attempts: row.get(5),
+        last_error: row.get(6),
+        payload: serde_json::from_str(&payload).context("stored outbound payload")?,
+        created_at: row.get(8),
+        updated_at: row.get(9),
+    })
+}
+
+fn account_of(
+    strategy: &str,
+    account_key: &str,
+    row: sqlx::any::AnyRow,
+) -> anyhow::Result<ChannelAccount> {
+    let tenant: String = row.get(0);
+    let settings: String = row.get(1);
+    Ok(ChannelAccount {
+        strategy: strategy.to_owned(),
+        account_key: account_key.to_owned(),
+        tenant_id: TenantId::parse(&tenant)
+            .map_err(|e| anyhow::anyhow!("stored tenant id: {e}"))?,
+        settings: serde_json::from_str(&settings).context("stored channel settings")?,
+    })
+}
