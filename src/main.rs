@@ -8,7 +8,6 @@ mod route;
 mod telemetry;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -18,7 +17,7 @@ use temporalio_client::Client;
 use tokio::sync::watch;
 use zengine_activities::Database;
 use zengine_activities::db::seed::seed_demo_tenant;
-use zengine_api::{AppState, Application, TenantCache};
+use zengine_api::{AppState, Application};
 use zengine_workers::{DevServer, connect, ensure_search_attributes, run_workers};
 use zengine_workflows::names::queues;
 
@@ -177,15 +176,12 @@ async fn temporal_client(settings: &Settings, role: &str) -> anyhow::Result<Clie
 }
 
 fn app_state(settings: &Settings, db: Database, client: Client) -> AppState {
-    AppState {
+    AppState::new(
         db,
-        temporal: client,
-        task_queue_prefix: settings.temporal.task_queue_prefix.clone(),
-        tenants: Arc::new(TenantCache::new(std::time::Duration::from_millis(
-            settings.api.tenant_cache_ttl_ms,
-        ))),
-        settings: Arc::new(settings.api.clone()),
-    }
+        client,
+        settings.temporal.task_queue_prefix.clone(),
+        settings.api.clone(),
+    )
 }
 
 async fn dev(mut settings: Settings) -> anyhow::Result<()> {

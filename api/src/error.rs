@@ -21,6 +21,7 @@ pub enum ErrorCode {
     NoPublishedFlow,
     InvalidFlow,
     Unauthorized,
+    Forbidden,
     Conflict,
     Timeout,
     Unavailable,

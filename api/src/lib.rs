@@ -6,6 +6,7 @@
 //! error `{"error": {"code": …, "message": …}}` and causes no effect.
 
 mod cache;
+mod channels;
 mod error;
 mod management;
 mod metrics;
@@ -14,7 +15,7 @@ mod payments;
 mod routes;
 mod tracking;
 pub mod webchat;
-mod whatsapp;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use temporalio_client::Client;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 use zengine_activities::Database;
+use zengine_activities::channels::{InboundOptions, Registry};
 
 pub use cache::TenantCache;
 pub use error::{ApiError, ErrorCode};
@@ -93,10 +95,34 @@ pub struct AppState {
     pub task_queue_prefix: String,
     /// Tenants and current flows, cached for `api.tenant_cache_ttl_ms`.
     pub tenants: Arc<cache::TenantCache>,
+    /// The channel strategies (webhook ingress, template management).
+    pub channels: Arc<Registry>,
     pub settings: Arc<ApiSettings>,
 }
 
 impl AppState {
+    /// The state of an API process.
+    pub fn new(
+        db: Database,
+        temporal: Client,
+        task_queue_prefix: impl Into<String>,
+        settings: ApiSettings,
+    ) -> Self {
+        let channels = Registry::standard(InboundOptions {
+            whatsapp_app_secret: settings.whatsapp_app_secret.clone(),
+        });
+        Self {
+            db,
+            temporal,
+            task_queue_prefix: task_queue_prefix.into(),
+            tenants: Arc::new(cache::TenantCache::new(Duration::from_millis(
+                settings.tenant_cache_ttl_ms,
+            ))),
+            channels: Arc::new(channels),
+            settings: Arc::new(settings),
+        }
+    }
+
     /// The concrete name of the task queue `base` (`zengine_workflows::names::queues`).
     pub fn queue(&self, base: &str) -> String {
         zengine_workflows::names::task_queue(&self.task_queue_prefix, base)
@@ -124,9 +150,32 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/payments/{id}", get(payments::get))
         .route(
             "/v1/webhooks/whatsapp",
-            get(whatsapp::verify)
-                .post(whatsapp::receive)
-                .layer(DefaultBodyLimit::max(1024 * 1024)),
+            get(webhooks::whatsapp_handshake).post(
+                |state: State<AppState>, request: axum::extract::Request| {
+                    webhooks::receive(state, axum::extract::Path("whatsapp".to_owned()), request)
+                },
+            ),
+        )
+        .route("/v1/webhooks/{provider}", post(webhooks::receive))
+        .route("/v1/events", get(channels::events))
+        .route("/v1/channels/dead-letters", get(channels::dead_letters))
+        .route(
+            "/v1/channels/dead-letters/{client_message_id}/redrive",
+            post(channels::redrive),
+        )
+        .route("/v1/channels/health", get(channels::health))
+        .route("/v1/channels/health/check", post(channels::check_health))
+        .route(
+            "/v1/channels/360dialog/templates",
+            get(channels::list_templates).post(channels::create_template),
+        )
+        .route(
+            "/v1/channels/360dialog/templates/{name}",
+            axum::routing::delete(channels::delete_template),
+        )
+        .route(
+            "/v1/webhooks/{provider}/{tenant}",
+            post(webhooks::receive_for_tenant),
         )
         .route(
             "/v1/webchat/media",
@@ -288,7 +337,10 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "API listening");
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stopped_tx.send(());
         });

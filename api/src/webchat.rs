@@ -21,14 +21,14 @@ use temporalio_client::errors::{WorkflowUpdateError, WorkflowUpdateWithStartErro
 use temporalio_client::{
     WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowUpdateWithStartOptions,
 };
+use zengine_activities::channels::webchat::{self as webchat_http, WebchatError};
 use zengine_activities::db::NewIdempotencyRecord;
 use zengine_domain::flow::Mode;
 use zengine_domain::{
-    Channel, ConversationId, IdempotencyKey, InboundMedia, InboundMessage, Location, Reply,
-    SessionId, TenantId,
+    Channel, ConversationId, IdempotencyKey, InboundMessage, Reply, SessionId, TenantId,
 };
 use zengine_workflows::ConversationWorkflow;
-use zengine_workflows::conversation::{ConversationInput, MAX_TEXT_BYTES, MessageOutcome};
+use zengine_workflows::conversation::{ConversationInput, MessageOutcome};
 
 use crate::{ApiError, AppState, ErrorCode};
 
@@ -39,29 +39,8 @@ pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-repl
 
 const SCOPE: &str = "webchat";
 
-/// Request body.
-#[derive(Debug, Deserialize)]
-pub struct WebchatMessage {
-    pub session_id: String,
-    pub text: String,
-    /// Which of the tenant's flows a *new* conversation runs (default: the tenant's main flow).
-    /// Ignored once the conversation runs: it keeps its flow and version.
-    #[serde(default)]
-    pub flow: Option<String>,
-    /// An image or file the customer attached (`{"kind": "image", "reference": "<url or upload id>"}`).
-    #[serde(default)]
-    pub media: Option<InboundMedia>,
-    /// A location the customer shared.
-    #[serde(default)]
-    pub location: Option<Location>,
-}
-
 /// A parsed, validated webchat message.
-struct Parsed {
-    session: SessionId,
-    flow: Option<String>,
-    message: InboundMessage,
-}
+type Parsed = webchat_http::WebchatMessage;
 
 /// Response body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -97,65 +76,11 @@ fn parse_body(
     key: &IdempotencyKey,
 ) -> Result<Parsed, ApiError> {
     let body = crate::read_body(body)?;
-    let message: WebchatMessage = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
-    let field = |name: &str, problem: String| {
-        ApiError::bad_request(
-            ErrorCode::InvalidField,
-            format!("field `{name}`: {problem}"),
-        )
-    };
-    let session =
-        SessionId::parse(message.session_id).map_err(|e| field("session_id", e.to_string()))?;
-    if message.text.trim().is_empty() && message.media.is_none() && message.location.is_none() {
-        return Err(field(
-            "text",
-            "must not be empty (or send media or a location)".into(),
-        ));
-    }
-    if message.text.len() > MAX_TEXT_BYTES {
-        return Err(field("text", format!("longer than {MAX_TEXT_BYTES} bytes")));
-    }
-    if message
-        .flow
-        .as_ref()
-        .is_some_and(|f| f.is_empty() || f.len() > 64)
-    {
-        return Err(field("flow", "must be 1 to 64 characters".into()));
-    }
-    if let Some(media) = &message.media {
-        if !["image", "video", "audio", "document"].contains(&media.kind.as_str()) {
-            return Err(field(
-                "media.kind",
-                "must be image, video, audio or document".into(),
-            ));
+    webchat_http::normalize(&body, key.as_str()).map_err(|e| match e {
+        WebchatError::Malformed(_) => {
+            ApiError::bad_request(ErrorCode::MalformedJson, e.to_string())
         }
-        if media.reference.is_empty() || media.reference.len() > 2048 {
-            return Err(field(
-                "media.reference",
-                "must be 1 to 2048 characters".into(),
-            ));
-        }
-    }
-    if let Some(l) = message.location
-        && (!(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon))
-    {
-        return Err(field(
-            "location",
-            "latitude or longitude out of range".into(),
-        ));
-    }
-    Ok(Parsed {
-        session,
-        flow: message.flow,
-        message: InboundMessage {
-            message_id: key.to_string(),
-            text: message.text,
-            media: message.media,
-            location: message.location,
-            reply_id: None,
-        },
+        WebchatError::Field { .. } => ApiError::bad_request(ErrorCode::InvalidField, e.to_string()),
     })
 }
 

@@ -108,6 +108,19 @@ pub enum Reply {
         button: String,
         sections: Vec<ListSection>,
     },
+    /// A pre-approved WhatsApp message template: the only kind of message WhatsApp delivers
+    /// outside the 24-hour customer-service window (order notifications, reminders). Channels
+    /// without templates send `fallback` as text.
+    Template {
+        name: String,
+        /// Template language code, e.g. `es` or `en_US`.
+        language: String,
+        /// Values of the body's `{{1}}`, `{{2}}`, … placeholders, in order.
+        #[serde(default)]
+        parameters: Vec<String>,
+        #[serde(default)]
+        fallback: String,
+    },
 }
 
 impl Reply {
@@ -137,6 +150,20 @@ impl Reply {
                     }
                 }
                 out
+            }
+            Reply::Template {
+                name,
+                parameters,
+                fallback,
+                ..
+            } => {
+                if fallback.trim().is_empty() {
+                    format!("[{name}] {}", parameters.join(" "))
+                        .trim_end()
+                        .to_owned()
+                } else {
+                    fallback.clone()
+                }
             }
         }
     }

@@ -26,7 +26,8 @@ use zengine_activities::payments::{OcrActivities, PaymentActivities};
 use zengine_activities::routing::RouteActivities;
 use zengine_workflows::names::queues;
 use zengine_workflows::{
-    ConversationWorkflow, OrderWorkflow, PaymentWorkflow, RouteOptimisationWorkflow,
+    ChannelHealthWorkflow, ConversationWorkflow, OrderWorkflow, PaymentWorkflow, RedriveWorkflow,
+    RouteOptimisationWorkflow,
 };
 
 use crate::temporal::TemporalSettings;
@@ -48,6 +49,10 @@ pub struct WorkerSettings {
     pub metrics_addr: String,
     /// Per-queue tuning, by queue base name (`[worker.tuning.ocr] activity_slots = 2`).
     pub tuning: BTreeMap<String, QueueTuning>,
+    /// How often every channel account's health is checked, in seconds (a Temporal schedule
+    /// that a worker of the `channels` queue creates if it is missing). 0 leaves the schedule
+    /// alone (neither created nor changed).
+    pub channel_health_interval_secs: u64,
 }
 
 impl WorkerSettings {
@@ -128,6 +133,49 @@ impl Default for WorkerSettings {
             graceful_shutdown_secs: 20,
             metrics_addr: "127.0.0.1:9464".to_owned(),
             tuning: BTreeMap::new(),
+            channel_health_interval_secs: zengine_workflows::channels::HEALTH_INTERVAL.as_secs(),
+        }
+    }
+}
+
+/// Creates the channel health schedule unless it exists (several workers may race: the loser
+/// sees `AlreadyExists`, which is fine).
+pub async fn ensure_health_schedule(
+    client: &Client,
+    temporal: &TemporalSettings,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    use temporalio_client::schedules::{
+        CreateScheduleOptions, ScheduleAction, ScheduleOverlapPolicy, ScheduleSpec,
+    };
+    use zengine_workflows::channels::{SYSTEM_TENANT, health_schedule_id};
+
+    let id = health_schedule_id(&temporal.task_queue_prefix);
+    let options = CreateScheduleOptions::builder()
+        .action(ScheduleAction::start_workflow(
+            ChannelHealthWorkflow::run,
+            zengine_workflows::channels::HealthScope::default(),
+            temporal.task_queue(queues::CHANNELS),
+            format!(
+                "{}{SYSTEM_TENANT}/channel-health",
+                temporal.task_queue_prefix
+            ),
+        ))
+        .spec(ScheduleSpec::from_interval(interval))
+        .overlap_policy(ScheduleOverlapPolicy::Skip)
+        .build();
+    match client.create_schedule(id.clone(), options).await {
+        Ok(_) => {
+            tracing::info!(schedule_id = %id, every_secs = interval.as_secs(), "Channel health schedule created");
+            Ok(())
+        }
+        Err(temporalio_client::schedules::ScheduleError::Rpc(status))
+            if status.code() == temporalio_client::tonic::Code::AlreadyExists =>
+        {
+            Ok(())
+        }
+        Err(e) => {
+            Err(anyhow::Error::new(e).context("Failed to create the channel health schedule"))
         }
     }
 }
@@ -144,7 +192,10 @@ fn worker_options(
         queues::CONVERSATIONS => builder
             .register_workflow::<ConversationWorkflow>()?
             .register_activities(ConversationActivities::new(db.clone())),
-        queues::CHANNELS => builder.register_activities(ChannelActivities::new(db.clone())),
+        queues::CHANNELS => builder
+            .register_workflow::<ChannelHealthWorkflow>()?
+            .register_workflow::<RedriveWorkflow>()?
+            .register_activities(ChannelActivities::new(db.clone())),
         queues::PAYMENTS => builder
             .register_workflow::<OrderWorkflow>()?
             .register_workflow::<PaymentWorkflow>()?
@@ -268,6 +319,20 @@ pub async fn run_workers(
     }
     if running.is_empty() {
         anyhow::bail!("no worker to run: none of the configured queues has anything registered");
+    }
+    if settings.queues.iter().any(|q| q == queues::CHANNELS)
+        && settings.channel_health_interval_secs > 0
+    {
+        // Not fatal: health checks are a report, sends do not depend on them.
+        if let Err(e) = ensure_health_schedule(
+            &client,
+            temporal,
+            Duration::from_secs(settings.channel_health_interval_secs),
+        )
+        .await
+        {
+            tracing::warn!(error.message = %format!("{e:#}"), "Channel health schedule not created");
+        }
     }
 
     let (names, (stops, mut dones)): (Vec<_>, (Vec<_>, Vec<_>)) =

@@ -23,8 +23,8 @@ use temporalio_sdk::{
     WorkflowContextView, WorkflowResult,
 };
 use zengine_activities::channels::{
-    ChannelActivities, DeadLetter, DeliverReply, NOT_CONFIGURED, SECRET_MISSING, SEND_REJECTED,
-    strategy_for,
+    CIRCUIT_OPEN, ChannelActivities, DeadLetter, DeliverReply, NOT_CONFIGURED, SECRET_MISSING,
+    SEND_REJECTED, pushes_replies,
 };
 use zengine_activities::conversation::{
     COMMAND_REJECTED, CommandRequest, ConversationActivities, EventRecord, SurveyRecord,
@@ -57,6 +57,10 @@ const PATCH_PAYMENT_VERIFY: &str = "payment-verify-workflow";
 /// How long `payment.verify` waits for the payment's first decision (OCR included) before the
 /// flow takes its failure edge ("we are checking your payment").
 const PAYMENT_DECISION_WAIT: Duration = Duration::from_secs(120);
+
+/// How long a reply waits, in total, for its channel's circuit to close before it becomes a
+/// dead letter.
+const CIRCUIT_WAIT_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Longest accepted message text, in bytes (the API enforces the same bound on the body).
 pub const MAX_TEXT_BYTES: usize = 4096;
@@ -440,7 +444,7 @@ impl ConversationWorkflow {
 
     /// Whether outbox entries wait to go out through a push channel.
     fn undelivered(&self) -> bool {
-        strategy_for(self.conversation.channel.as_str()).is_some()
+        pushes_replies(self.conversation.channel.as_str())
             && self.carry.next_seq > self.carry.delivered_seq
     }
 
@@ -464,7 +468,12 @@ impl ConversationWorkflow {
                     .backoff_coefficient(2.0)
                     .maximum_interval(Duration::from_secs(30))
                     .maximum_attempts(3)
-                    .non_retryable_error_types([SEND_REJECTED, SECRET_MISSING, NOT_CONFIGURED])
+                    .non_retryable_error_types([
+                        SEND_REJECTED,
+                        SECRET_MISSING,
+                        NOT_CONFIGURED,
+                        CIRCUIT_OPEN,
+                    ])
                     .build(),
             )
             .build();
@@ -485,6 +494,7 @@ impl ConversationWorkflow {
                         entry.seq
                     ),
                     reply: entry.reply.clone(),
+                    strategy: None,
                 };
                 Some((entry.seq, delivery))
             });
@@ -493,13 +503,31 @@ impl ConversationWorkflow {
                 ctx.state_mut(|s| s.carry.delivered_seq = s.carry.next_seq);
                 return;
             };
-            let result = ctx
-                .execute_activity(
-                    ChannelActivities::deliver,
-                    delivery.clone(),
-                    options.clone(),
-                )
-                .await;
+            let mut waited = Duration::ZERO;
+            let result = loop {
+                let result = ctx
+                    .execute_activity(
+                        ChannelActivities::deliver,
+                        delivery.clone(),
+                        options.clone(),
+                    )
+                    .await;
+                // The channel's circuit is open (nothing was sent): wait durably for the next
+                // trial, then try again, up to CIRCUIT_WAIT_LIMIT.
+                match &result {
+                    Err(e) if crate::failure_type(e).as_deref() == Some(CIRCUIT_OPEN) => {
+                        let pause = crate::failure_retry_delay(e)
+                            .unwrap_or(Duration::from_secs(30))
+                            .clamp(Duration::from_secs(1), Duration::from_secs(300));
+                        if waited + pause > CIRCUIT_WAIT_LIMIT {
+                            break result;
+                        }
+                        ctx.timer(pause).await;
+                        waited += pause;
+                    }
+                    _ => break result,
+                }
+            };
             if let Err(e) = result {
                 let dead = DeadLetter {
                     tenant_id: delivery.tenant_id,

@@ -23,6 +23,7 @@
 //!
 //! The SDK's runtime nondeterminism detector stays on (`WorkerOptions` default).
 
+pub mod channels;
 pub mod conversation;
 pub mod flows;
 pub mod names;
@@ -31,10 +32,49 @@ pub mod payment;
 pub mod replay;
 pub mod routing;
 
+pub use channels::{ChannelHealthWorkflow, RedriveWorkflow};
 pub use conversation::ConversationWorkflow;
 pub use order::OrderWorkflow;
 pub use payment::PaymentWorkflow;
 pub use routing::RouteOptimisationWorkflow;
+
+/// The innermost failure of an activity error.
+fn innermost(
+    error: &temporalio_sdk::ActivityExecutionError,
+) -> Option<&temporalio_common::protos::temporal::api::failure::v1::Failure> {
+    let mut failure = error.failure()?;
+    while let Some(cause) = failure.cause.as_deref() {
+        failure = cause;
+    }
+    Some(failure)
+}
+
+/// The application failure type of an activity error (what the activity set with
+/// `type_name`), if any.
+pub(crate) fn failure_type(error: &temporalio_sdk::ActivityExecutionError) -> Option<String> {
+    use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
+    match innermost(error)?.failure_info.as_ref()? {
+        FailureInfo::ApplicationFailureInfo(info) => Some(info.r#type.clone()),
+        _ => None,
+    }
+}
+
+/// The retry delay an activity asked for (`next_retry_delay`), if any.
+pub(crate) fn failure_retry_delay(
+    error: &temporalio_sdk::ActivityExecutionError,
+) -> Option<std::time::Duration> {
+    use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
+    match innermost(error)?.failure_info.as_ref()? {
+        FailureInfo::ApplicationFailureInfo(info) => {
+            let d = info.next_retry_delay.as_ref()?;
+            Some(std::time::Duration::new(
+                u64::try_from(d.seconds).ok()?,
+                u32::try_from(d.nanos).ok()?,
+            ))
+        }
+        _ => None,
+    }
+}
 
 /// The innermost failure message of an activity error (what the activity itself said), for
 /// flow variables and payment reasons.

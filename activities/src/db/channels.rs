@@ -7,6 +7,30 @@ use sqlx::Row;
 use zengine_domain::TenantId;
 
 use super::{Database, now_millis};
+use crate::channels::breaker::{Admit, Breaker, BreakerSettings, BreakerState};
+
+/// A health check's outcome for one account (see [`ChannelRepo::record_health`]).
+#[derive(Debug, Clone)]
+pub struct HealthChange<'a> {
+    pub tenant_id: &'a TenantId,
+    pub strategy: &'a str,
+    /// `UP` or `DOWN`.
+    pub status: &'a str,
+    pub detail: &'a str,
+    pub at: i64,
+}
+
+/// The stored health of one account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelHealth {
+    pub strategy: String,
+    pub status: String,
+    pub detail: String,
+    /// Bumped at every status change (the `Channel.HealthChanged` event ids use it).
+    pub version: i64,
+    pub checked_at: i64,
+    pub changed_at: i64,
+}
 
 /// A tenant's account at a provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +137,286 @@ impl ChannelRepo<'_> {
             account_of(strategy, &key, r)
         })
         .transpose()
+    }
+
+    /// Every account of a tenant, by strategy name.
+    pub async fn accounts(&self, tenant_id: &TenantId) -> anyhow::Result<Vec<ChannelAccount>> {
+        let rows = sqlx::query(
+            "select tenant_id, settings, account_key, strategy from channel_account
+             where tenant_id = $1 order by strategy",
+        )
+        .bind(tenant_id.as_str())
+        .fetch_all(self.db.pool())
+        .await
+        .context("Failed to list channel accounts")?;
+        rows.into_iter()
+            .map(|r| {
+                let key: String = r.get(2);
+                let strategy: String = r.get(3);
+                account_of(&strategy, &key, r)
+            })
+            .collect()
+    }
+
+    /// Tenants with at least one channel account.
+    pub async fn tenants_with_accounts(&self) -> anyhow::Result<Vec<TenantId>> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("select distinct tenant_id from channel_account order by tenant_id")
+                .fetch_all(self.db.pool())
+                .await
+                .context("Failed to list tenants with channel accounts")?;
+        rows.iter()
+            .map(|t| TenantId::parse(t).map_err(|e| anyhow::anyhow!("stored tenant id: {e}")))
+            .collect()
+    }
+
+    /// Removes the tenant's account for `strategy`; whether there was one.
+    pub async fn delete_account(
+        &self,
+        tenant_id: &TenantId,
+        strategy: &str,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let done =
+            sqlx::query("delete from channel_account where tenant_id = $1 and strategy = $2")
+                .bind(tenant_id.as_str())
+                .bind(strategy)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to delete channel account")?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The breaker of (tenant, strategy) (closed when never stored).
+    pub async fn breaker(&self, tenant_id: &TenantId, strategy: &str) -> anyhow::Result<Breaker> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let found = read_breaker(&mut tx, tenant_id, strategy).await?;
+        tx.commit().await?;
+        Ok(found.unwrap_or_default())
+    }
+
+    /// Whether a send may call the provider now. Moving an expired OPEN (or a stale trial) to
+    /// HALF_OPEN is a compare-and-set, so exactly one concurrent sender gets the trial.
+    pub async fn breaker_admit(
+        &self,
+        tenant_id: &TenantId,
+        strategy: &str,
+        now: i64,
+    ) -> anyhow::Result<Admit> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let Some(current) = read_breaker(&mut tx, tenant_id, strategy).await? else {
+            tx.commit().await?;
+            return Ok(Admit::Go);
+        };
+        let (admit, next) = current.admit(now);
+        let admit = match next {
+            Some(next) => {
+                let won = sqlx::query(
+                    "update channel_breaker set state = $1, until_ms = $2, updated_at = $3
+                     where tenant_id = $4 and strategy = $5 and state = $6 and until_ms = $7",
+                )
+                .bind(next.state.as_str())
+                .bind(next.until_ms)
+                .bind(now)
+                .bind(tenant_id.as_str())
+                .bind(strategy)
+                .bind(current.state.as_str())
+                .bind(current.until_ms)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to move circuit breaker")?
+                .rows_affected()
+                    == 1;
+                if won { admit } else { Admit::Wait(1_000) }
+            }
+            None => admit,
+        };
+        tx.commit().await?;
+        Ok(admit)
+    }
+
+    /// Records a send's outcome in the breaker (`healthy`: success, or a failure that does not
+    /// show an outage). Returns the new state.
+    pub async fn breaker_record(
+        &self,
+        tenant_id: &TenantId,
+        strategy: &str,
+        healthy: bool,
+        settings: &BreakerSettings,
+        now: i64,
+    ) -> anyhow::Result<Breaker> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let current = read_breaker(&mut tx, tenant_id, strategy).await?;
+        let next = match (&current, healthy) {
+            // The common case writes nothing.
+            (None, true) => {
+                tx.commit().await?;
+                return Ok(Breaker::default());
+            }
+            (Some(b), true) if *b == Breaker::default() => {
+                tx.commit().await?;
+                return Ok(*b);
+            }
+            (_, true) => Breaker::default(),
+            (c, false) => c.unwrap_or_default().on_outage(settings, now),
+        };
+        sqlx::query(
+            "insert into channel_breaker (tenant_id, strategy, state, failures, opened, until_ms, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7)
+             on conflict (tenant_id, strategy) do update set state = excluded.state,
+                 failures = excluded.failures, opened = excluded.opened,
+                 until_ms = excluded.until_ms, updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id.as_str())
+        .bind(strategy)
+        .bind(next.state.as_str())
+        .bind(i64::from(next.failures))
+        .bind(i64::from(next.opened))
+        .bind(next.until_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to store circuit breaker")?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    /// Stores a health check's result; when the status changed (or is new), bumps the version
+    /// and records `Channel.HealthChanged` in the same transaction. Returns whether it changed.
+    pub async fn record_health(&self, change: HealthChange<'_>) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(change.tenant_id).await?;
+        let current: Option<(String, i64)> = sqlx::query_as(
+            "select status, version from channel_health where tenant_id = $1 and strategy = $2",
+        )
+        .bind(change.tenant_id.as_str())
+        .bind(change.strategy)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("Failed to read channel health")?;
+        let changed = current
+            .as_ref()
+            .is_none_or(|(status, _)| status != change.status);
+        let version = current.as_ref().map_or(0, |(_, v)| *v) + i64::from(changed);
+        sqlx::query(
+            "insert into channel_health (tenant_id, strategy, status, detail, version, checked_at, changed_at)
+             values ($1, $2, $3, $4, $5, $6, $6)
+             on conflict (tenant_id, strategy) do update set status = excluded.status,
+                 detail = excluded.detail, version = excluded.version,
+                 checked_at = excluded.checked_at,
+                 changed_at = case when channel_health.status = excluded.status
+                     then channel_health.changed_at else excluded.changed_at end",
+        )
+        .bind(change.tenant_id.as_str())
+        .bind(change.strategy)
+        .bind(change.status)
+        .bind(change.detail)
+        .bind(version)
+        .bind(change.at)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to store channel health")?;
+        if changed {
+            super::events::record_in(
+                &mut tx,
+                super::NewEvent {
+                    event_id: &format!(
+                        "{}/channel/{}/health-{version}",
+                        change.tenant_id, change.strategy
+                    ),
+                    tenant_id: change.tenant_id,
+                    event_type: "Channel.HealthChanged",
+                    subject: change.strategy,
+                    payload: &serde_json::json!({
+                        "strategy": change.strategy,
+                        "status": change.status,
+                        "previous": current.map(|(s, _)| s),
+                        "detail": change.detail,
+                    }),
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// The stored health of the tenant's accounts.
+    pub async fn health(&self, tenant_id: &TenantId) -> anyhow::Result<Vec<ChannelHealth>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let rows = sqlx::query(
+            "select strategy, status, detail, version, checked_at, changed_at from channel_health
+             where tenant_id = $1 order by strategy",
+        )
+        .bind(tenant_id.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to read channel health")?;
+        tx.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ChannelHealth {
+                strategy: r.get(0),
+                status: r.get(1),
+                detail: r.get(2),
+                version: r.get(3),
+                checked_at: r.get(4),
+                changed_at: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Notes why the last attempt failed (the message stays PENDING).
+    pub async fn note_error(
+        &self,
+        tenant_id: &TenantId,
+        client_message_id: &str,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        sqlx::query(
+            "update outbound_message set last_error = $1, updated_at = $2
+             where tenant_id = $3 and client_message_id = $4",
+        )
+        .bind(error)
+        .bind(now_millis())
+        .bind(tenant_id.as_str())
+        .bind(client_message_id)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to note outbound error")?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Claims a dead letter for re-driving: DEAD → PENDING with its attempts reset (a re-drive
+    /// is a fresh delivery; `last_error` stays). Compare-and-set, so two operators re-driving at
+    /// once send it once. Returns the record when this call claimed it.
+    pub async fn claim_dead_letter(
+        &self,
+        tenant_id: &TenantId,
+        client_message_id: &str,
+    ) -> anyhow::Result<Option<OutboundRecord>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let claimed = sqlx::query(
+            "update outbound_message set state = 'PENDING', attempts = 0, updated_at = $1
+             where tenant_id = $2 and client_message_id = $3 and state = 'DEAD'",
+        )
+        .bind(now_millis())
+        .bind(tenant_id.as_str())
+        .bind(client_message_id)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to claim dead letter")?
+        .rows_affected()
+            == 1;
+        let record = if claimed {
+            fetch_outbound(&mut tx, tenant_id, client_message_id).await?
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(record)
     }
 
     /// Records an accepted inbound provider message; `false` when it was seen before.
@@ -354,6 +658,32 @@ impl ChannelRepo<'_> {
 
 const OUTBOUND_COLUMNS: &str = "client_message_id, strategy, recipient, provider_message_id, \
      state, attempts, last_error, payload, created_at, updated_at";
+
+async fn read_breaker(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &TenantId,
+    strategy: &str,
+) -> anyhow::Result<Option<Breaker>> {
+    let row: Option<(String, i64, i64, i64)> = sqlx::query_as(
+        "select state, failures, opened, until_ms from channel_breaker
+         where tenant_id = $1 and strategy = $2",
+    )
+    .bind(tenant_id.as_str())
+    .bind(strategy)
+    .fetch_optional(conn)
+    .await
+    .context("Failed to read circuit breaker")?;
+    row.map(|(state, failures, opened, until_ms)| {
+        Ok(Breaker {
+            state: BreakerState::parse(&state)
+                .with_context(|| format!("stored breaker state `{state}`"))?,
+            failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            opened: u32::try_from(opened).unwrap_or(u32::MAX),
+            until_ms,
+        })
+    })
+    .transpose()
+}
 
 async fn fetch_outbound(
     conn: &mut sqlx::AnyConnection,

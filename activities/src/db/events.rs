@@ -25,6 +25,16 @@ pub struct StoredEvent {
     pub subject: String,
     pub payload: serde_json::Value,
     pub occurred_at: i64,
+    /// Position in the tenant's event stream (the `GET /v1/events` cursor).
+    pub seq: i64,
+}
+
+/// A page of the event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// Pass as `after` to read on; equals the request's `after` when nothing new is visible.
+    pub next_after: i64,
 }
 
 /// Event and survey queries.
@@ -49,7 +59,7 @@ impl EventRepo<'_> {
     ) -> anyhow::Result<Vec<StoredEvent>> {
         let mut tx = self.db.begin_for(tenant_id).await?;
         let rows = sqlx::query(
-            "select event_id, event_type, subject, payload, occurred_at from domain_event
+            "select event_id, event_type, subject, payload, occurred_at, seq from domain_event
              where tenant_id = $1 and event_type = $2 order by occurred_at, event_id",
         )
         .bind(tenant_id.as_str())
@@ -67,9 +77,58 @@ impl EventRepo<'_> {
                     subject: row.get(2),
                     payload: serde_json::from_str(&payload)?,
                     occurred_at: row.get(4),
+                    seq: row.get(5),
                 })
             })
             .collect()
+    }
+
+    /// The tenant's events after `after` in stream order, at most `limit`, optionally of one
+    /// type. Events younger than `settle_ms` are held back: a transaction that took its
+    /// sequence number earlier may still be committing, and a reader that moved its cursor past
+    /// it would never see it. Consumers dedupe by `event_id` (delivery is at least once).
+    pub async fn page(
+        &self,
+        tenant_id: &TenantId,
+        after: i64,
+        limit: i64,
+        event_type: Option<&str>,
+        settle_ms: i64,
+    ) -> anyhow::Result<EventPage> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let visible_before = now_millis() - settle_ms;
+        let rows = sqlx::query(
+            "select event_id, event_type, subject, payload, occurred_at, seq from domain_event
+             where tenant_id = $1 and seq > $2 and ($3 = '' or event_type = $3)
+             order by seq limit $4",
+        )
+        .bind(tenant_id.as_str())
+        .bind(after)
+        .bind(event_type.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to page domain events")?;
+        tx.commit().await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let occurred_at: i64 = row.get(4);
+            if occurred_at > visible_before {
+                // Stop at the first unsettled event so the cursor never skips one.
+                break;
+            }
+            let payload: String = row.get(3);
+            events.push(StoredEvent {
+                event_id: row.get(0),
+                event_type: row.get(1),
+                subject: row.get(2),
+                payload: serde_json::from_str(&payload)?,
+                occurred_at,
+                seq: row.get(5),
+            });
+        }
+        let next_after = events.last().map_or(after, |e| e.seq);
+        Ok(EventPage { events, next_after })
     }
 
     /// Stores a survey answer unless `survey_key` exists; returns whether it was new.

@@ -24,8 +24,8 @@ use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
-pub use channels::{ChannelAccount, ChannelRepo, OutboundRecord};
-pub use events::{EventRepo, NewEvent, StoredEvent};
+pub use channels::{ChannelAccount, ChannelHealth, ChannelRepo, HealthChange, OutboundRecord};
+pub use events::{EventPage, EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use orders::{CreateOrderError, NewOrder, Order, OrderFilter, OrderRepo};
 pub use payments::{

@@ -45,6 +45,7 @@ const ROW_ID_MAX: usize = 200;
 const MAX_LIST_ROWS: usize = 10;
 const MAX_LIST_SECTIONS: usize = 10;
 const CALLBACK_DATA_MAX_BYTES: usize = 512;
+const TEMPLATE_PARAMETER_MAX: usize = 1024;
 
 /// One thing a webhook POST told us. A single POST may carry several entries/changes/messages/
 /// statuses; all are returned in order.
@@ -504,6 +505,12 @@ pub fn send_body(to: &str, reply: &Reply, callback_data: Option<&str>) -> Value 
                 list_payload(text, button, &sections)
             }
         }
+        Reply::Template {
+            name,
+            language,
+            parameters,
+            ..
+        } => template_payload(name, language, parameters),
     };
     let mut body = Map::new();
     body.insert("messaging_product".to_owned(), json!("whatsapp"));
@@ -518,6 +525,23 @@ pub fn send_body(to: &str, reply: &Reply, callback_data: Option<&str>) -> Value 
         );
     }
     Value::Object(body)
+}
+
+fn template_payload(name: &str, language: &str, parameters: &[String]) -> (String, Value) {
+    let mut template = Map::new();
+    template.insert("name".to_owned(), json!(name));
+    template.insert("language".to_owned(), json!({ "code": language }));
+    if !parameters.is_empty() {
+        let parameters: Vec<Value> = parameters
+            .iter()
+            .map(|p| json!({ "type": "text", "text": truncate_chars(p, TEMPLATE_PARAMETER_MAX) }))
+            .collect();
+        template.insert(
+            "components".to_owned(),
+            json!([{ "type": "body", "parameters": parameters }]),
+        );
+    }
+    ("template".to_owned(), Value::Object(template))
 }
 
 fn text_payload(text: &str) -> (String, Value) {

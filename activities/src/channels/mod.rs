@@ -1,0 +1,576 @@
+//! Channel connectors: the connector SDK ([`sdk`]), the strategies, and the activities that
+//! deliver replies through them (task queue `channels`).
+//!
+//! # Delivery, once per logical send
+//!
+//! One [`ChannelActivities::deliver`] call sends one reply. Its `client_message_id` is derived
+//! inside the workflow (`{conversation workflow id}/out-{seq}`), so every retry of the same
+//! logical send carries the same id, and the outbound log (`outbound_message`) keyed by it makes
+//! the send idempotent:
+//!
+//! - already accepted by the provider (provider message id stored) → not sent again;
+//! - a previous attempt's outcome is unknown (the worker died after the HTTP call) → wait a few
+//!   seconds for the provider's status webhook, which echoes the id, before sending again —
+//!   unless the provider deduplicates by our id itself (Amazon Connect's `ClientToken`);
+//! - errors: 4xx, invalid recipient, auth and bad-parameter codes → non-retryable failure of
+//!   type [`SEND_REJECTED`]; 429, 5xx, timeouts → retryable, after the provider's
+//!   `Retry-After` or an exponential delay with ±20 % jitter;
+//! - a missing secret → non-retryable [`SECRET_MISSING`], naming the reference only;
+//! - the (strategy, tenant) circuit is open → no provider call: [`CIRCUIT_OPEN`] (the workflow
+//!   waits and tries again) or, when the account says `on_open: dead_letter`, [`SEND_REJECTED`].
+//!
+//! # The strategies
+//!
+//! | name | channel | module |
+//! |---|---|---|
+//! | `whatsapp-meta-cloud` | whatsapp | [`whatsapp`] |
+//! | `whatsapp-360dialog` | whatsapp | [`whatsapp`] |
+//! | `360dialog-templates` | whatsapp (templates only) | [`whatsapp`] |
+//! | `webchat-http` | webchat (replies in the update result) | [`webchat`] |
+
+pub mod breaker;
+pub mod sdk;
+pub mod webchat;
+pub mod whatsapp;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use zengine_domain::{Reply, TenantId};
+
+use crate::db::{ChannelAccount, Database, HealthChange, NewEvent, now_millis};
+use breaker::{Admit, BreakerSettings, OnOpen};
+use sdk::{
+    ConfigError, Health, InboundStrategy, OutboundMessage, OutboundStrategy, SendContext,
+    SendError, StrategyEnv,
+};
+
+pub use whatsapp::{DIALOG360_TEMPLATES, WHATSAPP_360DIALOG, WHATSAPP_META_CLOUD};
+
+/// Failure type: the provider refused the message for good (bad recipient, auth, parameters).
+pub const SEND_REJECTED: &str = "ChannelSendRejected";
+/// Failure type: a secret reference does not resolve.
+pub const SECRET_MISSING: &str = "SecretMissing";
+/// Failure type: the tenant has no (usable) account for the channel.
+pub const NOT_CONFIGURED: &str = "ChannelNotConfigured";
+/// Failure type: the provider is unavailable (retryable).
+pub const UNAVAILABLE: &str = "ChannelUnavailable";
+/// Failure type: the strategy's circuit is open for the tenant; nothing was sent. Not retried
+/// by the activity's policy: the workflow waits with a durable timer and tries again.
+pub const CIRCUIT_OPEN: &str = "ChannelCircuitOpen";
+
+/// Whether replies on `channel` are pushed through an outbound strategy (every channel but
+/// webchat, whose replies travel back in the HTTP response).
+pub fn pushes_replies(channel: &str) -> bool {
+    matches!(
+        channel,
+        "whatsapp" | "five9" | "amazon-connect" | "sms" | "email"
+    )
+}
+
+/// Every strategy this build knows, by name.
+#[derive(Clone)]
+pub struct Registry {
+    outbound: BTreeMap<&'static str, Arc<dyn OutboundStrategy>>,
+    inbound: BTreeMap<&'static str, Arc<dyn InboundStrategy>>,
+}
+
+/// Deployment-wide inputs of the inbound strategies.
+#[derive(Clone, Default)]
+pub struct InboundOptions {
+    /// Meta app secret (signs every WhatsApp Cloud API webhook); empty disables that ingress.
+    pub whatsapp_app_secret: secrecy::SecretString,
+}
+
+impl Registry {
+    /// The standard strategies.
+    pub fn standard(options: InboundOptions) -> Self {
+        let mut registry = Registry {
+            outbound: BTreeMap::new(),
+            inbound: BTreeMap::new(),
+        };
+        registry.add_outbound(Arc::new(whatsapp::MetaCloud));
+        registry.add_outbound(Arc::new(whatsapp::Dialog360::messages()));
+        registry.add_outbound(Arc::new(whatsapp::Dialog360::templates()));
+        registry.add_outbound(Arc::new(webchat::WebchatHttp));
+        registry.add_inbound(Arc::new(whatsapp::MetaCloudInbound::new(
+            options.whatsapp_app_secret,
+        )));
+        registry.add_inbound(Arc::new(whatsapp::Dialog360Inbound));
+        registry
+    }
+
+    pub fn add_outbound(&mut self, strategy: Arc<dyn OutboundStrategy>) {
+        self.outbound.insert(strategy.name(), strategy);
+    }
+
+    pub fn add_inbound(&mut self, strategy: Arc<dyn InboundStrategy>) {
+        self.inbound.insert(strategy.slug(), strategy);
+    }
+
+    /// The outbound strategy named `name`.
+    pub fn outbound(&self, name: &str) -> Option<&Arc<dyn OutboundStrategy>> {
+        self.outbound.get(name)
+    }
+
+    /// The inbound strategy serving `POST /v1/webhooks/{slug}`.
+    pub fn inbound(&self, slug: &str) -> Option<&Arc<dyn InboundStrategy>> {
+        self.inbound.get(slug)
+    }
+
+    /// Names of the outbound strategies.
+    pub fn outbound_names(&self) -> Vec<&'static str> {
+        self.outbound.keys().copied().collect()
+    }
+
+    /// The strategy that serves conversations on `channel` for these accounts of a tenant:
+    /// the account marked `"primary": true`, else the first by name. Template-only strategies
+    /// never serve conversations.
+    pub fn for_channel<'a>(
+        &self,
+        channel: &str,
+        accounts: &'a [ChannelAccount],
+    ) -> Option<&'a ChannelAccount> {
+        let mut serving: Vec<&ChannelAccount> = accounts
+            .iter()
+            .filter(|a| a.strategy != DIALOG360_TEMPLATES)
+            .filter(|a| {
+                self.outbound(&a.strategy)
+                    .is_some_and(|s| s.channel().as_str() == channel)
+            })
+            .collect();
+        serving.sort_by(|a, b| a.strategy.cmp(&b.strategy));
+        serving
+            .iter()
+            .find(|a| a.settings.get("primary") == Some(&serde_json::Value::Bool(true)))
+            .or(serving.first())
+            .copied()
+    }
+}
+
+/// Input of [`ChannelActivities::deliver`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverReply {
+    pub tenant_id: TenantId,
+    pub channel: String,
+    pub recipient: String,
+    pub client_message_id: String,
+    pub reply: Reply,
+    /// Send through this strategy instead of the one serving the channel (notifications,
+    /// re-drives of a dead letter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+}
+
+/// Input of [`ChannelActivities::dead_letter`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub tenant_id: TenantId,
+    pub channel: String,
+    pub recipient: String,
+    pub client_message_id: String,
+    pub reply: Reply,
+    pub error: String,
+}
+
+/// What the provider answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    pub provider_message_id: String,
+    /// `true` when an earlier attempt had already been accepted (nothing was sent now).
+    pub already_sent: bool,
+    /// The strategy that sent it.
+    #[serde(default)]
+    pub strategy: String,
+}
+
+/// Input of [`ChannelActivities::check_health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub tenant_id: TenantId,
+}
+
+/// One account's health as a check found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountHealth {
+    pub strategy: String,
+    pub health: Health,
+    /// Whether the status differs from the previous check (a `Channel.HealthChanged` event
+    /// was recorded).
+    pub changed: bool,
+}
+
+fn failure(
+    type_name: &str,
+    message: String,
+    retryable: bool,
+    delay: Option<Duration>,
+) -> ActivityError {
+    let builder = ApplicationFailure::builder(message)
+        .type_name(type_name.to_owned())
+        .non_retryable(!retryable);
+    ActivityError::application(match delay {
+        Some(delay) => builder.next_retry_delay(delay).build(),
+        None => builder.build(),
+    })
+}
+
+fn config_failure(e: ConfigError) -> ActivityError {
+    match e {
+        ConfigError::Secret(e) => failure(SECRET_MISSING, e.to_string(), false, None),
+        e @ ConfigError::Invalid { .. } => failure(NOT_CONFIGURED, e.to_string(), false, None),
+    }
+}
+
+/// The delay before retry `attempt + 1`: the provider's hint, else 1 s · 2^(attempt-1) capped
+/// at 60 s, with ±20 % jitter so a recovering provider is not hit by every retry at once.
+pub fn retry_delay(attempt: u32, hint: Option<Duration>) -> Duration {
+    if let Some(hint) = hint {
+        return hint;
+    }
+    let base = 1_000u64
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(6))
+        .min(60_000);
+    let jitter = rand::random_range(0.8..=1.2);
+    Duration::from_millis((base as f64 * jitter) as u64)
+}
+
+fn breaker_settings(account: &ChannelAccount) -> Result<BreakerSettings, ActivityError> {
+    match account.settings.get("circuit") {
+        None => Ok(BreakerSettings::default()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            failure(
+                NOT_CONFIGURED,
+                format!("{} settings: circuit: {e}", account.strategy),
+                false,
+                None,
+            )
+        }),
+    }
+}
+
+/// The channel activities: delivery, dead letters, health checks.
+pub struct ChannelActivities {
+    db: Database,
+    env: StrategyEnv,
+    registry: Registry,
+    /// How long a retry whose earlier attempt's outcome is unknown waits for a delivery status.
+    status_wait: Duration,
+}
+
+impl ChannelActivities {
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            env: StrategyEnv::new(),
+            registry: Registry::standard(InboundOptions::default()),
+            status_wait: Duration::from_secs(5),
+        }
+    }
+
+    /// The tenant's account that serves this delivery.
+    async fn account_for(&self, input: &DeliverReply) -> Result<ChannelAccount, ActivityError> {
+        let accounts = self.db.channels().accounts(&input.tenant_id).await?;
+        let found = match &input.strategy {
+            Some(name) => accounts.iter().find(|a| &a.strategy == name),
+            None => self.registry.for_channel(&input.channel, &accounts),
+        };
+        found.cloned().ok_or_else(|| {
+            failure(
+                NOT_CONFIGURED,
+                match &input.strategy {
+                    Some(name) => format!("tenant `{}` has no `{name}` account", input.tenant_id),
+                    None => format!(
+                        "tenant `{}` has no account serving the `{}` channel",
+                        input.tenant_id, input.channel
+                    ),
+                },
+                false,
+                None,
+            )
+        })
+    }
+
+    /// Asks the (strategy, tenant) circuit whether a provider call may happen now.
+    async fn admit(
+        &self,
+        account: &ChannelAccount,
+        settings: &BreakerSettings,
+    ) -> Result<(), ActivityError> {
+        match self
+            .db
+            .channels()
+            .breaker_admit(&account.tenant_id, &account.strategy, now_millis())
+            .await?
+        {
+            Admit::Go | Admit::Trial => Ok(()),
+            Admit::Wait(ms) => {
+                let message = format!(
+                    "{}: circuit open for tenant `{}`; next trial in {} ms",
+                    account.strategy, account.tenant_id, ms
+                );
+                Err(match settings.on_open {
+                    OnOpen::Wait => failure(
+                        CIRCUIT_OPEN,
+                        message,
+                        false,
+                        Some(Duration::from_millis(ms.max(0) as u64)),
+                    ),
+                    OnOpen::DeadLetter => failure(SEND_REJECTED, message, false, None),
+                })
+            }
+        }
+    }
+}
+
+#[activities]
+impl ChannelActivities {
+    /// Sends one reply through the tenant's strategy, at most once per `client_message_id` as
+    /// far as the provider lets us know.
+    #[activity(name = "DeliverReply")]
+    pub async fn deliver(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: DeliverReply,
+    ) -> Result<Delivered, ActivityError> {
+        let account = self.account_for(&input).await?;
+        let Some(strategy) = self.registry.outbound(&account.strategy).cloned() else {
+            return Err(failure(
+                NOT_CONFIGURED,
+                format!("unknown strategy `{}`", account.strategy),
+                false,
+                None,
+            ));
+        };
+        let breaker = breaker_settings(&account)?;
+        let connection = strategy
+            .configure(&account, &self.env)
+            .map_err(config_failure)?;
+        let payload = serde_json::to_value(&input.reply).map_err(anyhow::Error::from)?;
+        let channels = self.db.channels();
+        let record = channels
+            .begin_send(
+                &input.tenant_id,
+                &input.client_message_id,
+                strategy.name(),
+                &input.recipient,
+                &payload,
+            )
+            .await?;
+        let done = |id: String, already_sent: bool| Delivered {
+            provider_message_id: id,
+            already_sent,
+            strategy: strategy.name().to_owned(),
+        };
+        if let Some(id) = record.provider_message_id {
+            return Ok(done(id, true));
+        }
+        if record.attempts > 1 && record.state != "DEAD" && !strategy.provider_dedupes() {
+            // An earlier attempt may have been accepted before its worker died: its status
+            // webhook carries our id. Give it a moment before sending again.
+            let step = Duration::from_millis(500);
+            let mut waited = Duration::ZERO;
+            while waited < self.status_wait {
+                let _ = ctx.record_heartbeat("waiting for a delivery status").await;
+                tokio::time::sleep(step).await;
+                waited += step;
+                if let Some(id) = channels
+                    .outbound(&input.tenant_id, &input.client_message_id)
+                    .await?
+                    .and_then(|r| r.provider_message_id)
+                {
+                    return Ok(done(id, true));
+                }
+            }
+        }
+        self.admit(&account, &breaker).await?;
+        let message = OutboundMessage {
+            tenant_id: input.tenant_id.clone(),
+            recipient: input.recipient.clone(),
+            client_message_id: input.client_message_id.clone(),
+            reply: input.reply.clone(),
+        };
+        let attempt = ctx.info().attempt;
+        let result = connection.send(&message, &SendContext { attempt }).await;
+        let outage = matches!(&result, Err(e) if e.is_retryable());
+        channels
+            .breaker_record(
+                &input.tenant_id,
+                strategy.name(),
+                !outage,
+                &breaker,
+                now_millis(),
+            )
+            .await?;
+        match result {
+            Ok(sent) => {
+                channels
+                    .mark_sent(
+                        &input.tenant_id,
+                        &input.client_message_id,
+                        &sent.provider_message_id,
+                    )
+                    .await?;
+                Ok(done(sent.provider_message_id, false))
+            }
+            Err(SendError::Retryable {
+                message,
+                retry_after,
+            }) => {
+                channels
+                    .note_error(&input.tenant_id, &input.client_message_id, &message)
+                    .await?;
+                Err(failure(
+                    UNAVAILABLE,
+                    message,
+                    true,
+                    Some(retry_delay(attempt, retry_after)),
+                ))
+            }
+            Err(SendError::Rejected { message, .. }) => {
+                Err(failure(SEND_REJECTED, message, false, None))
+            }
+        }
+    }
+
+    /// Gives up on a reply: a dead letter operators can list and re-drive, and an
+    /// `Outbound.Failed` event.
+    #[activity(name = "DeadLetterReply")]
+    pub async fn dead_letter(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: DeadLetter,
+    ) -> Result<(), ActivityError> {
+        let payload = serde_json::to_value(&input.reply).map_err(anyhow::Error::from)?;
+        let channels = self.db.channels();
+        let strategy = match channels
+            .outbound(&input.tenant_id, &input.client_message_id)
+            .await?
+        {
+            Some(record) => record.strategy,
+            None => {
+                let accounts = channels.accounts(&input.tenant_id).await?;
+                let strategy = self
+                    .registry
+                    .for_channel(&input.channel, &accounts)
+                    .map_or_else(
+                        || format!("{}:unconfigured", input.channel),
+                        |a| a.strategy.clone(),
+                    );
+                channels
+                    .begin_send(
+                        &input.tenant_id,
+                        &input.client_message_id,
+                        &strategy,
+                        &input.recipient,
+                        &payload,
+                    )
+                    .await?;
+                strategy
+            }
+        };
+        channels
+            .mark_dead(&input.tenant_id, &input.client_message_id, &input.error)
+            .await?;
+        self.db
+            .events()
+            .record(NewEvent {
+                event_id: &format!("{}/failed", input.client_message_id),
+                tenant_id: &input.tenant_id,
+                event_type: "Outbound.Failed",
+                subject: &input.client_message_id,
+                payload: &serde_json::json!({
+                    "strategy": strategy,
+                    "channel": input.channel,
+                    "error": input.error,
+                }),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Runs every account's health check for a tenant; records `Channel.HealthChanged` when a
+    /// status differs from the previous check's.
+    #[activity(name = "CheckChannelHealth")]
+    pub async fn check_health(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: HealthCheck,
+    ) -> Result<Vec<AccountHealth>, ActivityError> {
+        let channels = self.db.channels();
+        let mut report = Vec::new();
+        for account in channels.accounts(&input.tenant_id).await? {
+            let health = match self.registry.outbound(&account.strategy) {
+                None => Health::down(format!("unknown strategy `{}`", account.strategy)),
+                Some(strategy) => match strategy.configure(&account, &self.env) {
+                    Ok(connection) => connection.healthcheck().await,
+                    Err(e) => Health::down(e.to_string()),
+                },
+            };
+            let changed = channels
+                .record_health(HealthChange {
+                    tenant_id: &account.tenant_id,
+                    strategy: &account.strategy,
+                    status: health.status.as_str(),
+                    detail: &health.detail,
+                    at: now_millis(),
+                })
+                .await?;
+            report.push(AccountHealth {
+                strategy: account.strategy,
+                health,
+                changed,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Tenants that have channel accounts (the health schedule checks each).
+    #[activity(name = "ListChannelTenants")]
+    pub async fn channel_tenants(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        _input: (),
+    ) -> Result<Vec<TenantId>, ActivityError> {
+        Ok(self.db.channels().tenants_with_accounts().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_with_jitter_and_honour_hints() {
+        for attempt in 1..=8 {
+            let base = (1_000u64 << (attempt - 1).min(6)).min(60_000) as f64;
+            for _ in 0..50 {
+                let d = retry_delay(attempt, None).as_millis() as f64;
+                assert!(
+                    d >= base * 0.8 - 1.0 && d <= base * 1.2 + 1.0,
+                    "{attempt}: {d}"
+                );
+            }
+        }
+        let spread: std::collections::BTreeSet<u128> =
+            (0..50).map(|_| retry_delay(3, None).as_millis()).collect();
+        assert!(spread.len() > 5, "jittered, not constant");
+        assert_eq!(
+            retry_delay(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
+    fn push_channels_are_all_but_webchat() {
+        assert!(!pushes_replies("webchat"));
+        for c in ["whatsapp", "five9", "amazon-connect", "sms", "email"] {
+            assert!(pushes_replies(c), "{c}");
+        }
+    }
+}

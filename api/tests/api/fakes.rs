@@ -1,0 +1,204 @@
+//! A loopback fake HTTP provider for the channel contract tests: it records every request
+//! (method, path, headers, body), answers from per-route handlers, and can be told to answer
+//! a scripted sequence first (e.g. three 503s, then the normal answer) or to be down for a
+//! while. Used only for providers with no local peer (Meta, 360dialog, Five9, Connect).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// One request the fake received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+}
+
+/// A scripted answer.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    pub fn json(status: u16, body: Value) -> Self {
+        Answer {
+            status,
+            body: body.to_string(),
+            headers: vec![("content-type".into(), "application/json".into())],
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&Seen, usize) -> Answer + Send + Sync>;
+
+#[derive(Default)]
+struct State {
+    seen: Vec<Seen>,
+    /// Scripted answers by route key (`METHOD /path-prefix`), used before the handler.
+    script: HashMap<String, VecDeque<Answer>>,
+    /// Answer every request of a route with this until cleared (an outage).
+    down: HashMap<String, Answer>,
+    handlers: Vec<(String, Handler)>,
+}
+
+/// The fake; clones share state.
+#[derive(Clone)]
+pub struct FakeProvider {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeProvider {
+    /// Starts a fake on a free loopback port.
+    pub async fn start() -> Self {
+        let state: Arc<Mutex<State>> = Arc::default();
+        let shared = state.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let state = shared.clone();
+                async move { answer(&state, method, uri, headers, body) }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeProvider { url, state }
+    }
+
+    /// Answers `METHOD /prefix…` with `handler(request, n)` (`n`: 1-based count of requests to
+    /// that route so far). The longest matching prefix wins.
+    pub fn on(
+        &self,
+        route: &str,
+        handler: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static,
+    ) -> &Self {
+        self.state
+            .lock()
+            .unwrap()
+            .handlers
+            .push((route.to_owned(), Arc::new(handler)));
+        self
+    }
+
+    /// Answers the next requests of `route` with these, in order, before the handler.
+    pub fn script(&self, route: &str, answers: impl IntoIterator<Item = Answer>) {
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .entry(route.to_owned())
+            .or_default()
+            .extend(answers);
+    }
+
+    /// Answers every request of `route` with `answer` until [`FakeProvider::up`].
+    pub fn down(&self, route: &str, answer: Answer) {
+        self.state
+            .lock()
+            .unwrap()
+            .down
+            .insert(route.to_owned(), answer);
+    }
+
+    pub fn up(&self, route: &str) {
+        self.state.lock().unwrap().down.remove(route);
+    }
+
+    /// Requests whose `METHOD /path` starts with `route`.
+    pub fn seen(&self, route: &str) -> Vec<Seen> {
+        self.state
+            .lock()
+            .unwrap()
+            .seen
+            .iter()
+            .filter(|s| format!("{} {}", s.method, s.path).starts_with(route))
+            .cloned()
+            .collect()
+    }
+}
+
+fn answer(
+    state: &Mutex<State>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri
+        .path_and_query()
+        .map_or(uri.path().to_owned(), |p| p.as_str().to_owned());
+    let seen = Seen {
+        method: method.to_string(),
+        path: path.clone(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        body: serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
+    };
+    let key = format!("{method} {path}");
+    let mut state = state.lock().unwrap();
+    state.seen.push(seen.clone());
+    let best = |routes: Vec<&String>| {
+        routes
+            .into_iter()
+            .filter(|r| key.starts_with(r.as_str()))
+            .max_by_key(|r| r.len())
+            .cloned()
+    };
+    let reply = if let Some(route) = best(state.down.keys().collect()) {
+        state.down[&route].clone()
+    } else if let Some(route) = best(
+        state
+            .script
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(r, _)| r)
+            .collect(),
+    ) {
+        state.script.get_mut(&route).unwrap().pop_front().unwrap()
+    } else if let Some((route, handler)) = state
+        .handlers
+        .iter()
+        .filter(|(r, _)| key.starts_with(r.as_str()))
+        .max_by_key(|(r, _)| r.len())
+        .map(|(r, h)| (r.clone(), h.clone()))
+    {
+        let n = state
+            .seen
+            .iter()
+            .filter(|s| format!("{} {}", s.method, s.path).starts_with(&route))
+            .count();
+        drop(state);
+        handler(&seen, n)
+    } else {
+        Answer::json(404, serde_json::json!({"error": "no such fake route"}))
+    };
+    let mut response = (
+        StatusCode::from_u16(reply.status).unwrap(),
+        reply.body.clone(),
+    )
+        .into_response();
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    response
+}
