@@ -364,3 +364,51 @@ pub async fn delete_template(
         .map_err(template_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[derive(Deserialize)]
+pub struct ConnectContact {
+    contact_id: String,
+    participant_token: String,
+}
+
+/// `POST /v1/channels/amazon-connect/contacts` `{contact_id, participant_token}`: the contact
+/// flow registers the bot participant it created for a chat (`CreateParticipant` with role
+/// `CUSTOM_BOT`), so replies to that contact can be sent. Idempotent.
+pub async fn register_connect_contact(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant_id = tenant(&state, &headers).await?;
+    let body = crate::read_body(body)?;
+    let contact: ConnectContact = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })?;
+    zengine_domain::SessionId::parse(contact.contact_id.as_str())
+        .map_err(|e| invalid("contact_id", &e.to_string()))?;
+    if contact.participant_token.trim().is_empty() || contact.participant_token.len() > 4096 {
+        return Err(invalid("participant_token", "must be 1 to 4096 characters"));
+    }
+    if state
+        .db
+        .channels()
+        .account(
+            &tenant_id,
+            zengine_activities::channels::connect::AMAZON_CONNECT_CHAT,
+        )
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("tenant `{tenant_id}` has no `amazon-connect-chat` account"),
+        ));
+    }
+    state
+        .db
+        .channels()
+        .register_connect_participant(&tenant_id, &contact.contact_id, &contact.participant_token)
+        .await?;
+    Ok(Json(json!({"contact_id": contact.contact_id, "registered": true})).into_response())
+}

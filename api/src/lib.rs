@@ -64,6 +64,10 @@ pub struct ApiSettings {
     pub admin_token: secrecy::SecretString,
     /// History length at which a conversation workflow continues as new (keeps replays short).
     pub conversation_history_limit: u32,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` is believed: behind them, a webhook's
+    /// source address (Five9's IP allowlist) is the rightmost forwarded address that is not a
+    /// trusted proxy. Empty: the socket peer is the source.
+    pub trusted_proxies: Vec<String>,
     /// How long tenants and their current flows are cached per API process (0 disables).
     /// A flow published through this process is seen at once; other replicas within this time.
     pub tenant_cache_ttl_ms: u64,
@@ -81,6 +85,7 @@ impl Default for ApiSettings {
             whatsapp_app_secret: secrecy::SecretString::from(String::new()),
             whatsapp_verify_token: secrecy::SecretString::from(String::new()),
             conversation_history_limit: zengine_workflows::conversation::DEFAULT_MAX_HISTORY_EVENTS,
+            trusted_proxies: Vec::new(),
             tenant_cache_ttl_ms: 2_000,
         }
     }
@@ -164,6 +169,10 @@ pub fn router(state: AppState) -> Router {
             post(channels::redrive),
         )
         .route("/v1/channels/health", get(channels::health))
+        .route(
+            "/v1/channels/amazon-connect/contacts",
+            post(channels::register_connect_contact),
+        )
         .route("/v1/channels/health/check", post(channels::check_health))
         .route(
             "/v1/channels/360dialog/templates",

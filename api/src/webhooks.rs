@@ -19,7 +19,7 @@
 //!
 //! Nothing here logs message bodies or secrets.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -140,10 +140,18 @@ async fn ingest(
             })
         })
         .transpose()?;
-    let peer = request
+    let socket_peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let peer = source_address(
+        socket_peer,
+        request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        &state.settings.trusted_proxies,
+    );
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
@@ -253,6 +261,43 @@ async fn ingest(
         "ignored": tally.ignored,
     }))
     .into_response())
+}
+
+/// The address a request came from: the socket peer, or — when the peer is a trusted proxy —
+/// the rightmost `X-Forwarded-For` address that is not one.
+fn source_address(
+    peer: Option<IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[String],
+) -> Option<IpAddr> {
+    let trusted: Vec<ipnet::IpNet> = trusted
+        .iter()
+        .filter_map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .ok()
+                .or_else(|| t.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+        })
+        .collect();
+    let is_trusted = |ip: IpAddr| zengine_activities::channels::five9::ip_allowed(ip, &trusted);
+    let peer = peer?;
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let Some(chain) = forwarded_for else {
+        return Some(peer);
+    };
+    let mut source = peer;
+    for hop in chain.rsplit(',') {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            // Unparseable: stop believing the chain here.
+            return Some(source);
+        };
+        source = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Some(source)
 }
 
 /// The tenant owning `account_key`; when authentication already named a tenant, the account
@@ -393,4 +438,41 @@ async fn apply_status(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted = vec!["10.0.0.0/8".to_owned()];
+        // Untrusted peer: its own address, whatever it claims.
+        assert_eq!(
+            source_address(Some(ip("1.2.3.4")), Some("9.9.9.9"), &trusted),
+            Some(ip("1.2.3.4"))
+        );
+        // Trusted proxy: the rightmost untrusted hop.
+        assert_eq!(
+            source_address(
+                Some(ip("10.0.0.1")),
+                Some("9.9.9.9, 5.5.5.5, 10.0.0.2"),
+                &trusted
+            ),
+            Some(ip("5.5.5.5"))
+        );
+        assert_eq!(
+            source_address(Some(ip("10.0.0.1")), None, &trusted),
+            Some(ip("10.0.0.1"))
+        );
+        assert_eq!(
+            source_address(Some(ip("10.0.0.1")), Some("junk"), &trusted),
+            Some(ip("10.0.0.1"))
+        );
+        assert_eq!(
+            source_address(Some(ip("10.0.0.1")), Some("5.5.5.5"), &[]),
+            Some(ip("10.0.0.1"))
+        );
+    }
 }

@@ -26,9 +26,13 @@
 //! | `whatsapp-meta-cloud` | whatsapp | [`whatsapp`] |
 //! | `whatsapp-360dialog` | whatsapp | [`whatsapp`] |
 //! | `360dialog-templates` | whatsapp (templates only) | [`whatsapp`] |
+//! | `five9-digital` | five9 | [`five9`] |
+//! | `amazon-connect-chat` | amazon-connect | [`connect`] |
 //! | `webchat-http` | webchat (replies in the update result) | [`webchat`] |
 
 pub mod breaker;
+pub mod connect;
+pub mod five9;
 pub mod sdk;
 pub mod webchat;
 pub mod whatsapp;
@@ -98,10 +102,14 @@ impl Registry {
         registry.add_outbound(Arc::new(whatsapp::Dialog360::messages()));
         registry.add_outbound(Arc::new(whatsapp::Dialog360::templates()));
         registry.add_outbound(Arc::new(webchat::WebchatHttp));
+        registry.add_outbound(Arc::new(five9::Five9::default()));
+        registry.add_outbound(Arc::new(connect::AmazonConnect));
         registry.add_inbound(Arc::new(whatsapp::MetaCloudInbound::new(
             options.whatsapp_app_secret,
         )));
         registry.add_inbound(Arc::new(whatsapp::Dialog360Inbound));
+        registry.add_inbound(Arc::new(five9::Five9Inbound));
+        registry.add_inbound(Arc::new(connect::AmazonConnectInbound::new()));
         registry
     }
 
@@ -266,8 +274,8 @@ pub struct ChannelActivities {
 impl ChannelActivities {
     pub fn new(db: Database) -> Self {
         Self {
+            env: StrategyEnv::with_db(db.clone()),
             db,
-            env: StrategyEnv::new(),
             registry: Registry::standard(InboundOptions::default()),
             status_wait: Duration::from_secs(5),
         }

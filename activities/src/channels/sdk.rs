@@ -164,6 +164,9 @@ impl Health {
 pub struct StrategyEnv {
     /// One HTTP client per process (connection pools are reused), 15 s timeout.
     pub http: reqwest::Client,
+    /// The domain database, for strategies that keep per-contact state (Amazon Connect's
+    /// participant connections). `None` where only management calls are made.
+    pub db: Option<Database>,
 }
 
 impl StrategyEnv {
@@ -173,7 +176,15 @@ impl StrategyEnv {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        Self { http }
+        Self { http, db: None }
+    }
+
+    /// With the domain database.
+    pub fn with_db(db: Database) -> Self {
+        Self {
+            db: Some(db),
+            ..Self::new()
+        }
     }
 }
 
@@ -246,6 +257,8 @@ pub struct Verified {
     /// The tenant, when authentication established it (per-tenant secrets); otherwise each
     /// event is routed by its account key.
     pub tenant: Option<TenantId>,
+    /// The account the request authenticated as, for providers whose payload does not name it.
+    pub account_key: Option<String>,
     /// Set when the request was a protocol control message already handled by `verify` (an
     /// SNS subscription confirmation, …): nothing to normalize.
     pub control: Option<String>,

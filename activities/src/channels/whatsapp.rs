@@ -560,6 +560,7 @@ impl InboundStrategy for Dialog360Inbound {
         }
         Ok(Verified {
             tenant: Some(account.tenant_id),
+            account_key: Some(account.account_key),
             control: None,
         })
     }

@@ -20,6 +20,16 @@ pub struct HealthChange<'a> {
     pub at: i64,
 }
 
+/// The bot participant of an Amazon Connect chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectParticipant {
+    pub contact_id: String,
+    pub participant_token: String,
+    pub connection_token: Option<String>,
+    /// Epoch ms; 0 when there is no connection yet.
+    pub connection_expires_at: i64,
+}
+
 /// The stored health of one account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelHealth {
@@ -417,6 +427,93 @@ impl ChannelRepo<'_> {
         };
         tx.commit().await?;
         Ok(record)
+    }
+
+    /// Registers (or replaces) the bot participant token of a Connect contact; a new token
+    /// drops the cached connection.
+    pub async fn register_connect_participant(
+        &self,
+        tenant_id: &TenantId,
+        contact_id: &str,
+        participant_token: &str,
+    ) -> anyhow::Result<()> {
+        let now = now_millis();
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        sqlx::query(
+            "insert into connect_participant (tenant_id, contact_id, participant_token,
+                 connection_token, connection_expires_at, created_at, updated_at)
+             values ($1, $2, $3, null, 0, $4, $4)
+             on conflict (tenant_id, contact_id) do update set
+                 participant_token = excluded.participant_token,
+                 connection_token = case when connect_participant.participant_token
+                     = excluded.participant_token then connect_participant.connection_token end,
+                 connection_expires_at = case when connect_participant.participant_token
+                     = excluded.participant_token then connect_participant.connection_expires_at
+                     else 0 end,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id.as_str())
+        .bind(contact_id)
+        .bind(participant_token)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to register the Connect participant")?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The bot participant of a Connect contact.
+    pub async fn connect_participant(
+        &self,
+        tenant_id: &TenantId,
+        contact_id: &str,
+    ) -> anyhow::Result<Option<ConnectParticipant>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
+            "select participant_token, connection_token, connection_expires_at
+             from connect_participant where tenant_id = $1 and contact_id = $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(contact_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("Failed to read the Connect participant")?;
+        tx.commit().await?;
+        Ok(row.map(
+            |(participant_token, connection_token, connection_expires_at)| ConnectParticipant {
+                contact_id: contact_id.to_owned(),
+                participant_token,
+                connection_token,
+                connection_expires_at,
+            },
+        ))
+    }
+
+    /// Caches a participant connection of a Connect contact.
+    pub async fn store_connect_connection(
+        &self,
+        tenant_id: &TenantId,
+        contact_id: &str,
+        connection_token: &str,
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        sqlx::query(
+            "update connect_participant set connection_token = $1, connection_expires_at = $2,
+                 updated_at = $3
+             where tenant_id = $4 and contact_id = $5",
+        )
+        .bind(connection_token)
+        .bind(expires_at)
+        .bind(now_millis())
+        .bind(tenant_id.as_str())
+        .bind(contact_id)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to store the Connect connection")?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records an accepted inbound provider message; `false` when it was seen before.

@@ -24,7 +24,9 @@ use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
-pub use channels::{ChannelAccount, ChannelHealth, ChannelRepo, HealthChange, OutboundRecord};
+pub use channels::{
+    ChannelAccount, ChannelHealth, ChannelRepo, ConnectParticipant, HealthChange, OutboundRecord,
+};
 pub use events::{EventPage, EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use orders::{CreateOrderError, NewOrder, Order, OrderFilter, OrderRepo};

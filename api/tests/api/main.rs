@@ -2,6 +2,7 @@
 //! binary), an in-process worker, and a fresh SQLite or PostgreSQL database per test.
 
 mod channels;
+mod connectors;
 mod fakes;
 mod flows;
 mod helpers;
