@@ -42,6 +42,7 @@ histories: tools
 bench: tools
 	$(CARGO) bench --bench webchat
 	$(CARGO) bench --bench flows
+	$(CARGO) bench --bench whatsapp
 	$(CARGO) bench -p zengine-ocr --bench ocr
 
 ## Forget the local state of `zengine dev` (Temporal history and the SQLite database)
