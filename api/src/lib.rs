@@ -5,6 +5,7 @@
 //! Handlers validate everything before anything reaches Temporal: bad input gets a 4xx JSON
 //! error `{"error": {"code": …, "message": …}}` and causes no effect.
 
+mod assistance;
 mod cache;
 mod error;
 mod management;
@@ -65,6 +66,9 @@ pub struct ApiSettings {
     /// How long tenants and their current flows are cached per API process (0 disables).
     /// A flow published through this process is seen at once; other replicas within this time.
     pub tenant_cache_ttl_ms: u64,
+    /// Where phone-consultation attachments are kept (local folder or S3) and what uploads
+    /// may be (`[api.attachments]`).
+    pub attachments: zengine_activities::files::FileStoreSettings,
 }
 
 impl Default for ApiSettings {
@@ -80,6 +84,7 @@ impl Default for ApiSettings {
             whatsapp_verify_token: secrecy::SecretString::from(String::new()),
             conversation_history_limit: zengine_workflows::conversation::DEFAULT_MAX_HISTORY_EVENTS,
             tenant_cache_ttl_ms: 2_000,
+            attachments: zengine_activities::files::FileStoreSettings::default(),
         }
     }
 }
@@ -94,6 +99,8 @@ pub struct AppState {
     /// Tenants and current flows, cached for `api.tenant_cache_ttl_ms`.
     pub tenants: Arc<cache::TenantCache>,
     pub settings: Arc<ApiSettings>,
+    /// The attachment store built from `settings.attachments`.
+    pub files: Arc<dyn zengine_activities::files::FileStore>,
 }
 
 impl AppState {
@@ -107,6 +114,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
     let max_upload = state.settings.max_upload_bytes;
+    // Multipart framing and the text fields on top of the attachment itself.
+    let max_attachment = state.settings.attachments.max_bytes + 64 * 1024;
     Router::new()
         .route(
             "/v1/webchat/messages",
@@ -148,6 +157,44 @@ pub fn router(state: AppState) -> Router {
             "/v1/conversations/{tenant}/{channel}/{contact}/return-to-bot",
             post(management::return_to_bot),
         )
+        .route(
+            "/v1/assistances/events/draft",
+            post(assistance::create_draft),
+        )
+        .route(
+            "/v1/assistances/events/draft/{id}",
+            get(assistance::get_draft).put(assistance::update_draft),
+        )
+        .route("/v1/assistances/events/{id}", get(assistance::get_event))
+        .route(
+            "/v1/assistances/events/{id}/statuses",
+            post(assistance::change_status),
+        )
+        .route(
+            "/v1/assistances/events/{id}/providers",
+            post(assistance::assign_provider),
+        )
+        .route(
+            "/v1/assistances/events/{id}/providers/{provider_id}/start",
+            post(assistance::start_provider),
+        )
+        .route(
+            "/v1/assistances/events/{id}/providers/{provider_id}/resolve",
+            post(assistance::resolve_provider),
+        )
+        .route("/v1/assistances/notes", post(assistance::add_note))
+        .route(
+            "/v1/assistances/phone-consultations",
+            post(assistance::add_consultation).layer(DefaultBodyLimit::max(max_attachment)),
+        )
+        .route(
+            "/v1/assistances/phone-consultations/{id}/attachment",
+            get(assistance::get_attachment),
+        )
+        .route("/v1/masters/{catalogue}", get(assistance::catalogue))
+        .route("/v1/providers/search", get(assistance::search_providers))
+        .route("/v1/mok/events", post(assistance::post_mok_event))
+        .route("/v1/mok/events/{event_id}", get(assistance::get_mok_event))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),

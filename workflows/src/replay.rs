@@ -11,7 +11,10 @@ use temporalio_client::WorkflowHistory;
 use temporalio_common::protos::temporal::api::history::v1::{History, HistoryEvent};
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
-use crate::{ConversationWorkflow, OrderWorkflow, PaymentWorkflow, RouteOptimisationWorkflow};
+use crate::{
+    AssistanceWorkflow, ConversationWorkflow, MokWorkflow, OrderWorkflow, PaymentWorkflow,
+    RouteOptimisationWorkflow,
+};
 
 /// A replayer that knows every ZEngine workflow.
 pub fn replayer() -> anyhow::Result<WorkflowReplayer> {
@@ -20,6 +23,8 @@ pub fn replayer() -> anyhow::Result<WorkflowReplayer> {
         .register_workflow::<OrderWorkflow>()?
         .register_workflow::<PaymentWorkflow>()?
         .register_workflow::<RouteOptimisationWorkflow>()?
+        .register_workflow::<AssistanceWorkflow>()?
+        .register_workflow::<MokWorkflow>()?
         .build();
     Ok(WorkflowReplayer::new(options)?)
 }

@@ -37,6 +37,8 @@ pub struct TestApp {
     pub temporal: Client,
     pub temporal_settings: TemporalSettings,
     pub database: Option<TestDatabase>,
+    /// Folder of the local attachment store (removed with the app).
+    pub files_dir: tempfile::TempDir,
     stop: watch::Sender<bool>,
     api: tokio::task::JoinHandle<anyhow::Result<()>>,
     worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -69,8 +71,13 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
-pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
     LazyLock::force(&TRACING);
+    // Attachments of the local backend go to a folder of this app only.
+    let files_dir = tempfile::tempdir().expect("a temporary folder");
+    if options.api.attachments.backend == "local" {
+        options.api.attachments.local_dir = files_dir.path().to_path_buf();
+    }
     let temporal_settings = TemporalSettings {
         address: shared_dev_server().to_owned(),
         task_queue_prefix: unique_prefix("api"),
@@ -106,6 +113,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
                     queues::PAYMENTS.to_owned(),
                     queues::OCR.to_owned(),
                     queues::ROUTING.to_owned(),
+                    queues::ASSISTANCE.to_owned(),
                 ],
                 // One Tesseract engine per test app is plenty.
                 tuning: [(
@@ -130,6 +138,11 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         tenants: Arc::new(zengine_api::TenantCache::new(
             std::time::Duration::from_millis(options.api.tenant_cache_ttl_ms),
         )),
+        files: options
+            .api
+            .attachments
+            .build()
+            .expect("the attachment store"),
         settings: Arc::new(options.api),
     };
     let app = Application::build(state).await.expect("bind the API");
@@ -141,6 +154,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         temporal,
         temporal_settings,
         database: Some(database),
+        files_dir,
         stop,
         api,
         worker,
