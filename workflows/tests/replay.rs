@@ -28,7 +28,13 @@ fn histories() -> Vec<PathBuf> {
 #[tokio::test]
 async fn every_committed_history_replays_against_the_current_code() {
     let files = histories();
-    for workflow in ["conversation__", "payment__", "order__"] {
+    for workflow in [
+        "conversation__",
+        "payment__",
+        "order__",
+        "assistance__",
+        "mok__",
+    ] {
         assert!(
             files.iter().any(|f| f
                 .file_name()
