@@ -279,9 +279,9 @@ impl AssistanceActivities {
         options: &SmsOptions,
         id_prefix: &str,
         text: &str,
-        attempt: u32,
-        last_attempt: bool,
+        info: &temporalio_sdk::activities::ActivityInfo,
     ) -> Result<OperatorsNotified, ActivityError> {
+        let (attempt, last_attempt) = (info.attempt, last_attempt(info));
         let mut result = OperatorsNotified {
             sent: Vec::new(),
             failed: Vec::new(),
@@ -419,16 +419,13 @@ impl AssistanceActivities {
             input.provider_id,
             input.waited_secs.div_ceil(60)
         );
-        let info = ctx.info();
-        let last = last_attempt(info);
         self.notify_operators(
             &input.tenant_id,
             &input.operators,
             &input.sms,
             &key,
             &text,
-            info.attempt,
-            last,
+            ctx.info(),
         )
         .await
     }
@@ -525,8 +522,6 @@ impl AssistanceActivities {
             "ERROR MOK {} ({}): falló {}.",
             input.event.event_id, input.event.action, input.failed_step
         );
-        let info = ctx.info();
-        let last = last_attempt(info);
         let notified = self
             .notify_operators(
                 &input.tenant_id,
@@ -534,8 +529,7 @@ impl AssistanceActivities {
                 &input.sms,
                 &key,
                 &text,
-                info.attempt,
-                last,
+                ctx.info(),
             )
             .await?;
         self.db
