@@ -16,7 +16,9 @@ use zengine_domain::phone::E164;
 use zengine_workers::testing::moto_server;
 use zengine_workflows::{AssistanceWorkflow, MokWorkflow};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, error_code, spawn_app};
+use zengine_activities::db::testing::TestBackend;
+
+use crate::helpers::{ADMIN_TOKEN, AppOptions, TestApp, error_code, spawn_app_with};
 use crate::histories::record;
 
 /// A phone number no other test uses.
@@ -91,7 +93,15 @@ struct Assist {
 }
 
 async fn assist(sla_secs: u64) -> Assist {
-    let app = spawn_app().await;
+    assist_on(TestBackend::Sqlite, sla_secs).await
+}
+
+async fn assist_on(backend: TestBackend, sla_secs: u64) -> Assist {
+    let app = spawn_app_with(AppOptions {
+        backend,
+        ..AppOptions::default()
+    })
+    .await;
     use_sns(&app, moto_server()).await;
     let operator = fresh_number();
     let recipient = fresh_number();
@@ -1662,5 +1672,42 @@ async fn a_tracking_step_the_state_machine_refuses_goes_to_the_error_branch_and_
         "mok__tracking_refused_error_branch",
     )
     .await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn assistance_and_mok_tracking_work_as_the_restricted_role_under_row_level_security() {
+    let Assist { app, recipient, .. } = assist_on(TestBackend::PostgresRls, 1800).await;
+    let id = open_event(&app).await;
+    let event_id = unique("rls");
+    let (status, view) = run_mok(
+        &app,
+        mok(
+            &event_id,
+            "EVENT_PROVIDER_CREATE",
+            &id,
+            Some("PRV-LIM-001"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        view.unwrap().status,
+        zengine_workflows::mok::MokStatus::Succeeded
+    );
+    assert_eq!(wait_sms(&recipient, 1).await.len(), 1);
+    assert_eq!(log_steps(&app, &event_id).await.len(), 4);
+    let (_, found) = call(
+        &app,
+        Method::GET,
+        "/v1/providers/search?city=lima&q=clinica",
+        None,
+    )
+    .await;
+    assert_eq!(found["providers"][0]["provider_id"], "PRV-LIM-001");
+    let (status, _) = call(&app, Method::GET, "/v1/masters/countries", None).await;
+    assert_eq!(status, StatusCode::OK);
+    consultation_round_trip(&app, &id).await;
     app.shutdown().await;
 }
