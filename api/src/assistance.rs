@@ -996,8 +996,10 @@ pub async fn post_mok_event(
                     tracing::error!(error.message = %e, "Failed to describe the MOK workflow");
                     unavailable("the workflow service is unavailable; retrying is safe")
                 })?;
+            // Only a fingerprint that can be read and differs is a conflict: a memo the client
+            // cannot decode (e.g. under a payload codec) must not turn a repeat into a 409.
             let stored: Option<String> = description.memo().get("request_sha256").ok().flatten();
-            if stored.as_deref() != Some(fingerprint.as_str()) {
+            if stored.is_some_and(|stored| stored != fingerprint) {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     ErrorCode::IdempotencyKeyReused,
