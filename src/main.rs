@@ -175,7 +175,7 @@ async fn temporal_client(settings: &Settings, role: &str) -> anyhow::Result<Clie
     Ok(client)
 }
 
-fn app_state(settings: &Settings, db: Database, client: Client) -> AppState {
+fn app_state(settings: &Settings, db: Database, client: Client) -> anyhow::Result<AppState> {
     AppState::new(
         db,
         client,
@@ -228,7 +228,7 @@ async fn dev_services(
     db_settings.migrate_on_start = true;
     let db = db_settings.connect().await?;
     seed_demo_tenant(&db, &zengine_workflows::flows::examples()).await?;
-    let app = Application::build(app_state(settings, db.clone(), client.clone())).await?;
+    let app = Application::build(app_state(settings, db.clone(), client.clone())?).await?;
     let mut worker_settings = settings.worker.clone();
     if worker_settings.queues == zengine_workers::WorkerSettings::default().queues {
         worker_settings.queues = queues::ALL.iter().map(|q| (*q).to_owned()).collect();
@@ -267,7 +267,7 @@ async fn api(settings: Settings) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "api").await?;
     let db = settings.database.connect().await?;
-    let app = Application::build(app_state(&settings, db.clone(), client)).await?;
+    let app = Application::build(app_state(&settings, db.clone(), client)?).await?;
     let result = app.run_until_stopped(wait_for(shutdown)).await;
     db.close().await;
     report_exit("api", result)

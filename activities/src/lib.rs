@@ -4,9 +4,12 @@
 //!
 //! Nothing here is replayed: code in this crate may do I/O, read the clock and retry.
 
+pub mod assistance;
+pub mod aws;
 pub mod channels;
 pub mod conversation;
 pub mod db;
+pub mod files;
 pub mod orders;
 pub mod payments;
 pub mod routing;

@@ -45,6 +45,14 @@ on_both_backends!(
     payment_reviews_move_the_order_and_release_rejected_codes,
     receipt_images_and_payment_settings_round_trip,
     channel_accounts_route_dedupe_and_delivery_states_move_forward,
+    assistance_catalogues_match_the_state_machines,
+    providers_are_searched_by_category_city_and_text,
+    drafts_are_created_once_per_key_and_edited_only_as_drafts,
+    assistance_status_changes_follow_the_state_machine_once_per_change_id,
+    providers_move_the_event_and_repeat_without_effect,
+    notes_consultations_and_the_log_are_written_once,
+    mok_tracking_applies_its_action_and_log_row_together_once,
+    assistance_settings_round_trip_and_reject_bad_rules,
 );
 
 async fn migrations_are_idempotent(backend: TestBackend) {
@@ -1055,6 +1063,745 @@ async fn channel_accounts_route_dedupe_and_delivery_states_move_forward(backend:
             .unwrap()
             .state,
         "SENT"
+    );
+    t.drop_db().await.unwrap();
+}
+
+mod assistance_support {
+    use zengine_activities::db::Database;
+    use zengine_activities::db::assistance::Provider;
+    use zengine_domain::TenantId;
+    use zengine_domain::assistance::EventFields;
+
+    pub fn complete() -> EventFields {
+        EventFields {
+            category: Some("MEDICAL".into()),
+            country: Some("PE".into()),
+            city: Some("Cusco".into()),
+            beneficiary_name: Some("Ana Quispe".into()),
+            beneficiary_phone: Some("+51987654321".into()),
+            voucher_code: Some("V-2026-0001".into()),
+            description: Some("Fiebre alta desde anoche".into()),
+            address: Some("Hotel Plaza, Cusco".into()),
+        }
+    }
+
+    pub async fn tenant_with_providers(db: &Database, tenant: &str) -> TenantId {
+        let tenant = TenantId::parse(tenant).unwrap();
+        db.tenants().upsert(&tenant, "T", "main").await.unwrap();
+        for (id, name, category, city, active) in [
+            ("PRV-1", "Clínica Pardo", "MEDICAL", "Cusco", true),
+            ("PRV-2", "Ambulancias Andinas", "TRANSPORT", "Cusco", true),
+            ("PRV-3", "Clínica San Borja", "MEDICAL", "Lima", true),
+            ("PRV-4", "Clínica Cerrada", "MEDICAL", "Cusco", false),
+            ("PRV-5", "100% Dental_Care", "DENTAL", "Bogotá", true),
+        ] {
+            db.assistance()
+                .upsert_provider(
+                    &tenant,
+                    &Provider {
+                        provider_id: id.into(),
+                        name: name.into(),
+                        category: category.into(),
+                        country: "PE".into(),
+                        city: city.into(),
+                        phone: Some("+5184000000".into()),
+                        email: None,
+                        active,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        tenant
+    }
+}
+
+async fn assistance_catalogues_match_the_state_machines(backend: TestBackend) {
+    use zengine_domain::assistance::{EventStatus, ProviderStatus};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let repo = t.db.assistance();
+    let codes = |items: Vec<zengine_activities::db::assistance::MasterItem>| {
+        items.into_iter().map(|i| i.code).collect::<Vec<_>>()
+    };
+    let statuses = codes(repo.catalogue("event-statuses").await.unwrap().unwrap());
+    assert_eq!(
+        statuses,
+        EventStatus::ALL.map(|s| s.as_str().to_owned()).to_vec()
+    );
+    let provider_statuses = codes(
+        repo.catalogue("eventprovider-statuses")
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert_eq!(
+        provider_statuses,
+        ProviderStatus::ALL.map(|s| s.as_str().to_owned()).to_vec()
+    );
+    for name in zengine_activities::db::assistance::CATALOGUES {
+        assert!(
+            !repo.catalogue(name).await.unwrap().unwrap().is_empty(),
+            "{name}"
+        );
+    }
+    let countries = repo.catalogue("countries").await.unwrap().unwrap();
+    assert!(countries.iter().any(|c| c.code == "PE" && c.name == "Perú"));
+    assert_eq!(repo.catalogue("planets").await.unwrap(), None);
+    t.drop_db().await.unwrap();
+}
+
+async fn providers_are_searched_by_category_city_and_text(backend: TestBackend) {
+    use assistance_support::tenant_with_providers;
+    use zengine_activities::db::assistance::ProviderSearch;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = tenant_with_providers(&t.db, "acme").await;
+    let other = tenant_with_providers(&t.db, "other").await;
+    let repo = t.db.assistance();
+    let ids = |found: Vec<zengine_activities::db::assistance::Provider>| {
+        found.into_iter().map(|p| p.provider_id).collect::<Vec<_>>()
+    };
+    let search = |category, city, text| ProviderSearch {
+        category,
+        city,
+        text,
+        limit: 20,
+    };
+    // Inactive providers never show; results are ordered by name.
+    assert_eq!(
+        ids(repo
+            .search_providers(&acme, &search(Some("MEDICAL"), None, None))
+            .await
+            .unwrap()),
+        vec!["PRV-1", "PRV-3"]
+    );
+    // City ignores case and accents, and is a whole-city match.
+    assert_eq!(
+        ids(repo
+            .search_providers(&acme, &search(None, Some("CUSCO"), None))
+            .await
+            .unwrap()),
+        vec!["PRV-2", "PRV-1"]
+    );
+    assert!(
+        repo.search_providers(&acme, &search(None, Some("Cus"), None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(repo
+            .search_providers(&acme, &search(None, Some("bogota"), None))
+            .await
+            .unwrap()),
+        vec!["PRV-5"]
+    );
+    // Every word must match, accents folded.
+    assert_eq!(
+        ids(repo
+            .search_providers(&acme, &search(None, None, Some("clinica pardo")))
+            .await
+            .unwrap()),
+        vec!["PRV-1"]
+    );
+    // LIKE wildcards in the text are literal.
+    assert_eq!(
+        ids(repo
+            .search_providers(&acme, &search(None, None, Some("100%")))
+            .await
+            .unwrap()),
+        vec!["PRV-5"]
+    );
+    assert!(
+        repo.search_providers(&acme, &search(None, None, Some("%")))
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
+    assert!(
+        repo.search_providers(&acme, &search(None, None, Some("_")))
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
+    assert_eq!(
+        ids(repo
+            .search_providers(&acme, &search(Some("MEDICAL"), Some("Lima"), Some("borja")))
+            .await
+            .unwrap()),
+        vec!["PRV-3"]
+    );
+    let limited = ProviderSearch {
+        limit: 1,
+        ..search(None, None, None)
+    };
+    assert_eq!(
+        repo.search_providers(&acme, &limited).await.unwrap().len(),
+        1
+    );
+    // Tenants see their own providers only.
+    let both = repo
+        .search_providers(&other, &search(None, None, None))
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 4);
+    t.drop_db().await.unwrap();
+}
+
+async fn drafts_are_created_once_per_key_and_edited_only_as_drafts(backend: TestBackend) {
+    use zengine_activities::db::assistance::{AssistanceError, StatusWrite};
+    use zengine_domain::assistance::{EventFields, EventStatus};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
+    let repo = t.db.assistance();
+    let fields = EventFields {
+        category: Some("MEDICAL".into()),
+        ..EventFields::default()
+    };
+    let (draft, created) = repo
+        .create_draft(&acme, "ase_1", &fields, Some("h1"))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(draft.status, EventStatus::Draft);
+    let (again, created) = repo
+        .create_draft(&acme, "ase_1", &fields, Some("h1"))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again, draft);
+    assert!(matches!(
+        repo.create_draft(&acme, "ase_1", &fields, Some("h2")).await,
+        Err(AssistanceError::KeyReused)
+    ));
+    // Codes must be in the catalogues.
+    let bad = EventFields {
+        category: Some("SPACE".into()),
+        country: Some("XX".into()),
+        ..EventFields::default()
+    };
+    match repo.create_draft(&acme, "ase_2", &bad, None).await {
+        Err(AssistanceError::Invalid(problems)) => assert_eq!(problems.len(), 2, "{problems:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(repo.event(&acme, "ase_2").await.unwrap().is_none());
+
+    let updated = repo
+        .update_draft(&acme, "ase_1", &assistance_support::complete())
+        .await
+        .unwrap();
+    assert_eq!(updated.fields.city.as_deref(), Some("Cusco"));
+    repo.change_status(
+        &acme,
+        &StatusWrite {
+            change_id: "c-1".into(),
+            event_id: "ase_1".into(),
+            to: EventStatus::Open,
+            source: "test".into(),
+            reason: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        repo.update_draft(&acme, "ase_1", &fields).await,
+        Err(AssistanceError::Transition(_))
+    ));
+    assert!(matches!(
+        repo.update_draft(&acme, "nope", &fields).await,
+        Err(AssistanceError::NotFound(_))
+    ));
+    t.drop_db().await.unwrap();
+}
+
+async fn assistance_status_changes_follow_the_state_machine_once_per_change_id(
+    backend: TestBackend,
+) {
+    use zengine_activities::db::assistance::{AssistanceError, StatusWrite};
+    use zengine_domain::assistance::{EventFields, EventStatus, TransitionError};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
+    let repo = t.db.assistance();
+    let write = |id: &str, to| StatusWrite {
+        change_id: id.into(),
+        event_id: "ase_1".into(),
+        to,
+        source: "operator".into(),
+        reason: Some("because".into()),
+    };
+    repo.create_draft(&acme, "ase_1", &EventFields::default(), None)
+        .await
+        .unwrap();
+    // An incomplete draft cannot open; nothing is recorded.
+    match repo
+        .change_status(&acme, &write("c-1", EventStatus::Open))
+        .await
+    {
+        Err(AssistanceError::Transition(TransitionError::Incomplete(missing))) => {
+            assert_eq!(missing.len(), 5)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        repo.status_changes(&acme, "ase_1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    repo.update_draft(&acme, "ase_1", &assistance_support::complete())
+        .await
+        .unwrap();
+    let opened = repo
+        .change_status(&acme, &write("c-1", EventStatus::Open))
+        .await
+        .unwrap();
+    assert!(opened.applied);
+    assert_eq!(
+        (opened.from, opened.to),
+        (EventStatus::Draft, EventStatus::Open)
+    );
+    // The same change id again is the same change, applied once.
+    let again = repo
+        .change_status(&acme, &write("c-1", EventStatus::Open))
+        .await
+        .unwrap();
+    assert!(!again.applied);
+    assert_eq!(repo.status_changes(&acme, "ase_1").await.unwrap().len(), 1);
+    // Moves the rules forbid, or that only providers make.
+    assert!(matches!(
+        repo.change_status(&acme, &write("c-2", EventStatus::Closed))
+            .await,
+        Err(AssistanceError::Transition(
+            TransitionError::NotAllowed { .. }
+        ))
+    ));
+    assert!(matches!(
+        repo.change_status(&acme, &write("c-2", EventStatus::InProgress))
+            .await,
+        Err(AssistanceError::Transition(
+            TransitionError::NotManual { .. }
+        ))
+    ));
+    // Solved by phone: OPEN → RESOLVED → CLOSED, each an event of its own.
+    repo.change_status(&acme, &write("c-2", EventStatus::Resolved))
+        .await
+        .unwrap();
+    repo.change_status(&acme, &write("c-3", EventStatus::Closed))
+        .await
+        .unwrap();
+    let event = repo.event(&acme, "ase_1").await.unwrap().unwrap();
+    assert_eq!(event.status, EventStatus::Closed);
+    let changes = repo.status_changes(&acme, "ase_1").await.unwrap();
+    assert_eq!(
+        changes.iter().map(|c| c.to).collect::<Vec<_>>(),
+        vec![
+            EventStatus::Open,
+            EventStatus::Resolved,
+            EventStatus::Closed
+        ]
+    );
+    let events =
+        t.db.events()
+            .list(&acme, "Assistance.StatusChanged")
+            .await
+            .unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(matches!(
+        repo.change_status(&acme, &write("c-4", EventStatus::Open))
+            .await,
+        Err(AssistanceError::Transition(_))
+    ));
+    t.drop_db().await.unwrap();
+}
+
+async fn providers_move_the_event_and_repeat_without_effect(backend: TestBackend) {
+    use zengine_activities::db::assistance::{AssistanceError, ProviderWrite, StatusWrite};
+    use zengine_domain::assistance::{EventStatus, ProviderStatus, TransitionError};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
+    let repo = t.db.assistance();
+    let provider = |change: &str, id: &str| ProviderWrite {
+        change_id: change.into(),
+        event_id: "ase_1".into(),
+        provider_id: id.into(),
+        source: "api".into(),
+        note: Some("listo".into()),
+    };
+    repo.create_draft(&acme, "ase_1", &assistance_support::complete(), None)
+        .await
+        .unwrap();
+    // Not while a draft.
+    assert!(matches!(
+        repo.assign_provider(&acme, &provider("c-1", "PRV-1")).await,
+        Err(AssistanceError::Transition(
+            TransitionError::EventNotActive { .. }
+        ))
+    ));
+    let open = StatusWrite {
+        change_id: "c-open".into(),
+        event_id: "ase_1".into(),
+        to: EventStatus::Open,
+        source: "test".into(),
+        reason: None,
+    };
+    repo.change_status(&acme, &open).await.unwrap();
+    assert!(matches!(
+        repo.assign_provider(&acme, &provider("c-1", "PRV-4")).await,
+        Err(AssistanceError::UnknownProvider(_))
+    ));
+    assert!(matches!(
+        repo.assign_provider(&acme, &provider("c-1", "PRV-404"))
+            .await,
+        Err(AssistanceError::UnknownProvider(_))
+    ));
+    let assigned = repo
+        .assign_provider(&acme, &provider("c-1", "PRV-1"))
+        .await
+        .unwrap();
+    assert!(assigned.applied);
+    assert_eq!(assigned.event_status, EventStatus::ProviderAssigned);
+    assert_eq!(assigned.provider.status, ProviderStatus::Assigned);
+    let again = repo
+        .assign_provider(&acme, &provider("c-2", "PRV-1"))
+        .await
+        .unwrap();
+    assert!(!again.applied);
+    assert_eq!(again.provider, assigned.provider);
+    // A second provider while the first works; resolving needs a start first.
+    repo.assign_provider(&acme, &provider("c-3", "PRV-2"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        repo.resolve_provider(&acme, &provider("c-4", "PRV-1"))
+            .await,
+        Err(AssistanceError::Transition(_))
+    ));
+    let started = repo
+        .start_provider(&acme, &provider("c-4", "PRV-1"))
+        .await
+        .unwrap();
+    assert_eq!(started.event_status, EventStatus::InProgress);
+    assert!(
+        !repo
+            .start_provider(&acme, &provider("c-5", "PRV-1"))
+            .await
+            .unwrap()
+            .applied
+    );
+    // The first provider resolves; the second is still active, so the event is not resolved.
+    let resolved = repo
+        .resolve_provider(&acme, &provider("c-6", "PRV-1"))
+        .await
+        .unwrap();
+    assert_eq!(resolved.event_status, EventStatus::InProgress);
+    assert_eq!(resolved.provider.resolution.as_deref(), Some("listo"));
+    repo.start_provider(&acme, &provider("c-7", "PRV-2"))
+        .await
+        .unwrap();
+    let last = repo
+        .resolve_provider(&acme, &provider("c-8", "PRV-2"))
+        .await
+        .unwrap();
+    assert_eq!(last.event_status, EventStatus::Resolved);
+    assert!(
+        !repo
+            .resolve_provider(&acme, &provider("c-9", "PRV-2"))
+            .await
+            .unwrap()
+            .applied
+    );
+    assert!(matches!(
+        repo.start_provider(&acme, &provider("c-9", "PRV-3")).await,
+        Err(AssistanceError::NotFound(_))
+    ));
+    let providers = repo.event_providers(&acme, "ase_1").await.unwrap();
+    assert!(
+        providers
+            .iter()
+            .all(|p| p.status == ProviderStatus::Resolved)
+    );
+    let changes: Vec<_> = repo
+        .status_changes(&acme, "ase_1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.to)
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            EventStatus::Open,
+            EventStatus::ProviderAssigned,
+            EventStatus::InProgress,
+            EventStatus::Resolved
+        ]
+    );
+    for kind in [
+        "Assistance.ProviderAssigned",
+        "Assistance.ProviderStarted",
+        "Assistance.ProviderResolved",
+    ] {
+        assert_eq!(
+            t.db.events().list(&acme, kind).await.unwrap().len(),
+            2,
+            "{kind}"
+        );
+    }
+
+    // Cancelling an event releases its active providers.
+    repo.create_draft(&acme, "ase_2", &assistance_support::complete(), None)
+        .await
+        .unwrap();
+    let mut write = open.clone();
+    write.event_id = "ase_2".into();
+    write.change_id = "d-open".into();
+    repo.change_status(&acme, &write).await.unwrap();
+    let mut p = provider("d-1", "PRV-1");
+    p.event_id = "ase_2".into();
+    repo.assign_provider(&acme, &p).await.unwrap();
+    write.change_id = "d-cancel".into();
+    write.to = EventStatus::Cancelled;
+    let cancelled = repo.change_status(&acme, &write).await.unwrap();
+    assert_eq!(cancelled.cancelled_providers.len(), 1);
+    assert_eq!(
+        repo.event_providers(&acme, "ase_2").await.unwrap()[0].status,
+        ProviderStatus::Cancelled
+    );
+    t.drop_db().await.unwrap();
+}
+
+async fn notes_consultations_and_the_log_are_written_once(backend: TestBackend) {
+    use zengine_activities::db::assistance::{
+        AssistanceError, Attachment, LogWrite, NewConsultation, NewNote,
+    };
+    use zengine_domain::assistance::EventFields;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
+    let repo = t.db.assistance();
+    repo.create_draft(&acme, "ase_1", &EventFields::default(), None)
+        .await
+        .unwrap();
+    let note = |id: &'static str, hash: Option<&'static str>, event: &'static str| NewNote {
+        note_id: id,
+        event_id: event,
+        author: "ops",
+        source: "api",
+        body: "Llamó el hotel",
+        request_hash: hash,
+    };
+    let (first, created) = repo
+        .add_note(&acme, &note("not_1", Some("h"), "ase_1"))
+        .await
+        .unwrap();
+    assert!(created);
+    let (again, created) = repo
+        .add_note(&acme, &note("not_1", Some("h"), "ase_1"))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again, first);
+    assert!(matches!(
+        repo.add_note(&acme, &note("not_1", Some("other"), "ase_1"))
+            .await,
+        Err(AssistanceError::KeyReused)
+    ));
+    assert!(matches!(
+        repo.add_note(&acme, &note("not_2", None, "ase_404")).await,
+        Err(AssistanceError::NotFound(_))
+    ));
+    assert_eq!(repo.notes(&acme, "ase_1").await.unwrap().len(), 1);
+
+    let attachment = Attachment {
+        key: "acme/phone-consultations/phc_1/abc".into(),
+        content_type: "application/pdf".into(),
+        size: 5,
+        sha256: "abc".into(),
+    };
+    let consultation = |id: &'static str, hash: Option<&'static str>| NewConsultation {
+        consultation_id: id,
+        event_id: "ase_1",
+        caller_phone: Some("+51987654321"),
+        summary: "Orientación médica por teléfono",
+        duration_secs: Some(300),
+        attachment: Some(&attachment),
+        request_hash: hash,
+    };
+    let (c, created) = repo
+        .add_consultation(&acme, &consultation("phc_1", Some("h")))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(c.attachment.as_ref(), Some(&attachment));
+    assert!(
+        !repo
+            .add_consultation(&acme, &consultation("phc_1", Some("h")))
+            .await
+            .unwrap()
+            .1
+    );
+    assert!(matches!(
+        repo.add_consultation(&acme, &consultation("phc_1", None))
+            .await,
+        Err(AssistanceError::KeyReused)
+    ));
+    assert_eq!(repo.consultation(&acme, "phc_1").await.unwrap(), Some(c));
+    assert_eq!(repo.consultations(&acme, "ase_1").await.unwrap().len(), 1);
+
+    let detail = serde_json::json!({"next": "TrackingMok"});
+    let entry = LogWrite {
+        event_id: "mok-1",
+        step: "Choice",
+        assistance_id: Some("ase_1"),
+        outcome: "OK",
+        detail: &detail,
+    };
+    assert!(repo.log_step(&acme, &entry).await.unwrap());
+    let other = serde_json::json!({"next": "Ignored"});
+    assert!(
+        !repo
+            .log_step(
+                &acme,
+                &LogWrite {
+                    detail: &other,
+                    ..entry.clone()
+                }
+            )
+            .await
+            .unwrap()
+    );
+    let log = repo.log(&acme, "mok-1").await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].detail, detail, "the first write wins");
+    assert_eq!(
+        repo.log_for_assistance(&acme, "ase_1").await.unwrap().len(),
+        1
+    );
+    t.drop_db().await.unwrap();
+}
+
+async fn mok_tracking_applies_its_action_and_log_row_together_once(backend: TestBackend) {
+    use zengine_activities::db::assistance::{AssistanceError, StatusWrite};
+    use zengine_domain::assistance::{EventStatus, MokAction, MokEvent, ProviderStatus};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
+    let repo = t.db.assistance();
+    repo.create_draft(&acme, "ase_1", &assistance_support::complete(), None)
+        .await
+        .unwrap();
+    repo.change_status(
+        &acme,
+        &StatusWrite {
+            change_id: "c-open".into(),
+            event_id: "ase_1".into(),
+            to: EventStatus::Open,
+            source: "test".into(),
+            reason: None,
+        },
+    )
+    .await
+    .unwrap();
+    let event = |id: &str, action| MokEvent {
+        event_id: id.into(),
+        source_code: "MOK".into(),
+        action,
+        assistance_id: Some("ase_1".into()),
+        provider: Some("PRV-1".into()),
+        note: Some("en camino".into()),
+        occurred_at: None,
+    };
+    // START before CREATE: refused, and neither effect nor log row remains.
+    assert!(matches!(
+        repo.track_mok(&acme, &event("m-0", MokAction::EventProviderStart), "w/m-0")
+            .await,
+        Err(AssistanceError::NotFound(_))
+    ));
+    assert!(repo.log(&acme, "m-0").await.unwrap().is_empty());
+
+    let (created, first) = repo
+        .track_mok(
+            &acme,
+            &event("m-1", MokAction::EventProviderCreate),
+            "w/m-1",
+        )
+        .await
+        .unwrap();
+    assert!(first && created.applied);
+    assert_eq!(created.event_status, EventStatus::ProviderAssigned);
+    // A retry returns the stored outcome and changes nothing.
+    let (again, first) = repo
+        .track_mok(
+            &acme,
+            &event("m-1", MokAction::EventProviderCreate),
+            "w/m-1",
+        )
+        .await
+        .unwrap();
+    assert!(!first);
+    assert_eq!(again, created);
+    let (started, _) = repo
+        .track_mok(&acme, &event("m-2", MokAction::EventProviderStart), "w/m-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        started.event_provider.unwrap().status,
+        ProviderStatus::Started
+    );
+    let (noted, _) = repo
+        .track_mok(&acme, &event("m-3", MokAction::NoteRegister), "w/m-3")
+        .await
+        .unwrap();
+    assert!(noted.note_id.is_some());
+    repo.track_mok(&acme, &event("m-3", MokAction::NoteRegister), "w/m-3")
+        .await
+        .unwrap();
+    assert_eq!(repo.notes(&acme, "ase_1").await.unwrap().len(), 1);
+    let (resolved, _) = repo
+        .track_mok(
+            &acme,
+            &event("m-4", MokAction::EventProviderResolve),
+            "w/m-4",
+        )
+        .await
+        .unwrap();
+    assert_eq!(resolved.event_status, EventStatus::Resolved);
+    let log = repo.log_for_assistance(&acme, "ase_1").await.unwrap();
+    assert_eq!(log.len(), 4);
+    assert!(
+        log.iter()
+            .all(|e| e.step == "TrackingMok" && e.outcome == "OK")
+    );
+    t.drop_db().await.unwrap();
+}
+
+async fn assistance_settings_round_trip_and_reject_bad_rules(backend: TestBackend) {
+    use zengine_domain::assistance::AssistanceSettings;
+    use zengine_domain::phone::E164;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
+    let repo = t.db.assistance();
+    assert_eq!(
+        repo.settings(&acme).await.unwrap(),
+        AssistanceSettings::default()
+    );
+    let settings = AssistanceSettings {
+        provider_start_sla_secs: 2,
+        operator_recipients: vec![E164::parse("+51911111111").unwrap()],
+        ..AssistanceSettings::default()
+    };
+    repo.set_settings(&acme, &settings).await.unwrap();
+    assert_eq!(repo.settings(&acme).await.unwrap(), settings);
+    let bad = AssistanceSettings {
+        provider_start_sla_secs: 0,
+        ..settings.clone()
+    };
+    assert!(repo.set_settings(&acme, &bad).await.is_err());
+    assert_eq!(repo.settings(&acme).await.unwrap(), settings);
+    assert!(
+        repo.settings(&TenantId::parse("ghost").unwrap())
+            .await
+            .is_err()
     );
     t.drop_db().await.unwrap();
 }

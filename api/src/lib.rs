@@ -5,6 +5,7 @@
 //! Handlers validate everything before anything reaches Temporal: bad input gets a 4xx JSON
 //! error `{"error": {"code": …, "message": …}}` and causes no effect.
 
+mod assistance;
 mod cache;
 mod channels;
 mod error;
@@ -71,6 +72,9 @@ pub struct ApiSettings {
     /// How long tenants and their current flows are cached per API process (0 disables).
     /// A flow published through this process is seen at once; other replicas within this time.
     pub tenant_cache_ttl_ms: u64,
+    /// Where phone-consultation attachments are kept (local folder or S3) and what uploads
+    /// may be (`[api.attachments]`).
+    pub attachments: zengine_activities::files::FileStoreSettings,
 }
 
 impl Default for ApiSettings {
@@ -87,6 +91,7 @@ impl Default for ApiSettings {
             conversation_history_limit: zengine_workflows::conversation::DEFAULT_MAX_HISTORY_EVENTS,
             trusted_proxies: Vec::new(),
             tenant_cache_ttl_ms: 2_000,
+            attachments: zengine_activities::files::FileStoreSettings::default(),
         }
     }
 }
@@ -103,20 +108,22 @@ pub struct AppState {
     /// The channel strategies (webhook ingress, template management).
     pub channels: Arc<Registry>,
     pub settings: Arc<ApiSettings>,
+    /// The attachment store built from `settings.attachments`.
+    pub files: Arc<dyn zengine_activities::files::FileStore>,
 }
 
 impl AppState {
-    /// The state of an API process.
+    /// The state of an API process (fails when the attachment store cannot be built).
     pub fn new(
         db: Database,
         temporal: Client,
         task_queue_prefix: impl Into<String>,
         settings: ApiSettings,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let channels = Registry::standard(InboundOptions {
             whatsapp_app_secret: settings.whatsapp_app_secret.clone(),
         });
-        Self {
+        Ok(Self {
             db,
             temporal,
             task_queue_prefix: task_queue_prefix.into(),
@@ -124,8 +131,9 @@ impl AppState {
                 settings.tenant_cache_ttl_ms,
             ))),
             channels: Arc::new(channels),
+            files: settings.attachments.build()?,
             settings: Arc::new(settings),
-        }
+        })
     }
 
     /// The concrete name of the task queue `base` (`zengine_workflows::names::queues`).
@@ -138,6 +146,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
     let max_upload = state.settings.max_upload_bytes;
+    // Multipart framing and the text fields on top of the attachment itself.
+    let max_attachment = state.settings.attachments.max_bytes + 64 * 1024;
     Router::new()
         .route(
             "/v1/webchat/messages",
@@ -206,6 +216,44 @@ pub fn router(state: AppState) -> Router {
             "/v1/conversations/{tenant}/{channel}/{contact}/return-to-bot",
             post(management::return_to_bot),
         )
+        .route(
+            "/v1/assistances/events/draft",
+            post(assistance::create_draft),
+        )
+        .route(
+            "/v1/assistances/events/draft/{id}",
+            get(assistance::get_draft).put(assistance::update_draft),
+        )
+        .route("/v1/assistances/events/{id}", get(assistance::get_event))
+        .route(
+            "/v1/assistances/events/{id}/statuses",
+            post(assistance::change_status),
+        )
+        .route(
+            "/v1/assistances/events/{id}/providers",
+            post(assistance::assign_provider),
+        )
+        .route(
+            "/v1/assistances/events/{id}/providers/{provider_id}/start",
+            post(assistance::start_provider),
+        )
+        .route(
+            "/v1/assistances/events/{id}/providers/{provider_id}/resolve",
+            post(assistance::resolve_provider),
+        )
+        .route("/v1/assistances/notes", post(assistance::add_note))
+        .route(
+            "/v1/assistances/phone-consultations",
+            post(assistance::add_consultation).layer(DefaultBodyLimit::max(max_attachment)),
+        )
+        .route(
+            "/v1/assistances/phone-consultations/{id}/attachment",
+            get(assistance::get_attachment),
+        )
+        .route("/v1/masters/{catalogue}", get(assistance::catalogue))
+        .route("/v1/providers/search", get(assistance::search_providers))
+        .route("/v1/mok/events", post(assistance::post_mok_event))
+        .route("/v1/mok/events/{event_id}", get(assistance::get_mok_event))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),

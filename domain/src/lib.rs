@@ -5,12 +5,14 @@
 //! validate"): holding a [`TenantId`] means the string was checked.
 
 pub mod analyze;
+pub mod assistance;
 pub mod channel;
 pub mod flow;
 pub mod ids;
 pub mod message;
 pub mod money;
 pub mod order;
+pub mod phone;
 pub mod receipt;
 
 pub use ids::{

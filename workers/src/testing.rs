@@ -56,3 +56,77 @@ pub fn unique_prefix(test: &str) -> String {
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     )
 }
+
+/// The `moto_server` script of the project's moto virtualenv (`make tools` installs it;
+/// override with `ZENGINE_MOTO_SERVER`).
+pub fn moto_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ZENGINE_MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workers/ has a parent")
+        .join(".tools/moto/bin/moto_server")
+}
+
+/// Endpoint URL (`http://127.0.0.1:port`) of this test binary's moto server (the local AWS
+/// peer for SNS and S3), started on first call on a free port and killed when the test
+/// process exits. Its state is global: tests isolate themselves with their own phone numbers
+/// and buckets, and read what they sent from `GET /moto-api/data.json`.
+pub fn moto_server() -> &'static str {
+    static SERVER: OnceLock<String> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let port = free_port();
+        let binary = moto_binary();
+        assert!(
+            binary.exists(),
+            "moto is not installed at {} (run `make tools`)",
+            binary.display()
+        );
+        let mut cmd = std::process::Command::new(&binary);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        start_child(cmd).expect("moto_server starts");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not listen on {addr} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("http://{addr}")
+    })
+}
+
+/// Spawns `cmd` bound to this process's life: in its own process group, with a parent-death
+/// signal, forked from a thread that lives exactly as long as the child (the signal fires when
+/// the forking *thread* exits).
+fn start_child(mut cmd: std::process::Command) -> std::io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("test-child".into())
+        .spawn(move || match cmd.spawn() {
+            Ok(mut child) => {
+                let _ = tx.send(Ok(child.id()));
+                let _ = child.wait();
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        })?;
+    rx.recv().map_err(std::io::Error::other)?
+}

@@ -19,6 +19,7 @@ use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::sync::oneshot;
 use zengine_activities::Database;
+use zengine_activities::assistance::AssistanceActivities;
 use zengine_activities::channels::ChannelActivities;
 use zengine_activities::conversation::ConversationActivities;
 use zengine_activities::orders::OrderActivities;
@@ -26,8 +27,8 @@ use zengine_activities::payments::{OcrActivities, PaymentActivities};
 use zengine_activities::routing::RouteActivities;
 use zengine_workflows::names::queues;
 use zengine_workflows::{
-    ChannelHealthWorkflow, ConversationWorkflow, OrderWorkflow, PaymentWorkflow, RedriveWorkflow,
-    RouteOptimisationWorkflow,
+    AssistanceWorkflow, ChannelHealthWorkflow, ConversationWorkflow, MokWorkflow, OrderWorkflow,
+    PaymentWorkflow, RedriveWorkflow, RouteOptimisationWorkflow,
 };
 
 use crate::temporal::TemporalSettings;
@@ -127,6 +128,7 @@ impl Default for WorkerSettings {
                 queues::PAYMENTS.to_owned(),
                 queues::OCR.to_owned(),
                 queues::ROUTING.to_owned(),
+                queues::ASSISTANCE.to_owned(),
             ],
             max_cached_workflows: 1000,
             sticky_schedule_to_start_timeout_ms: 5_000,
@@ -215,6 +217,10 @@ fn worker_options(
         queues::ROUTING => builder
             .register_workflow::<RouteOptimisationWorkflow>()?
             .register_activities(RouteActivities::new(db.clone())),
+        queues::ASSISTANCE => builder
+            .register_workflow::<AssistanceWorkflow>()?
+            .register_workflow::<MokWorkflow>()?
+            .register_activities(AssistanceActivities::new(db.clone())),
         other if queues::ALL.contains(&other) => return Ok(None),
         other => anyhow::bail!(
             "unknown task queue `{other}` (known: {})",

@@ -23,17 +23,21 @@
 //!
 //! The SDK's runtime nondeterminism detector stays on (`WorkerOptions` default).
 
+pub mod assistance;
 pub mod channels;
 pub mod conversation;
 pub mod flows;
+pub mod mok;
 pub mod names;
 pub mod order;
 pub mod payment;
 pub mod replay;
 pub mod routing;
 
+pub use assistance::AssistanceWorkflow;
 pub use channels::{ChannelHealthWorkflow, RedriveWorkflow};
 pub use conversation::ConversationWorkflow;
+pub use mok::MokWorkflow;
 pub use order::OrderWorkflow;
 pub use payment::PaymentWorkflow;
 pub use routing::RouteOptimisationWorkflow;

@@ -12,8 +12,8 @@ use temporalio_common::protos::temporal::api::history::v1::{History, HistoryEven
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
 use crate::{
-    ChannelHealthWorkflow, ConversationWorkflow, OrderWorkflow, PaymentWorkflow, RedriveWorkflow,
-    RouteOptimisationWorkflow,
+    AssistanceWorkflow, ChannelHealthWorkflow, ConversationWorkflow, MokWorkflow, OrderWorkflow,
+    PaymentWorkflow, RedriveWorkflow, RouteOptimisationWorkflow,
 };
 
 /// A replayer that knows every ZEngine workflow.
@@ -25,6 +25,8 @@ pub fn replayer() -> anyhow::Result<WorkflowReplayer> {
         .register_workflow::<RouteOptimisationWorkflow>()?
         .register_workflow::<ChannelHealthWorkflow>()?
         .register_workflow::<RedriveWorkflow>()?
+        .register_workflow::<AssistanceWorkflow>()?
+        .register_workflow::<MokWorkflow>()?
         .build();
     Ok(WorkflowReplayer::new(options)?)
 }

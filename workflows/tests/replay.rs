@@ -34,6 +34,8 @@ async fn every_committed_history_replays_against_the_current_code() {
         "order__",
         "channel_health__",
         "redrive__",
+        "assistance__",
+        "mok__",
     ] {
         assert!(
             files.iter().any(|f| f

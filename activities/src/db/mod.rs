@@ -5,6 +5,7 @@
 //! epoch-millisecond timestamps) and run through sqlx's `Any` driver, so the repository test
 //! suite runs unchanged against both backends.
 
+pub mod assistance;
 mod channels;
 mod events;
 mod idempotency;
@@ -24,6 +25,7 @@ use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
+pub use assistance::{AssistanceError, AssistanceRepo};
 pub use channels::{
     ChannelAccount, ChannelHealth, ChannelRepo, ConnectParticipant, HealthChange, OutboundRecord,
 };
@@ -244,6 +246,10 @@ impl Database {
 
     pub fn routes(&self) -> RouteRepo<'_> {
         RouteRepo { db: self }
+    }
+
+    pub fn assistance(&self) -> AssistanceRepo<'_> {
+        AssistanceRepo { db: self }
     }
 
     /// Checks that the database answers.

@@ -38,6 +38,7 @@ pub async fn seed_demo_tenant(db: &Database, extra: &[FlowGraph]) -> anyhow::Res
             })
             .await?;
     }
+    seed_demo_assistance(db, &tenant_id).await?;
     for flow in std::iter::once(&main).chain(extra) {
         let same = db
             .tenants()
@@ -52,6 +53,96 @@ pub async fn seed_demo_tenant(db: &Database, extra: &[FlowGraph]) -> anyhow::Res
         if !same {
             db.tenants().publish_flow(&tenant_id, flow).await?;
         }
+    }
+    Ok(())
+}
+
+/// The demo tenant's assistance providers, and its `sns-sms` account pointing at a local moto
+/// server (`.tools/moto/bin/moto_server -p 5055`; without one the SMS steps fail and the MOK
+/// error branch runs). Existing rows are left as they are.
+async fn seed_demo_assistance(db: &Database, tenant_id: &TenantId) -> anyhow::Result<()> {
+    use super::assistance::Provider;
+    let providers = [
+        (
+            "PRV-LIM-001",
+            "Clínica San Borja Asistencia",
+            "MEDICAL",
+            "PE",
+            "Lima",
+            "+5114751000",
+        ),
+        (
+            "PRV-LIM-002",
+            "Ambulancias Lima 24 Horas",
+            "TRANSPORT",
+            "PE",
+            "Lima",
+            "+5114402020",
+        ),
+        (
+            "PRV-LIM-003",
+            "Estudio Legal Miraflores",
+            "LEGAL",
+            "PE",
+            "Lima",
+            "+5112427788",
+        ),
+        (
+            "PRV-CUS-001",
+            "Clínica Pardo Cusco",
+            "MEDICAL",
+            "PE",
+            "Cusco",
+            "+5184240387",
+        ),
+        (
+            "PRV-CUS-002",
+            "Odontología Imperial Cusco",
+            "DENTAL",
+            "PE",
+            "Cusco",
+            "+5184252525",
+        ),
+        (
+            "PRV-BOG-001",
+            "Clínica del Country Bogotá",
+            "MEDICAL",
+            "CO",
+            "Bogotá",
+            "+5715300470",
+        ),
+    ];
+    let repo = db.assistance();
+    for (id, name, category, country, city, phone) in providers {
+        if repo.provider(tenant_id, id).await?.is_none() {
+            repo.upsert_provider(
+                tenant_id,
+                &Provider {
+                    provider_id: id.to_owned(),
+                    name: name.to_owned(),
+                    category: category.to_owned(),
+                    country: country.to_owned(),
+                    city: city.to_owned(),
+                    phone: Some(phone.to_owned()),
+                    email: None,
+                    active: true,
+                },
+            )
+            .await?;
+        }
+    }
+    let strategy = crate::aws::sns::STRATEGY;
+    if db.channels().account(tenant_id, strategy).await?.is_none() {
+        db.channels()
+            .upsert_account(&super::ChannelAccount {
+                strategy: strategy.to_owned(),
+                account_key: tenant_id.to_string(),
+                tenant_id: tenant_id.clone(),
+                settings: serde_json::json!({
+                    "aws": {"region": "us-east-1", "endpoint_url": "http://127.0.0.1:5055"},
+                }),
+            })
+            .await?;
     }
     Ok(())
 }

@@ -37,6 +37,8 @@ pub struct TestApp {
     pub temporal: Client,
     pub temporal_settings: TemporalSettings,
     pub database: Option<TestDatabase>,
+    /// Folder of the local attachment store (removed with the app).
+    pub files_dir: tempfile::TempDir,
     stop: watch::Sender<bool>,
     api: tokio::task::JoinHandle<anyhow::Result<()>>,
     worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -69,8 +71,13 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
-pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
     LazyLock::force(&TRACING);
+    // Attachments of the local backend go to a folder of this app only.
+    let files_dir = tempfile::tempdir().expect("a temporary folder");
+    if options.api.attachments.backend == "local" {
+        options.api.attachments.local_dir = files_dir.path().to_path_buf();
+    }
     let temporal_settings = TemporalSettings {
         address: shared_dev_server().to_owned(),
         task_queue_prefix: unique_prefix("api"),
@@ -106,6 +113,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
                     queues::PAYMENTS.to_owned(),
                     queues::OCR.to_owned(),
                     queues::ROUTING.to_owned(),
+                    queues::ASSISTANCE.to_owned(),
                 ],
                 // One Tesseract engine per test app is plenty.
                 tuning: [(
@@ -128,7 +136,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         temporal.clone(),
         temporal_settings.task_queue_prefix.clone(),
         options.api,
-    );
+    )
+    .expect("the API state");
     let app = Application::build(state).await.expect("bind the API");
     let address = format!("http://127.0.0.1:{}", app.port());
     let api = tokio::spawn(app.run_until_stopped(wait(stop_rx)));
@@ -138,6 +147,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         temporal,
         temporal_settings,
         database: Some(database),
+        files_dir,
         stop,
         api,
         worker,

@@ -1,6 +1,8 @@
 //! Integration tests of the HTTP API against real parts: the Temporal dev server (one per test
 //! binary), an in-process worker, and a fresh SQLite or PostgreSQL database per test.
 
+mod assistance;
+mod aws;
 mod channels;
 mod connectors;
 mod fakes;

@@ -1,0 +1,166 @@
+//! The AWS base of ZEngine: settings shared by every AWS client (region, endpoint, credentials
+//! by secret reference) and the SDK configuration built from them. [`sns`] sends SMS, [`s3`]
+//! is the S3 file store.
+//!
+//! An empty `endpoint_url` means real AWS; tests and `zengine dev` point it at moto
+//! (`.tools/moto/bin/moto_server`, see `docs/configuration.md`). The SDK's own retries are off:
+//! Temporal retries activities, with the policy written next to each call, so one failed
+//! attempt is one failed activity attempt.
+
+pub mod s3;
+pub mod sns;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sns::config::Credentials;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::{self, SecretError};
+
+/// Where and as whom to talk to AWS. Deserializes from configuration files and from tenant
+/// channel-account settings alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsSettings {
+    /// AWS region, e.g. `us-east-1`. Empty: from the environment (`AWS_REGION`, profile).
+    pub region: String,
+    /// Endpoint override (moto, LocalStack, a VPC endpoint). Empty: the real AWS endpoint.
+    pub endpoint_url: String,
+    /// Secret reference (`env:NAME` or `file:/path`) of the access key id. Empty (with
+    /// `secret_access_key` empty too): the SDK's default credential chain (environment,
+    /// profile, web identity, container and instance roles).
+    pub access_key_id: String,
+    /// Secret reference of the secret access key.
+    pub secret_access_key: String,
+    /// Secret reference of a session token (temporary credentials); empty for none.
+    pub session_token: String,
+    /// Per-request time limit in milliseconds (connect and read included).
+    pub timeout_ms: u64,
+}
+
+/// Why an SDK configuration could not be built. Never retryable: a missing secret or a bad
+/// setting does not fix itself.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsConfigError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("aws settings: {0}")]
+    Invalid(String),
+}
+
+impl AwsSettings {
+    /// The SDK configuration: region, endpoint, credentials (static from the secret references,
+    /// or the default chain), SDK retries off, a per-request timeout.
+    pub async fn sdk_config(&self) -> Result<SdkConfig, AwsConfigError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_millis(self.timeout_ms().min(5_000)))
+                    .operation_timeout(Duration::from_millis(self.timeout_ms()))
+                    .build(),
+            );
+        if !self.region.is_empty() {
+            loader = loader.region(Region::new(self.region.clone()));
+        }
+        if !self.endpoint_url.is_empty() {
+            if !(self.endpoint_url.starts_with("http://")
+                || self.endpoint_url.starts_with("https://"))
+            {
+                return Err(AwsConfigError::Invalid(format!(
+                    "endpoint_url `{}` is not an http(s) URL",
+                    self.endpoint_url
+                )));
+            }
+            loader = loader.endpoint_url(self.endpoint_url.clone());
+        }
+        match (
+            self.access_key_id.is_empty(),
+            self.secret_access_key.is_empty(),
+        ) {
+            (true, true) => {}
+            (false, false) => {
+                let id = secrets::resolve(&self.access_key_id)?;
+                let secret = secrets::resolve(&self.secret_access_key)?;
+                let token = if self.session_token.is_empty() {
+                    None
+                } else {
+                    Some(
+                        secrets::resolve(&self.session_token)?
+                            .expose_secret()
+                            .to_owned(),
+                    )
+                };
+                loader = loader.credentials_provider(Credentials::new(
+                    id.expose_secret(),
+                    secret.expose_secret(),
+                    token,
+                    None,
+                    "zengine-settings",
+                ));
+            }
+            _ => {
+                return Err(AwsConfigError::Invalid(
+                    "set both access_key_id and secret_access_key, or neither".into(),
+                ));
+            }
+        }
+        Ok(loader.load().await)
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        if self.timeout_ms == 0 {
+            10_000
+        } else {
+            self.timeout_ms
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn half_given_credentials_and_bad_endpoints_are_refused() {
+        let half = AwsSettings {
+            access_key_id: "env:PATH".into(),
+            ..AwsSettings::default()
+        };
+        assert!(matches!(
+            half.sdk_config().await,
+            Err(AwsConfigError::Invalid(_))
+        ));
+        let endpoint = AwsSettings {
+            endpoint_url: "127.0.0.1:5000".into(),
+            ..AwsSettings::default()
+        };
+        assert!(matches!(
+            endpoint.sdk_config().await,
+            Err(AwsConfigError::Invalid(_))
+        ));
+        let missing = AwsSettings {
+            access_key_id: "env:ZENGINE_SURELY_UNSET_KEY".into(),
+            secret_access_key: "env:ZENGINE_SURELY_UNSET_KEY".into(),
+            ..AwsSettings::default()
+        };
+        let err = missing.sdk_config().await.unwrap_err().to_string();
+        assert_eq!(err, "secret `env:ZENGINE_SURELY_UNSET_KEY` is not set");
+    }
+
+    #[tokio::test]
+    async fn settings_build_a_config_with_region_and_endpoint() {
+        let settings = AwsSettings {
+            region: "sa-east-1".into(),
+            endpoint_url: "http://127.0.0.1:9".into(),
+            ..AwsSettings::default()
+        };
+        let config = settings.sdk_config().await.unwrap();
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("sa-east-1"));
+        assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:9"));
+    }
+}
