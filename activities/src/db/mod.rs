@@ -5,6 +5,7 @@
 //! epoch-millisecond timestamps) and run through sqlx's `Any` driver, so the repository test
 //! suite runs unchanged against both backends.
 
+mod api_keys;
 mod channels;
 mod events;
 mod idempotency;
@@ -24,6 +25,7 @@ use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
+pub use api_keys::{ApiKey, ApiKeyRepo, KEY_PREFIX, NewApiKey, Revoked, parse_key};
 pub use channels::{ChannelAccount, ChannelRepo, OutboundRecord};
 pub use events::{EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
@@ -242,6 +244,10 @@ impl Database {
 
     pub fn routes(&self) -> RouteRepo<'_> {
         RouteRepo { db: self }
+    }
+
+    pub fn api_keys(&self) -> ApiKeyRepo<'_> {
+        ApiKeyRepo { db: self }
     }
 
     /// Checks that the database answers.
