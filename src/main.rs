@@ -8,7 +8,6 @@ mod route;
 mod telemetry;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -18,7 +17,7 @@ use temporalio_client::Client;
 use tokio::sync::watch;
 use zengine_activities::Database;
 use zengine_activities::db::seed::seed_demo_tenant;
-use zengine_api::{AppState, Application, TenantCache};
+use zengine_api::{AppState, Application};
 use zengine_workers::{DevServer, connect, ensure_search_attributes, run_workers};
 use zengine_workflows::names::queues;
 
@@ -176,16 +175,13 @@ async fn temporal_client(settings: &Settings, role: &str) -> anyhow::Result<Clie
     Ok(client)
 }
 
-fn app_state(settings: &Settings, db: Database, client: Client) -> AppState {
-    AppState {
+fn app_state(settings: &Settings, db: Database, client: Client) -> anyhow::Result<AppState> {
+    AppState::new(
         db,
-        temporal: client,
-        task_queue_prefix: settings.temporal.task_queue_prefix.clone(),
-        tenants: Arc::new(TenantCache::new(std::time::Duration::from_millis(
-            settings.api.tenant_cache_ttl_ms,
-        ))),
-        settings: Arc::new(settings.api.clone()),
-    }
+        client,
+        settings.temporal.task_queue_prefix.clone(),
+        settings.api.clone(),
+    )
 }
 
 async fn dev(mut settings: Settings) -> anyhow::Result<()> {
@@ -232,7 +228,7 @@ async fn dev_services(
     db_settings.migrate_on_start = true;
     let db = db_settings.connect().await?;
     seed_demo_tenant(&db, &zengine_workflows::flows::examples()).await?;
-    let app = Application::build(app_state(settings, db.clone(), client.clone())).await?;
+    let app = Application::build(app_state(settings, db.clone(), client.clone())?).await?;
     let mut worker_settings = settings.worker.clone();
     if worker_settings.queues == zengine_workers::WorkerSettings::default().queues {
         worker_settings.queues = queues::ALL.iter().map(|q| (*q).to_owned()).collect();
@@ -271,7 +267,7 @@ async fn api(settings: Settings) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "api").await?;
     let db = settings.database.connect().await?;
-    let app = Application::build(app_state(&settings, db.clone(), client)).await?;
+    let app = Application::build(app_state(&settings, db.clone(), client)?).await?;
     let result = app.run_until_stopped(wait_for(shutdown)).await;
     db.close().await;
     report_exit("api", result)

@@ -1,16 +1,21 @@
 //! The HTTP face of ZEngine (axum): channel webhooks that start and signal workflows, REST
-//! endpoints, health and Prometheus metrics. (The operator API and the payload-codec endpoint
-//! land here too.)
+//! endpoints, health and Prometheus metrics, and the operator API (REST under `/v1/ops` and the
+//! gRPC `zengine.ops.v1.Operations` service). (The payload-codec endpoint lands here too.)
 //!
 //! Handlers validate everything before anything reaches Temporal: bad input gets a 4xx JSON
 //! error `{"error": {"code": …, "message": …}}` and causes no effect.
 
+mod api_keys;
+pub mod auth;
 mod cache;
 mod error;
+pub mod grpc;
 mod management;
 mod metrics;
+pub mod ops;
 mod orders;
 mod payments;
+mod ratelimit;
 mod routes;
 mod tracking;
 pub mod webchat;
@@ -65,6 +70,11 @@ pub struct ApiSettings {
     /// How long tenants and their current flows are cached per API process (0 disables).
     /// A flow published through this process is seen at once; other replicas within this time.
     pub tenant_cache_ttl_ms: u64,
+    /// Address of the gRPC operator service (`zengine.ops.v1.Operations`, with reflection).
+    /// Empty disables it.
+    pub grpc_addr: String,
+    /// How callers authenticate: JWTs, API keys (`docs/operators.md`).
+    pub auth: auth::AuthSettings,
 }
 
 impl Default for ApiSettings {
@@ -80,6 +90,8 @@ impl Default for ApiSettings {
             whatsapp_verify_token: secrecy::SecretString::from(String::new()),
             conversation_history_limit: zengine_workflows::conversation::DEFAULT_MAX_HISTORY_EVENTS,
             tenant_cache_ttl_ms: 2_000,
+            grpc_addr: String::new(),
+            auth: auth::AuthSettings::default(),
         }
     }
 }
@@ -94,9 +106,32 @@ pub struct AppState {
     /// Tenants and current flows, cached for `api.tenant_cache_ttl_ms`.
     pub tenants: Arc<cache::TenantCache>,
     pub settings: Arc<ApiSettings>,
+    /// Checks JWTs, API keys and the admin token ([`auth::Caller`]).
+    pub auth: Arc<auth::Authenticator>,
 }
 
 impl AppState {
+    /// The state of an API process; resolves the configured secrets (fails fast when one is
+    /// missing).
+    pub fn new(
+        db: Database,
+        temporal: Client,
+        task_queue_prefix: String,
+        settings: ApiSettings,
+    ) -> anyhow::Result<Self> {
+        let auth = auth::authenticator(settings.admin_token.clone(), &settings.auth)?;
+        Ok(Self {
+            db,
+            temporal,
+            task_queue_prefix,
+            tenants: Arc::new(cache::TenantCache::new(Duration::from_millis(
+                settings.tenant_cache_ttl_ms,
+            ))),
+            settings: Arc::new(settings),
+            auth,
+        })
+    }
+
     /// The concrete name of the task queue `base` (`zengine_workflows::names::queues`).
     pub fn queue(&self, base: &str) -> String {
         zengine_workflows::names::task_queue(&self.task_queue_prefix, base)
@@ -148,6 +183,15 @@ pub fn router(state: AppState) -> Router {
             "/v1/conversations/{tenant}/{channel}/{contact}/return-to-bot",
             post(management::return_to_bot),
         )
+        .route(
+            "/v1/tenants/{tenant}/api-keys",
+            post(api_keys::create).get(api_keys::list),
+        )
+        .route(
+            "/v1/tenants/{tenant}/api-keys/{id}",
+            axum::routing::delete(api_keys::revoke),
+        )
+        .nest("/v1/ops", ops::routes())
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -254,14 +298,16 @@ async fn request_context(request: Request<axum::body::Body>, next: Next) -> Resp
     .await
 }
 
-/// A bound, not yet serving, API server.
+/// A bound, not yet serving, API server (HTTP, and gRPC when `api.grpc_addr` is set).
 pub struct Application {
     listener: TcpListener,
+    grpc: Option<TcpListener>,
+    state: AppState,
     router: Router,
 }
 
 impl Application {
-    /// Binds `settings.addr` (port 0 picks a free port).
+    /// Binds `settings.addr` and `settings.grpc_addr` (port 0 picks a free port).
     pub async fn build(state: AppState) -> anyhow::Result<Self> {
         let addr: SocketAddr = state
             .settings
@@ -271,9 +317,22 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("Failed to bind the API to {addr}"))?;
+        let grpc = match state.settings.grpc_addr.as_str() {
+            "" => None,
+            raw => {
+                let addr: SocketAddr = raw.parse().context("api.grpc_addr is not an ip:port")?;
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("Failed to bind the gRPC service to {addr}"))?,
+                )
+            }
+        };
         Ok(Self {
             listener,
-            router: router(state),
+            grpc,
+            router: router(state.clone()),
+            state,
         })
     }
 
@@ -281,11 +340,24 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The gRPC port, when the gRPC service is enabled.
+    pub fn grpc_port(&self) -> Option<u16> {
+        self.grpc
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
     /// Serves until `shutdown` resolves, then finishes in-flight requests (at most 10 s).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        use futures::FutureExt;
+        let shutdown = shutdown.boxed().shared();
+        let grpc = self.grpc.map(|listener| {
+            tokio::spawn(grpc::serve(listener, self.state.clone(), shutdown.clone()))
+        });
         tracing::info!(addr = %self.listener.local_addr()?, "API listening");
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
@@ -296,12 +368,19 @@ impl Application {
             let _ = stopped_rx.await;
             tokio::time::sleep(Duration::from_secs(10)).await;
         };
-        tokio::select! {
+        let http = tokio::select! {
             result = serve => result.context("API server failed"),
             _ = drain_limit => {
                 tracing::warn!("In-flight requests did not finish within 10 s; closing");
                 Ok(())
             }
+        };
+        if let Some(grpc) = grpc {
+            match tokio::time::timeout(Duration::from_secs(10), grpc).await {
+                Ok(joined) => joined.context("gRPC task panicked")??,
+                Err(_) => tracing::warn!("gRPC calls did not finish within 10 s; closing"),
+            }
         }
+        http
     }
 }

@@ -1,6 +1,6 @@
 //! `spawn_app()`: a real API + worker + database for one test.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use reqwest::{Response, StatusCode};
 use temporalio_client::Client;
@@ -33,6 +33,8 @@ pub const WHATSAPP_VERIFY_TOKEN: &str = "test-verify-token";
 
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:port` of the gRPC service, when `api.grpc_addr` was set.
+    pub grpc_address: Option<String>,
     pub http: reqwest::Client,
     pub temporal: Client,
     pub temporal_settings: TemporalSettings,
@@ -123,20 +125,20 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             run_workers(client, &settings, &worker_settings, &db, wait(rx)).await
         })
     });
-    let state = AppState {
-        db: database.db.clone(),
-        temporal: temporal.clone(),
-        task_queue_prefix: temporal_settings.task_queue_prefix.clone(),
-        tenants: Arc::new(zengine_api::TenantCache::new(
-            std::time::Duration::from_millis(options.api.tenant_cache_ttl_ms),
-        )),
-        settings: Arc::new(options.api),
-    };
+    let state = AppState::new(
+        database.db.clone(),
+        temporal.clone(),
+        temporal_settings.task_queue_prefix.clone(),
+        options.api,
+    )
+    .expect("API state");
     let app = Application::build(state).await.expect("bind the API");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let grpc_address = app.grpc_port().map(|p| format!("http://127.0.0.1:{p}"));
     let api = tokio::spawn(app.run_until_stopped(wait(stop_rx)));
     TestApp {
         address,
+        grpc_address,
         http: reqwest::Client::new(),
         temporal,
         temporal_settings,
