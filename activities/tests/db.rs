@@ -1086,7 +1086,12 @@ async fn api_keys_authenticate_until_revoked_and_stay_in_their_tenant(backend: T
     let found = t.db.api_keys().authenticate(&text).await.unwrap().unwrap();
     assert_eq!(found, key);
     assert_eq!(found.rate_per_minute, Some(120));
-    let other = t.db.api_keys().authenticate(&other_text).await.unwrap().unwrap();
+    let other =
+        t.db.api_keys()
+            .authenticate(&other_text)
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(other.tenant_id, b);
 
     // A wrong secret for a real id, or garbage, authenticates nothing.
@@ -1096,7 +1101,10 @@ async fn api_keys_authenticate_until_revoked_and_stay_in_their_tenant(backend: T
 
     // Listing and revoking stay inside the tenant.
     let listed = t.db.api_keys().list(&a).await.unwrap();
-    assert_eq!(listed.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["shop"]);
+    assert_eq!(
+        listed.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        ["shop"]
+    );
     assert_eq!(
         t.db.api_keys().revoke(&b, &key.key_id).await.unwrap(),
         Revoked::NotFound,
@@ -1112,6 +1120,12 @@ async fn api_keys_authenticate_until_revoked_and_stay_in_their_tenant(backend: T
         Revoked::Already(_)
     ));
     assert_eq!(t.db.api_keys().authenticate(&text).await.unwrap(), None);
-    assert!(t.db.api_keys().authenticate(&other_text).await.unwrap().is_some());
+    assert!(
+        t.db.api_keys()
+            .authenticate(&other_text)
+            .await
+            .unwrap()
+            .is_some()
+    );
     t.drop_db().await.unwrap();
 }

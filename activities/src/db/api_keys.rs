@@ -68,7 +68,11 @@ fn hash(secret: &str) -> String {
 
 /// Compares in time independent of where the first difference is.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 const COLUMNS: &str = "key_id, tenant_id, name, role, rate_per_minute, burst, created_by, \
