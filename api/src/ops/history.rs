@@ -36,16 +36,7 @@ pub fn event_type_name(event_type: i32) -> String {
     let Ok(kind) = EventType::try_from(event_type) else {
         return event_type.to_string();
     };
-    kind.as_str_name()
-        .trim_start_matches("EVENT_TYPE_")
-        .split('_')
-        .map(|word| {
-            let mut chars = word.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_string() + &chars.as_str().to_ascii_lowercase()
-            })
-        })
-        .collect()
+    super::enum_words(kind.as_str_name(), "EVENT_TYPE_")
 }
 
 fn b64(text: &str) -> Option<Vec<u8>> {

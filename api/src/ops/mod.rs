@@ -245,13 +245,22 @@ fn timestamp(t: &Option<prost_wkt_types::Timestamp>) -> Option<String> {
     })
 }
 
+/// `SOME_ENUM_PREFIX_TIMED_OUT` → `TimedOut` (the spelling visibility queries use).
+pub(crate) fn enum_words(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix)
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_string() + &chars.as_str().to_ascii_lowercase()
+            })
+        })
+        .collect()
+}
+
 fn status_name(status: i32) -> String {
     WorkflowExecutionStatus::try_from(status)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("WORKFLOW_EXECUTION_STATUS_")
-                .to_owned()
-        })
+        .map(|s| enum_words(s.as_str_name(), "WORKFLOW_EXECUTION_STATUS_"))
         .unwrap_or_else(|_| status.to_string())
 }
 
@@ -505,11 +514,7 @@ impl Operations {
                     .map(|t| t.name.clone())
                     .unwrap_or_default(),
                 state: PendingActivityState::try_from(a.state)
-                    .map(|s| {
-                        s.as_str_name()
-                            .trim_start_matches("PENDING_ACTIVITY_STATE_")
-                            .to_owned()
-                    })
+                    .map(|s| enum_words(s.as_str_name(), "PENDING_ACTIVITY_STATE_"))
                     .unwrap_or_default(),
                 attempt: a.attempt,
                 maximum_attempts: a.maximum_attempts,

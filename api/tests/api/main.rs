@@ -1,9 +1,13 @@
 //! Integration tests of the HTTP API against real parts: the Temporal dev server (one per test
 //! binary), an in-process worker, and a fresh SQLite or PostgreSQL database per test.
 
+mod api_keys;
+mod auth;
 mod flows;
+mod grpc;
 mod helpers;
 mod histories;
+mod ops;
 mod orders;
 mod payments;
 mod routes;
