@@ -13,6 +13,16 @@ use zengine_domain::TenantId;
 
 use crate::config::Settings;
 
+/// `println!` that ends the process quietly when stdout is closed (`zengine … | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 /// What every subcommand needs.
 #[derive(Args)]
 pub struct Common {
@@ -92,7 +102,7 @@ pub async fn run(settings: &Settings, command: WorkflowsCommand) -> u8 {
     match execute(settings, command).await {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("zengine: {e}");
+            eout!("zengine: {e}");
             match e {
                 OpsError::Invalid(_) => 2,
                 OpsError::NotFound(_) => 3,
@@ -104,7 +114,7 @@ pub async fn run(settings: &Settings, command: WorkflowsCommand) -> u8 {
 }
 
 fn print_json<T: Serialize>(value: &T) {
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
@@ -170,7 +180,12 @@ async fn execute(settings: &Settings, command: WorkflowsCommand) -> Result<(), O
                             w.workflow_type.clone(),
                             w.status.clone(),
                             w.start_time.clone().unwrap_or_default(),
-                            w.history_length.to_string(),
+                            // Visibility counts events only once a run has closed.
+                            if w.history_length == 0 {
+                                "-".to_owned()
+                            } else {
+                                w.history_length.to_string()
+                            },
                         ]
                     })
                     .collect();
@@ -192,7 +207,7 @@ async fn execute(settings: &Settings, command: WorkflowsCommand) -> Result<(), O
                 print_json(&d);
             } else {
                 let s = &d.summary;
-                let line = |label: &str, value: &str| println!("{label:<16}{value}");
+                let line = |label: &str, value: &str| out!("{label:<16}{value}");
                 line("Workflow", &s.workflow_id);
                 line("Run", &s.run_id);
                 line("Type", &s.workflow_type);
@@ -240,8 +255,8 @@ async fn execute(settings: &Settings, command: WorkflowsCommand) -> Result<(), O
                 }
                 match (&d.state, &d.state_error) {
                     (Some(state), _) => {
-                        println!("State");
-                        println!(
+                        out!("State");
+                        out!(
                             "{}",
                             serde_json::to_string_pretty(state).unwrap_or_default()
                         );
@@ -278,11 +293,11 @@ async fn execute(settings: &Settings, command: WorkflowsCommand) -> Result<(), O
             } else {
                 for e in &events {
                     let took = match (e.since_scheduled_ms, e.since_previous_ms) {
-                        (Some(ms), _) => format!("{ms} ms after its start"),
+                        (Some(ms), _) => format!("({ms} ms since scheduled/started)"),
                         (None, Some(ms)) => format!("+{ms} ms"),
                         _ => String::new(),
                     };
-                    println!(
+                    out!(
                         "{:>5}  {}  {:<40} {}",
                         e.event_id,
                         e.time.as_deref().unwrap_or(""),
@@ -290,10 +305,10 @@ async fn execute(settings: &Settings, command: WorkflowsCommand) -> Result<(), O
                         took
                     );
                     if let Some(summary) = summarise(&e.details) {
-                        println!("       {summary}");
+                        out!("       {summary}");
                     }
                     for cause in &e.failure {
-                        println!("       failure: {} [{}]", cause.message, cause.failure_type);
+                        out!("       failure: {} [{}]", cause.message, cause.failure_type);
                     }
                 }
             }
@@ -328,7 +343,7 @@ fn report(json: bool, result: &Value, what: &str) {
     if json {
         print_json(result);
     } else {
-        println!(
+        out!(
             "{} (run {}): {what}",
             result["workflow_id"].as_str().unwrap_or(""),
             result["run_id"].as_str().unwrap_or("")
@@ -366,13 +381,13 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        out!("{}", padded.join("  ").trim_end());
     };
     line(headers.to_vec());
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
     if rows.is_empty() {
-        println!("(no workflows)");
+        out!("(no workflows)");
     }
 }
