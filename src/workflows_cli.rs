@@ -102,7 +102,7 @@ pub async fn run(settings: &Settings, command: WorkflowsCommand) -> u8 {
     match execute(settings, command).await {
         Ok(()) => 0,
         Err(e) => {
-            eout!("zengine: {e}");
+            eprintln!("zengine: {e}");
             match e {
                 OpsError::Invalid(_) => 2,
                 OpsError::NotFound(_) => 3,

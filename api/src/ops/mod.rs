@@ -473,7 +473,7 @@ impl Operations {
                 sa.indexed_fields
                     .get(zengine_workflows::names::TENANT_ID.name())
             })
-            .map(|p| history::payload_json(p));
+            .map(history::payload_json);
         let owner_matches = match tagged {
             Some(Value::String(owner)) => owner == tenant.as_str(),
             // Not tagged yet (its first workflow task has not run): every ZEngine workflow id
