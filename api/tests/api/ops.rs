@@ -375,6 +375,18 @@ async fn operators_act_cancel_terminate_and_reset_and_viewers_cannot() {
             StatusCode::BAD_REQUEST,
             "invalid_field",
         ),
+        (
+            wf(&cancelled, "terminate"),
+            Some(json!({"reason": "x".repeat(70 * 1024)})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            wf(&cancelled, "cancel"),
+            Some(json!(["not", "an", "object"])),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
     ] {
         let response = post(path.clone(), operator.clone(), body).await;
         assert_eq!(error_code(response, status).await, code, "{path}");
