@@ -6,6 +6,7 @@ mod flow_cli;
 mod ocr_cli;
 mod route;
 mod telemetry;
+mod workflows_cli;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -77,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: ocr_cli::OcrCommand,
     },
+    /// Inspect and act on a tenant's workflows (list, show, history, cancel, terminate).
+    Workflows {
+        #[command(subcommand)]
+        command: workflows_cli::WorkflowsCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,6 +98,8 @@ fn main() -> std::process::ExitCode {
     let cli = match cli.command {
         Command::Flow { command } => return std::process::ExitCode::from(flow_cli::run(command)),
         Command::Ocr { command } => return std::process::ExitCode::from(ocr_cli::run(command)),
+        // Operator commands print for a terminal: configuration, but no service logs.
+        Command::Workflows { command } => return workflows(cli.config.as_deref(), command),
         command => Cli {
             config: cli.config,
             command,
@@ -102,6 +110,31 @@ fn main() -> std::process::ExitCode {
         .build()
     {
         Ok(runtime) => runtime.block_on(serve(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn workflows(
+    config: Option<&std::path::Path>,
+    command: workflows_cli::WorkflowsCommand,
+) -> std::process::ExitCode {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zengine: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => {
+            std::process::ExitCode::from(runtime.block_on(workflows_cli::run(&settings, command)))
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             std::process::ExitCode::FAILURE
@@ -130,7 +163,7 @@ async fn serve(cli: Cli) -> std::process::ExitCode {
             println!("{settings:#?}");
             Ok(())
         }
-        Command::Flow { .. } | Command::Ocr { .. } => {
+        Command::Flow { .. } | Command::Ocr { .. } | Command::Workflows { .. } => {
             unreachable!("handled before configuration is loaded")
         }
         Command::Route { command } => route::run(command),

@@ -45,6 +45,7 @@ on_both_backends!(
     payment_reviews_move_the_order_and_release_rejected_codes,
     receipt_images_and_payment_settings_round_trip,
     channel_accounts_route_dedupe_and_delivery_states_move_forward,
+    api_keys_authenticate_until_revoked_and_stay_in_their_tenant,
     assistance_catalogues_match_the_state_machines,
     providers_are_searched_by_category_city_and_text,
     drafts_are_created_once_per_key_and_edited_only_as_drafts,
@@ -1802,6 +1803,76 @@ async fn assistance_settings_round_trip_and_reject_bad_rules(backend: TestBacken
         repo.settings(&TenantId::parse("ghost").unwrap())
             .await
             .is_err()
+    );
+    t.drop_db().await.unwrap();
+}
+
+async fn api_keys_authenticate_until_revoked_and_stay_in_their_tenant(backend: TestBackend) {
+    use zengine_activities::db::{NewApiKey, Revoked};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let (a, b) = (
+        TenantId::parse("tenant-a").unwrap(),
+        TenantId::parse("tenant-b").unwrap(),
+    );
+    for tenant in [&a, &b] {
+        t.db.tenants().upsert(tenant, "T", "main").await.unwrap();
+    }
+    let new = |tenant, name| NewApiKey {
+        tenant_id: tenant,
+        name,
+        role: "operator",
+        rate_per_minute: Some(120),
+        burst: None,
+        created_by: "admin@test",
+    };
+    let (key, text) = t.db.api_keys().create(new(&a, "shop")).await.unwrap();
+    let (_, other_text) = t.db.api_keys().create(new(&b, "b-shop")).await.unwrap();
+    assert!(text.starts_with(&format!("zk_{}_", key.key_id)), "{text}");
+
+    // Arrange done; a presented key finds its row (even under RLS, before the tenant is known).
+    let found = t.db.api_keys().authenticate(&text).await.unwrap().unwrap();
+    assert_eq!(found, key);
+    assert_eq!(found.rate_per_minute, Some(120));
+    let other =
+        t.db.api_keys()
+            .authenticate(&other_text)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(other.tenant_id, b);
+
+    // A wrong secret for a real id, or garbage, authenticates nothing.
+    let forged = format!("zk_{}_{}", key.key_id, "0".repeat(64));
+    assert_eq!(t.db.api_keys().authenticate(&forged).await.unwrap(), None);
+    assert_eq!(t.db.api_keys().authenticate("zk_nope").await.unwrap(), None);
+
+    // Listing and revoking stay inside the tenant.
+    let listed = t.db.api_keys().list(&a).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        ["shop"]
+    );
+    assert_eq!(
+        t.db.api_keys().revoke(&b, &key.key_id).await.unwrap(),
+        Revoked::NotFound,
+        "tenant B cannot revoke tenant A's key"
+    );
+    assert!(t.db.api_keys().authenticate(&text).await.unwrap().is_some());
+    assert!(matches!(
+        t.db.api_keys().revoke(&a, &key.key_id).await.unwrap(),
+        Revoked::Now(k) if k.revoked_at.is_some()
+    ));
+    assert!(matches!(
+        t.db.api_keys().revoke(&a, &key.key_id).await.unwrap(),
+        Revoked::Already(_)
+    ));
+    assert_eq!(t.db.api_keys().authenticate(&text).await.unwrap(), None);
+    assert!(
+        t.db.api_keys()
+            .authenticate(&other_text)
+            .await
+            .unwrap()
+            .is_some()
     );
     t.drop_db().await.unwrap();
 }

@@ -43,8 +43,22 @@ use crate::{ApiError, AppState, ErrorCode};
 
 /// Who is calling: the one place partner authentication is decided (today the management
 /// bearer token and `x-tenant-id`, like the orders API; swap this function for JWT / API keys).
+/// The caller's tenant. Reads need the viewer role, changes the operator role (an API key of
+/// a partner integration has at most that).
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
-    crate::orders::tenant(state, headers).await
+    Ok(
+        crate::auth::caller_of(state, headers, crate::auth::Role::Viewer)
+            .await?
+            .tenant,
+    )
+}
+
+async fn actor(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
+    Ok(
+        crate::auth::caller_of(state, headers, crate::auth::Role::Operator)
+            .await?
+            .tenant,
+    )
 }
 
 const IDEMPOTENCY_HEADER: &str = "x-idempotency-key";
@@ -211,7 +225,7 @@ pub async fn create_draft(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller(&state, &headers).await?;
+    let tenant = actor(&state, &headers).await?;
     let key = idempotency_key(&headers)?;
     let fields: EventFields = json_body(body)?;
     let problems = fields.problems();
@@ -257,7 +271,7 @@ pub async fn update_draft(
     Path(event_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller(&state, &headers).await?;
+    let tenant = actor(&state, &headers).await?;
     let event_id = path_id("assistance event", &event_id)?.to_owned();
     let fields: EventFields = json_body(body)?;
     let problems = fields.problems();
@@ -315,7 +329,7 @@ pub async fn change_status(
     Path(event_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller(&state, &headers).await?;
+    let tenant = actor(&state, &headers).await?;
     let body: StatusBody = json_body(body)?;
     let to: EventStatus = body
         .status
@@ -383,7 +397,7 @@ pub async fn assign_provider(
     Path(event_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller(&state, &headers).await?;
+    let tenant = actor(&state, &headers).await?;
     let body: AssignBody = json_body(body)?;
     if body.provider_id.is_empty() || body.provider_id.len() > 64 {
         return Err(unprocessable("field `provider_id`: 1 to 64 characters"));
@@ -522,7 +536,7 @@ async fn provider_step(
     step: ProviderStep,
     note: Option<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller(&state, &headers).await?;
+    let tenant = actor(&state, &headers).await?;
     let event = existing_event(&state, &tenant, &event_id).await?;
     let provider_id = path_id("provider", &provider_id)?.to_owned();
     let providers = state
@@ -575,7 +589,7 @@ pub async fn add_note(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller(&state, &headers).await?;
+    let tenant = actor(&state, &headers).await?;
     let key = idempotency_key(&headers)?;
     let body: NoteBody = json_body(body)?;
     let mut problems = Vec::new();
@@ -696,7 +710,7 @@ pub async fn add_consultation(
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
-    let tenant = caller(&state, &headers).await?;
+    let tenant = actor(&state, &headers).await?;
     let key = idempotency_key(&headers)?;
     let is_multipart = headers
         .get(header::CONTENT_TYPE)
@@ -941,7 +955,7 @@ pub async fn post_mok_event(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller(&state, &headers).await?;
+    let tenant = actor(&state, &headers).await?;
     let raw = crate::read_body(body)?;
     let request: MokEventRequest = serde_json::from_slice(&raw).map_err(|e| {
         ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))

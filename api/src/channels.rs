@@ -28,7 +28,7 @@ use zengine_workflows::channels::{
 };
 use zengine_workflows::names::queues;
 
-use crate::orders::tenant;
+use crate::auth::{Role, caller_of};
 use crate::{ApiError, AppState, ErrorCode};
 
 /// Events held back until they are this old, so a cursor never skips one still committing.
@@ -54,7 +54,8 @@ pub async fn events(
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    let caller = caller_of(&state, &headers, Role::Viewer).await?;
+    let tenant_id = caller.tenant;
     let after = match q.after.as_deref() {
         None | Some("") => 0,
         Some(v) => v
@@ -121,7 +122,8 @@ pub async fn dead_letters(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    let caller = caller_of(&state, &headers, Role::Viewer).await?;
+    let tenant_id = caller.tenant;
     let letters = state.db.channels().dead_letters(&tenant_id).await?;
     let items: Vec<Value> = letters.iter().map(dead_letter_json).collect();
     Ok(Json(json!({"dead_letters": items})).into_response())
@@ -134,7 +136,9 @@ pub async fn redrive(
     headers: HeaderMap,
     Path(client_message_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    let caller = caller_of(&state, &headers, Role::Operator).await?;
+    caller.require_operator_credential()?;
+    let tenant_id = caller.tenant;
     if client_message_id.is_empty() || client_message_id.len() > 512 {
         return Err(invalid("client_message_id", "must be 1 to 512 characters"));
     }
@@ -206,7 +210,8 @@ pub async fn health(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    let caller = caller_of(&state, &headers, Role::Viewer).await?;
+    let tenant_id = caller.tenant;
     let rows = state.db.channels().health(&tenant_id).await?;
     Ok(Json(json!({"accounts": rows})).into_response())
 }
@@ -217,7 +222,9 @@ pub async fn check_health(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    let caller = caller_of(&state, &headers, Role::Operator).await?;
+    caller.require_operator_credential()?;
+    let tenant_id = caller.tenant;
     let workflow_id = format!("{tenant_id}/channel-health/{}", uuid::Uuid::new_v4());
     let handle = state
         .temporal
@@ -255,8 +262,13 @@ pub async fn check_health(
 async fn templates_account(
     state: &AppState,
     headers: &HeaderMap,
+    role: Role,
 ) -> Result<zengine_activities::db::ChannelAccount, ApiError> {
-    let tenant_id = tenant(state, headers).await?;
+    let caller = caller_of(state, headers, role).await?;
+    if role == Role::Admin {
+        caller.require_operator_credential()?;
+    }
+    let tenant_id = caller.tenant;
     state
         .db
         .channels()
@@ -294,7 +306,7 @@ pub async fn list_templates(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let account = templates_account(&state, &headers).await?;
+    let account = templates_account(&state, &headers, Role::Viewer).await?;
     let list = templates::list(&StrategyEnv::new(), &account)
         .await
         .map_err(template_error)?;
@@ -307,7 +319,7 @@ pub async fn create_template(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let account = templates_account(&state, &headers).await?;
+    let account = templates_account(&state, &headers, Role::Admin).await?;
     let body = crate::read_body(body)?;
     let template: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
@@ -355,7 +367,7 @@ pub async fn delete_template(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let account = templates_account(&state, &headers).await?;
+    let account = templates_account(&state, &headers, Role::Admin).await?;
     if name.is_empty() || name.len() > 512 {
         return Err(invalid("name", "must be 1 to 512 characters"));
     }
@@ -379,7 +391,8 @@ pub async fn register_connect_contact(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    let caller = caller_of(&state, &headers, Role::Operator).await?;
+    let tenant_id = caller.tenant;
     let body = crate::read_body(body)?;
     let contact: ConnectContact = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))

@@ -21,7 +21,10 @@ pub enum ErrorCode {
     NoPublishedFlow,
     InvalidFlow,
     Unauthorized,
+    /// Authenticated, but the role (or credential kind) does not allow this.
     Forbidden,
+    /// An API key is over its rate limit (429, with `Retry-After`).
+    RateLimited,
     Conflict,
     Timeout,
     Unavailable,
@@ -36,6 +39,8 @@ pub struct ApiError {
     pub message: String,
     /// Itemised problems (e.g. every validation error of a flow).
     pub details: Vec<String>,
+    /// Sent as `Retry-After` (seconds), e.g. on 429.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -45,6 +50,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: Vec::new(),
+            retry_after_secs: None,
         }
     }
 
@@ -128,6 +134,12 @@ impl IntoResponse for ApiError {
                 details: &self.details,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

@@ -1,18 +1,23 @@
 //! The HTTP face of ZEngine (axum): channel webhooks that start and signal workflows, REST
-//! endpoints, health and Prometheus metrics. (The operator API and the payload-codec endpoint
-//! land here too.)
+//! endpoints, health and Prometheus metrics, and the operator API (REST under `/v1/ops` and the
+//! gRPC `zengine.ops.v1.Operations` service). (The payload-codec endpoint lands here too.)
 //!
 //! Handlers validate everything before anything reaches Temporal: bad input gets a 4xx JSON
 //! error `{"error": {"code": …, "message": …}}` and causes no effect.
 
+mod api_keys;
 mod assistance;
+pub mod auth;
 mod cache;
 mod channels;
 mod error;
+pub mod grpc;
 mod management;
 mod metrics;
+pub mod ops;
 mod orders;
 mod payments;
+mod ratelimit;
 mod routes;
 mod tracking;
 pub mod webchat;
@@ -75,6 +80,11 @@ pub struct ApiSettings {
     /// Where phone-consultation attachments are kept (local folder or S3) and what uploads
     /// may be (`[api.attachments]`).
     pub attachments: zengine_activities::files::FileStoreSettings,
+    /// Address of the gRPC operator service (`zengine.ops.v1.Operations`, with reflection).
+    /// Empty disables it.
+    pub grpc_addr: String,
+    /// How callers authenticate: JWTs, API keys (`docs/operators.md`).
+    pub auth: auth::AuthSettings,
 }
 
 impl Default for ApiSettings {
@@ -92,6 +102,8 @@ impl Default for ApiSettings {
             trusted_proxies: Vec::new(),
             tenant_cache_ttl_ms: 2_000,
             attachments: zengine_activities::files::FileStoreSettings::default(),
+            grpc_addr: String::new(),
+            auth: auth::AuthSettings::default(),
         }
     }
 }
@@ -110,16 +122,20 @@ pub struct AppState {
     pub settings: Arc<ApiSettings>,
     /// The attachment store built from `settings.attachments`.
     pub files: Arc<dyn zengine_activities::files::FileStore>,
+    /// Checks JWTs, API keys and the admin token ([`auth::Caller`]).
+    pub auth: Arc<auth::Authenticator>,
 }
 
 impl AppState {
-    /// The state of an API process (fails when the attachment store cannot be built).
+    /// The state of an API process; resolves the configured secrets and builds the attachment
+    /// store (fails fast when one is missing).
     pub fn new(
         db: Database,
         temporal: Client,
         task_queue_prefix: impl Into<String>,
         settings: ApiSettings,
     ) -> anyhow::Result<Self> {
+        let auth = auth::authenticator(settings.admin_token.clone(), &settings.auth)?;
         let channels = Registry::standard(InboundOptions {
             whatsapp_app_secret: settings.whatsapp_app_secret.clone(),
         });
@@ -133,6 +149,7 @@ impl AppState {
             channels: Arc::new(channels),
             files: settings.attachments.build()?,
             settings: Arc::new(settings),
+            auth,
         })
     }
 
@@ -255,6 +272,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/mok/events", post(assistance::post_mok_event))
         .route("/v1/mok/events/{event_id}", get(assistance::get_mok_event))
         .route(
+            "/v1/tenants/{tenant}/api-keys",
+            post(api_keys::create).get(api_keys::list),
+        )
+        .route(
+            "/v1/tenants/{tenant}/api-keys/{id}",
+            axum::routing::delete(api_keys::revoke),
+        )
+        .nest("/v1/ops", ops::routes())
+        .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
@@ -360,14 +386,16 @@ async fn request_context(request: Request<axum::body::Body>, next: Next) -> Resp
     .await
 }
 
-/// A bound, not yet serving, API server.
+/// A bound, not yet serving, API server (HTTP, and gRPC when `api.grpc_addr` is set).
 pub struct Application {
     listener: TcpListener,
+    grpc: Option<TcpListener>,
+    state: AppState,
     router: Router,
 }
 
 impl Application {
-    /// Binds `settings.addr` (port 0 picks a free port).
+    /// Binds `settings.addr` and `settings.grpc_addr` (port 0 picks a free port).
     pub async fn build(state: AppState) -> anyhow::Result<Self> {
         let addr: SocketAddr = state
             .settings
@@ -377,9 +405,22 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("Failed to bind the API to {addr}"))?;
+        let grpc = match state.settings.grpc_addr.as_str() {
+            "" => None,
+            raw => {
+                let addr: SocketAddr = raw.parse().context("api.grpc_addr is not an ip:port")?;
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("Failed to bind the gRPC service to {addr}"))?,
+                )
+            }
+        };
         Ok(Self {
             listener,
-            router: router(state),
+            grpc,
+            router: router(state.clone()),
+            state,
         })
     }
 
@@ -387,11 +428,24 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The gRPC port, when the gRPC service is enabled.
+    pub fn grpc_port(&self) -> Option<u16> {
+        self.grpc
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
     /// Serves until `shutdown` resolves, then finishes in-flight requests (at most 10 s).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        use futures::FutureExt;
+        let shutdown = shutdown.boxed().shared();
+        let grpc = self.grpc.map(|listener| {
+            tokio::spawn(grpc::serve(listener, self.state.clone(), shutdown.clone()))
+        });
         tracing::info!(addr = %self.listener.local_addr()?, "API listening");
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
         let app = self
@@ -405,12 +459,19 @@ impl Application {
             let _ = stopped_rx.await;
             tokio::time::sleep(Duration::from_secs(10)).await;
         };
-        tokio::select! {
+        let http = tokio::select! {
             result = serve => result.context("API server failed"),
             _ = drain_limit => {
                 tracing::warn!("In-flight requests did not finish within 10 s; closing");
                 Ok(())
             }
+        };
+        if let Some(grpc) = grpc {
+            match tokio::time::timeout(Duration::from_secs(10), grpc).await {
+                Ok(joined) => joined.context("gRPC task panicked")??,
+                Err(_) => tracing::warn!("gRPC calls did not finish within 10 s; closing"),
+            }
         }
+        http
     }
 }

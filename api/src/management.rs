@@ -1,13 +1,12 @@
 //! Management endpoints: publishing tenant flows and operator actions on conversations.
-//! They require `Authorization: Bearer <api.admin_token>`; with no token configured they are off.
+//! Publishing needs an admin, return-to-bot an operator (a JWT or the admin token; not an API key).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 use temporalio_client::WorkflowExecuteUpdateOptions;
@@ -15,62 +14,28 @@ use zengine_domain::flow::FlowGraph;
 use zengine_domain::{ConversationId, SessionId, TenantId};
 use zengine_workflows::ConversationWorkflow;
 
+use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
 
-/// Checks the bearer token in constant time.
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let expected = state.settings.admin_token.expose_secret();
-    if expected.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Unauthorized,
-            "the management API is disabled (set api.admin_token)",
-        ));
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "missing or wrong bearer token",
-        ))
-    }
-}
-
-fn tenant_from_path(raw: &str) -> Result<TenantId, ApiError> {
-    TenantId::parse(raw).map_err(|e| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownTenant,
-            format!("tenant: {e}"),
-        )
-    })
-}
-
+/// The caller's tenant row, after checking the path names the caller's tenant.
 async fn existing_tenant(
     state: &AppState,
+    caller: &Caller,
     raw: &str,
 ) -> Result<zengine_activities::db::Tenant, ApiError> {
-    let tenant_id = tenant_from_path(raw)?;
-    state.db.tenants().get(&tenant_id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownTenant,
-            format!("tenant `{tenant_id}` does not exist"),
-        )
-    })
+    caller.owns(raw)?;
+    state
+        .db
+        .tenants()
+        .get(&caller.tenant)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::UnknownTenant,
+                format!("tenant `{raw}` does not exist"),
+            )
+        })
 }
 
 #[derive(Deserialize)]
@@ -85,11 +50,12 @@ pub async fn publish_flow(
     State(state): State<AppState>,
     Path((tenant, name)): Path<(String, String)>,
     Query(query): Query<PublishQuery>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
-    let tenant = existing_tenant(&state, &tenant).await?;
+    caller.require_operator_credential()?;
+    caller.require(Role::Admin)?;
+    let tenant = existing_tenant(&state, &caller, &tenant).await?;
     let body = crate::read_body(body)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request(ErrorCode::MalformedJson, "the body is not UTF-8"))?;
@@ -140,10 +106,11 @@ pub async fn publish_flow(
 pub async fn get_flow(
     State(state): State<AppState>,
     Path((tenant, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
-    let tenant = existing_tenant(&state, &tenant).await?;
+    caller.require_operator_credential()?;
+    caller.require(Role::Viewer)?;
+    let tenant = existing_tenant(&state, &caller, &tenant).await?;
     let flow = state
         .db
         .tenants()
@@ -168,9 +135,11 @@ fn conversation_id(tenant: &str, channel: &str, contact: &str) -> Result<Convers
 pub async fn return_to_bot(
     State(state): State<AppState>,
     Path((tenant, channel, contact)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    caller.require_operator_credential()?;
+    caller.require(Role::Operator)?;
+    caller.owns(&tenant)?;
     let id = conversation_id(&tenant, &channel, &contact)?;
     let handle = state
         .temporal

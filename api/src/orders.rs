@@ -1,11 +1,11 @@
 //! Orders API: `POST/GET /v1/orders`, `GET /v1/orders/{id}`, `POST /v1/orders/{id}/status`.
-//! The tenant is `x-tenant-id`; the caller authenticates with the management bearer token.
+//! The caller is a [`Caller`]: an API key, a JWT, or the admin token with `x-tenant-id`.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -15,43 +15,12 @@ use temporalio_client::{
 use zengine_activities::db::{Order, OrderFilter};
 use zengine_activities::orders::{CreateOrderRequest, OrderRequestError, create_order};
 use zengine_domain::order::OrderStatus;
-use zengine_domain::{TenantId, order_workflow_id};
+use zengine_domain::order_workflow_id;
 use zengine_workflows::OrderWorkflow;
 use zengine_workflows::order::{ChangeStatus, OrderInput};
 
-use crate::management::authorize;
-use crate::webchat::TENANT_HEADER;
+use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
-
-pub(crate) async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
-    authorize(state, headers)?;
-    let raw = headers
-        .get(&TENANT_HEADER)
-        .ok_or_else(|| {
-            ApiError::bad_request(ErrorCode::MissingHeader, "header `x-tenant-id` is required")
-        })?
-        .to_str()
-        .map_err(|_| {
-            ApiError::bad_request(
-                ErrorCode::InvalidHeader,
-                "header `x-tenant-id` is not ASCII",
-            )
-        })?;
-    let tenant_id = TenantId::parse(raw).map_err(|e| {
-        ApiError::bad_request(
-            ErrorCode::InvalidHeader,
-            format!("header `x-tenant-id`: {e}"),
-        )
-    })?;
-    if state.db.tenants().get(&tenant_id).await?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownTenant,
-            format!("tenant `{tenant_id}` does not exist"),
-        ));
-    }
-    Ok(tenant_id)
-}
 
 fn order_json(order: &Order) -> serde_json::Value {
     json!({
@@ -79,10 +48,11 @@ fn order_json(order: &Order) -> serde_json::Value {
 /// workflow. 201 when created, 200 with the same order when the key was seen before.
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Operator)?;
+    let tenant_id = caller.tenant.clone();
     let body = crate::read_body(body)?;
     let request: CreateOrderRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
@@ -147,10 +117,11 @@ pub struct ListQuery {
 /// `GET /v1/orders?customer_phone=&status=&limit=&before=`: newest first, keyset pagination.
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Viewer)?;
+    let tenant_id = caller.tenant.clone();
     let Query(query) =
         query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, e.body_text()))?;
     let status = query
@@ -194,10 +165,11 @@ pub async fn list(
 /// `GET /v1/orders/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Viewer)?;
+    let tenant_id = caller.tenant.clone();
     let order = state
         .db
         .orders()
@@ -218,11 +190,12 @@ pub struct StatusBody {
 /// `POST /v1/orders/{id}/status` `{status, reason}`: an operator moves the order.
 pub async fn change_status(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(order_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Operator)?;
+    let tenant_id = caller.tenant.clone();
     let body = crate::read_body(body)?;
     let body: StatusBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))

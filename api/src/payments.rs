@@ -11,7 +11,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -24,7 +24,7 @@ use zengine_workflows::PaymentWorkflow;
 use zengine_workflows::names::queues;
 use zengine_workflows::payment::{PaymentInput, Review, workflow_id};
 
-use crate::orders::tenant;
+use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
 
 fn payment_json(p: &Payment) -> serde_json::Value {
@@ -173,9 +173,11 @@ pub async fn upload_webchat_media(
 pub async fn submit(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
+    caller: Caller,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, request.headers()).await?;
+    caller.require(Role::Operator)?;
+    let tenant_id = caller.tenant.clone();
     let order = state
         .db
         .orders()
@@ -285,10 +287,11 @@ async fn start_workflow(
 /// `GET /v1/orders/{id}/payments`.
 pub async fn list_for_order(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Viewer)?;
+    let tenant_id = caller.tenant.clone();
     if state
         .db
         .orders()
@@ -314,10 +317,11 @@ pub async fn list_for_order(
 /// `GET /v1/payments/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(payment_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Viewer)?;
+    let tenant_id = caller.tenant.clone();
     let payment = state
         .db
         .payments()
@@ -339,11 +343,12 @@ struct ReviewBody {
 /// `POST /v1/payments/{id}/review`: an operator approves or rejects a payment in review.
 pub async fn review(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(payment_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Operator)?;
+    let tenant_id = caller.tenant.clone();
     let body = crate::read_body(body)?;
     let body: ReviewBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use temporalio_client::WorkflowStartOptions;
@@ -12,7 +12,7 @@ use zengine_activities::routing::{RouteRequest, common_shift};
 use zengine_workflows::RouteOptimisationWorkflow;
 use zengine_workflows::routing::RouteInput;
 
-use crate::orders::tenant;
+use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -26,10 +26,11 @@ fn invalid(message: impl Into<String>) -> ApiError {
 /// Starts an optimisation; 202 with the plan id, then poll `GET /v1/routes/{id}`.
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Operator)?;
+    let tenant_id = caller.tenant.clone();
     let body = crate::read_body(body)?;
     let request: RouteRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
@@ -133,10 +134,11 @@ pub async fn create(
 /// Status, progress and (when done) the routes and unassigned orders.
 pub async fn get(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(plan_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Viewer)?;
+    let tenant_id = caller.tenant.clone();
     let plan = state
         .db
         .routes()
@@ -157,10 +159,11 @@ pub async fn get(
 /// The routes assigned to a driver, newest first.
 pub async fn for_driver(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(driver_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Viewer)?;
+    let tenant_id = caller.tenant.clone();
     let routes = state.db.routes().for_driver(&tenant_id, &driver_id).await?;
     Ok(Json(json!({
         "driver_id": driver_id,

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -17,7 +17,7 @@ use zengine_domain::{Location, order_workflow_id};
 use zengine_workflows::OrderWorkflow;
 use zengine_workflows::order::ChangeStatus;
 
-use crate::orders::tenant;
+use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
 
 #[derive(Deserialize)]
@@ -42,10 +42,11 @@ fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
 
 pub async fn put(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Operator)?;
+    let tenant_id = caller.tenant.clone();
     let body = crate::read_body(body)?;
     let body: TrackingBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
@@ -172,10 +173,11 @@ pub struct TimelineQuery {
 
 pub async fn timeline(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     query: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = tenant(&state, &headers).await?;
+    caller.require(Role::Viewer)?;
+    let tenant_id = caller.tenant.clone();
     let Query(query) =
         query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, e.body_text()))?;
     let order = state

@@ -21,9 +21,14 @@ use zengine_domain::order::{OrderStatus, OrderType};
 
 use crate::names::TENANT_ID;
 
+/// Workflow type name (id `{tenant}/order/{order_id}`, queue `payments`; input [`OrderInput`]).
 pub const WORKFLOW_TYPE: &str = "Order";
+/// Update moving the order ([`ChangeStatus`] → [`OrderView`]); refused by its validator for a
+/// transition the lifecycle forbids.
 pub const UPDATE_CHANGE_STATUS: &str = "ChangeStatus";
+/// Query returning [`OrderView`].
 pub const QUERY_STATUS: &str = "Status";
+/// Signal from a payment workflow that credited the order ([`PaymentAccepted`]).
 pub const SIGNAL_PAYMENT_ACCEPTED: &str = "PaymentAccepted";
 
 /// Input of an order workflow.

@@ -36,8 +36,12 @@ use crate::conversation::{ConversationWorkflow, PaymentUpdate};
 use crate::names::{TENANT_ID, queues, sibling_queue};
 use crate::order::{OrderWorkflow, PaymentAccepted};
 
+/// Workflow type name (id [`workflow_id`], queue `payments`; input [`PaymentInput`]).
 pub const WORKFLOW_TYPE: &str = "Payment";
+/// Update carrying an operator's decision ([`Review`] → [`PaymentView`]); refused unless the
+/// payment is in MANUAL_REVIEW.
 pub const UPDATE_REVIEW: &str = "Review";
+/// Query returning [`PaymentView`].
 pub const QUERY_STATUS: &str = "Status";
 
 /// The workflow id of a payment.

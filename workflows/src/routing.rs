@@ -15,6 +15,9 @@ use zengine_domain::TenantId;
 
 use crate::names::TENANT_ID;
 
+/// Workflow type name (id `{tenant}/route/{plan_id}`, queue `routing`; input [`RouteInput`],
+/// result [`RouteSummary`]). It has no signals, queries or updates: cancel it to stop the search
+/// early (the best routes found are kept).
 pub const WORKFLOW_TYPE: &str = "RouteOptimisation";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! epoch-millisecond timestamps) and run through sqlx's `Any` driver, so the repository test
 //! suite runs unchanged against both backends.
 
+mod api_keys;
 pub mod assistance;
 mod channels;
 mod events;
@@ -25,6 +26,7 @@ use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
+pub use api_keys::{ApiKey, ApiKeyRepo, KEY_PREFIX, NewApiKey, Revoked, parse_key};
 pub use assistance::{AssistanceError, AssistanceRepo};
 pub use channels::{
     ChannelAccount, ChannelHealth, ChannelRepo, ConnectParticipant, HealthChange, OutboundRecord,
@@ -250,6 +252,10 @@ impl Database {
 
     pub fn assistance(&self) -> AssistanceRepo<'_> {
         AssistanceRepo { db: self }
+    }
+
+    pub fn api_keys(&self) -> ApiKeyRepo<'_> {
+        ApiKeyRepo { db: self }
     }
 
     /// Checks that the database answers.

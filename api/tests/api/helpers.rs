@@ -33,6 +33,8 @@ pub const WHATSAPP_VERIFY_TOKEN: &str = "test-verify-token";
 
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:port` of the gRPC service, when `api.grpc_addr` was set.
+    pub grpc_address: Option<String>,
     pub http: reqwest::Client,
     pub temporal: Client,
     pub temporal_settings: TemporalSettings,
@@ -140,9 +142,11 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
     .expect("the API state");
     let app = Application::build(state).await.expect("bind the API");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let grpc_address = app.grpc_port().map(|p| format!("http://127.0.0.1:{p}"));
     let api = tokio::spawn(app.run_until_stopped(wait(stop_rx)));
     TestApp {
         address,
+        grpc_address,
         http: reqwest::Client::new(),
         temporal,
         temporal_settings,

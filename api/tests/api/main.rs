@@ -1,14 +1,18 @@
 //! Integration tests of the HTTP API against real parts: the Temporal dev server (one per test
 //! binary), an in-process worker, and a fresh SQLite or PostgreSQL database per test.
 
+mod api_keys;
 mod assistance;
+mod auth;
 mod aws;
 mod channels;
 mod connectors;
 mod fakes;
 mod flows;
+mod grpc;
 mod helpers;
 mod histories;
+mod ops;
 mod orders;
 mod payments;
 mod routes;

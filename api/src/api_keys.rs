@@ -1,0 +1,133 @@
+//! API keys of a tenant (admins only; a JWT or the admin token, never an API key):
+//! `POST/GET /v1/tenants/{tenant}/api-keys`, `DELETE /v1/tenants/{tenant}/api-keys/{id}`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use zengine_activities::db::{NewApiKey, Revoked};
+
+use crate::auth::{Caller, Role};
+use crate::{ApiError, AppState, ErrorCode};
+
+/// Highest per-key rate and burst accepted (well above what one integration needs).
+const MAX_RATE_PER_MINUTE: i64 = 60_000;
+const MAX_BURST: i64 = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    /// `viewer` or `operator` (default).
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    rate_per_minute: Option<i64>,
+    #[serde(default)]
+    burst: Option<i64>,
+}
+
+fn admin(caller: &Caller, tenant: &str) -> Result<(), ApiError> {
+    caller.require_operator_credential()?;
+    caller.require(Role::Admin)?;
+    caller.owns(tenant)
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidField,
+        message,
+    )
+}
+
+/// `POST /v1/tenants/{tenant}/api-keys` `{name, role, rate_per_minute, burst}`: 201 with the key
+/// text in `key`, shown this once.
+pub async fn create(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    admin(&caller, &tenant)?;
+    let body = crate::read_body(body)?;
+    let body: CreateBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })?;
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(invalid("field `name`: 1 to 64 printable characters"));
+    }
+    let role = body.role.as_deref().unwrap_or("operator");
+    if !matches!(role, "viewer" | "operator") {
+        return Err(invalid(format!(
+            "field `role`: `{role}` is not `viewer` or `operator` (admins use a JWT)"
+        )));
+    }
+    if body
+        .rate_per_minute
+        .is_some_and(|r| !(1..=MAX_RATE_PER_MINUTE).contains(&r))
+    {
+        return Err(invalid(format!(
+            "field `rate_per_minute`: 1 to {MAX_RATE_PER_MINUTE}"
+        )));
+    }
+    if body.burst.is_some_and(|b| !(1..=MAX_BURST).contains(&b)) {
+        return Err(invalid(format!("field `burst`: 1 to {MAX_BURST}")));
+    }
+    let (key, text) = state
+        .db
+        .api_keys()
+        .create(NewApiKey {
+            tenant_id: &caller.tenant,
+            name,
+            role,
+            rate_per_minute: body.rate_per_minute,
+            burst: body.burst,
+            created_by: &caller.subject,
+        })
+        .await?;
+    tracing::info!(tenant_id = %caller.tenant, key_id = %key.key_id, by = %caller.subject, "API key created");
+    let mut json = serde_json::to_value(&key).map_err(anyhow::Error::from)?;
+    json["key"] = json!(text);
+    Ok((StatusCode::CREATED, Json(json)).into_response())
+}
+
+/// `GET /v1/tenants/{tenant}/api-keys`: every key of the tenant (never the secrets).
+pub async fn list(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    admin(&caller, &tenant)?;
+    let keys = state.db.api_keys().list(&caller.tenant).await?;
+    Ok(Json(json!({ "api_keys": keys })).into_response())
+}
+
+/// `DELETE /v1/tenants/{tenant}/api-keys/{id}`: 200 with the revoked key; 409 when it was
+/// revoked before; 404 when the tenant has no such key.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path((tenant, key_id)): Path<(String, String)>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    admin(&caller, &tenant)?;
+    match state.db.api_keys().revoke(&caller.tenant, &key_id).await? {
+        Revoked::Now(key) => {
+            tracing::info!(tenant_id = %caller.tenant, key_id = %key.key_id, by = %caller.subject, "API key revoked");
+            Ok(Json(key).into_response())
+        }
+        Revoked::Already(_) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("API key `{key_id}` was already revoked"),
+        )),
+        Revoked::NotFound => Err(ApiError::not_found(format!(
+            "API key `{key_id}` does not exist"
+        ))),
+    }
+}

@@ -1,0 +1,319 @@
+//! `/v1/ops`: the operator API over HTTP. Workflow ids contain `/`, so they travel
+//! percent-encoded in the path (`demo%2Forder%2F42`).
+//!
+//! Viewers read; operators also act (typed actions, cancel, terminate, reset). API keys are not
+//! accepted here (they are for the partner endpoints).
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{ListFilter, Operations, OperatorAction, OpsError};
+use crate::auth::{Caller, Role};
+use crate::{ApiError, AppState, ErrorCode};
+
+/// The routes, to nest under `/v1/ops`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/workflows", get(list))
+        .route("/workflows/{id}", get(describe))
+        .route("/workflows/{id}/history", get(history))
+        .route("/workflows/{id}/cancel", post(cancel))
+        .route("/workflows/{id}/terminate", post(terminate))
+        .route("/workflows/{id}/reset", post(reset))
+        .route("/workflows/{id}/actions/{action}", post(act))
+}
+
+impl From<OpsError> for ApiError {
+    fn from(error: OpsError) -> Self {
+        match error {
+            OpsError::Invalid(m) => ApiError::bad_request(ErrorCode::InvalidField, m),
+            OpsError::NotFound(m) => ApiError::not_found(m),
+            OpsError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m),
+            OpsError::Unavailable(m) => {
+                tracing::warn!(error.message = %m, "Temporal unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "the workflow service is unavailable; retrying is safe",
+                )
+            }
+            OpsError::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
+fn reader(caller: &Caller) -> Result<(), ApiError> {
+    caller.require_operator_credential()?;
+    caller.require(Role::Viewer)
+}
+
+fn actor(caller: &Caller) -> Result<(), ApiError> {
+    caller.require_operator_credential()?;
+    caller.require(Role::Operator)
+}
+
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, e.body_text()))
+}
+
+/// The JSON body, or `T::default()` for an empty one.
+fn body<T: DeserializeOwned + Default>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = crate::read_body(body)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(rename = "type")]
+    workflow_type: Option<String>,
+    status: Option<String>,
+    started_after: Option<String>,
+    started_before: Option<String>,
+    query: Option<String>,
+    page_size: Option<i32>,
+    page_token: Option<String>,
+}
+
+/// `GET /v1/ops/workflows?type=&status=&started_after=&started_before=&query=&page_size=&page_token=`
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    reader(&caller)?;
+    let q = query(q)?;
+    let filter = ListFilter {
+        workflow_type: q.workflow_type,
+        status: q.status,
+        started_after: q.started_after,
+        started_before: q.started_before,
+        query: q.query,
+    };
+    let page = Operations::new(state.temporal.clone())
+        .list(
+            &caller.tenant,
+            &filter,
+            q.page_size.unwrap_or(20),
+            q.page_token.as_deref(),
+        )
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunQuery {
+    run_id: Option<String>,
+    page_size: Option<i32>,
+    page_token: Option<String>,
+}
+
+/// `GET /v1/ops/workflows/{id}?run_id=`
+async fn describe(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    q: Result<Query<RunQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    reader(&caller)?;
+    let q = query(q)?;
+    let detail = Operations::new(state.temporal.clone())
+        .describe(&caller.tenant, &id, q.run_id.as_deref())
+        .await?;
+    Ok(Json(detail).into_response())
+}
+
+/// `GET /v1/ops/workflows/{id}/history?run_id=&page_size=&page_token=`
+async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    q: Result<Query<RunQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    reader(&caller)?;
+    let q = query(q)?;
+    let page = Operations::new(state.temporal.clone())
+        .history(
+            &caller.tenant,
+            &id,
+            q.run_id.as_deref(),
+            q.page_size.unwrap_or(200),
+            q.page_token.as_deref(),
+        )
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    run_id: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+enum Lifecycle {
+    Cancel,
+    Terminate,
+    Reset,
+}
+
+async fn lifecycle(
+    state: AppState,
+    id: String,
+    caller: Caller,
+    raw: Result<Bytes, BytesRejection>,
+    kind: Lifecycle,
+) -> Result<Response, ApiError> {
+    actor(&caller)?;
+    let body: ReasonBody = body(raw)?;
+    let ops = Operations::new(state.temporal.clone());
+    let run = body.run_id.as_deref();
+    let result = match kind {
+        Lifecycle::Cancel => ops.cancel(&caller.tenant, &id, run, &body.reason).await?,
+        Lifecycle::Terminate => {
+            ops.terminate(&caller.tenant, &id, run, &body.reason)
+                .await?
+        }
+        Lifecycle::Reset => ops.reset(&caller.tenant, &id, run, &body.reason).await?,
+    };
+    tracing::info!(
+        tenant_id = %caller.tenant, workflow_id = %id, by = %caller.subject,
+        action = %result["action"], "Operator action"
+    );
+    Ok(Json(result).into_response())
+}
+
+/// `POST /v1/ops/workflows/{id}/cancel` `{reason, run_id?}`
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    lifecycle(state, id, caller, raw, Lifecycle::Cancel).await
+}
+
+/// `POST /v1/ops/workflows/{id}/terminate` `{reason, run_id?}`
+async fn terminate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    lifecycle(state, id, caller, raw, Lifecycle::Terminate).await
+}
+
+/// `POST /v1/ops/workflows/{id}/reset` `{reason, run_id?}`
+async fn reset(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    lifecycle(state, id, caller, raw, Lifecycle::Reset).await
+}
+
+/// The body of a typed action (the fields each action reads; others must be absent).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActionBody {
+    /// approve/reject_payment: who decided (default: the caller's subject).
+    #[serde(default)]
+    pub reviewer: Option<String>,
+    /// approve/reject_payment: a note for the record.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// change_order_status: the new status (`PREPARING`, `CANCELLED`, …).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// change_order_status: why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Builds the typed action `name` from its body.
+pub(crate) fn parse_action(
+    name: &str,
+    body: ActionBody,
+    caller: &Caller,
+) -> Result<OperatorAction, OpsError> {
+    let unused = |fields: &[(&str, bool)]| -> Result<(), OpsError> {
+        match fields.iter().find(|(_, present)| *present) {
+            Some((field, _)) => Err(OpsError::Invalid(format!("`{name}` takes no `{field}`"))),
+            None => Ok(()),
+        }
+    };
+    match name {
+        "return_to_bot" => {
+            unused(&[
+                ("reviewer", body.reviewer.is_some()),
+                ("note", body.note.is_some()),
+                ("to", body.to.is_some()),
+                ("reason", body.reason.is_some()),
+            ])?;
+            Ok(OperatorAction::ReturnToBot)
+        }
+        "approve_payment" | "reject_payment" => {
+            unused(&[("to", body.to.is_some()), ("reason", body.reason.is_some())])?;
+            Ok(OperatorAction::ReviewPayment {
+                approve: name == "approve_payment",
+                reviewer: body.reviewer.unwrap_or_else(|| caller.subject.clone()),
+                note: body.note,
+            })
+        }
+        "change_order_status" => {
+            unused(&[
+                ("reviewer", body.reviewer.is_some()),
+                ("note", body.note.is_some()),
+            ])?;
+            let to = body
+                .to
+                .ok_or_else(|| OpsError::Invalid("`change_order_status` needs `to`".into()))?;
+            Ok(OperatorAction::ChangeOrderStatus {
+                to,
+                reason: body.reason,
+            })
+        }
+        other => Err(OpsError::NotFound(format!(
+            "no operator action `{other}` (return_to_bot, approve_payment, reject_payment, \
+             change_order_status)"
+        ))),
+    }
+}
+
+/// `POST /v1/ops/workflows/{id}/actions/{action}`
+async fn act(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    caller: Caller,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    actor(&caller)?;
+    let action = parse_action(&action, body(raw)?, &caller)?;
+    let result = Operations::new(state.temporal.clone())
+        .act(&caller.tenant, &id, &action)
+        .await?;
+    tracing::info!(
+        tenant_id = %caller.tenant, workflow_id = %id, by = %caller.subject,
+        action = action.name(), "Operator action"
+    );
+    Ok(Json(result).into_response())
+}
