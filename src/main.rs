@@ -202,6 +202,18 @@ async fn temporal_client(settings: &Settings, role: &str) -> anyhow::Result<Clie
         !settings.temporal.address.is_empty(),
         "no Temporal address: set TEMPORAL_ADDRESS or temporal.address (or use `zengine dev`)"
     );
+    let codec = &settings.temporal.codec;
+    anyhow::ensure!(
+        !codec.keys.is_empty() || codec.allow_dev_key,
+        "no payload encryption keys: configure temporal.codec.keys (see docs/operators.md), \
+         or set temporal.codec.allow_dev_key = true to run on the public development key"
+    );
+    if codec.keys.is_empty() {
+        tracing::warn!(
+            key_id = zengine_workers::codec::DEV_KEY_ID,
+            "payloads are encrypted with the PUBLIC development key; not for real data"
+        );
+    }
     let identity = format!("zengine-{role}@{}", std::process::id());
     let client = connect(&settings.temporal, &identity).await?;
     ensure_search_attributes(&client, &settings.temporal.namespace).await?;
@@ -221,6 +233,10 @@ async fn dev(mut settings: Settings) -> anyhow::Result<()> {
     let started = Instant::now();
     let shutdown = shutdown_signal();
     let dev_server = if settings.temporal.address.is_empty() {
+        if settings.dev_server.ui_codec_endpoint.is_none() {
+            settings.dev_server.ui_codec_endpoint =
+                Some(format!("http://{}/codec", settings.api.addr));
+        }
         let server = DevServer::start(&settings.dev_server)?;
         let ready = tokio::task::block_in_place(|| server.wait_ready(Duration::from_secs(60)));
         if let Err(e) = ready {
@@ -232,6 +248,8 @@ async fn dev(mut settings: Settings) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Payloads are encrypted with the public development key unless keys are configured.
+    settings.temporal.codec.allow_dev_key = true;
     // Development credentials of the demo WhatsApp webhook (README); production sets its own.
     if settings.api.whatsapp_app_secret.expose_secret().is_empty() {
         settings.api.whatsapp_app_secret = DEV_WHATSAPP_APP_SECRET.to_owned().into();
@@ -273,6 +291,17 @@ async fn dev_services(
         startup_ms = started.elapsed().as_millis() as u64,
         "zengine dev is ready"
     );
+    if settings.dev_server.ui_port.is_some() {
+        println!(
+            "Web UI codec endpoint: {} (Web UI > Settings > Codec Server; pass the admin token or \
+             an operator JWT as the bearer token)",
+            settings
+                .dev_server
+                .ui_codec_endpoint
+                .clone()
+                .unwrap_or_else(|| format!("http://{}/codec", settings.api.addr))
+        );
+    }
     let api = tokio::spawn(app.run_until_stopped(wait_for(shutdown.clone())));
     let workers = run_workers(
         client,

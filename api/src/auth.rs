@@ -269,7 +269,7 @@ impl Authenticator {
         !self.admin_token.expose_secret().is_empty() || self.jwt.is_some()
     }
 
-    fn is_admin_token(&self, token: &str) -> bool {
+    pub(crate) fn is_admin_token(&self, token: &str) -> bool {
         let expected = self.admin_token.expose_secret();
         !expected.is_empty()
             && token.len() == expected.len()

@@ -10,6 +10,7 @@ mod assistance;
 pub mod auth;
 mod cache;
 mod channels;
+pub mod codec;
 mod error;
 pub mod grpc;
 mod management;
@@ -85,6 +86,10 @@ pub struct ApiSettings {
     pub grpc_addr: String,
     /// How callers authenticate: JWTs, API keys (`docs/operators.md`).
     pub auth: auth::AuthSettings,
+    /// Origins (Temporal Web UI) allowed to call `/codec/*` from a browser, with credentials.
+    pub codec_cors_origins: Vec<String>,
+    /// Largest accepted `/codec/*` body, in bytes (receipt images travel through it).
+    pub codec_max_body_bytes: usize,
 }
 
 impl Default for ApiSettings {
@@ -104,6 +109,11 @@ impl Default for ApiSettings {
             attachments: zengine_activities::files::FileStoreSettings::default(),
             grpc_addr: String::new(),
             auth: auth::AuthSettings::default(),
+            codec_cors_origins: vec![
+                "http://127.0.0.1:8233".to_owned(),
+                "http://localhost:8233".to_owned(),
+            ],
+            codec_max_body_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -288,6 +298,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
+        .merge(codec::routes(&state))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(request_context))
         .with_state(state)

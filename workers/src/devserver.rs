@@ -29,6 +29,9 @@ pub struct DevServerSettings {
     pub port: u16,
     /// Web UI port; `None` runs headless.
     pub ui_port: Option<u16>,
+    /// Remote codec endpoint of the Web UI (`--ui-codec-endpoint`), so it shows decrypted
+    /// payloads. `zengine dev` sets it to its own API's `/codec` when unset.
+    pub ui_codec_endpoint: Option<String>,
     /// SQLite file holding Temporal's state; `None` keeps it in memory.
     pub db_file: Option<PathBuf>,
     /// Server log output; `None` discards it.
@@ -44,6 +47,7 @@ impl Default for DevServerSettings {
             ip: "127.0.0.1".to_owned(),
             port: 7233,
             ui_port: Some(8233),
+            ui_codec_endpoint: None,
             db_file: Some(PathBuf::from("data/temporal.db")),
             log_file: Some(PathBuf::from("data/temporal-server.log")),
             namespace: "default".to_owned(),
@@ -88,6 +92,9 @@ impl DevServer {
             Some(port) => cmd.args(["--ui-port", &port.to_string()]),
             None => cmd.arg("--headless"),
         };
+        if let (Some(_), Some(endpoint)) = (settings.ui_port, &settings.ui_codec_endpoint) {
+            cmd.args(["--ui-codec-endpoint", endpoint]);
+        }
         if let Some(db) = &settings.db_file {
             if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;

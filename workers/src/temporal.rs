@@ -13,6 +13,8 @@ use temporalio_common::protos::temporal::api::operatorservice::v1::{
 };
 use zengine_workflows::names::{REQUIRED_SEARCH_ATTRIBUTES, task_queue};
 
+use crate::codec::{CodecSettings, EncryptionCodec};
+
 /// Where Temporal is and how ZEngine names things in it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +28,8 @@ pub struct TemporalSettings {
     pub task_queue_prefix: String,
     /// How long to keep retrying the first connection.
     pub connect_timeout_secs: u64,
+    /// Payload encryption keyring (see `crate::codec`).
+    pub codec: CodecSettings,
 }
 
 impl Default for TemporalSettings {
@@ -35,6 +39,7 @@ impl Default for TemporalSettings {
             namespace: "default".to_owned(),
             task_queue_prefix: String::new(),
             connect_timeout_secs: 30,
+            codec: CodecSettings::default(),
         }
     }
 }
@@ -47,7 +52,21 @@ impl TemporalSettings {
 }
 
 /// Connects to the frontend at `settings.address`, retrying until `connect_timeout_secs`.
+///
+/// The client (and every worker built on it, which inherits its data converter) encrypts and
+/// decrypts payloads with the keyring of `settings.codec`.
 pub async fn connect(settings: &TemporalSettings, identity: &str) -> anyhow::Result<Client> {
+    let codec = crate::codec::from_settings(&settings.codec)?;
+    connect_with_codec(settings, identity, Some(codec)).await
+}
+
+/// [`connect`] with an explicit codec; `None` gives a client that sees payloads exactly as the
+/// server stores them (tests checking what is at rest).
+pub async fn connect_with_codec(
+    settings: &TemporalSettings,
+    identity: &str,
+    codec: Option<EncryptionCodec>,
+) -> anyhow::Result<Client> {
     let target = if settings.address.contains("://") {
         settings.address.clone()
     } else {
@@ -71,11 +90,13 @@ pub async fn connect(settings: &TemporalSettings, identity: &str) -> anyhow::Res
             }
         }
     };
-    Client::new(
-        connection,
-        ClientOptions::new(settings.namespace.clone()).build(),
-    )
-    .context("Failed to create the Temporal client")
+    let options = match codec {
+        Some(codec) => ClientOptions::new(settings.namespace.clone())
+            .data_converter(codec.data_converter())
+            .build(),
+        None => ClientOptions::new(settings.namespace.clone()).build(),
+    };
+    Client::new(connection, options).context("Failed to create the Temporal client")
 }
 
 /// Registers the search attributes ZEngine's workflows use, when they are missing.

@@ -25,6 +25,7 @@
 
 pub mod assistance;
 pub mod channels;
+pub mod codec;
 pub mod conversation;
 pub mod flows;
 pub mod mok;

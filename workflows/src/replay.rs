@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use prost::Message;
 use temporalio_client::WorkflowHistory;
+use temporalio_common::data_converters::DataConverter;
 use temporalio_common::protos::temporal::api::history::v1::{History, HistoryEvent};
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
@@ -16,9 +17,17 @@ use crate::{
     PaymentWorkflow, RedriveWorkflow, RouteOptimisationWorkflow,
 };
 
-/// A replayer that knows every ZEngine workflow.
+/// A replayer that knows every ZEngine workflow, for plaintext histories and histories
+/// encrypted with the development key (the committed fixtures).
 pub fn replayer() -> anyhow::Result<WorkflowReplayer> {
+    replayer_with(crate::codec::EncryptionCodec::dev().data_converter())
+}
+
+/// A replayer that knows every ZEngine workflow and decodes payloads with `data_converter`
+/// (give it the payload codec of the deployment that recorded encrypted histories).
+pub fn replayer_with(data_converter: DataConverter) -> anyhow::Result<WorkflowReplayer> {
     let options = WorkflowReplayerOptions::new()
+        .data_converter(data_converter)
         .register_workflow::<ConversationWorkflow>()?
         .register_workflow::<OrderWorkflow>()?
         .register_workflow::<PaymentWorkflow>()?

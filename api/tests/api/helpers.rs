@@ -10,7 +10,8 @@ use zengine_activities::db::testing::{TestBackend, TestDatabase};
 use zengine_api::{ApiSettings, AppState, Application};
 use zengine_workers::testing::{shared_dev_server, unique_prefix};
 use zengine_workers::{
-    QueueTuning, TemporalSettings, WorkerSettings, connect, ensure_search_attributes, run_workers,
+    CodecSettings, QueueTuning, TemporalSettings, WorkerSettings, connect,
+    ensure_search_attributes, run_workers,
 };
 use zengine_workflows::names::queues;
 
@@ -51,6 +52,8 @@ pub struct AppOptions {
     pub backend: TestBackend,
     pub run_worker: bool,
     pub api: ApiSettings,
+    /// Payload encryption keyring of the app's Temporal client and worker.
+    pub codec: CodecSettings,
 }
 
 impl Default for AppOptions {
@@ -65,6 +68,7 @@ impl Default for AppOptions {
                 whatsapp_verify_token: WHATSAPP_VERIFY_TOKEN.to_owned().into(),
                 ..ApiSettings::default()
             },
+            codec: CodecSettings::default(),
         }
     }
 }
@@ -83,6 +87,7 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
     let temporal_settings = TemporalSettings {
         address: shared_dev_server().to_owned(),
         task_queue_prefix: unique_prefix("api"),
+        codec: options.codec.clone(),
         ..TemporalSettings::default()
     };
     let temporal = connect(&temporal_settings, "api-tests")

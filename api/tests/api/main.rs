@@ -6,6 +6,7 @@ mod assistance;
 mod auth;
 mod aws;
 mod channels;
+mod codec;
 mod connectors;
 mod fakes;
 mod flows;

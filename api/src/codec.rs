@@ -1,0 +1,209 @@
+//! The remote codec endpoint of the Temporal Web UI (and `temporal --codec-endpoint`):
+//! `POST /codec/decode` and `POST /codec/encode`.
+//!
+//! Both take and return `{"payloads": [{"metadata": {key: base64}, "data": base64}]}` (proto3
+//! JSON of `temporal.api.common.v1.Payloads`) and run the payloads through the codec of the API's
+//! own Temporal client, i.e. the deployment's keyring (`temporal.codec`).
+//!
+//! Who may call: the admin token, or a JWT with the operator or admin role. Viewers get 403
+//! because decoded payloads are message texts, phone numbers and receipt images; API keys get 403
+//! (partner credentials). The keyring is deployment-wide, so the endpoint is too: the caller's
+//! tenant does not restrict which payloads decode (who can read a namespace's histories is
+//! decided by access to Temporal itself). `X-Namespace`, when sent, must name the deployment's
+//! namespace.
+//!
+//! CORS: the origins of `api.codec_cors_origins` (default: the dev Web UI at
+//! `http://127.0.0.1:8233` and `http://localhost:8233`) may call with credentials and the
+//! `Authorization`, `Content-Type` and `X-Namespace` headers.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use temporalio_client::NamespacedClient;
+use temporalio_common::data_converters::SerializationContextData;
+use temporalio_common::protos::temporal::api::common::v1::Payload;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::{Role, caller_of};
+use crate::{ApiError, AppState, ErrorCode, read_body};
+
+/// Header the Web UI names the namespace in.
+pub const NAMESPACE_HEADER: HeaderName = HeaderName::from_static("x-namespace");
+/// Most payloads one request may carry.
+pub const MAX_PAYLOADS: usize = 1_000;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonPayloads {
+    payloads: Vec<JsonPayload>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonPayload {
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    data: String,
+}
+
+fn decode_base64(what: &str, value: &str) -> Result<Vec<u8>, ApiError> {
+    STANDARD.decode(value).map_err(|_| {
+        ApiError::bad_request(ErrorCode::InvalidField, format!("{what} is not base64"))
+    })
+}
+
+impl JsonPayload {
+    fn into_payload(self, i: usize) -> Result<Payload, ApiError> {
+        let metadata = self
+            .metadata
+            .into_iter()
+            .map(|(k, v)| {
+                let value = decode_base64(&format!("payloads[{i}].metadata.{k}"), &v)?;
+                Ok((k, value))
+            })
+            .collect::<Result<_, ApiError>>()?;
+        Ok(Payload {
+            metadata,
+            data: decode_base64(&format!("payloads[{i}].data"), &self.data)?,
+            ..Payload::default()
+        })
+    }
+
+    fn from_payload(p: Payload) -> Self {
+        Self {
+            metadata: p
+                .metadata
+                .into_iter()
+                .map(|(k, v)| (k, STANDARD.encode(v)))
+                .collect(),
+            data: STANDARD.encode(p.data),
+        }
+    }
+}
+
+/// The codec routes with their CORS layer and body limit.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let origins: Vec<HeaderValue> = state
+        .settings
+        .codec_cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            NAMESPACE_HEADER,
+        ])
+        .allow_credentials(true)
+        .max_age(std::time::Duration::from_secs(600));
+    Router::new()
+        .route("/codec/decode", post(decode))
+        .route("/codec/encode", post(encode))
+        .layer(DefaultBodyLimit::max(state.settings.codec_max_body_bytes))
+        .layer(cors)
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Encode,
+    Decode,
+}
+
+async fn decode(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    run(state, headers, body, Direction::Decode).await
+}
+
+async fn encode(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    run(state, headers, body, Direction::Encode).await
+}
+
+#[tracing::instrument(name = "Codec", skip_all, fields(direction, payloads))]
+async fn run(
+    state: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    direction: Direction,
+) -> Result<Response, ApiError> {
+    // The admin token is deployment-wide here (the Web UI sends no tenant header).
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !bearer.is_some_and(|t| state.auth.is_admin_token(t)) {
+        let caller = caller_of(&state, &headers, Role::Operator).await?;
+        caller.require_operator_credential()?;
+    }
+    if let Some(ns) = headers.get(&NAMESPACE_HEADER) {
+        let expected = state.temporal.namespace();
+        if ns.to_str().ok() != Some(expected.as_str()) {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidHeader,
+                format!("header `x-namespace`: this codec serves namespace `{expected}` only"),
+            ));
+        }
+    }
+    let body = read_body(body)?;
+    let request: JsonPayloads = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            ErrorCode::MalformedJson,
+            format!(
+                "expected {{\"payloads\": [{{\"metadata\": {{..}}, \"data\": \"<base64>\"}}]}}: {e}"
+            ),
+        )
+    })?;
+    if request.payloads.len() > MAX_PAYLOADS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("at most {MAX_PAYLOADS} payloads per request"),
+        ));
+    }
+    tracing::Span::current().record("payloads", request.payloads.len());
+    let payloads = request
+        .payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| p.into_payload(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let converter = state.temporal.data_converter();
+    let codec = converter.codec();
+    let context = SerializationContextData::None;
+    let result = match direction {
+        Direction::Encode => codec.encode(&context, payloads).await,
+        Direction::Decode => codec.decode(&context, payloads).await,
+    };
+    let payloads = result.map_err(|e| {
+        // Unknown key id, tampered or truncated ciphertext: the input, not the server.
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidField,
+            e.to_string(),
+        )
+    })?;
+    let response = JsonPayloads {
+        payloads: payloads
+            .into_iter()
+            .map(JsonPayload::from_payload)
+            .collect(),
+    };
+    Ok(axum::Json(response).into_response())
+}

@@ -1,0 +1,303 @@
+//! Payload encryption end to end: the Web UI codec endpoint (auth, CORS, bad bodies, key
+//! rotation) and what Temporal stores at rest (raw history, read without the codec).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use prost::Message;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use temporalio_client::WorkflowFetchHistoryOptions;
+use temporalio_common::protos::temporal::api::history::v1::History;
+use zengine_workers::{CodecKeySettings, CodecSettings, connect_with_codec};
+use zengine_workflows::ConversationWorkflow;
+
+use crate::auth::{hs256_options, token};
+use crate::helpers::{ADMIN_TOKEN, AppOptions, TestApp, error_code, spawn_app_with};
+
+fn json_payload(value: &Value) -> Value {
+    json!({
+        "metadata": {"encoding": STANDARD.encode("json/plain")},
+        "data": STANDARD.encode(value.to_string()),
+    })
+}
+
+fn meta(payload: &Value, key: &str) -> String {
+    String::from_utf8(
+        STANDARD
+            .decode(payload["metadata"][key].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn codec_call(
+    app: &TestApp,
+    direction: &str,
+    bearer: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(format!("{}/codec/{direction}", app.address))
+        .header("content-type", "application/json")
+        .header("x-namespace", "default")
+        .body(body);
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    request.send().await.unwrap()
+}
+
+async fn codec_json(app: &TestApp, direction: &str, bearer: &str, body: &Value) -> Value {
+    let response = codec_call(app, direction, Some(bearer), body.to_string()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// A keyring of files holding `keys` (id, 32 key bytes), the first primary.
+fn keyring(dir: &std::path::Path, keys: &[(&str, u8)]) -> CodecSettings {
+    CodecSettings {
+        keys: keys
+            .iter()
+            .map(|(id, byte)| {
+                let path = dir.join(id);
+                std::fs::write(&path, STANDARD.encode([*byte; 32])).unwrap();
+                CodecKeySettings {
+                    id: (*id).to_owned(),
+                    secret_ref: format!("file:{}", path.display()),
+                    primary: false,
+                }
+            })
+            .collect(),
+        allow_dev_key: false,
+    }
+}
+
+#[tokio::test]
+async fn the_codec_endpoint_round_trips_and_refuses_bad_callers_and_bodies() {
+    let mut options = hs256_options();
+    options.run_worker = false;
+    options.api.codec_max_body_bytes = 64 * 1024;
+    let app = spawn_app_with(options).await;
+    let secret = json!({"text": "mi número es +51 999 000 111"});
+    let plain = json!({"payloads": [json_payload(&secret)]});
+
+    // Round trip with the admin token (no tenant header: the Web UI sends none).
+    let encoded = codec_json(&app, "encode", ADMIN_TOKEN, &plain).await;
+    let sealed = &encoded["payloads"][0];
+    assert_eq!(meta(sealed, "encoding"), "binary/encrypted");
+    assert_eq!(meta(sealed, "encryption-key-id"), "zengine-dev");
+    assert!(!encoded.to_string().contains("999 000 111"));
+    let operator = token("demo", "operator");
+    let decoded = codec_json(&app, "decode", &operator, &encoded).await;
+    assert_eq!(decoded, plain);
+    // Plain payloads decode to themselves (histories from before encryption).
+    assert_eq!(codec_json(&app, "decode", &operator, &plain).await, plain);
+
+    // Missing, wrong and forged credentials: 401. Viewers and API keys: 403.
+    for bearer in [None, Some("wrong-token"), Some("not.a.jwt")] {
+        let response = codec_call(&app, "decode", bearer, encoded.to_string()).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{bearer:?}");
+    }
+    let viewer = token("demo", "viewer");
+    let response = codec_call(&app, "decode", Some(&viewer), encoded.to_string()).await;
+    assert_eq!(
+        error_code(response, StatusCode::FORBIDDEN).await,
+        "forbidden"
+    );
+
+    // Malformed bodies: 400; a tampered ciphertext or unknown key id: 422; oversized: 413.
+    for bad in [
+        "not json".to_owned(),
+        "{}".to_owned(),
+        json!({"payloads": "x"}).to_string(),
+        json!({"payloads": [{"metadata": {}, "data": "%%%"}]}).to_string(),
+        json!({"payloads": [{"metadata": {"encoding": "!!"}, "data": ""}]}).to_string(),
+        json!({"payloads": [], "extra": 1}).to_string(),
+    ] {
+        let response = codec_call(&app, "decode", Some(ADMIN_TOKEN), bad.clone()).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let mut tampered = encoded.clone();
+    tampered["payloads"][0]["data"] = json!(STANDARD.encode(b"0123456789abcdef-tampered"));
+    let response = codec_call(&app, "decode", Some(ADMIN_TOKEN), tampered.to_string()).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let mut unknown = encoded.clone();
+    unknown["payloads"][0]["metadata"]["encryption-key-id"] = json!(STANDARD.encode("retired"));
+    let response = codec_call(&app, "decode", Some(ADMIN_TOKEN), unknown.to_string()).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body.to_string().contains("unknown key id `retired`"),
+        "{body}"
+    );
+    let huge = json!({"payloads": [json_payload(&json!("x".repeat(70 * 1024)))]});
+    let response = codec_call(&app, "encode", Some(ADMIN_TOKEN), huge.to_string()).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let many = json!({"payloads": vec![json!({}); 1001]});
+    let response = codec_call(&app, "encode", Some(ADMIN_TOKEN), many.to_string()).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Another namespace: 400.
+    let response = app
+        .http
+        .post(format!("{}/codec/decode", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-namespace", "other")
+        .body(encoded.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // The same request twice answers the same (decode is a pure function of the body).
+    assert_eq!(
+        codec_json(&app, "decode", ADMIN_TOKEN, &encoded).await,
+        plain
+    );
+
+    // CORS preflight from the Web UI's origin; other origins get no CORS grant.
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/codec/decode", app.address),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,x-namespace",
+            )
+            .send()
+    };
+    let response = preflight("http://localhost:8233").await.unwrap();
+    assert!(response.status().is_success());
+    let h = response.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://localhost:8233");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for header in ["authorization", "content-type", "x-namespace"] {
+        assert!(allowed.contains(header), "{allowed}");
+    }
+    let response = preflight("http://evil.example").await.unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn rotated_keys_still_decode_old_payloads_and_new_payloads_use_the_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = spawn_app_with(AppOptions {
+        run_worker: false,
+        codec: keyring(dir.path(), &[("2026-11", 1)]),
+        ..AppOptions::default()
+    })
+    .await;
+    let plain = json!({"payloads": [json_payload(&json!("hola"))]});
+    let old = codec_json(&before, "encode", ADMIN_TOKEN, &plain).await;
+    assert_eq!(meta(&old["payloads"][0], "encryption-key-id"), "2026-11");
+    before.shutdown().await;
+
+    // Rotation: the new key first, the old one kept for decryption.
+    let after = spawn_app_with(AppOptions {
+        run_worker: false,
+        codec: keyring(dir.path(), &[("2026-12", 2), ("2026-11", 1)]),
+        ..AppOptions::default()
+    })
+    .await;
+    assert_eq!(codec_json(&after, "decode", ADMIN_TOKEN, &old).await, plain);
+    let new = codec_json(&after, "encode", ADMIN_TOKEN, &plain).await;
+    assert_eq!(meta(&new["payloads"][0], "encryption-key-id"), "2026-12");
+    after.shutdown().await;
+
+    // Once the old key is dropped, its payloads fail clearly.
+    let dropped = spawn_app_with(AppOptions {
+        run_worker: false,
+        codec: keyring(dir.path(), &[("2026-12", 2)]),
+        ..AppOptions::default()
+    })
+    .await;
+    let response = codec_call(&dropped, "decode", Some(ADMIN_TOKEN), old.to_string()).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    dropped.shutdown().await;
+}
+
+#[tokio::test]
+async fn histories_at_rest_hold_no_message_text_or_receipt_image() {
+    use crate::payments::{app, order, pay, receipt, settled};
+    let app = app().await;
+    let raw = connect_with_codec(&app.temporal_settings, "raw-reader", None)
+        .await
+        .unwrap();
+
+    // A webchat conversation with a distinctive text.
+    let session = format!("s-{}", uuid::Uuid::new_v4().simple());
+    let text = "texto-secreto-7Q2 mi celular es 51999000111";
+    app.say(&session, "k-1", text).await;
+    let chat_id = format!("demo/conversation/webchat/{session}");
+
+    // A payment with a receipt image.
+    let image = receipt("r03_yape-card_clean.png");
+    let order_id = order(&app, "codec-pay-1", "439.00").await;
+    let (status, payment) = pay(&app, &order_id, &image).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{payment}");
+    let payment_id = payment["payment_id"].as_str().unwrap().to_owned();
+    settled(&app, &payment_id).await;
+    let tenant = zengine_domain::TenantId::parse("demo").unwrap();
+    let payment_wf = zengine_workflows::payment::workflow_id(&tenant, &payment_id);
+
+    let image_chunk = &image[image.len() / 2..image.len() / 2 + 48];
+    let image_b64 = STANDARD.encode(image_chunk);
+    for id in [&chat_id, &payment_wf] {
+        let events = raw
+            .get_workflow_handle::<ConversationWorkflow>(id.as_str())
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await
+            .unwrap();
+        assert!(events.len() > 3, "{id}: {}", events.len());
+        let history = History { events };
+        let bytes = history.encode_to_vec();
+        let lossy = String::from_utf8_lossy(&bytes);
+        assert!(
+            !lossy.contains("texto-secreto-7Q2"),
+            "{id}: message text at rest"
+        );
+        assert!(!lossy.contains("51999000111"), "{id}: phone number at rest");
+        assert!(!lossy.contains("999 000 111"), "{id}: phone number at rest");
+        assert!(
+            !bytes.windows(image_chunk.len()).any(|w| w == image_chunk),
+            "{id}: image bytes at rest"
+        );
+        assert!(!lossy.contains(&image_b64), "{id}: image (base64) at rest");
+        assert!(
+            lossy.contains("binary/encrypted"),
+            "{id}: payloads are encrypted"
+        );
+    }
+
+    // The decoding path (the operator history timeline, through the codec) reads the text.
+    let response = app
+        .http
+        .get(format!(
+            "{}/v1/ops/workflows/{}/history",
+            app.address,
+            chat_id.replace('/', "%2F")
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-tenant-id", "demo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let timeline = response.text().await.unwrap();
+    assert!(timeline.contains("texto-secreto-7Q2"), "{timeline}");
+    app.shutdown().await;
+}
