@@ -4,6 +4,7 @@
 mod config;
 mod flow_cli;
 mod ocr_cli;
+mod replay_cli;
 mod route;
 mod telemetry;
 mod workflows_cli;
@@ -78,6 +79,14 @@ enum Command {
         #[command(subcommand)]
         command: ocr_cli::OcrCommand,
     },
+    /// Replay recorded histories (binary protobuf, or JSON from `temporal workflow show
+    /// --output json` / the Web UI) against this binary's workflow code; non-zero exit on any
+    /// nondeterminism.
+    Replay {
+        /// History files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Inspect and act on a tenant's workflows (list, show, history, cancel, terminate).
     Workflows {
         #[command(subcommand)]
@@ -100,6 +109,7 @@ fn main() -> std::process::ExitCode {
         Command::Ocr { command } => return std::process::ExitCode::from(ocr_cli::run(command)),
         // Operator commands print for a terminal: configuration, but no service logs.
         Command::Workflows { command } => return workflows(cli.config.as_deref(), command),
+        Command::Replay { paths } => return replay(cli.config.as_deref(), &paths),
         command => Cli {
             config: cli.config,
             command,
@@ -142,6 +152,28 @@ fn workflows(
     }
 }
 
+fn replay(config: Option<&std::path::Path>, paths: &[PathBuf]) -> std::process::ExitCode {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zengine: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => {
+            std::process::ExitCode::from(runtime.block_on(replay_cli::run(&settings, paths)))
+        }
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 async fn serve(cli: Cli) -> std::process::ExitCode {
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -163,7 +195,10 @@ async fn serve(cli: Cli) -> std::process::ExitCode {
             println!("{settings:#?}");
             Ok(())
         }
-        Command::Flow { .. } | Command::Ocr { .. } | Command::Workflows { .. } => {
+        Command::Flow { .. }
+        | Command::Ocr { .. }
+        | Command::Workflows { .. }
+        | Command::Replay { .. } => {
             unreachable!("handled before configuration is loaded")
         }
         Command::Route { command } => route::run(command),
