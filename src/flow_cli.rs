@@ -32,6 +32,9 @@ pub enum FlowCommand {
         #[arg(long)]
         auto_return: bool,
     },
+    /// Print the JSON graph reference (Markdown) generated from `docs/flow.schema.json`
+    /// (`zengine flow docs > docs/authoring-flows.md`).
+    Docs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -43,6 +46,10 @@ pub enum Commands {
 /// Runs the subcommand; returns the process exit code.
 pub fn run(command: FlowCommand) -> u8 {
     match command {
+        FlowCommand::Docs => {
+            print!("{}", crate::flow_docs::render());
+            0
+        }
         FlowCommand::Validate { files } => {
             let mut code = 0;
             for file in files {

@@ -3,6 +3,7 @@
 
 mod config;
 mod flow_cli;
+mod flow_docs;
 mod ocr_cli;
 mod replay_cli;
 mod route;
