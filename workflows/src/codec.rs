@@ -185,12 +185,17 @@ impl EncryptionCodec {
         Payload::decode(plain.as_slice()).map_err(|_| CodecError::Corrupt)
     }
 
-    /// The data converter of every ZEngine client: JSON payloads, failure messages and stack
-    /// traces moved into (encrypted) encoded attributes, and this codec.
+    /// The data converter of every ZEngine client: JSON payloads and this codec.
+    ///
+    /// Failure messages stay plaintext (`DefaultFailureConverter::new(false)`): with encoded
+    /// failure attributes the SDK hands workflow code the message "Encoded failure" instead of
+    /// the activity's error (it does not decode them on the workflow side), which breaks
+    /// dead-letter reasons and error branches. Activities therefore keep message texts and
+    /// phone numbers out of their error messages.
     pub fn data_converter(&self) -> DataConverter {
         DataConverter::new(
             PayloadConverter::default(),
-            DefaultFailureConverter::new(true),
+            DefaultFailureConverter::new(false),
             self.clone(),
         )
     }
