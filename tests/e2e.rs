@@ -204,6 +204,8 @@ impl Cluster {
             ("ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX", unique_prefix(name)),
             ("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}")),
             ("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "60000".to_owned()),
+            // Test clusters encrypt payloads with the public development key.
+            ("ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY", "true".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -338,6 +340,40 @@ fn config_shows_secrets_redacted_and_rejects_unknown_keys() {
     assert_eq!(output.status.code(), Some(2));
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains("no_such_key"), "{error}");
+}
+
+#[test]
+fn api_and_worker_refuse_to_run_without_encryption_keys_unless_the_dev_key_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["api", "worker"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_zengine"))
+            .current_dir(dir.path())
+            .arg(role)
+            .env("TEMPORAL_ADDRESS", "127.0.0.1:1")
+            .env("ZENGINE_TEMPORAL__CONNECT_TIMEOUT_SECS", "1")
+            .env_remove("ZENGINE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{role}");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            error.contains("no payload encryption keys"),
+            "{role}: {error}"
+        );
+    }
+    // With the dev key allowed the check passes and the next failure is the connection.
+    let output = Command::new(env!("CARGO_BIN_EXE_zengine"))
+        .current_dir(dir.path())
+        .arg("api")
+        .env("TEMPORAL_ADDRESS", "127.0.0.1:1")
+        .env("ZENGINE_TEMPORAL__CONNECT_TIMEOUT_SECS", "1")
+        .env("ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY", "true")
+        .env_remove("ZENGINE_CONFIG")
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(!error.contains("no payload encryption keys"), "{error}");
+    assert!(error.contains("Failed to connect to Temporal"), "{error}");
 }
 
 fn zengine_output(dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
