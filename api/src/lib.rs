@@ -86,6 +86,10 @@ pub struct ApiSettings {
     pub grpc_addr: String,
     /// How callers authenticate: JWTs, API keys (`docs/operators.md`).
     pub auth: auth::AuthSettings,
+    /// Key of the keyed hash that replaces phone numbers in WhatsApp/SMS conversation workflow
+    /// ids (`ConversationId::temporal_id`). Empty: a public development key. Never change it
+    /// on a running deployment (conversations would restart under new ids). A secret.
+    pub contact_id_key: secrecy::SecretString,
     /// Origins (Temporal Web UI) allowed to call `/codec/*` from a browser, with credentials.
     pub codec_cors_origins: Vec<String>,
     /// Largest accepted `/codec/*` body, in bytes (receipt images travel through it).
@@ -109,6 +113,7 @@ impl Default for ApiSettings {
             attachments: zengine_activities::files::FileStoreSettings::default(),
             grpc_addr: String::new(),
             auth: auth::AuthSettings::default(),
+            contact_id_key: secrecy::SecretString::from(String::new()),
             codec_cors_origins: vec![
                 "http://127.0.0.1:8233".to_owned(),
                 "http://localhost:8233".to_owned(),
@@ -117,6 +122,9 @@ impl Default for ApiSettings {
         }
     }
 }
+
+/// `api.contact_id_key` when none is configured: public, development only.
+pub const DEV_CONTACT_ID_KEY: &str = "zengine-dev-contact-id-key";
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -161,6 +169,18 @@ impl AppState {
             settings: Arc::new(settings),
             auth,
         })
+    }
+
+    /// The workflow id of a conversation (phone contacts hashed with `api.contact_id_key`).
+    pub fn conversation_workflow_id(&self, id: &zengine_domain::ConversationId) -> String {
+        use secrecy::ExposeSecret;
+        let key = self.settings.contact_id_key.expose_secret();
+        let key = if key.is_empty() {
+            DEV_CONTACT_ID_KEY
+        } else {
+            key
+        };
+        id.temporal_id(key.as_bytes())
     }
 
     /// The concrete name of the task queue `base` (`zengine_workflows::names::queues`).

@@ -143,7 +143,7 @@ pub async fn return_to_bot(
     let id = conversation_id(&tenant, &channel, &contact)?;
     let handle = state
         .temporal
-        .get_workflow_handle::<ConversationWorkflow>(id.workflow_id());
+        .get_workflow_handle::<ConversationWorkflow>(state.conversation_workflow_id(&id));
     match handle
         .execute_update(
             ConversationWorkflow::return_to_bot,
@@ -153,7 +153,7 @@ pub async fn return_to_bot(
         .await
     {
         Ok(replies) => Ok(Json(
-            json!({"conversation_id": id.workflow_id(), "mode": "BOT", "replies": replies}),
+            json!({"conversation_id": state.conversation_workflow_id(&id), "mode": "BOT", "replies": replies}),
         )
         .into_response()),
         Err(e) => Err(crate::error::update_error(

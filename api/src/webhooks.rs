@@ -357,7 +357,7 @@ async fn accept_message(
         ApiError::bad_request(ErrorCode::InvalidField, format!("message sender: {e}"))
     })?;
     let conversation = ConversationId::new(tenant_id.clone(), strategy.channel(), contact);
-    let workflow_id = conversation.workflow_id();
+    let workflow_id = state.conversation_workflow_id(&conversation);
     let provider_message_id = message.message_id.clone();
     let input = ConversationInput {
         conversation,

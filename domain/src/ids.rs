@@ -211,6 +211,31 @@ impl ConversationId {
         )
     }
 
+    /// Whether the contact of this channel is a phone number (personal data that must not
+    /// appear in Temporal ids, which are not encrypted).
+    pub fn contact_is_phone(&self) -> bool {
+        matches!(self.channel, Channel::Whatsapp | Channel::Sms)
+    }
+
+    /// The id the conversation workflow runs under: [`ConversationId::workflow_id`], except for
+    /// phone channels, where the contact is replaced by a keyed hash:
+    /// `{tenant}/conversation/{channel}/p-<first 32 hex digits of HMAC-SHA256(key, tenant/channel/contact)>`.
+    pub fn temporal_id(&self, key: &[u8]) -> String {
+        use hmac::{Hmac, Mac};
+        if !self.contact_is_phone() {
+            return self.workflow_id();
+        }
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key");
+        mac.update(format!("{}/{}/{}", self.tenant, self.channel, self.contact).as_bytes());
+        let digest = hex::encode(mac.finalize().into_bytes());
+        format!(
+            "{}/conversation/{}/p-{}",
+            self.tenant,
+            self.channel,
+            &digest[..32]
+        )
+    }
+
     /// The inverse of [`ConversationId::workflow_id`].
     pub fn from_workflow_id(id: &str) -> Result<Self, IdError> {
         let bad = || IdError::NotAConversationId(id.to_owned());
@@ -242,6 +267,23 @@ impl fmt::Display for ConversationId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phone_contacts_are_hashed_in_temporal_ids_and_others_are_not() {
+        let tenant = TenantId::parse("demo").unwrap();
+        let phone = SessionId::parse("16505551234").unwrap();
+        let wa = ConversationId::new(tenant.clone(), Channel::Whatsapp, phone.clone());
+        let id = wa.temporal_id(b"k1");
+        assert!(id.starts_with("demo/conversation/whatsapp/p-"), "{id}");
+        assert!(!id.contains("16505551234"));
+        assert_eq!(id.len(), "demo/conversation/whatsapp/p-".len() + 32);
+        assert_eq!(id, wa.temporal_id(b"k1"), "stable");
+        assert_ne!(id, wa.temporal_id(b"k2"), "keyed");
+        let sms = ConversationId::new(tenant.clone(), Channel::Sms, phone);
+        assert!(!sms.temporal_id(b"k1").contains("16505551234"));
+        let chat = ConversationId::new(tenant, Channel::Webchat, SessionId::parse("s-1").unwrap());
+        assert_eq!(chat.temporal_id(b"k1"), "demo/conversation/webchat/s-1");
+    }
 
     #[test]
     fn tenant_ids_accept_slugs_and_reject_everything_else() {

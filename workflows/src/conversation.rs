@@ -155,6 +155,12 @@ pub struct ConversationSummary {
 #[workflow]
 pub struct ConversationWorkflow {
     conversation: ConversationId,
+    /// This workflow's own id: `{tenant}/conversation/{channel}/{contact}`, or with a keyed hash
+    /// of the contact for phone channels (`…/whatsapp/p-<hmac>`, see
+    /// `ConversationId::temporal_id`). Used wherever the conversation names itself (outbound
+    /// message ids, payment notifications) so no phone number leaks into other ids. Old runs
+    /// had the plaintext id, which is what they recorded: replay is unchanged.
+    own_id: String,
     flow: FlowGraph,
     session: Session,
     carry: Carry,
@@ -198,7 +204,7 @@ type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 #[workflow_methods]
 impl ConversationWorkflow {
     #[init]
-    pub fn new(_ctx: &WorkflowContextView, input: ConversationInput) -> Self {
+    pub fn new(ctx: &WorkflowContextView, input: ConversationInput) -> Self {
         let mut session = input.session;
         if !session.vars.contains_key("tenant") {
             let c = &input.conversation;
@@ -206,6 +212,7 @@ impl ConversationWorkflow {
             session.vars.extend(fresh.vars);
         }
         Self {
+            own_id: ctx.workflow_id().to_owned(),
             conversation: input.conversation,
             flow: input.flow,
             session,
@@ -346,7 +353,7 @@ impl ConversationWorkflow {
     pub fn status(&self, _ctx: &WorkflowContextView) -> ConversationStatus {
         let (state, node) = state_name(&self.session.state);
         ConversationStatus {
-            conversation_id: self.conversation.workflow_id(),
+            conversation_id: self.own_id.clone(),
             flow_id: self.flow.id.clone(),
             flow_version: self.flow.version,
             mode: self.session.mode,
@@ -488,11 +495,7 @@ impl ConversationWorkflow {
                     tenant_id: s.conversation.tenant.clone(),
                     channel: s.conversation.channel.as_str().to_owned(),
                     recipient: s.conversation.contact.as_str().to_owned(),
-                    client_message_id: format!(
-                        "{}/out-{}",
-                        s.conversation.workflow_id(),
-                        entry.seq
-                    ),
+                    client_message_id: format!("{}/out-{}", s.own_id.clone(), entry.seq),
                     reply: entry.reply.clone(),
                     strategy: None,
                 };
@@ -585,11 +588,7 @@ impl ConversationWorkflow {
             };
             let step = ctx.state_mut(|s| {
                 s.carry.effects += 1;
-                format!(
-                    "{}/effect-{}",
-                    s.conversation.workflow_id(),
-                    s.carry.effects
-                )
+                format!("{}/effect-{}", s.own_id.clone(), s.carry.effects)
             });
             match effect {
                 Effect::Command {
@@ -599,7 +598,7 @@ impl ConversationWorkflow {
                 } => {
                     let request = ctx.state(|s| CommandRequest {
                         tenant_id: s.conversation.tenant.clone(),
-                        conversation_id: s.conversation.workflow_id(),
+                        conversation_id: s.own_id.clone(),
                         node,
                         command: command.clone(),
                         params,
@@ -648,7 +647,7 @@ impl ConversationWorkflow {
                         event_id: step.clone(),
                         tenant_id: s.conversation.tenant.clone(),
                         event_type: "Conversation.HandedOff".into(),
-                        subject: s.conversation.workflow_id(),
+                        subject: s.own_id.clone(),
                         payload: serde_json::json!({"node": node, "queue": queue}),
                     });
                     // Best effort: the handoff itself is the workflow state, the event reports it.
@@ -663,7 +662,7 @@ impl ConversationWorkflow {
                 Effect::SurveyCompleted(result) => {
                     let survey = ctx.state(|s| SurveyRecord {
                         tenant_id: s.conversation.tenant.clone(),
-                        conversation_id: s.conversation.workflow_id(),
+                        conversation_id: s.own_id.clone(),
                         survey_key: step.clone(),
                         rating: result.rating,
                         comment: result.comment.clone(),
@@ -723,7 +722,7 @@ impl ConversationWorkflow {
             payment_id: payment_id.clone(),
             order_id: order_id.clone(),
             media_ref,
-            notify: Some(ctx.state(|s| s.conversation.workflow_id())),
+            notify: Some(ctx.state(|s| s.own_id.clone())),
         };
         let options = ChildWorkflowOptions::builder()
             .workflow_id(crate::payment::workflow_id(&tenant, &payment_id))

@@ -256,7 +256,10 @@ async fn a_360dialog_message_is_authenticated_by_its_accounts_secret_and_answere
         first.body["biz_opaque_callback_data"]
             .as_str()
             .unwrap()
-            .starts_with("acme/conversation/whatsapp/51911111111/out-")
+            .starts_with(&format!(
+                "{}/out-",
+                crate::helpers::whatsapp_conversation_id("acme", "51911111111")
+            ))
     );
 
     // A delivery status moves the message forward once and reports it.
@@ -346,7 +349,7 @@ async fn the_circuit_opens_during_an_outage_and_the_backlog_drains_after_recover
     assert_eq!(b.state, BreakerState::Closed);
     crate::histories::record(
         &app,
-        &format!("acme/conversation/whatsapp/{}", contacts[2]),
+        &crate::helpers::whatsapp_conversation_id("acme", contacts[2]),
         "conversation__circuit_open_wait",
     )
     .await;

@@ -253,9 +253,27 @@ async fn histories_at_rest_hold_no_message_text_or_receipt_image() {
     let tenant = zengine_domain::TenantId::parse("demo").unwrap();
     let payment_wf = zengine_workflows::payment::workflow_id(&tenant, &payment_id);
 
+    // A WhatsApp conversation: the phone number must not appear, not even in the workflow id.
+    let (graph, fake) = crate::whatsapp::fake_graph().await;
+    crate::whatsapp::use_fake(&app, &graph, None).await;
+    let phone = "51987654321";
+    let wa_text = "mensaje-wa-secreto-K9";
+    let body = crate::whatsapp::text_webhook(
+        zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID,
+        phone,
+        "wamid.codec-1",
+        wa_text,
+    );
+    let response =
+        crate::whatsapp::post_webhook(&app, &body, Some(crate::whatsapp::sign(&body))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    crate::whatsapp::wait_sends(&fake, 1).await;
+    let wa_id = crate::helpers::whatsapp_conversation_id("demo", phone);
+    assert!(!wa_id.contains(phone));
+
     let image_chunk = &image[image.len() / 2..image.len() / 2 + 48];
     let image_b64 = STANDARD.encode(image_chunk);
-    for id in [&chat_id, &payment_wf] {
+    for id in [&chat_id, &payment_wf, &wa_id] {
         let events = raw
             .get_workflow_handle::<ConversationWorkflow>(id.as_str())
             .fetch_history(WorkflowFetchHistoryOptions::default())

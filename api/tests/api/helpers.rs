@@ -330,3 +330,14 @@ pub async fn error_code(response: Response, status: StatusCode) -> String {
         .expect("error code")
         .to_owned()
 }
+
+/// The conversation workflow id of a WhatsApp `phone` of `tenant` in test apps (the contact is
+/// a keyed hash under the development `api.contact_id_key`).
+pub fn whatsapp_conversation_id(tenant: &str, phone: &str) -> String {
+    zengine_domain::ConversationId::new(
+        zengine_domain::TenantId::parse(tenant).unwrap(),
+        zengine_domain::Channel::Whatsapp,
+        zengine_domain::SessionId::parse(phone).unwrap(),
+    )
+    .temporal_id(zengine_api::DEV_CONTACT_ID_KEY.as_bytes())
+}

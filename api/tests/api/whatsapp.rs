@@ -21,14 +21,14 @@ use crate::helpers::{TestApp, WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN, error_
 
 /// What the fake Graph API saw: path, bearer token, JSON body.
 #[derive(Clone, Debug)]
-struct Seen {
+pub struct Seen {
     path: String,
     token: String,
     body: Value,
 }
 
 #[derive(Default)]
-struct Fake {
+pub struct Fake {
     seen: Vec<Seen>,
     /// Answers to give before succeeding again: (status, body, retry-after).
     plan: VecDeque<(u16, String, Option<&'static str>)>,
@@ -73,7 +73,7 @@ async fn graph_send(
 }
 
 /// Starts the fake Graph API; returns its base URL and state.
-async fn fake_graph() -> (String, Shared) {
+pub async fn fake_graph() -> (String, Shared) {
     let fake: Shared = Arc::default();
     let app = axum::Router::new()
         .route(
@@ -88,7 +88,7 @@ async fn fake_graph() -> (String, Shared) {
 }
 
 /// Points the demo tenant's WhatsApp account at the fake, with its token in a file.
-async fn use_fake(app: &TestApp, api_base: &str, token_ref: Option<String>) {
+pub async fn use_fake(app: &TestApp, api_base: &str, token_ref: Option<String>) {
     let token_ref = token_ref.unwrap_or_else(|| {
         let path = std::env::temp_dir().join(format!("wa-token-{}", uuid::Uuid::new_v4()));
         std::fs::write(&path, "fake-access-token\n").unwrap();
@@ -109,13 +109,17 @@ async fn use_fake(app: &TestApp, api_base: &str, token_ref: Option<String>) {
         .unwrap();
 }
 
-fn sign(body: &[u8]) -> String {
+pub fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(WHATSAPP_APP_SECRET.as_bytes()).unwrap();
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn post_webhook(app: &TestApp, body: &[u8], signature: Option<String>) -> reqwest::Response {
+pub async fn post_webhook(
+    app: &TestApp,
+    body: &[u8],
+    signature: Option<String>,
+) -> reqwest::Response {
     let mut request = app
         .http
         .post(format!("{}/v1/webhooks/whatsapp", app.address))
@@ -127,7 +131,7 @@ async fn post_webhook(app: &TestApp, body: &[u8], signature: Option<String>) -> 
     request.send().await.unwrap()
 }
 
-fn text_webhook(phone_number_id: &str, from: &str, wamid: &str, text: &str) -> Vec<u8> {
+pub fn text_webhook(phone_number_id: &str, from: &str, wamid: &str, text: &str) -> Vec<u8> {
     json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
     "field": "messages",
     "value": {
@@ -155,7 +159,7 @@ fn status_webhook(wamid: &str, status: &str, callback: &str) -> Vec<u8> {
 }
 
 /// Waits until the fake saw at least `n` sends; returns them.
-async fn wait_sends(fake: &Shared, n: usize) -> Vec<Seen> {
+pub async fn wait_sends(fake: &Shared, n: usize) -> Vec<Seen> {
     for _ in 0..150 {
         let seen = fake.lock().unwrap().seen.clone();
         if seen.len() >= n {
@@ -222,8 +226,17 @@ async fn a_signed_message_is_answered_through_the_graph_api_once() {
     assert_eq!(first.body["to"], "16505551234");
     assert_eq!(first.body["messaging_product"], "whatsapp");
     assert_eq!(
-        first.body["biz_opaque_callback_data"],
-        "demo/conversation/whatsapp/16505551234/out-1"
+        first.body["biz_opaque_callback_data"].as_str().unwrap(),
+        format!(
+            "{}/out-1",
+            crate::helpers::whatsapp_conversation_id("demo", "16505551234")
+        )
+    );
+    assert!(
+        !first.body["biz_opaque_callback_data"]
+            .as_str()
+            .unwrap()
+            .contains("16505551234")
     );
     // Let every reply of this turn go out, then count.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -244,7 +257,11 @@ async fn a_signed_message_is_answered_through_the_graph_api_once() {
     // Delivery statuses move forward only; `delivered` is reported as an event.
     let db = &app.database.as_ref().unwrap().db;
     let tenant = TenantId::parse("demo").unwrap();
-    let out = "demo/conversation/whatsapp/16505551234/out-1";
+    let out = format!(
+        "{}/out-1",
+        crate::helpers::whatsapp_conversation_id("demo", "16505551234")
+    );
+    let out = out.as_str();
     let record = db.channels().outbound(&tenant, out).await.unwrap().unwrap();
     assert_eq!(record.state, "SENT");
     let wamid = record.provider_message_id.clone().unwrap();
@@ -285,12 +302,15 @@ async fn a_signed_message_is_answered_through_the_graph_api_once() {
         sent[replies].body["biz_opaque_callback_data"]
             .as_str()
             .unwrap()
-            .starts_with("demo/conversation/whatsapp/16505551234/out-")
+            .starts_with(&format!(
+                "{}/out-",
+                crate::helpers::whatsapp_conversation_id("demo", "16505551234")
+            ))
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
     crate::histories::record(
         &app,
-        "demo/conversation/whatsapp/16505551234",
+        &crate::helpers::whatsapp_conversation_id("demo", "16505551234"),
         "conversation__whatsapp_signals_and_deliveries",
     )
     .await;
@@ -385,7 +405,11 @@ async fn provider_errors_are_retried_or_dead_lettered() {
         StatusCode::OK
     );
     wait_sends(&fake, 3).await;
-    let out = "demo/conversation/whatsapp/51911000001/out-1";
+    let out = format!(
+        "{}/out-1",
+        crate::helpers::whatsapp_conversation_id("demo", "51911000001")
+    );
+    let out = out.as_str();
     let mut record = None;
     for _ in 0..50 {
         record = db.channels().outbound(&tenant, out).await.unwrap();
@@ -427,7 +451,10 @@ async fn provider_errors_are_retried_or_dead_lettered() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(
         dead[0].client_message_id,
-        "demo/conversation/whatsapp/51911000002/out-1"
+        format!(
+            "{}/out-1",
+            crate::helpers::whatsapp_conversation_id("demo", "51911000002")
+        )
     );
     assert!(
         dead[0].last_error.as_deref().unwrap().contains("131026"),
@@ -459,7 +486,13 @@ async fn provider_errors_are_retried_or_dead_lettered() {
             .await
             .unwrap()
             .into_iter()
-            .find(|d| d.client_message_id.contains("51911000003"));
+            .find(|d| {
+                d.client_message_id
+                    .starts_with(&crate::helpers::whatsapp_conversation_id(
+                        "demo",
+                        "51911000003",
+                    ))
+            });
         if missing.is_some() {
             break;
         }
