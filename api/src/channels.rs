@@ -34,7 +34,7 @@ use crate::{ApiError, AppState, ErrorCode};
 /// Events held back until they are this old, so a cursor never skips one still committing.
 const EVENT_SETTLE_MS: i64 = 1_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct EventsQuery {
     #[serde(default)]
     after: Option<String>,

@@ -15,6 +15,7 @@ mod error;
 pub mod grpc;
 mod management;
 mod metrics;
+pub mod openapi;
 pub mod ops;
 mod orders;
 mod payments;
@@ -316,6 +317,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
         .merge(codec::routes(&state))

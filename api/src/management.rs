@@ -38,7 +38,7 @@ async fn existing_tenant(
         })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PublishQuery {
     /// Make this flow the one new conversations of the tenant run.
     #[serde(default)]

@@ -105,7 +105,7 @@ pub async fn create(
     Ok((status, Json(order_json(&order))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
     customer_phone: Option<String>,
     status: Option<String>,
@@ -179,7 +179,7 @@ pub async fn get(
     Ok(Json(order_json(&order)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusBody {
     status: String,

@@ -331,9 +331,9 @@ pub async fn get(
     Ok(Json(payment_json(&payment)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ReviewBody {
+pub(crate) struct ReviewBody {
     decision: String,
     reviewer: String,
     #[serde(default)]

@@ -20,7 +20,7 @@ use zengine_workflows::order::ChangeStatus;
 use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrackingBody {
     event_id: String,
@@ -166,7 +166,7 @@ pub async fn put(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct TimelineQuery {
     order_id: String,
 }

@@ -271,7 +271,7 @@ fn temporal_error(e: WorkflowUpdateWithStartError) -> ApiError {
 }
 
 /// Query of `GET /v1/webchat/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct OutboxQuery {
     pub session_id: String,
     /// Return entries after this sequence number (0: all kept).

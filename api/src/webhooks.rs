@@ -44,7 +44,7 @@ use crate::{ApiError, AppState, ErrorCode};
 pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
 
 /// Query of Meta's verification request (`hub.*` parameters, dots kept).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Handshake {
     #[serde(rename = "hub.mode")]
     mode: Option<String>,

@@ -44,6 +44,7 @@ pub struct InboundMedia {
 
 /// A shared location.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Location {
     pub lat: f64,
     pub lon: f64,

@@ -76,9 +76,9 @@ fn body<T: DeserializeOwned + Default>(body: Result<Bytes, BytesRejection>) -> R
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     #[serde(rename = "type")]
     workflow_type: Option<String>,
     status: Option<String>,
@@ -115,9 +115,9 @@ async fn list(
     Ok(Json(page).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RunQuery {
+pub(crate) struct RunQuery {
     run_id: Option<String>,
     page_size: Option<i32>,
     page_token: Option<String>,

@@ -1,0 +1,952 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document of every HTTP endpoint, built from the route
+//! table below ([`operations`]) and the JSON Schemas of the request types (derived with
+//! `schemars` from the very structs the handlers deserialize).
+//!
+//! **Adding an endpoint**: add its `.route(..)` in [`crate::router`] *and* one [`op`] line in
+//! [`operations`] (method, path, summary, then who may call it, its body type and its status
+//! codes). `openapi::tests::every_route_is_documented` reads the router's source and fails on
+//! any method + path routed but not documented or documented but not routed;
+//! `docs/openapi.json` is regenerated with `ZENGINE_UPDATE_OPENAPI=1 cargo test -p zengine-api
+//! --lib openapi`. For a JSON body, derive `schemars::JsonSchema` next to `Deserialize` on the
+//! handler's body struct and pass it with `.json::<T>()`; a query struct with `.query::<T>()`.
+
+use std::sync::OnceLock;
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+/// Who may call an operation; becomes its `security` requirement and its 401/403/429 answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No credential (health, metrics, this document).
+    Public,
+    /// A [`crate::auth::Caller`]: JWT, API key (bearer or `x-api-key`) or the admin token with
+    /// `x-tenant-id`.
+    Caller,
+    /// The admin role on the tenant of the path (admin token, or a JWT with the admin role).
+    Admin,
+    /// The public webchat widget: names its tenant in `x-tenant-id`, no credential.
+    Webchat,
+    /// A channel provider's webhook: authenticated per provider (signature, basic auth, SNS
+    /// certificate, IP allowlist), see `docs/channels.md`.
+    Webhook,
+}
+
+/// The body an operation takes.
+#[derive(Clone, Copy)]
+pub enum Body {
+    None,
+    /// JSON whose schema is derived from the handler's type.
+    Json(fn(&mut SchemaGenerator) -> Schema),
+    /// JSON checked by the domain (flows, orders, routes, assistance events…): any object here;
+    /// the field rules are in `docs/api.md` and every violation is a 4xx.
+    JsonObject,
+    /// `multipart/form-data` with the named file field.
+    Multipart(&'static str),
+    /// Whatever the provider posts (JSON, form or SNS text), verified before it is parsed.
+    Raw,
+}
+
+/// One method + path of the router, as documented.
+#[derive(Clone)]
+pub struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    pub auth: Auth,
+    pub body: Body,
+    pub query: Option<fn(&mut SchemaGenerator) -> Schema>,
+    /// Extra request headers: name, required, description.
+    pub headers: Vec<(&'static str, bool, &'static str)>,
+    /// Success statuses with their content type (`None`: no body).
+    pub success: Vec<(u16, Option<&'static str>)>,
+    /// Error statuses this handler answers itself (auth and body-size errors are added).
+    pub errors: Vec<u16>,
+}
+
+/// Starts an operation: JSON 200, no body, public.
+pub fn op(method: &'static str, path: &'static str, summary: &'static str) -> Operation {
+    Operation {
+        method,
+        path,
+        summary,
+        tag: path.split('/').nth(2).unwrap_or("service"),
+        auth: Auth::Public,
+        body: Body::None,
+        query: None,
+        headers: Vec::new(),
+        success: vec![(200, Some("application/json"))],
+        errors: Vec::new(),
+    }
+}
+
+fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+impl Operation {
+    pub fn tag(mut self, tag: &'static str) -> Self {
+        self.tag = tag;
+        self
+    }
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+    pub fn caller(self) -> Self {
+        self.auth(Auth::Caller)
+    }
+    pub fn json<T: JsonSchema>(mut self) -> Self {
+        self.body = Body::Json(schema_of::<T>);
+        self
+    }
+    pub fn body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+    pub fn query<T: JsonSchema>(mut self) -> Self {
+        self.query = Some(schema_of::<T>);
+        self
+    }
+    pub fn header(mut self, name: &'static str, required: bool, about: &'static str) -> Self {
+        self.headers.push((name, required, about));
+        self
+    }
+    /// Replaces the success statuses (JSON bodies).
+    pub fn ok(mut self, statuses: &[u16]) -> Self {
+        self.success = statuses
+            .iter()
+            .map(|s| (*s, (*s != 204).then_some("application/json")))
+            .collect();
+        self
+    }
+    pub fn ok_as(mut self, status: u16, content_type: &'static str) -> Self {
+        self.success = vec![(status, Some(content_type))];
+        self
+    }
+    pub fn errors(mut self, statuses: &[u16]) -> Self {
+        self.errors.extend_from_slice(statuses);
+        self
+    }
+}
+
+const TENANT: &str = "Tenant id (`t-…`).";
+
+/// Every HTTP endpoint of [`crate::router`]. Keep it in the router's order.
+pub fn operations() -> Vec<Operation> {
+    use crate::{
+        api_keys, assistance, channels, management, ops::rest, orders, payments, tracking, webchat,
+        webhooks,
+    };
+    let webchat_headers = |o: Operation| o.header("x-tenant-id", true, TENANT);
+    vec![
+        // Webchat (public widget).
+        webchat_headers(op(
+            "post",
+            "/v1/webchat/messages",
+            "Send a webchat message; answers with the conversation's replies",
+        ))
+        .auth(Auth::Webchat)
+        .header(
+            "x-idempotency-key",
+            true,
+            "Repeats with the same key get the first answer",
+        )
+        .body(Body::JsonObject)
+        .errors(&[400, 404, 409, 422, 503, 504]),
+        webchat_headers(op(
+            "get",
+            "/v1/webchat/messages",
+            "Poll the replies a webchat conversation produced outside a request",
+        ))
+        .auth(Auth::Webchat)
+        .query::<webchat::OutboxQuery>()
+        .errors(&[400, 404, 503]),
+        // Orders.
+        op("post", "/v1/orders", "Create an order")
+            .caller()
+            .body(Body::JsonObject)
+            .ok(&[200, 201])
+            .errors(&[400, 409, 422, 503]),
+        op("get", "/v1/orders", "List orders, newest first")
+            .caller()
+            .query::<orders::ListQuery>()
+            .errors(&[400]),
+        op("get", "/v1/orders/{id}", "An order")
+            .caller()
+            .errors(&[404]),
+        op(
+            "post",
+            "/v1/orders/{id}/status",
+            "Move an order to a status",
+        )
+        .caller()
+        .json::<orders::StatusBody>()
+        .errors(&[400, 404, 409, 422, 503]),
+        // Payments.
+        op(
+            "post",
+            "/v1/orders/{id}/payments",
+            "Upload a payment receipt image (OCR, review)",
+        )
+        .tag("payments")
+        .caller()
+        .body(Body::Multipart("image"))
+        .ok(&[200, 201, 202])
+        .errors(&[400, 404, 409, 415, 422, 503]),
+        op(
+            "get",
+            "/v1/orders/{id}/payments",
+            "The payments of an order",
+        )
+        .tag("payments")
+        .caller()
+        .errors(&[404]),
+        op("get", "/v1/payments/{id}", "A payment")
+            .caller()
+            .errors(&[404]),
+        // Channel webhooks.
+        op(
+            "get",
+            "/v1/webhooks/whatsapp",
+            "WhatsApp (Meta) webhook verification handshake",
+        )
+        .tag("webhooks")
+        .query::<webhooks::Handshake>()
+        .ok_as(200, "text/plain")
+        .errors(&[400, 403, 503]),
+        op(
+            "post",
+            "/v1/webhooks/whatsapp",
+            "WhatsApp Cloud API webhook",
+        )
+        .tag("webhooks")
+        .auth(Auth::Webhook)
+        .header(
+            "x-hub-signature-256",
+            true,
+            "`sha256=` HMAC of the body with the app secret",
+        )
+        .body(Body::Raw)
+        .errors(&[400, 401, 403, 404, 422, 503]),
+        op(
+            "post",
+            "/v1/webhooks/{provider}",
+            "A channel provider's webhook (tenant from the payload or credential)",
+        )
+        .tag("webhooks")
+        .auth(Auth::Webhook)
+        .body(Body::Raw)
+        .errors(&[400, 401, 403, 404, 409, 422, 503]),
+        // Channels.
+        op(
+            "get",
+            "/v1/events",
+            "The tenant's channel event stream (cursor-paginated)",
+        )
+        .tag("channels")
+        .caller()
+        .query::<channels::EventsQuery>()
+        .errors(&[400]),
+        op(
+            "get",
+            "/v1/channels/dead-letters",
+            "Outbound messages that exhausted their retries",
+        )
+        .caller(),
+        op(
+            "post",
+            "/v1/channels/dead-letters/{client_message_id}/redrive",
+            "Send a dead letter again",
+        )
+        .caller()
+        .ok(&[202])
+        .errors(&[404, 409, 503]),
+        op(
+            "get",
+            "/v1/channels/health",
+            "Health and circuit state of the tenant's channels",
+        )
+        .caller(),
+        op(
+            "post",
+            "/v1/channels/amazon-connect/contacts",
+            "Register an Amazon Connect chat contact",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .ok(&[201])
+        .errors(&[400, 409, 422, 502, 503]),
+        op(
+            "post",
+            "/v1/channels/health/check",
+            "Probe the tenant's channels now",
+        )
+        .caller()
+        .errors(&[502, 503, 504]),
+        op(
+            "get",
+            "/v1/channels/360dialog/templates",
+            "The tenant's WhatsApp templates (360dialog)",
+        )
+        .caller()
+        .errors(&[404, 422, 502, 503, 504]),
+        op(
+            "post",
+            "/v1/channels/360dialog/templates",
+            "Create a WhatsApp template (360dialog)",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .ok(&[201])
+        .errors(&[400, 404, 409, 422, 502, 503, 504]),
+        op(
+            "delete",
+            "/v1/channels/360dialog/templates/{name}",
+            "Delete a WhatsApp template (360dialog)",
+        )
+        .caller()
+        .ok(&[204])
+        .errors(&[404, 422, 502, 503, 504]),
+        op(
+            "post",
+            "/v1/webhooks/{provider}/{tenant}",
+            "A channel provider's webhook for a named tenant",
+        )
+        .tag("webhooks")
+        .auth(Auth::Webhook)
+        .body(Body::Raw)
+        .errors(&[400, 401, 403, 404, 409, 422, 503]),
+        op(
+            "post",
+            "/v1/webchat/media",
+            "Upload an image into a webchat conversation",
+        )
+        .auth(Auth::Webchat)
+        .header("x-tenant-id", true, TENANT)
+        .body(Body::Multipart("image"))
+        .ok(&[200, 201, 202])
+        .errors(&[400, 404, 409, 415, 422, 503]),
+        op(
+            "post",
+            "/v1/payments/{id}/review",
+            "Approve or reject a payment in review",
+        )
+        .caller()
+        .json::<payments::ReviewBody>()
+        .errors(&[400, 404, 409, 422, 503]),
+        // Routes.
+        op(
+            "post",
+            "/v1/routes",
+            "Request a delivery route optimisation",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .ok(&[200, 202])
+        .errors(&[400, 409, 422, 503]),
+        op("get", "/v1/routes/{id}", "A route request and its result")
+            .caller()
+            .errors(&[404]),
+        op("get", "/v1/drivers/{id}/routes", "A driver's routes")
+            .tag("routes")
+            .caller(),
+        // Tracking.
+        op("put", "/v1/tracking", "Record a tracking event of an order")
+            .caller()
+            .json::<tracking::TrackingBody>()
+            .ok(&[200, 201])
+            .errors(&[400, 404, 409, 422]),
+        op("get", "/v1/tracking", "The tracking timeline of an order")
+            .caller()
+            .query::<tracking::TimelineQuery>()
+            .errors(&[400, 404]),
+        // Management.
+        op(
+            "put",
+            "/v1/tenants/{tenant}/flows/{name}",
+            "Validate and publish the next version of a flow",
+        )
+        .tag("management")
+        .auth(Auth::Admin)
+        .query::<management::PublishQuery>()
+        .body(Body::JsonObject)
+        .ok(&[201])
+        .errors(&[400, 404, 422]),
+        op(
+            "get",
+            "/v1/tenants/{tenant}/flows/{name}",
+            "The current version of a flow",
+        )
+        .tag("management")
+        .auth(Auth::Admin)
+        .errors(&[400, 404]),
+        op(
+            "post",
+            "/v1/conversations/{tenant}/{channel}/{contact}/return-to-bot",
+            "Hand a conversation back from an agent to the bot",
+        )
+        .tag("management")
+        .auth(Auth::Admin)
+        .errors(&[400, 404, 409, 503]),
+        // Assistance and MOK.
+        op(
+            "post",
+            "/v1/assistances/events/draft",
+            "Create an assistance event draft",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .ok(&[201])
+        .errors(&[400, 409, 422, 503]),
+        op(
+            "get",
+            "/v1/assistances/events/draft/{id}",
+            "An assistance event draft",
+        )
+        .caller()
+        .errors(&[404]),
+        op(
+            "put",
+            "/v1/assistances/events/draft/{id}",
+            "Update (or submit) an assistance event draft",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .ok(&[200, 201])
+        .errors(&[400, 404, 409, 422, 503]),
+        op("get", "/v1/assistances/events/{id}", "An assistance event")
+            .caller()
+            .errors(&[404]),
+        op(
+            "post",
+            "/v1/assistances/events/{id}/statuses",
+            "Move an assistance event to a status",
+        )
+        .caller()
+        .json::<assistance::StatusBody>()
+        .errors(&[400, 404, 409, 422, 503]),
+        op(
+            "post",
+            "/v1/assistances/events/{id}/providers",
+            "Assign a provider to an assistance event",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .ok(&[200, 201])
+        .errors(&[400, 404, 409, 422, 503]),
+        op(
+            "post",
+            "/v1/assistances/events/{id}/providers/{provider_id}/start",
+            "A provider starts its service",
+        )
+        .caller()
+        .errors(&[400, 404, 409, 422, 503]),
+        op(
+            "post",
+            "/v1/assistances/events/{id}/providers/{provider_id}/resolve",
+            "A provider resolves its service",
+        )
+        .caller()
+        .errors(&[400, 404, 409, 422, 503]),
+        op(
+            "post",
+            "/v1/assistances/notes",
+            "Add a note to an assistance event",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .ok(&[201])
+        .errors(&[400, 404, 409, 422, 503]),
+        op(
+            "post",
+            "/v1/assistances/phone-consultations",
+            "Record a phone consultation (multipart, optional attachment)",
+        )
+        .caller()
+        .body(Body::Multipart("attachment"))
+        .ok(&[201])
+        .errors(&[400, 404, 409, 415, 422, 503]),
+        op(
+            "get",
+            "/v1/assistances/phone-consultations/{id}/attachment",
+            "The attachment of a phone consultation",
+        )
+        .caller()
+        .ok_as(200, "application/octet-stream")
+        .errors(&[404, 503]),
+        op("get", "/v1/masters/{catalogue}", "A master-data catalogue")
+            .tag("assistances")
+            .caller()
+            .errors(&[404]),
+        op("get", "/v1/providers/search", "Search assistance providers")
+            .tag("assistances")
+            .caller()
+            .query::<assistance::SearchQuery>()
+            .errors(&[400]),
+        op(
+            "post",
+            "/v1/mok/events",
+            "Receive a MOK assistance event (idempotent by event id)",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .ok(&[200, 201, 202])
+        .errors(&[400, 409, 422, 503]),
+        op("get", "/v1/mok/events/{event_id}", "A MOK event's tracking")
+            .caller()
+            .errors(&[404]),
+        // API keys.
+        op(
+            "post",
+            "/v1/tenants/{tenant}/api-keys",
+            "Create an API key (the secret is shown once)",
+        )
+        .tag("api-keys")
+        .auth(Auth::Admin)
+        .json::<api_keys::CreateBody>()
+        .ok(&[201])
+        .errors(&[400, 404, 409, 422]),
+        op(
+            "get",
+            "/v1/tenants/{tenant}/api-keys",
+            "The tenant's API keys",
+        )
+        .tag("api-keys")
+        .auth(Auth::Admin)
+        .errors(&[400, 404]),
+        op(
+            "delete",
+            "/v1/tenants/{tenant}/api-keys/{id}",
+            "Revoke an API key",
+        )
+        .tag("api-keys")
+        .auth(Auth::Admin)
+        .ok(&[200, 204])
+        .errors(&[400, 404]),
+        // Operator API.
+        op("get", "/v1/ops/workflows", "List the tenant's workflows")
+            .caller()
+            .query::<rest::ListQuery>()
+            .errors(&[400, 503]),
+        op("get", "/v1/ops/workflows/{id}", "Describe a workflow")
+            .caller()
+            .query::<rest::RunQuery>()
+            .errors(&[400, 404, 503]),
+        op(
+            "get",
+            "/v1/ops/workflows/{id}/history",
+            "A workflow's history, decoded",
+        )
+        .caller()
+        .query::<rest::RunQuery>()
+        .errors(&[400, 404, 503]),
+        op("post", "/v1/ops/workflows/{id}/cancel", "Cancel a workflow")
+            .caller()
+            .body(Body::JsonObject)
+            .errors(&[400, 404, 409, 503]),
+        op(
+            "post",
+            "/v1/ops/workflows/{id}/terminate",
+            "Terminate a workflow",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .errors(&[400, 404, 409, 503]),
+        op(
+            "post",
+            "/v1/ops/workflows/{id}/reset",
+            "Reset a workflow to an earlier point",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .errors(&[400, 404, 409, 503]),
+        op(
+            "post",
+            "/v1/ops/workflows/{id}/actions/{action}",
+            "Run a domain action on a workflow (signal or update)",
+        )
+        .caller()
+        .body(Body::JsonObject)
+        .errors(&[400, 404, 409, 422, 503]),
+        // Service.
+        op("get", "/healthz", "Liveness").tag("service"),
+        op(
+            "get",
+            "/readyz",
+            "Readiness: the database and Temporal answer",
+        )
+        .tag("service")
+        .errors(&[503]),
+        op("get", "/metrics", "Prometheus metrics")
+            .tag("service")
+            .ok_as(200, "text/plain"),
+        op("get", "/openapi.json", "This document").tag("service"),
+    ]
+}
+
+/// The error body of every 4xx/5xx answer.
+#[allow(dead_code)] // Only its schema is used; the body is built in `error.rs`.
+#[derive(JsonSchema)]
+struct ErrorBody {
+    error: ErrorInner,
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct ErrorInner {
+    code: crate::ErrorCode,
+    message: String,
+    /// Itemised problems (e.g. every validation error of a flow).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    details: Vec<String>,
+}
+
+fn reason(status: u16) -> &'static str {
+    axum::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("error")
+}
+
+/// The document, built once per process.
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(build)
+}
+
+fn build() -> Value {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    let mut generator = settings.into_generator();
+    let error_schema = generator.subschema_for::<ErrorBody>();
+    let mut paths = Map::new();
+    for o in operations() {
+        let mut parameters = Vec::new();
+        for segment in o.path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                parameters.push(json!({
+                    "name": name, "in": "path", "required": true,
+                    "schema": {"type": "string", "minLength": 1},
+                }));
+            }
+        }
+        if let Some(query) = o.query {
+            let schema = query(&mut generator).to_value();
+            let schema = inline(&generator, schema);
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if let Some(properties) = schema["properties"].as_object() {
+                for (name, property) in properties {
+                    let mut parameter = json!({
+                        "name": name, "in": "query",
+                        "required": required.contains(&name.as_str()),
+                        "schema": property,
+                    });
+                    if let Some(about) = property.get("description") {
+                        parameter["description"] = about.clone();
+                    }
+                    parameters.push(parameter);
+                }
+            }
+        }
+        for (name, required, about) in &o.headers {
+            parameters.push(json!({
+                "name": name, "in": "header", "required": required, "description": about,
+                "schema": {"type": "string"},
+            }));
+        }
+        let mut responses = Map::new();
+        for (status, content_type) in &o.success {
+            let mut response = json!({"description": reason(*status)});
+            if let Some(content_type) = content_type {
+                let schema = match *content_type {
+                    "application/json" => json!({}),
+                    "text/plain" => json!({"type": "string"}),
+                    _ => json!({"type": "string", "format": "binary"}),
+                };
+                response["content"] = json!({ *content_type: {"schema": schema} });
+            }
+            responses.insert(status.to_string(), response);
+        }
+        let mut errors = o.errors.clone();
+        match o.auth {
+            Auth::Caller | Auth::Admin => errors.extend([400, 401, 403, 404, 429, 503]),
+            Auth::Webchat => errors.extend([400, 404]),
+            Auth::Webhook => errors.extend([401, 403]),
+            Auth::Public => {}
+        }
+        if !matches!(o.body, Body::None) {
+            errors.extend([400, 413]);
+        }
+        errors.push(500);
+        errors.sort_unstable();
+        errors.dedup();
+        for status in errors {
+            responses.insert(
+                status.to_string(),
+                json!({
+                    "description": reason(status),
+                    "content": {"application/json": {"schema": error_schema.clone()}},
+                }),
+            );
+        }
+        let mut operation = json!({
+            "operationId": operation_id(o.method, o.path),
+            "summary": o.summary,
+            "tags": [o.tag],
+            "parameters": parameters,
+            "responses": responses,
+        });
+        let body = match o.body {
+            Body::None => None,
+            Body::Json(schema) => {
+                Some(json!({"application/json": {"schema": schema(&mut generator)}}))
+            }
+            Body::JsonObject => Some(json!({"application/json": {"schema": {"type": "object"}}})),
+            Body::Multipart(field) => Some(json!({"multipart/form-data": {"schema": {
+                "type": "object",
+                "properties": {field: {"type": "string", "format": "binary"}},
+            }}})),
+            Body::Raw => Some(json!({"application/json": {"schema": {}}})),
+        };
+        if let Some(content) = body {
+            operation["requestBody"] = json!({"required": true, "content": content});
+        }
+        operation["security"] = match o.auth {
+            Auth::Public | Auth::Webchat => json!([]),
+            Auth::Caller => json!([{"bearer": []}, {"apiKey": []}]),
+            Auth::Admin => json!([{"bearer": []}]),
+            Auth::Webhook => json!([{"providerWebhook": []}]),
+        };
+        paths
+            .entry(o.path)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("a path item is an object")
+            .insert(o.method.to_owned(), operation);
+    }
+    let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ZEngine API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Durable workflow orchestration: channels, webchat, orders, payments, \
+                routes, tracking, assistance, operator API. Errors are \
+                `{\"error\": {\"code\", \"message\"}}`; see docs/api.md.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "A JWT (tenant and role from its claims), an API key \
+                        `zk_<id>_<secret>`, or the admin token with `x-tenant-id`.",
+                },
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "providerWebhook": {
+                    "type": "apiKey", "in": "header", "name": "x-hub-signature-256",
+                    "description": "Per provider: WhatsApp `X-Hub-Signature-256`, Five9 basic \
+                        auth and IP allowlist, Amazon Connect SNS signatures, 360dialog and \
+                        others as in docs/channels.md.",
+                },
+            },
+        },
+    })
+}
+
+/// Replaces a top-level `$ref` into `/components/schemas` by the schema it names (query
+/// parameters need the properties themselves).
+fn inline(generator: &SchemaGenerator, schema: Value) -> Value {
+    let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
+        return schema;
+    };
+    let name = reference.rsplit('/').next().unwrap_or_default();
+    generator.definitions().get(name).cloned().unwrap_or(schema)
+}
+
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_owned();
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        let segment = segment.trim_start_matches('{').trim_end_matches('}');
+        id.push('_');
+        id.extend(
+            segment
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+        );
+    }
+    id
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> axum::Json<&'static Value> {
+    axum::Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+
+    /// The `(method, path)` pairs of every `.route(..)` in a router's source, with `prefix`.
+    fn routes_in(source: &str, prefix: &str) -> BTreeSet<(String, String)> {
+        let mut found = BTreeSet::new();
+        for chunk in source.split(".route(").skip(1) {
+            let path = chunk.split('"').nth(1).expect("a route path literal");
+            // The route call's arguments: up to its closing parenthesis.
+            let mut depth = 1;
+            let end = chunk
+                .char_indices()
+                .find(|(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map(|(i, _)| i)
+                .expect("a closed route call");
+            let args = &chunk[..end];
+            for method in METHODS {
+                let call = format!("{method}(");
+                let mut rest = args;
+                while let Some(at) = rest.find(&call) {
+                    let before = &rest[..at];
+                    // A method router (`get(`, `.post(`, `routing::put(`), not a handler such
+                    // as `orders::get(`.
+                    let is_method =
+                        before.ends_with(['(', '.', ' ', '\n']) || before.ends_with("routing::");
+                    let is_word = before
+                        .chars()
+                        .last()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_');
+                    if is_method && !is_word {
+                        found.insert((method.to_owned(), format!("{prefix}{path}")));
+                    }
+                    rest = &rest[at + call.len()..];
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_route_is_documented() {
+        let lib = include_str!("lib.rs");
+        let router = &lib[lib.find("pub fn router(").expect("router()")..];
+        let router = &router[..router.find("\n}\n").expect("end of router()")];
+        let mut routed = routes_in(router, "");
+        for nest in router.split(".nest(").skip(1) {
+            let prefix = nest.split('"').nth(1).expect("a nest prefix");
+            let source = match prefix {
+                "/v1/ops" => include_str!("ops/rest.rs"),
+                other => panic!("teach this test where the routes nested at {other} are"),
+            };
+            routed.extend(routes_in(source, prefix));
+        }
+        assert!(
+            routed.len() > 40,
+            "the route scan found too little: {routed:?}"
+        );
+        let documented: BTreeSet<(String, String)> = operations()
+            .into_iter()
+            .map(|o| (o.method.to_owned(), o.path.to_owned()))
+            .collect();
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            undocumented.is_empty() && unrouted.is_empty(),
+            "routed but not in openapi::operations(): {undocumented:?}; documented but not \
+             routed: {unrouted:?}"
+        );
+        assert_eq!(
+            operations().len(),
+            documented.len(),
+            "an operation is listed twice"
+        );
+    }
+
+    #[test]
+    fn the_route_scan_tells_methods_from_handlers() {
+        let source = r#".route("/a", get(x::get).post(|s| y::post(s)))
+            .route("/b", axum::routing::delete(z::put))"#;
+        let found: Vec<_> = routes_in(source, "/p").into_iter().collect();
+        assert_eq!(
+            found,
+            [
+                ("delete".to_owned(), "/p/b".to_owned()),
+                ("get".to_owned(), "/p/a".to_owned()),
+                ("post".to_owned(), "/p/a".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn document_has_schemas_errors_and_security() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let schemas = &doc["components"]["schemas"];
+        let codes = schemas["ErrorCode"].to_string();
+        for code in [
+            "idempotency_key_reused",
+            "forbidden",
+            "rate_limited",
+            "internal",
+        ] {
+            assert!(codes.contains(&format!("\"{code}\"")), "{code} in {codes}");
+        }
+        let review = &doc["paths"]["/v1/payments/{id}/review"]["post"];
+        assert_eq!(
+            review["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ReviewBody"
+        );
+        assert_eq!(
+            schemas["ReviewBody"]["additionalProperties"], false,
+            "deny_unknown_fields is documented"
+        );
+        assert_eq!(
+            review["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+        let list = &doc["paths"]["/v1/orders"]["get"]["parameters"];
+        assert!(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "customer_phone" && p["in"] == "query")
+        );
+        assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]));
+        assert!(
+            doc["paths"]["/v1/orders"]["post"]["security"]
+                .to_string()
+                .contains("bearer")
+        );
+    }
+
+    /// `docs/openapi.json` is the document of this code; `ZENGINE_UPDATE_OPENAPI=1` rewrites it.
+    #[test]
+    fn committed_document_is_up_to_date() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+        let current = serde_json::to_string_pretty(document()).unwrap() + "\n";
+        if std::env::var_os("ZENGINE_UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &current).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "docs/openapi.json is stale: ZENGINE_UPDATE_OPENAPI=1 cargo test -p zengine-api --lib openapi"
+        );
+    }
+}
