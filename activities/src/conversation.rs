@@ -263,6 +263,8 @@ impl ConversationActivities {
             address: text("address").map(str::to_owned),
             location,
             currency: None,
+            delivery_window: None,
+            service_minutes: None,
         };
         match crate::orders::create_order(&self.db, &request.tenant_id, &order).await {
             Ok((order, _)) => Ok(CommandOutcome {

@@ -14,7 +14,7 @@ use zengine_domain::order::{
 };
 use zengine_domain::{Location, TenantId};
 
-use crate::db::{CreateOrderError, Database, NewEvent, NewOrder, Order};
+use crate::db::{CreateOrderError, Database, DeliveryWindow, NewEvent, NewOrder, Order};
 
 /// A request to create an order (the body of `POST /v1/orders`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +32,43 @@ pub struct CreateOrderRequest {
     pub location: Option<Location>,
     #[serde(default)]
     pub currency: Option<String>,
+    /// When the delivery may arrive (RFC 3339 instants); used by route optimisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_window: Option<WindowRequest>,
+    /// Minutes spent at the stop; the route plan's `service_minutes` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_minutes: Option<i64>,
+}
+
+/// `delivery_window` of [`CreateOrderRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowRequest {
+    pub start: String,
+    pub end: String,
+}
+
+/// Parses and checks a delivery window (errors name `delivery_window.start`/`.end`).
+pub fn check_window(w: &WindowRequest) -> Result<DeliveryWindow, FieldError> {
+    let parse = |name: &str, value: &str| {
+        chrono::DateTime::parse_from_rfc3339(value)
+            .map(|t| t.timestamp())
+            .map_err(|e| {
+                field(
+                    &format!("delivery_window.{name}"),
+                    &format!("`{value}` is not an RFC 3339 instant: {e}"),
+                )
+            })
+    };
+    let start = parse("start", &w.start)?;
+    let end = parse("end", &w.end)?;
+    if end < start {
+        return Err(field(
+            "delivery_window.end",
+            "the delivery window ends before it starts",
+        ));
+    }
+    Ok(DeliveryWindow { start, end })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +145,24 @@ pub async fn create_order(
     {
         errors.push(e);
     }
+    let window = match request
+        .delivery_window
+        .as_ref()
+        .map(check_window)
+        .transpose()
+    {
+        Ok(w) => w,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    if request
+        .service_minutes
+        .is_some_and(|m| !(0..=24 * 60).contains(&m))
+    {
+        errors.push(field("service_minutes", "must be 0 to 1440"));
+    }
     let (Some(order_type), Some((lines, total)), true) = (order_type, priced, errors.is_empty())
     else {
         return Err(OrderRequestError::Invalid(errors));
@@ -133,6 +188,8 @@ pub async fn create_order(
             currency: &currency,
             address: request.address.as_deref(),
             location: request.location,
+            delivery_window: window,
+            service_minutes: request.service_minutes,
             summary: &summary,
         })
         .await

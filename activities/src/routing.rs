@@ -12,7 +12,9 @@ use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::{Location, TenantId};
-use zengine_solver::{Control, Matrix, NO_DEADLINE, Node, Problem, SolveOptions, solve};
+use zengine_solver::{
+    Control, Matrix, NO_DEADLINE, Node, Problem, SolveOptions, Unservable, solve,
+};
 
 use crate::db::{Database, NewEvent};
 
@@ -177,19 +179,48 @@ impl RouteActivities {
         input: &OptimiseRoutes,
         request: &RouteRequest,
     ) -> anyhow::Result<RouteSummary> {
-        let mut locations = vec![request.depot];
-        let mut demands = vec![0];
-        for id in &request.order_ids {
+        let (origin, shift) = common_shift(&request.drivers).map_err(anyhow::Error::msg)?;
+        let mut orders = Vec::new();
+        let mut unassigned: Vec<Value> = Vec::new();
+        for (i, id) in request.order_ids.iter().enumerate() {
             let order = self
                 .db
                 .orders()
                 .get(&input.tenant_id, id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("order `{id}` does not exist"))?;
-            let location = order
-                .location
-                .ok_or_else(|| anyhow::anyhow!("order `{id}` has no location"))?;
+            match order.location {
+                Some(location) => orders.push((i, location, order)),
+                None => unassigned.push(json!({"order_id": id, "reason": "no_location", "detail": "the order has no location"})),
+            }
+        }
+        // Times are seconds from the common shift start, else from the earliest window opening.
+        let origin = origin.or_else(|| {
+            orders
+                .iter()
+                .filter_map(|(_, _, o)| o.delivery_window.map(|w| w.start))
+                .min()
+        });
+        let mut kept = Vec::new();
+        let mut locations = vec![request.depot];
+        let mut nodes_time = vec![(0, shift, 0)];
+        let mut demands = vec![0];
+        for (i, location, order) in orders {
+            let (ready, due) = match (order.delivery_window, origin) {
+                (Some(w), Some(t0)) => ((w.start - t0).max(0), (w.end - t0).min(shift)),
+                _ => (0, shift),
+            };
+            if due < ready {
+                unassigned.push(json!({"order_id": request.order_ids[i], "reason": "time_window", "detail": "the delivery window lies outside the drivers' shift"}));
+                continue;
+            }
+            let service = order
+                .service_minutes
+                .unwrap_or(request.options.service_minutes)
+                * 60;
+            kept.push(i);
             locations.push(location);
+            nodes_time.push((ready, due, service));
             demands.push(order.items.iter().map(|l| l.quantity).sum());
         }
         let capacity = request
@@ -198,7 +229,6 @@ impl RouteActivities {
             .map(|d| d.capacity)
             .min()
             .unwrap_or(0);
-        let (_, shift) = common_shift(&request.drivers).map_err(anyhow::Error::msg)?;
         let n = locations.len();
         let mut distance = Vec::with_capacity(n * n);
         for &a in &locations {
@@ -211,22 +241,22 @@ impl RouteActivities {
             .iter()
             .map(|&d| (d as f64 / metres_per_second).round() as i64)
             .collect();
-        let service = request.options.service_minutes * 60;
         let nodes: Vec<Node> = locations
             .iter()
             .zip(&demands)
-            .enumerate()
-            .map(|(i, (l, &demand))| Node {
+            .zip(&nodes_time)
+            .map(|((l, &demand), &(ready, due, service))| Node {
                 // Equirectangular projection: only neighbourhood geometry uses it.
                 x: l.lon * l.lat.to_radians().cos() * 111_320.0,
                 y: l.lat * 110_540.0,
                 demand,
-                ready: 0,
-                // Every stop must fit the common shift (NO_DEADLINE when there is none).
-                due: shift,
-                service: if i == 0 { 0 } else { service },
+                // Every stop fits its window inside the common shift (NO_DEADLINE when none).
+                ready,
+                due,
+                service,
             })
             .collect();
+        let times = Matrix::new(n, duration)?;
         // Route lengths below are read from the same matrix the solver minimises.
         let metres = Matrix::new(n, distance)?;
         let problem = Problem::new(
@@ -235,7 +265,7 @@ impl RouteActivities {
             capacity,
             Some(request.drivers.len()),
             metres.clone(),
-            Matrix::new(n, duration)?,
+            times.clone(),
             1,
         )?;
         let options = SolveOptions {
@@ -275,11 +305,21 @@ impl RouteActivities {
         let mut assignments = Vec::new();
         let mut routes_json = Vec::new();
         for (route, driver) in solution.routes.iter().zip(drivers) {
+            // Service starts: travel, then wait for the window to open.
+            let (mut clock, mut at) = (0, 0);
             let stops: Vec<Value> = route
                 .iter()
                 .enumerate()
                 .map(|(seq, &c)| {
-                    json!({"seq": seq + 1, "order_id": request.order_ids[c - 1], "location": locations[c], "demand": demands[c]})
+                    let (ready, _, service) = nodes_time[c];
+                    clock = (clock + times.get(at, c)).max(ready);
+                    let arrival = clock;
+                    clock += service;
+                    at = c;
+                    let eta = origin
+                        .and_then(|t0| chrono::DateTime::from_timestamp(t0 + arrival, 0))
+                        .map(|t| t.to_rfc3339());
+                    json!({"seq": seq + 1, "order_id": request.order_ids[kept[c - 1]], "location": locations[c], "demand": demands[c], "service_start_s": arrival, "eta": eta})
                 })
                 .collect();
             // Depot → stops → depot.
@@ -294,11 +334,14 @@ impl RouteActivities {
             routes_json.push(json!({"driver_id": driver.id, "distance_m": length, "stops": stops}));
             assignments.push((driver.id.clone(), Value::Array(stops), length));
         }
-        let unassigned: Vec<Value> = solution
-            .unassigned
-            .iter()
-            .map(|u| json!({"order_id": request.order_ids[u.customer - 1], "reason": u.reason.to_string()}))
-            .collect();
+        unassigned.extend(solution.unassigned.iter().map(|u| {
+            let reason = match u.reason {
+                Unservable::DemandExceedsCapacity => "capacity",
+                Unservable::WindowUnreachable => "time_window",
+                Unservable::ReturnTooLate => "shift",
+            };
+            json!({"order_id": request.order_ids[kept[u.customer - 1]], "reason": reason, "detail": u.reason.to_string()})
+        }));
         let summary = RouteSummary {
             distance_m: solution.cost,
             routes: assignments.len(),
@@ -309,7 +352,13 @@ impl RouteActivities {
         let result = json!({"summary": summary, "routes": routes_json, "unassigned": unassigned, "feasible": solution.feasible});
         self.db
             .routes()
-            .complete(&input.tenant_id, &input.plan_id, &result, &assignments)
+            .complete(
+                &input.tenant_id,
+                &input.plan_id,
+                &result,
+                &assignments,
+                summary.stopped_early,
+            )
             .await?;
         for (driver, _, _) in &assignments {
             // Drivers are told through this event until the channels work lands (issue #3).

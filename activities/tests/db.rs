@@ -239,6 +239,8 @@ fn new_order<'a>(
             lat: -12.12,
             lon: -77.03,
         }),
+        delivery_window: None,
+        service_minutes: None,
         summary: "2 x Lomo saltado; 1 x Chicha",
     }
 }

@@ -38,6 +38,11 @@ fn order_json(order: &Order) -> serde_json::Value {
         "currency": order.currency,
         "address": order.address,
         "location": order.location,
+        "delivery_window": order.delivery_window.map(|w| json!({
+            "start": chrono::DateTime::from_timestamp(w.start, 0).map(|t| t.to_rfc3339()),
+            "end": chrono::DateTime::from_timestamp(w.end, 0).map(|t| t.to_rfc3339()),
+        })),
+        "service_minutes": order.service_minutes,
         "summary": order.summary,
         "created_at": order.created_at,
         "updated_at": order.updated_at,

@@ -36,6 +36,7 @@ async fn every_committed_history_replays_against_the_current_code() {
         "redrive__",
         "assistance__",
         "mok__",
+        "route__",
     ] {
         assert!(
             files.iter().any(|f| f

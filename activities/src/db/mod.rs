@@ -33,7 +33,7 @@ pub use channels::{
 };
 pub use events::{EventPage, EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
-pub use orders::{CreateOrderError, NewOrder, Order, OrderFilter, OrderRepo};
+pub use orders::{CreateOrderError, DeliveryWindow, NewOrder, Order, OrderFilter, OrderRepo};
 pub use payments::{
     Payment, PaymentRepo, PaymentSettings, PaymentStatus, ReviewError, Settlement, Verdict,
     payment_id_for,

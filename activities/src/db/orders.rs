@@ -23,7 +23,17 @@ pub struct NewOrder<'a> {
     pub currency: &'a str,
     pub address: Option<&'a str>,
     pub location: Option<Location>,
+    pub delivery_window: Option<DeliveryWindow>,
+    /// Minutes spent at the stop (route optimisation); `None`: the plan's default.
+    pub service_minutes: Option<i64>,
     pub summary: &'a str,
+}
+
+/// When a delivery may arrive, in epoch seconds (`end >= start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryWindow {
+    pub start: i64,
+    pub end: i64,
 }
 
 /// A stored order.
@@ -40,6 +50,10 @@ pub struct Order {
     pub currency: String,
     pub address: Option<String>,
     pub location: Option<Location>,
+    #[serde(default)]
+    pub delivery_window: Option<DeliveryWindow>,
+    #[serde(default)]
+    pub service_minutes: Option<i64>,
     pub summary: String,
     pub items: Vec<OrderLine>,
     pub created_at: i64,
@@ -72,7 +86,7 @@ pub struct OrderRepo<'a> {
 
 const ORDER_COLUMNS: &str = "o.order_id, o.order_number, o.client_key, c.phone, c.name, o.status, \
      o.order_type, o.total_cents, o.currency, o.address, o.lat, o.lon, o.summary, o.created_at, \
-     o.updated_at, o.request_hash";
+     o.updated_at, o.request_hash, o.window_start, o.window_end, o.service_minutes";
 
 impl OrderRepo<'_> {
     /// Creates the order, or returns the one created earlier with the same client key (then
@@ -132,8 +146,9 @@ impl OrderRepo<'_> {
         sqlx::query(
             "insert into sales_order (tenant_id, order_id, order_number, client_key, request_hash,
                customer_id, status, order_type, total_cents, currency, address, lat, lon, summary,
-               created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+               created_at, updated_at, window_start, window_end, service_minutes)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16,
+               $17, $18)",
         )
         .bind(new.tenant_id.as_str())
         .bind(&order_id)
@@ -150,6 +165,9 @@ impl OrderRepo<'_> {
         .bind(new.location.map(|l| l.lon))
         .bind(new.summary)
         .bind(now)
+        .bind(new.delivery_window.map(|w| w.start))
+        .bind(new.delivery_window.map(|w| w.end))
+        .bind(new.service_minutes)
         .execute(&mut *tx)
         .await?;
         for (i, line) in new.lines.iter().enumerate() {
@@ -293,6 +311,8 @@ async fn hydrate(
         let order_type: String = row.get(6);
         let lat: Option<f64> = row.get(10);
         let lon: Option<f64> = row.get(11);
+        let window_start: Option<i64> = row.get(16);
+        let window_end: Option<i64> = row.get(17);
         let items = sqlx::query(
             "select sku, name, quantity, unit_price_cents, line_total_cents from order_item
              where tenant_id = $1 and order_id = $2 order by line_no",
@@ -322,6 +342,10 @@ async fn hydrate(
             currency: row.get(8),
             address: row.get(9),
             location: lat.zip(lon).map(|(lat, lon)| Location { lat, lon }),
+            delivery_window: window_start
+                .zip(window_end)
+                .map(|(start, end)| DeliveryWindow { start, end }),
+            service_minutes: row.get(18),
             summary: row.get(12),
             items,
             created_at: row.get(13),

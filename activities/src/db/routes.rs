@@ -96,25 +96,28 @@ impl RouteRepo<'_> {
         Ok(())
     }
 
-    /// Stores the result and the per-driver assignments at once (idempotent: a plan that is no
-    /// longer RUNNING is left as it is and `false` returned).
+    /// Stores the result and the per-driver assignments at once, as DONE (or CANCELLED when the
+    /// search was stopped early and `result` is the best found). Idempotent: a plan that is no
+    /// longer RUNNING is left as it is and `false` returned.
     pub async fn complete(
         &self,
         tenant_id: &TenantId,
         plan_id: &str,
         result: &Value,
         assignments: &[(String, Value, i64)],
+        cancelled: bool,
     ) -> anyhow::Result<bool> {
         let mut tx = self.db.begin_for(tenant_id).await?;
         let now = now_millis();
         let done = sqlx::query(
-            "update route_plan set status = 'DONE', result = $1, updated_at = $2
+            "update route_plan set status = $5, result = $1, updated_at = $2
              where tenant_id = $3 and plan_id = $4 and status = 'RUNNING'",
         )
         .bind(result.to_string())
         .bind(now)
         .bind(tenant_id.as_str())
         .bind(plan_id)
+        .bind(if cancelled { "CANCELLED" } else { "DONE" })
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

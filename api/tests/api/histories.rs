@@ -24,6 +24,28 @@ pub(crate) async fn record(app: &TestApp, workflow_id: &str, name: &str) {
         .into_events()
         .await
         .expect("history");
+    store(events, name).await;
+}
+
+/// Records a closed route optimisation run (recorded by the tests in `routes.rs`).
+pub(crate) async fn record_route(app: &TestApp, workflow_id: &str, name: &str) {
+    let handle = app
+        .temporal
+        .get_workflow_handle::<zengine_workflows::RouteOptimisationWorkflow>(workflow_id);
+    // The plan row is written by the activity before the workflow closes: wait for the close.
+    let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
+    let events = handle
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .expect("history");
+    store(events, name).await;
+}
+
+async fn store(
+    events: Vec<temporalio_common::protos::temporal::api::history::v1::HistoryEvent>,
+    name: &str,
+) {
     let bytes = encode_history(events);
     let scratch = std::env::temp_dir().join(format!("{name}-{}.binpb", uuid::Uuid::new_v4()));
     std::fs::write(&scratch, &bytes).unwrap();

@@ -245,8 +245,214 @@ async fn bad_route_requests_are_named_and_impossible_orders_reported_unassigned(
     assert_eq!(plan["status"], "DONE", "{plan}");
     assert_eq!(
         plan["result"]["unassigned"],
-        json!([{"order_id": big, "reason": "demand exceeds vehicle capacity"}])
+        json!([{"order_id": big, "reason": "capacity", "detail": "demand exceeds vehicle capacity"}])
     );
     assert_eq!(plan["result"]["routes"][0]["stops"][0]["order_id"], small);
+    app.shutdown().await;
+}
+
+/// Creates an order with a delivery window (and service minutes); returns the raw response.
+async fn windowed_order(app: &TestApp, key: &str, lat: f64, window: Value) -> (StatusCode, Value) {
+    call(
+        app,
+        reqwest::Method::POST,
+        "/v1/orders",
+        Some(json!({
+            "client_order_key": key,
+            "customer": {"phone": "+51911222333"},
+            "type": "delivery",
+            "items": [{"name": "Caja", "quantity": 1, "unit_price": "10.00"}],
+            "location": {"lat": lat, "lon": -77.03},
+            "delivery_window": window,
+            "service_minutes": 10
+        })),
+        Some(ADMIN_TOKEN),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn delivery_windows_are_validated_and_respected_with_etas() {
+    let app = spawn_app().await;
+    for (window, field) in [
+        (
+            json!({"start": "2026-11-26T12:00:00Z", "end": "2026-11-26T10:00:00Z"}),
+            "delivery_window.end",
+        ),
+        (
+            json!({"start": "tomorrow", "end": "2026-11-26T10:00:00Z"}),
+            "delivery_window.start",
+        ),
+    ] {
+        let (status, body) = windowed_order(&app, "w-bad", -12.06, window).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.to_string().contains(field), "{field}: {body}");
+    }
+    let (status, _) = windowed_order(
+        &app,
+        "w-bad",
+        -12.06,
+        json!({"start": "2026-11-26T09:00:00Z", "end": "2026-11-26T10:00:00Z", "tz": 1}),
+    )
+    .await;
+    assert!(status.is_client_error(), "{status}");
+
+    // The far order must be served first (early window), the near one late; one window lies
+    // outside the shift and is reported, not dropped.
+    let mut ids = Vec::new();
+    for (key, lat, start, end) in [
+        (
+            "w-near",
+            -12.055,
+            "2026-11-26T11:00:00Z",
+            "2026-11-26T11:30:00Z",
+        ),
+        (
+            "w-far",
+            -12.10,
+            "2026-11-26T08:30:00Z",
+            "2026-11-26T09:00:00Z",
+        ),
+        (
+            "w-out",
+            -12.06,
+            "2026-11-26T20:00:00Z",
+            "2026-11-26T21:00:00Z",
+        ),
+    ] {
+        let (status, body) =
+            windowed_order(&app, key, lat, json!({"start": start, "end": end})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(
+            body["delivery_window"]["start"],
+            "2026-11-26T".to_owned() + &start[11..19] + "+00:00"
+        );
+        ids.push(body["order_id"].as_str().unwrap().to_owned());
+    }
+    let (status, started) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(json!({"depot": {"lat": -12.05, "lon": -77.04}, "order_ids": ids,
+            "drivers": [{"id": "ana", "capacity": 5, "shift_start": "2026-11-26T08:00:00Z", "shift_end": "2026-11-26T18:00:00Z"}],
+            "options": {"time_limit_ms": 300}})),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let plan = wait_done(&app, started["route_id"].as_str().unwrap()).await;
+    assert_eq!(plan["status"], "DONE", "{plan}");
+    let stops = plan["result"]["routes"][0]["stops"].as_array().unwrap();
+    let order: Vec<&str> = stops
+        .iter()
+        .map(|s| s["order_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, [ids[1].as_str(), ids[0].as_str()], "{plan}");
+    let eta = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(stops[i]["eta"].as_str().unwrap())
+            .unwrap()
+            .timestamp()
+    };
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp();
+    assert!((at("2026-11-26T08:30:00Z")..=at("2026-11-26T09:00:00Z")).contains(&eta(0)));
+    assert!((at("2026-11-26T11:00:00Z")..=at("2026-11-26T11:30:00Z")).contains(&eta(1)));
+    assert_eq!(plan["result"]["unassigned"][0]["order_id"], ids[2]);
+    assert_eq!(plan["result"]["unassigned"][0]["reason"], "time_window");
+    crate::histories::record_route(
+        &app,
+        &format!("demo/route/{}", started["route_id"].as_str().unwrap()),
+        "route__windows_done",
+    )
+    .await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_optimisation_keeps_the_best_routes_found() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let angle = i as f64 * 0.37;
+        let radius = 0.005 + 0.002 * (i % 11) as f64;
+        ids.push(
+            order_at(
+                &app,
+                &format!("c-{i}"),
+                1 + (i % 4),
+                -12.05 + radius * angle.sin(),
+                -77.04 + radius * angle.cos(),
+            )
+            .await,
+        );
+    }
+    let (status, started) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(json!({"depot": {"lat": -12.05, "lon": -77.04}, "order_ids": ids,
+            "drivers": [{"id": "ana", "capacity": 60}, {"id": "beto", "capacity": 60}, {"id": "caro", "capacity": 60}],
+            "options": {"time_limit_ms": 60000}})),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let id = started["route_id"].as_str().unwrap().to_owned();
+    // Progress shows up while the search runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let progress = loop {
+        let (_, body) = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/v1/routes/{id}"),
+            None,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(body["status"], "RUNNING", "{body}");
+        if body["progress"]["best_cost_m"].is_number() {
+            break body["progress"].clone();
+        }
+        assert!(Instant::now() < deadline, "no progress: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let started_at = Instant::now();
+    let (status, body) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/ops/workflows/demo%2Froute%2F{id}/cancel"),
+        Some(json!({"reason": "good enough"})),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+    let plan = wait_done(&app, &id).await;
+    assert!(
+        started_at.elapsed() < Duration::from_secs(20),
+        "the search did not stop"
+    );
+    assert_eq!(plan["status"], "CANCELLED", "{plan}");
+    let result = &plan["result"];
+    assert_eq!(result["summary"]["stopped_early"], true, "{plan}");
+    assert_eq!(result["summary"]["assigned"], 60, "{plan}");
+    assert_eq!(result["feasible"], true, "{plan}");
+    // The stored routes are the best found: no worse than the progress seen before cancelling.
+    assert!(
+        result["summary"]["distance_m"].as_f64().unwrap()
+            <= progress["best_cost_m"].as_f64().unwrap(),
+        "{progress} {plan}"
+    );
+    let stops: usize = result["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["stops"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(stops, 60);
+    crate::histories::record_route(
+        &app,
+        &format!("demo/route/{id}"),
+        "route__cancelled_best_so_far",
+    )
+    .await;
     app.shutdown().await;
 }
