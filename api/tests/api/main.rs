@@ -12,6 +12,7 @@ mod flows;
 mod grpc;
 mod helpers;
 mod histories;
+mod observability;
 mod ops;
 mod orders;
 mod payments;

@@ -31,7 +31,7 @@ async fn record_payment(app: &TestApp, payment_id: &str, order_id: &str, name: &
     record(app, &order, &format!("order__{name}")).await;
 }
 
-fn receipt(file: &str) -> Vec<u8> {
+pub(crate) fn receipt(file: &str) -> Vec<u8> {
     let shared = std::env::var_os("ZENGINE_SHARED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
@@ -70,7 +70,7 @@ async fn upload(
     request.send().await.unwrap()
 }
 
-async fn pay(app: &TestApp, order_id: &str, image: &[u8]) -> (StatusCode, Value) {
+pub(crate) async fn pay(app: &TestApp, order_id: &str, image: &[u8]) -> (StatusCode, Value) {
     let response = upload(
         app,
         order_id,
@@ -100,7 +100,7 @@ async fn api(
 }
 
 /// A pickup order with one line of `total`.
-async fn order(app: &TestApp, key: &str, total: &str) -> String {
+pub(crate) async fn order(app: &TestApp, key: &str, total: &str) -> String {
     let response = api(
         app,
         reqwest::Method::POST,
@@ -119,7 +119,7 @@ async fn order(app: &TestApp, key: &str, total: &str) -> String {
 }
 
 /// Polls the payment until it leaves PENDING.
-async fn settled(app: &TestApp, payment_id: &str) -> Value {
+pub(crate) async fn settled(app: &TestApp, payment_id: &str) -> Value {
     for _ in 0..300 {
         let response = api(
             app,

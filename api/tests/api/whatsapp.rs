@@ -21,20 +21,20 @@ use crate::helpers::{TestApp, WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN, error_
 
 /// What the fake Graph API saw: path, bearer token, JSON body.
 #[derive(Clone, Debug)]
-struct Seen {
+pub(crate) struct Seen {
     path: String,
     token: String,
     body: Value,
 }
 
 #[derive(Default)]
-struct Fake {
+pub(crate) struct Fake {
     seen: Vec<Seen>,
     /// Answers to give before succeeding again: (status, body, retry-after).
-    plan: VecDeque<(u16, String, Option<&'static str>)>,
+    pub(crate) plan: VecDeque<(u16, String, Option<&'static str>)>,
 }
 
-type Shared = Arc<Mutex<Fake>>;
+pub(crate) type Shared = Arc<Mutex<Fake>>;
 
 async fn graph_send(
     State(fake): State<Shared>,
@@ -73,7 +73,7 @@ async fn graph_send(
 }
 
 /// Starts the fake Graph API; returns its base URL and state.
-async fn fake_graph() -> (String, Shared) {
+pub(crate) async fn fake_graph() -> (String, Shared) {
     let fake: Shared = Arc::default();
     let app = axum::Router::new()
         .route(
@@ -88,7 +88,7 @@ async fn fake_graph() -> (String, Shared) {
 }
 
 /// Points the demo tenant's WhatsApp account at the fake, with its token in a file.
-async fn use_fake(app: &TestApp, api_base: &str, token_ref: Option<String>) {
+pub(crate) async fn use_fake(app: &TestApp, api_base: &str, token_ref: Option<String>) {
     let token_ref = token_ref.unwrap_or_else(|| {
         let path = std::env::temp_dir().join(format!("wa-token-{}", uuid::Uuid::new_v4()));
         std::fs::write(&path, "fake-access-token\n").unwrap();
@@ -109,13 +109,17 @@ async fn use_fake(app: &TestApp, api_base: &str, token_ref: Option<String>) {
         .unwrap();
 }
 
-fn sign(body: &[u8]) -> String {
+pub(crate) fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(WHATSAPP_APP_SECRET.as_bytes()).unwrap();
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn post_webhook(app: &TestApp, body: &[u8], signature: Option<String>) -> reqwest::Response {
+pub(crate) async fn post_webhook(
+    app: &TestApp,
+    body: &[u8],
+    signature: Option<String>,
+) -> reqwest::Response {
     let mut request = app
         .http
         .post(format!("{}/v1/webhooks/whatsapp", app.address))
@@ -127,7 +131,7 @@ async fn post_webhook(app: &TestApp, body: &[u8], signature: Option<String>) -> 
     request.send().await.unwrap()
 }
 
-fn text_webhook(phone_number_id: &str, from: &str, wamid: &str, text: &str) -> Vec<u8> {
+pub(crate) fn text_webhook(phone_number_id: &str, from: &str, wamid: &str, text: &str) -> Vec<u8> {
     json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
     "field": "messages",
     "value": {
@@ -155,7 +159,7 @@ fn status_webhook(wamid: &str, status: &str, callback: &str) -> Vec<u8> {
 }
 
 /// Waits until the fake saw at least `n` sends; returns them.
-async fn wait_sends(fake: &Shared, n: usize) -> Vec<Seen> {
+pub(crate) async fn wait_sends(fake: &Shared, n: usize) -> Vec<Seen> {
     for _ in 0..150 {
         let seen = fake.lock().unwrap().seen.clone();
         if seen.len() >= n {
