@@ -10,6 +10,7 @@ pub mod channels;
 pub mod conversation;
 pub mod db;
 pub mod files;
+pub mod meter;
 pub mod orders;
 pub mod payments;
 pub mod routing;

@@ -303,9 +303,15 @@ impl OcrActivities {
         let reading = tokio::task::spawn_blocking(move || engines.read(&bytes))
             .await
             .map_err(|e| anyhow::anyhow!("OCR task failed: {e}"))?;
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "Receipt read"
+        let elapsed = started.elapsed();
+        tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "Receipt read");
+        crate::meter::ocr_read(
+            match &reading {
+                Ok(_) => "read",
+                Err(OcrError::Init(_) | OcrError::Engine(_)) => "engine_error",
+                Err(_) => "unreadable",
+            },
+            elapsed,
         );
         match reading {
             Ok(r) => {

@@ -280,14 +280,16 @@ impl RouteActivities {
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
         let solver_stop = stop.clone();
         let mut solving = tokio::task::spawn_blocking(move || {
-            solve(&problem, &options, |p| {
+            let solution = solve(&problem, &options, |p| {
                 let _ = progress_tx.send(p.clone());
                 if solver_stop.load(Ordering::Relaxed) {
                     Control::Stop
                 } else {
                     Control::Continue
                 }
-            })
+            });
+            record_quality(&problem, &solution);
+            solution
         });
         let solution = loop {
             tokio::select! {
@@ -375,6 +377,26 @@ impl RouteActivities {
         }
         Ok(summary)
     }
+}
+
+/// Solver quality for the metrics: the solution against the nearest-neighbour construction
+/// of the same plan (a cheap O(n²) baseline, off the search's clock).
+fn record_quality(problem: &Problem, solution: &zengine_solver::Solution) {
+    let baseline =
+        zengine_solver::evaluate(problem, &zengine_solver::nearest_neighbour(problem), &[]);
+    let ratio = (baseline.cost > 0).then(|| solution.cost as f64 / baseline.cost as f64);
+    let reasons: Vec<String> = solution
+        .unassigned
+        .iter()
+        .map(|u| u.reason.to_string())
+        .collect();
+    crate::meter::route_solved(
+        solution.feasible,
+        &format!("{:?}", solution.stop),
+        solution.elapsed,
+        ratio,
+        &reasons,
+    );
 }
 
 #[cfg(test)]

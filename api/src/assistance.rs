@@ -39,6 +39,7 @@ use zengine_workflows::mok::{MokInput, workflow_id as mok_workflow_id};
 use zengine_workflows::names::queues;
 use zengine_workflows::{AssistanceWorkflow, MokWorkflow};
 
+use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
 /// Who is calling: the one place partner authentication is decided (today the management
@@ -209,6 +210,7 @@ async fn start_event_workflow(
         .temporal
         .start_workflow(AssistanceWorkflow::run, input, options)
         .await
+        .counted("Assistance")
         .map_err(|e| {
             tracing::error!(error.message = %e, "Failed to start the assistance workflow");
             unavailable(
@@ -989,6 +991,7 @@ pub async fn post_mok_event(
         .temporal
         .start_workflow(MokWorkflow::run, input, options)
         .await
+        .counted("Mok")
     {
         Ok(handle) => Ok((
             StatusCode::ACCEPTED,

@@ -29,6 +29,7 @@ use zengine_workflows::channels::{
 use zengine_workflows::names::queues;
 
 use crate::auth::{Role, caller_of};
+use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
 /// Events held back until they are this old, so a cursor never skips one still committing.
@@ -177,6 +178,7 @@ pub async fn redrive(
         .temporal
         .start_workflow(RedriveWorkflow::run, input, options)
         .await
+        .counted("RedriveOutbound")
     {
         // Put it back so the operator can try again.
         state
@@ -236,6 +238,7 @@ pub async fn check_health(
             WorkflowStartOptions::new(state.queue(queues::CHANNELS), workflow_id).build(),
         )
         .await
+        .counted("ChannelHealth")
         .map_err(|e| ApiError::internal(anyhow::anyhow!("start health check: {e}")))?;
     let report = tokio::time::timeout(
         std::time::Duration::from_secs(30),

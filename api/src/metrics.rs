@@ -57,3 +57,51 @@ pub async fn track(request: Request<axum::body::Body>, next: Next) -> Response {
         .record(start.elapsed().as_secs_f64());
     response
 }
+
+/// One provider webhook: `provider` is the registered name in the URL (e.g. `whatsapp`) or `unknown` (never the
+/// raw path segment), `status` the HTTP status answered.
+pub fn webhook(provider: &str, status: u16, elapsed: std::time::Duration) {
+    let labels = [
+        ("provider", provider.to_owned()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("zengine_webhook_requests_total", &labels).increment(1);
+    metrics::histogram!("zengine_webhook_duration_seconds", &labels).record(elapsed.as_secs_f64());
+}
+
+/// Events a webhook carried, by what became of them (accepted, duplicate, unroutable, status,
+/// ignored).
+pub fn webhook_events(provider: &str, kind: &'static str, count: usize) {
+    if count > 0 {
+        metrics::counter!(
+            "zengine_webhook_events_total",
+            "provider" => provider.to_owned(),
+            "kind" => kind
+        )
+        .increment(count as u64);
+    }
+}
+
+/// A workflow start (or signal/update-with-start) the API asked Temporal for, by workflow
+/// type and outcome (`ok`, `error`).
+pub fn workflow_start<T, E>(workflow: &'static str, result: &Result<T, E>) {
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::counter!(
+        "zengine_workflow_starts_total",
+        "workflow" => workflow,
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
+/// Counts a start request's outcome on its way through: `.await.counted("Order")`.
+pub trait Counted: Sized {
+    fn counted(self, workflow: &'static str) -> Self;
+}
+
+impl<T, E> Counted for Result<T, E> {
+    fn counted(self, workflow: &'static str) -> Self {
+        workflow_start(workflow, &self);
+        self
+    }
+}

@@ -20,6 +20,7 @@ use zengine_workflows::OrderWorkflow;
 use zengine_workflows::order::{ChangeStatus, OrderInput};
 
 use crate::auth::{Caller, Role};
+use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
 fn order_json(order: &Order) -> serde_json::Value {
@@ -94,6 +95,7 @@ pub async fn create(
         .temporal
         .start_workflow(OrderWorkflow::run, input, options)
         .await
+        .counted("Order")
         .map_err(|e| {
             tracing::error!(error.message = %e, "Failed to start the order workflow");
             ApiError::new(

@@ -25,6 +25,7 @@ use zengine_workflows::names::queues;
 use zengine_workflows::payment::{PaymentInput, Review, workflow_id};
 
 use crate::auth::{Caller, Role};
+use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
 fn payment_json(p: &Payment) -> serde_json::Value {
@@ -269,6 +270,7 @@ async fn start_workflow(
         .temporal
         .start_workflow(PaymentWorkflow::run, input, options)
         .await
+        .counted("Payment")
     {
         Ok(_) => Ok(()),
         // A payment decided long ago may have a closed workflow: nothing to start.

@@ -13,6 +13,7 @@ use zengine_workflows::RouteOptimisationWorkflow;
 use zengine_workflows::routing::RouteInput;
 
 use crate::auth::{Caller, Role};
+use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -111,6 +112,7 @@ pub async fn create(
         .temporal
         .start_workflow(RouteOptimisationWorkflow::run, input, options)
         .await
+        .counted("RouteOptimisation")
     {
         tracing::error!(error.message = %e, "Failed to start route optimisation");
         state

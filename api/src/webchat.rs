@@ -30,6 +30,7 @@ use zengine_domain::{
 use zengine_workflows::ConversationWorkflow;
 use zengine_workflows::conversation::{ConversationInput, MessageOutcome};
 
+use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
 pub const TENANT_HEADER: HeaderName = HeaderName::from_static("x-tenant-id");
@@ -234,7 +235,8 @@ async fn deliver(
                 message.clone(),
                 options,
             )
-            .await;
+            .await
+            .counted("Conversation");
         match result {
             Ok(outcome) => return Ok(outcome),
             Err(e) if attempt < 2 && is_closing_race(&e) => {

@@ -38,6 +38,7 @@ use zengine_domain::{ConversationId, InboundMessage, SessionId, TenantId};
 use zengine_workflows::ConversationWorkflow;
 use zengine_workflows::conversation::ConversationInput;
 
+use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
 /// Largest webhook body accepted, in bytes (1 MiB; providers send far less).
@@ -83,7 +84,7 @@ pub async fn receive(
     Path(provider): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    ingest(&state, &provider, None, request).await
+    observed(&state, &provider, ingest(&state, &provider, None, request)).await
 }
 
 /// `POST /v1/webhooks/{provider}/{tenant}`.
@@ -92,7 +93,33 @@ pub async fn receive_for_tenant(
     Path((provider, tenant)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    ingest(&state, &provider, Some(&tenant), request).await
+    observed(
+        &state,
+        &provider,
+        ingest(&state, &provider, Some(&tenant), request),
+    )
+    .await
+}
+
+/// Runs a webhook and records its latency and answer (`zengine_webhook_*`).
+async fn observed(
+    state: &AppState,
+    provider: &str,
+    handling: impl Future<Output = Result<Response, ApiError>>,
+) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let result = handling.await;
+    let label = if state.channels.inbound(provider).is_some() {
+        provider
+    } else {
+        "unknown"
+    };
+    let status = match &result {
+        Ok(response) => response.status(),
+        Err(e) => e.status,
+    };
+    crate::metrics::webhook(label, status.as_u16(), started.elapsed());
+    result
 }
 
 #[derive(Default)]
@@ -244,6 +271,15 @@ async fn ingest(
             }
         }
     }
+    for (kind, count) in [
+        ("accepted", tally.accepted),
+        ("duplicate", tally.duplicates),
+        ("unroutable", tally.unroutable),
+        ("status", tally.statuses),
+        ("ignored", tally.ignored),
+    ] {
+        crate::metrics::webhook_events(strategy.name(), kind, count);
+    }
     tracing::info!(
         provider,
         accepted = tally.accepted,
@@ -383,6 +419,7 @@ async fn accept_message(
             options,
         )
         .await
+        .counted("Conversation")
         .map_err(|e| {
             tracing::error!(error.message = %e, %workflow_id, "Signal-with-start failed");
             ApiError::new(

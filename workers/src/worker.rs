@@ -292,6 +292,10 @@ pub async fn run_workers(
     let meter = prometheus
         .as_ref()
         .map(|server| server.meter.clone() as Arc<dyn CoreMeter>);
+    if let Some(meter) = &meter {
+        // Domain metrics of the activities share the SDK's endpoint.
+        zengine_activities::meter::install(meter.clone());
+    }
     let telemetry = TelemetryOptions::builder().maybe_metrics(meter).build();
     let runtime = Runtime::from_current_tokio(
         RuntimeOptions::builder()

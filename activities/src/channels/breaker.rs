@@ -63,6 +63,15 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// The value of the `zengine_channel_circuit_state` gauge.
+    pub fn gauge(self) -> u64 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             BreakerState::Closed => "CLOSED",

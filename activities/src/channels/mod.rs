@@ -318,6 +318,7 @@ impl ChannelActivities {
         {
             Admit::Go | Admit::Trial => Ok(()),
             Admit::Wait(ms) => {
+                crate::meter::channel_send(&account.strategy, "circuit_open", None);
                 let message = format!(
                     "{}: circuit open for tenant `{}`; next trial in {} ms",
                     account.strategy, account.tenant_id, ms
@@ -404,9 +405,16 @@ impl ChannelActivities {
             reply: input.reply.clone(),
         };
         let attempt = ctx.info().attempt;
+        let started = std::time::Instant::now();
         let result = connection.send(&message, &SendContext { attempt }).await;
         let outage = matches!(&result, Err(e) if e.is_retryable());
-        channels
+        let outcome = match &result {
+            Ok(_) => "sent",
+            Err(SendError::Retryable { .. }) => "retryable",
+            Err(SendError::Rejected { .. }) => "rejected",
+        };
+        crate::meter::channel_send(strategy.name(), outcome, Some(started.elapsed()));
+        let breaker_now = channels
             .breaker_record(
                 &input.tenant_id,
                 strategy.name(),
@@ -415,6 +423,11 @@ impl ChannelActivities {
                 now_millis(),
             )
             .await?;
+        crate::meter::breaker_state(
+            input.tenant_id.as_str(),
+            strategy.name(),
+            breaker_now.state.gauge(),
+        );
         match result {
             Ok(sent) => {
                 channels

@@ -54,6 +54,8 @@ pub struct AppOptions {
     pub api: ApiSettings,
     /// Payload encryption keyring of the app's Temporal client and worker.
     pub codec: CodecSettings,
+    /// `worker.metrics_addr` of the in-process worker (none by default).
+    pub worker_metrics_addr: String,
 }
 
 impl Default for AppOptions {
@@ -61,6 +63,7 @@ impl Default for AppOptions {
         Self {
             backend: TestBackend::Sqlite,
             run_worker: true,
+            worker_metrics_addr: String::new(),
             api: ApiSettings {
                 addr: "127.0.0.1:0".into(),
                 admin_token: ADMIN_TOKEN.to_owned().into(),
@@ -107,6 +110,7 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let worker_metrics_addr = options.worker_metrics_addr.clone();
     let worker = options.run_worker.then(|| {
         let db = database.db.clone();
         let client = temporal.clone();
@@ -131,7 +135,7 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
                     },
                 )]
                 .into(),
-                metrics_addr: String::new(),
+                metrics_addr: worker_metrics_addr,
                 graceful_shutdown_secs: 1,
                 ..WorkerSettings::default()
             };

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app};
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -30,7 +30,7 @@ async fn call(
 }
 
 /// Creates a delivery order of `units` items at a point near Lima's centre; returns its id.
-async fn order_at(app: &TestApp, key: &str, units: i64, lat: f64, lon: f64) -> String {
+pub(crate) async fn order_at(app: &TestApp, key: &str, units: i64, lat: f64, lon: f64) -> String {
     let (status, body) = call(
         app,
         reqwest::Method::POST,
@@ -49,7 +49,7 @@ async fn order_at(app: &TestApp, key: &str, units: i64, lat: f64, lon: f64) -> S
     body["order_id"].as_str().unwrap().to_owned()
 }
 
-async fn wait_done(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn wait_done(app: &TestApp, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, body) = call(

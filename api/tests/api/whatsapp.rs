@@ -31,10 +31,10 @@ pub struct Seen {
 pub struct Fake {
     seen: Vec<Seen>,
     /// Answers to give before succeeding again: (status, body, retry-after).
-    plan: VecDeque<(u16, String, Option<&'static str>)>,
+    pub(crate) plan: VecDeque<(u16, String, Option<&'static str>)>,
 }
 
-type Shared = Arc<Mutex<Fake>>;
+pub(crate) type Shared = Arc<Mutex<Fake>>;
 
 async fn graph_send(
     State(fake): State<Shared>,
