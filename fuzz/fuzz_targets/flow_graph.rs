@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
                     );
                 }
             }
-            assert!(graph.node(&graph.start).is_some(), "validated graph lacks its start node");
+            assert!(
+                graph.node(&graph.start).is_some(),
+                "validated graph lacks its start node"
+            );
         }
     }
 });
