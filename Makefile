@@ -7,7 +7,7 @@ export ZENGINE_SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 export OMP_THREAD_LIMIT ?= 1
 CARGO ?= cargo
 
-.PHONY: run test tools postgres build lint fmt histories bench clean-data
+.PHONY: run test tools postgres build lint fmt histories bench clean-data fuzz
 
 ## make run: install what is missing, build, start `zengine dev` (API :8080, Temporal UI :8233)
 run: tools
@@ -44,6 +44,10 @@ bench: tools
 	$(CARGO) bench --bench flows
 	$(CARGO) bench --bench whatsapp
 	$(CARGO) bench -p zengine-ocr --bench ocr
+
+## Fuzz every parser target for FUZZ_SECONDS each (default 60; docs/fuzzing.md)
+fuzz:
+	./scripts/fuzz.sh
 
 ## Forget the local state of `zengine dev` (Temporal history and the SQLite database)
 clean-data:

@@ -229,11 +229,10 @@ async fn a_360dialog_message_is_authenticated_by_its_accounts_secret_and_answere
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(fake.seen("POST /messages").is_empty());
 
-    // Accepted once, delivered twice = one effect.
-    for expected in [
-        json!({"accepted": 1, "duplicates": 0}),
-        json!({"accepted": 0, "duplicates": 1}),
-    ] {
+    // Accepted once, delivered ten times = one effect.
+    let first = json!({"accepted": 1, "duplicates": 0});
+    let repeat = json!({"accepted": 0, "duplicates": 1});
+    for expected in std::iter::once(first).chain(std::iter::repeat_n(repeat, 9)) {
         let response = post_360(&app, body.clone(), Some(&secret)).await;
         assert_eq!(response.status(), StatusCode::OK);
         let tally: Value = response.json().await.unwrap();

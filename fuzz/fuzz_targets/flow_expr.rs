@@ -1,0 +1,9 @@
+//! The flow expression language (conditions and assignments).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = zengine_domain::flow::expr::Expr::parse(text);
+    }
+});
