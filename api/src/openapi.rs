@@ -164,6 +164,33 @@ pub fn operations() -> Vec<Operation> {
         .auth(Auth::Webchat)
         .query::<webchat::OutboxQuery>()
         .errors(&[400, 404, 503]),
+        // Payload codec for the Temporal Web UI (remote codec server protocol).
+        op(
+            "post",
+            "/codec/decode",
+            "Decrypt Temporal payloads (Web UI remote codec)",
+        )
+        .auth(Auth::Caller)
+        .header(
+            "x-namespace",
+            true,
+            "the Temporal namespace; must be the deployment's",
+        )
+        .body(Body::JsonObject)
+        .errors(&[400, 413, 422]),
+        op(
+            "post",
+            "/codec/encode",
+            "Encrypt Temporal payloads (Web UI remote codec)",
+        )
+        .auth(Auth::Caller)
+        .header(
+            "x-namespace",
+            true,
+            "the Temporal namespace; must be the deployment's",
+        )
+        .body(Body::JsonObject)
+        .errors(&[400, 413, 422]),
         // Orders.
         op("post", "/v1/orders", "Create an order")
             .caller()
@@ -848,6 +875,10 @@ mod tests {
         let router = &lib[lib.find("pub fn router(").expect("router()")..];
         let router = &router[..router.find("\n}\n").expect("end of router()")];
         let mut routed = routes_in(router, "");
+        // Routers merged in from other modules.
+        if router.contains(".merge(codec::routes(") {
+            routed.extend(routes_in(include_str!("codec.rs"), ""));
+        }
         for nest in router.split(".nest(").skip(1) {
             let prefix = nest.split('"').nth(1).expect("a nest prefix");
             let source = match prefix {
