@@ -28,12 +28,14 @@
 //! | `360dialog-templates` | whatsapp (templates only) | [`whatsapp`] |
 //! | `five9-digital` | five9 | [`five9`] |
 //! | `amazon-connect-chat` | amazon-connect | [`connect`] |
+//! | `sns-sms` | sms (Amazon SNS) | [`sms`] |
 //! | `webchat-http` | webchat (replies in the update result) | [`webchat`] |
 
 pub mod breaker;
 pub mod connect;
 pub mod five9;
 pub mod sdk;
+pub mod sms;
 pub mod webchat;
 pub mod whatsapp;
 
@@ -104,6 +106,7 @@ impl Registry {
         registry.add_outbound(Arc::new(webchat::WebchatHttp));
         registry.add_outbound(Arc::new(five9::Five9::default()));
         registry.add_outbound(Arc::new(connect::AmazonConnect));
+        registry.add_outbound(Arc::new(sms::SnsSms::default()));
         registry.add_inbound(Arc::new(whatsapp::MetaCloudInbound::new(
             options.whatsapp_app_secret,
         )));

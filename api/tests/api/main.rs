@@ -18,5 +18,6 @@ mod ops;
 mod orders;
 mod payments;
 mod routes;
+mod sms;
 mod webchat;
 mod whatsapp;
