@@ -1,6 +1,6 @@
 //! The HTTP face of ZEngine (axum): channel webhooks that start and signal workflows, REST
 //! endpoints, health and Prometheus metrics, and the operator API (REST under `/v1/ops` and the
-//! gRPC `zengine.ops.v1.Operations` service). (The payload-codec endpoint lands here too.)
+//! gRPC `zengine.ops.v1.Operations` service), the Web UI payload codec (`/codec/*`) and `/openapi.json`.
 //!
 //! Handlers validate everything before anything reaches Temporal: bad input gets a 4xx JSON
 //! error `{"error": {"code": …, "message": …}}` and causes no effect.
