@@ -33,7 +33,7 @@ async fn scrape(app: &TestApp, url: &str) -> String {
 /// Scrapes until `ready` holds (metrics of activities arrive as the worker finishes them).
 async fn scrape_until(app: &TestApp, url: &str, ready: impl Fn(&str) -> bool) -> String {
     let mut text = String::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         text = scrape(app, url).await;
         if ready(&text) {
             return text;
@@ -177,6 +177,7 @@ async fn api_and_worker_metrics_count_webhooks_starts_sends_ocr_and_routes() {
     let worker = scrape_until(&app, &worker_metrics, |text| {
         sample(text, "zengine_route_solves", &[]).is_some()
             && sample(text, "zengine_ocr_reads", &[]).is_some()
+            && text.contains("temporal_workflow_completed")
     })
     .await;
     let sends = |outcome: &str| {
