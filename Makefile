@@ -7,15 +7,15 @@ export ZENGINE_SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 export OMP_THREAD_LIMIT ?= 1
 CARGO ?= cargo
 
-.PHONY: run test tools postgres build lint fmt histories bench clean-data fuzz
+.PHONY: run test tools postgres console build lint fmt histories bench clean-data fuzz
 
 ## make run: install what is missing, build, start `zengine dev` (API :8080, Temporal UI :8233)
-run: tools
+run: tools console
 	$(CARGO) build --bin zengine
 	$(CARGO_TARGET_DIR)/debug/zengine dev
 
 ## make test: install what is missing and run the whole suite against real parts
-test: tools postgres
+test: tools postgres console
 	$(CARGO) test --workspace
 
 tools:
@@ -23,6 +23,10 @@ tools:
 
 postgres:
 	@./scripts/ensure-postgres.sh
+
+## The operator console (console/ → console/dist, served at /console/)
+console: tools
+	@./scripts/build-console.sh
 
 build: tools
 	$(CARGO) build --workspace --all-targets

@@ -23,6 +23,9 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 for pkg in libtesseract-dev libleptonica-dev libclang-dev tesseract-ocr-spa; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
+# The operator console: built with Node.js/npm, its end-to-end test drives Debian's Chromium.
+command -v npm >/dev/null 2>&1 || need_pkgs+=(nodejs npm)
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "install-tools: apt-get install ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

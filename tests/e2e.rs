@@ -719,3 +719,333 @@ async fn a_worker_killed_in_the_middle_of_an_activity_is_retried_elsewhere_with_
     api.signal(Signal::SIGTERM);
     assert!(api.wait(Duration::from_secs(30)).success());
 }
+
+/// A Graph API fake for the console test: refuses every send (a non-retryable 400, so the
+/// reply dead-letters at once) until `accept` is set; counts the sends it accepted.
+async fn switchable_graph(
+    accept: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> String {
+    use std::sync::atomic::Ordering;
+    let app = axum::Router::new().route(
+        "/{version}/{phone}/messages",
+        axum::routing::post(move || {
+            let accept = accept.clone();
+            let accepted = accepted.clone();
+            async move {
+                if accept.load(Ordering::SeqCst) {
+                    let n = accepted.fetch_add(1, Ordering::SeqCst);
+                    (
+                        axum::http::StatusCode::OK,
+                        axum::Json(json!({"messaging_product": "whatsapp",
+                                          "messages": [{"id": format!("wamid.console-{n}")}]})),
+                    )
+                } else {
+                    (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"error": {"message": "(#100) Invalid parameter",
+                                                    "type": "OAuthException", "code": 100}})),
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn multipart_image(bytes: &[u8]) -> (Vec<u8>, String) {
+    let boundary = "zengine-console-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"receipt.png\"\r\n\
+         Content-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (body, format!("multipart/form-data; boundary={boundary}"))
+}
+
+/// Polls `GET path` (admin token, demo tenant) until `done` holds for the JSON answer.
+async fn poll_admin(base: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        let response = reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .bearer_auth("console-admin")
+            .header("x-tenant-id", "demo")
+            .send()
+            .await
+            .unwrap();
+        if response.status().is_success() {
+            last = response.json().await.unwrap();
+            if done(&last) {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{path} never showed what was expected; last answer: {last}");
+}
+
+#[tokio::test]
+async fn operator_console_reviews_a_payment_redrives_a_message_and_opens_a_report() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let console = repo.join("console");
+    assert!(
+        console.join("dist/index.html").exists() && console.join("node_modules").exists(),
+        "the console is not built: run `make console` (make test does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: `make tools` installs Debian's chromium"
+    );
+    let jwt_key = "console-e2e-hs256-key-0123456789abcdef";
+    let idp_port = free_port();
+    let app_secret = "console-app-secret";
+    let cluster = Cluster::new(
+        "console",
+        &[
+            ("ZENGINE_API__ADMIN_TOKEN", "console-admin"),
+            ("CONSOLE_E2E_JWT", jwt_key),
+            (
+                "ZENGINE_API__AUTH__JWT__HS256_SECRET",
+                "env:CONSOLE_E2E_JWT",
+            ),
+            ("ZENGINE_API__WHATSAPP_APP_SECRET", app_secret),
+            ("ZENGINE_API__WHATSAPP_VERIFY_TOKEN", "console-verify"),
+            (
+                "ZENGINE_API__CONSOLE__DIR",
+                console.join("dist").to_str().unwrap(),
+            ),
+            (
+                "ZENGINE_API__CONSOLE__OIDC_AUTHORIZE_URL",
+                &format!("http://127.0.0.1:{idp_port}/authorize"),
+            ),
+            ("ZENGINE_API__CONSOLE__OIDC_CLIENT_ID", "zengine-console"),
+            ("CONSOLE_E2E_WA_TOKEN", "console-wa-token"),
+        ],
+    );
+    // The demo tenant's WhatsApp replies go to a fake that refuses them until told otherwise.
+    let accept = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let graph = switchable_graph(accept.clone(), accepted.clone()).await;
+    {
+        let db = zengine_activities::Database::connect(&cluster.db_url, 1)
+            .await
+            .unwrap();
+        db.channels()
+            .upsert_account(&zengine_activities::db::ChannelAccount {
+                strategy: "whatsapp-meta-cloud".into(),
+                account_key: zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID.into(),
+                tenant_id: zengine_domain::TenantId::parse("demo").unwrap(),
+                settings: json!({"api_base": graph, "api_version": "v23.0",
+                                 "access_token": "env:CONSOLE_E2E_WA_TOKEN"}),
+            })
+            .await
+            .unwrap();
+    }
+    let _api = cluster.api();
+    let mut worker_cmd = cluster.command("worker.log");
+    worker_cmd.arg("worker");
+    let _worker = Proc::spawn("zengine worker", worker_cmd);
+    cluster.wait_api().await;
+    let base = cluster.base.clone();
+    let http = reqwest::Client::new();
+    let admin =
+        |r: reqwest::RequestBuilder| r.bearer_auth("console-admin").header("x-tenant-id", "demo");
+
+    // The page and its config are served; nothing outside the folder is.
+    let page = http.get(format!("{base}/console/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("ZEngine console"));
+    let config: Value = http
+        .get(format!("{base}/console/config.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["oidc"]["client_id"], "zengine-console");
+    for escape in [
+        "/console/..%2F..%2FCargo.toml",
+        "/console/.vite/manifest.json",
+    ] {
+        let r = http.get(format!("{base}{escape}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{escape}");
+    }
+
+    // A payment in review: a receipt whose amount is not the order's total.
+    let order: Value = admin(http.post(format!("{base}/v1/orders")))
+        .json(
+            &json!({"client_order_key": "console-1", "customer": {"phone": "+51 999 000 222"},
+                      "type": "pickup",
+                      "items": [{"name": "Pedido", "quantity": 1, "unit_price": "12.00"}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_id = order["order_id"].as_str().expect("order id").to_owned();
+    let shared = std::env::var("ZENGINE_SHARED_DIR")
+        .unwrap_or_else(|_| repo.join("../shared").display().to_string());
+    let image =
+        std::fs::read(Path::new(&shared).join("data/ocr/dev/r00_yape-card-inverted_clean.png")).unwrap();
+    let (body, content_type) = multipart_image(&image);
+    let payment: Value = admin(http.post(format!("{base}/v1/orders/{order_id}/payments")))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let payment_id = payment["payment_id"]
+        .as_str()
+        .expect("payment id")
+        .to_owned();
+    poll_admin(&base, "/v1/payments?status=MANUAL_REVIEW", |v| {
+        v["payments"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["payment_id"] == payment_id.as_str()))
+    })
+    .await;
+
+    // A dead letter: a WhatsApp message whose reply the provider refuses.
+    let hook = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+        "field": "messages",
+        "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881",
+                         "phone_number_id": zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID},
+            "contacts": [{"profile": {"name": "Console"}, "wa_id": "51999000333"}],
+            "messages": [{"from": "51999000333", "id": "wamid.console-in-1",
+                          "timestamp": "1749416383", "type": "text", "text": {"body": "hola"}}]
+        }}]}]})
+    .to_string();
+    let signature = {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).unwrap();
+        mac.update(hook.as_bytes());
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let r = http
+        .post(format!("{base}/v1/webhooks/whatsapp"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(hook)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let letters = poll_admin(&base, "/v1/channels/dead-letters", |v| {
+        v["dead_letters"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    let dead_letter = letters["dead_letters"][0]["client_message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    accept.store(true, Ordering::SeqCst);
+
+    // A conversation handed off to an agent.
+    let flow = json!({"schema_version": 1, "id": "support", "version": 1, "start": "q", "nodes": [
+        {"id": "q", "type": "question", "text": "¿Tu nombre?", "save_as": "name", "next": "h"},
+        {"id": "h", "type": "handoff", "text": "{{name}}, te paso con un asesor.",
+         "queue": "soporte", "next": "back"},
+        {"id": "back", "type": "end", "text": "De vuelta con el bot, {{name}}."}]});
+    let published = admin(http.put(format!("{base}/v1/tenants/demo/flows/support")))
+        .json(&flow)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        published.status().is_success(),
+        "{}",
+        published.text().await.unwrap()
+    );
+    for (key, text) in [("c-1", "hola"), ("c-2", "Ana")] {
+        let r = http
+            .post(format!("{base}/v1/webchat/messages"))
+            .header("x-tenant-id", "demo")
+            .header("x-idempotency-key", key)
+            .json(&json!({"session_id": "console-chat", "text": text, "flow": "support"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let handoffs = poll_admin(&base, "/v1/conversations/handoffs", |v| {
+        v["handoffs"].as_array().is_some_and(|h| !h.is_empty())
+    })
+    .await;
+    let handoff = handoffs["handoffs"][0]["workflow_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The browser does the rest.
+    let artifacts = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo.join("target"))
+        .join("test-artifacts/console");
+    let output = Command::new("node")
+        .arg("e2e/console.e2e.mjs")
+        .current_dir(&console)
+        .env("ZENGINE_E2E_BASE", &base)
+        .env("ZENGINE_E2E_JWT_KEY", jwt_key)
+        .env("ZENGINE_E2E_IDP_PORT", idp_port.to_string())
+        .env("ZENGINE_E2E_PAYMENT", &payment_id)
+        .env("ZENGINE_E2E_DEAD_LETTER", &dead_letter)
+        .env("ZENGINE_E2E_HANDOFF", &handoff)
+        .env("ZENGINE_E2E_REPORT", "orders")
+        .env("ZENGINE_E2E_ARTIFACTS", &artifacts)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "console e2e failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for shot in [
+        "02-payment-review",
+        "04-dead-letter",
+        "06-history",
+        "07-report",
+    ] {
+        assert!(artifacts.join(format!("{shot}.png")).exists(), "{shot}");
+    }
+
+    // What the operator did in the browser happened.
+    let decided = poll_admin(&base, &format!("/v1/payments/{payment_id}"), |v| {
+        v["status"] == "ASSIGNED"
+    })
+    .await;
+    assert_eq!(decided["reviewed_by"], "ana@demo");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while accepted.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the re-driven reply never reached the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    poll_admin(&base, "/v1/channels/dead-letters", |v| {
+        v["dead_letters"].as_array().is_some_and(|d| d.is_empty())
+    })
+    .await;
+}

@@ -11,6 +11,7 @@ pub mod auth;
 mod cache;
 mod channels;
 pub mod codec;
+pub mod console;
 mod error;
 pub mod grpc;
 mod management;
@@ -95,6 +96,8 @@ pub struct ApiSettings {
     pub codec_cors_origins: Vec<String>,
     /// Largest accepted `/codec/*` body, in bytes (receipt images travel through it).
     pub codec_max_body_bytes: usize,
+    /// The operator console at `/console/` (`[api.console]`, `docs/console.md`).
+    pub console: console::ConsoleSettings,
 }
 
 impl Default for ApiSettings {
@@ -120,6 +123,7 @@ impl Default for ApiSettings {
                 "http://localhost:8233".to_owned(),
             ],
             codec_max_body_bytes: 32 * 1024 * 1024,
+            console: console::ConsoleSettings::default(),
         }
     }
 }
@@ -210,7 +214,9 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(max_upload))
                 .get(payments::list_for_order),
         )
+        .route("/v1/payments", get(payments::list))
         .route("/v1/payments/{id}", get(payments::get))
+        .route("/v1/payments/{id}/receipt", get(payments::receipt))
         .route(
             "/v1/webhooks/whatsapp",
             get(webhooks::whatsapp_handshake).post(
@@ -220,6 +226,7 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route("/v1/webhooks/{provider}", post(webhooks::receive))
+        .route("/v1/conversations/handoffs", get(console::handoffs))
         .route("/v1/events", get(channels::events))
         .route("/v1/channels/dead-letters", get(channels::dead_letters))
         .route(
@@ -318,6 +325,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::serve))
+        // The operator console's files: a web page, not API (not in the OpenAPI document).
+        .merge(console::static_routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
         .merge(codec::routes(&state))

@@ -137,8 +137,8 @@ const TENANT: &str = "Tenant id (`t-…`).";
 /// Every HTTP endpoint of [`crate::router`]. Keep it in the router's order.
 pub fn operations() -> Vec<Operation> {
     use crate::{
-        api_keys, assistance, channels, management, ops::rest, orders, payments, tracking, webchat,
-        webhooks,
+        api_keys, assistance, channels, console, management, ops::rest, orders, payments, tracking,
+        webchat, webhooks,
     };
     let webchat_headers = |o: Operation| o.header("x-tenant-id", true, TENANT);
     vec![
@@ -234,6 +234,22 @@ pub fn operations() -> Vec<Operation> {
         op("get", "/v1/payments/{id}", "A payment")
             .caller()
             .errors(&[404]),
+        op(
+            "get",
+            "/v1/payments",
+            "Payments in one status, oldest first (the review queue)",
+        )
+        .caller()
+        .query::<payments::ListQuery>()
+        .errors(&[400]),
+        op(
+            "get",
+            "/v1/payments/{id}/receipt",
+            "The receipt image of a payment",
+        )
+        .caller()
+        .ok_as(200, "image/*")
+        .errors(&[404]),
         // Channel webhooks.
         op(
             "get",
@@ -267,6 +283,16 @@ pub fn operations() -> Vec<Operation> {
         .auth(Auth::Webhook)
         .body(Body::Raw)
         .errors(&[400, 401, 403, 404, 409, 422, 503]),
+        // Conversations.
+        op(
+            "get",
+            "/v1/conversations/handoffs",
+            "Conversations handed off to a human agent and still waiting",
+        )
+        .tag("conversations")
+        .caller()
+        .query::<console::HandoffQuery>()
+        .errors(&[400, 403, 503]),
         // Channels.
         op(
             "get",

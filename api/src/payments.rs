@@ -5,12 +5,14 @@
 //!   an image uploaded before. Starts the payment workflow and answers 202 with the payment; the
 //!   same image for the same order again answers 200 with the same payment (no second workflow).
 //! - `GET /v1/orders/{id}/payments`, `GET /v1/payments/{id}`.
+//! - `GET /v1/payments?status=MANUAL_REVIEW&limit=&after=`: the review queue (oldest first,
+//!   paged with the returned `next_after`); `GET /v1/payments/{id}/receipt`: the receipt image.
 //! - `POST /v1/payments/{id}/review` `{"decision": "approve"|"reject", "reviewer", "note"}`.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -314,6 +316,102 @@ pub async fn list_for_order(
         "payments": payments.iter().map(payment_json).collect::<Vec<_>>()
     }))
     .into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct ListQuery {
+    /// PENDING, ASSIGNED, MANUAL_REVIEW or REJECTED.
+    status: String,
+    /// 1 to 200 (default 50).
+    #[serde(default)]
+    limit: Option<String>,
+    /// The `next_after` of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// `GET /v1/payments?status=`: the tenant's payments in one status, oldest first.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let invalid = |field: &str, problem: String| {
+        ApiError::bad_request(ErrorCode::InvalidField, format!("`{field}`: {problem}"))
+    };
+    let Query(q) = query.map_err(|e| invalid("status", e.body_text()))?;
+    let status: PaymentStatus = q.status.parse().map_err(|e| invalid("status", e))?;
+    let limit = match q.limit.as_deref() {
+        None => 50,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| invalid("limit", "must be a whole number from 1 to 200".into()))?,
+    };
+    let after = match q.after.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            raw.split_once('.')
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id)))
+                .filter(|(_, id)| !id.is_empty() && id.len() <= 200)
+                .ok_or_else(|| invalid("after", "is not a cursor this endpoint returned".into()))?,
+        ),
+    };
+    let payments = state
+        .db
+        .payments()
+        .list_by_status(&caller.tenant, status, after, limit)
+        .await?;
+    let next_after = (payments.len() == limit as usize)
+        .then(|| payments.last())
+        .flatten()
+        .map(|p| format!("{}.{}", p.created_at, p.payment_id));
+    Ok(Json(json!({
+        "payments": payments.iter().map(payment_json).collect::<Vec<_>>(),
+        "next_after": next_after,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/payments/{id}/receipt`: the receipt image the payment was verified from.
+pub async fn receipt(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(payment_id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let tenant_id = caller.tenant.clone();
+    let payment = state
+        .db
+        .payments()
+        .get(&tenant_id, &payment_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("payment `{payment_id}` does not exist")))?;
+    let Some(media_id) = payment.media_ref.strip_prefix("upload:") else {
+        return Err(ApiError::not_found(format!(
+            "the receipt of payment `{payment_id}` is not held here (`{}`)",
+            payment.media_ref
+        )));
+    };
+    let (content_type, bytes) = state
+        .db
+        .payments()
+        .get_media(&tenant_id, media_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("the receipt of payment `{payment_id}` was purged"))
+        })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "private, max-age=300".to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// `GET /v1/payments/{id}`.

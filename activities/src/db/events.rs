@@ -83,6 +83,41 @@ impl EventRepo<'_> {
             .collect()
     }
 
+    /// The tenant's newest events of a type, newest first, at most `limit`.
+    pub async fn recent(
+        &self,
+        tenant_id: &TenantId,
+        event_type: &str,
+        limit: u32,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let rows = sqlx::query(
+            "select event_id, event_type, subject, payload, occurred_at, seq from domain_event
+             where tenant_id = $1 and event_type = $2
+             order by occurred_at desc, event_id desc limit $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(event_type)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to list recent domain events")?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|row| {
+                let payload: String = row.get(3);
+                Ok(StoredEvent {
+                    event_id: row.get(0),
+                    event_type: row.get(1),
+                    subject: row.get(2),
+                    payload: serde_json::from_str(&payload)?,
+                    occurred_at: row.get(4),
+                    seq: row.get(5),
+                })
+            })
+            .collect()
+    }
+
     /// The tenant's events after `after` in stream order, at most `limit`, optionally of one
     /// type. Events younger than `settle_ms` are held back: a transaction that took its
     /// sequence number earlier may still be committing, and a reader that moved its cursor past

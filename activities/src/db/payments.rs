@@ -229,6 +229,34 @@ impl PaymentRepo<'_> {
         rows.into_iter().map(payment_of).collect()
     }
 
+    /// The tenant's payments in `status`, oldest first (a review queue), at most `limit`, after
+    /// the `(created_at, payment_id)` cursor when one is given.
+    pub async fn list_by_status(
+        &self,
+        tenant_id: &TenantId,
+        status: PaymentStatus,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Payment>> {
+        let (after_at, after_id) = after.unwrap_or((i64::MIN, ""));
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let rows = sqlx::query(&format!(
+            "select {PAYMENT_COLUMNS} from payment where tenant_id = $1 and status = $2
+             and (created_at > $3 or (created_at = $3 and payment_id > $4))
+             order by created_at, payment_id limit $5"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(status.as_str())
+        .bind(after_at)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to list payments by status")?;
+        tx.commit().await?;
+        rows.into_iter().map(payment_of).collect()
+    }
+
     /// Stores what the receipt said and decides, in one transaction: a duplicate operation code
     /// → REJECTED; an accepted receipt → ASSIGNED and the order PENDING → PAID (if the order is
     /// no longer PENDING, MANUAL_REVIEW instead); otherwise MANUAL_REVIEW, reserving the code.
