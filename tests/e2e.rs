@@ -900,7 +900,8 @@ async fn operator_console_reviews_a_payment_redrives_a_message_and_opens_a_repor
     let shared = std::env::var("ZENGINE_SHARED_DIR")
         .unwrap_or_else(|_| repo.join("../shared").display().to_string());
     let image =
-        std::fs::read(Path::new(&shared).join("data/ocr/dev/r00_yape-card-inverted_clean.png")).unwrap();
+        std::fs::read(Path::new(&shared).join("data/ocr/dev/r00_yape-card-inverted_clean.png"))
+            .unwrap();
     let (body, content_type) = multipart_image(&image);
     let payment: Value = admin(http.post(format!("{base}/v1/orders/{order_id}/payments")))
         .header("content-type", content_type)

@@ -257,6 +257,51 @@ async fn a_doubtful_receipt_waits_for_review_escalates_and_follows_the_decision(
     assert!(!payment["raw_ocr"].as_str().unwrap().is_empty());
     assert_eq!(order_status(&app, &order_id).await, "PENDING");
 
+    // The review queue lists it, and its receipt is the uploaded image.
+    let queue = api(
+        &app,
+        reqwest::Method::GET,
+        "/v1/payments?status=MANUAL_REVIEW&limit=200",
+        None,
+    )
+    .await;
+    assert_eq!(queue.status(), StatusCode::OK);
+    let queue: Value = queue.json().await.unwrap();
+    assert!(
+        queue["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["payment_id"] == payment_id.as_str()),
+        "{queue}"
+    );
+    let assigned = api(
+        &app,
+        reqwest::Method::GET,
+        "/v1/payments?status=ASSIGNED&limit=200",
+        None,
+    )
+    .await;
+    let assigned: Value = assigned.json().await.unwrap();
+    assert!(
+        !assigned["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["payment_id"] == payment_id.as_str()),
+        "{assigned}"
+    );
+    let shown = api(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/payments/{payment_id}/receipt"),
+        None,
+    )
+    .await;
+    assert_eq!(shown.status(), StatusCode::OK);
+    assert_eq!(shown.headers()["content-type"], "image/png");
+    assert_eq!(shown.bytes().await.unwrap().as_ref(), image.as_slice());
+
     // Nobody decides within the tenant's 2 s: one escalation.
     let db = &app.database.as_ref().unwrap().db;
     let tenant = TenantId::parse("demo").unwrap();
@@ -573,5 +618,99 @@ async fn a_conversation_verifies_a_receipt_photo_and_hears_the_review() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_review_queue_and_receipts_refuse_bad_requests() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    for (path, code) in [
+        ("/v1/payments", StatusCode::BAD_REQUEST),
+        ("/v1/payments?status=MAYBE", StatusCode::BAD_REQUEST),
+        (
+            "/v1/payments?status=MANUAL_REVIEW&limit=0",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/payments?status=MANUAL_REVIEW&limit=201",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/payments?status=MANUAL_REVIEW&limit=ten",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/payments?status=MANUAL_REVIEW&after=yesterday",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/payments?status=MANUAL_REVIEW&after=12.",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/v1/payments/pay_nope/receipt", StatusCode::NOT_FOUND),
+        (
+            "/v1/conversations/handoffs?limit=0",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/conversations/handoffs?limit=lots",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/conversations/handoffs?extra=1",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let response = api(&app, reqwest::Method::GET, path, None).await;
+        assert_eq!(response.status(), code, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["message"].is_string(), "{path}: {body}");
+    }
+    // An empty queue is an empty page, not an error.
+    let empty = api(
+        &app,
+        reqwest::Method::GET,
+        "/v1/payments?status=REJECTED",
+        None,
+    )
+    .await;
+    assert_eq!(empty.status(), StatusCode::OK);
+    let empty: Value = empty.json().await.unwrap();
+    assert_eq!(empty["next_after"], Value::Null, "{empty}");
+    let handoffs = api(
+        &app,
+        reqwest::Method::GET,
+        "/v1/conversations/handoffs",
+        None,
+    )
+    .await;
+    assert_eq!(handoffs.status(), StatusCode::OK);
+    // Without a credential: 401, and nothing is told.
+    for path in [
+        "/v1/payments?status=MANUAL_REVIEW",
+        "/v1/payments/pay_nope/receipt",
+        "/v1/conversations/handoffs",
+    ] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .header("x-tenant-id", "demo")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // The console's files are not built in the test tree: a clear 404, never a 500; no path
+    // leaves the folder.
+    for path in [
+        "/console/",
+        "/console/../Cargo.toml",
+        "/console/%2e%2e/Cargo.toml",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let config: Value = app.get("/console/config.json").await.json().await.unwrap();
+    assert_eq!(config["oidc"], Value::Null);
     app.shutdown().await;
 }
