@@ -7,7 +7,6 @@ import { flash, h, mount } from "./dom";
 /** The reports the API offers, with a readable title. */
 export const REPORTS: [string, string][] = [
   ["conversations", "Conversations and messages per day and channel"],
-  ["response-times", "First-response and resolution times"],
   ["handoffs", "Handoff rate"],
   ["csat", "Survey CSAT"],
   ["orders", "Orders by status"],
