@@ -190,3 +190,293 @@ async fn retry_say(base: &str, session: &str, key: &str, text: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// A loopback TCP proxy in front of PostgreSQL that the test can cut: every open connection is
+/// dropped and new ones are closed as soon as they are accepted, until it is restored.
+struct CuttableProxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl CuttableProxy {
+    async fn start(target: &'static str) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Self {
+            port,
+            cut: Default::default(),
+            connections: Default::default(),
+        };
+        let (cut, connections) = (proxy.cut.clone(), proxy.connections.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if cut.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+                let mut open = connections.lock().unwrap();
+                open.retain(|t| !t.is_finished());
+                open.push(task.abort_handle());
+            }
+        });
+        proxy
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn psql(sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qAtc",
+            sql,
+        ])
+        .status()
+        .expect("psql (PostgreSQL runs on 127.0.0.1:5432, scripts/ensure-postgres.sh)");
+    assert!(status.success(), "{sql}");
+}
+
+/// Sends a request until it succeeds, as a client would: 5xx and connection errors are retried
+/// with the same idempotency key; a 4xx fails the test. Returns the body and the attempts.
+async fn until_ok(request: impl Fn() -> reqwest::RequestBuilder) -> (Value, u32) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (status, body) = match request().timeout(Duration::from_secs(30)).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+            Err(e) => (0, json!(e.to_string())),
+        };
+        if (200..300).contains(&status) {
+            return (body, attempts);
+        }
+        assert!(
+            (status == 0 || status >= 500) && Instant::now() < deadline,
+            "{status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+// Multi-threaded: the proxy must keep running while the test blocks (on `zengine migrate`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_itself() {
+    use futures::StreamExt;
+
+    let started = Instant::now();
+    let name = format!(
+        "zengine_test_dbcut_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    psql(&format!("CREATE DATABASE {name}"));
+    let proxy = CuttableProxy::start("127.0.0.1:5432").await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    let cluster = Cluster::new(
+        "dbcut",
+        &[
+            ("DATABASE_URL", &url),
+            // Row-level security applies, as in production.
+            ("ZENGINE_DATABASE__APP_ROLE", "zengine_app"),
+            ("ZENGINE_API__ADMIN_TOKEN", "t0ken"),
+            ("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "20000"),
+        ],
+    );
+    let base = cluster.base.clone();
+    let api = cluster.api();
+    let mut worker_cmd = cluster.command("worker.log");
+    worker_cmd.args(["worker", "--queues", "conversations,payments"]);
+    let worker = super::Proc::spawn("zengine worker", worker_cmd);
+    cluster.wait_api().await;
+    wait_readyz(&base, 200, Duration::from_secs(30)).await;
+
+    let http = reqwest::Client::new();
+    let (h, b) = (http.clone(), base.clone());
+    let message = move |session: String, key: String, text: &'static str| {
+        let (http, base) = (h.clone(), b.clone());
+        move || {
+            http.post(format!("{base}/v1/webchat/messages"))
+                .header("x-tenant-id", "demo")
+                .header("x-idempotency-key", key.clone())
+                .json(&json!({"session_id": session, "text": text}))
+        }
+    };
+    let (h, b) = (http.clone(), base.clone());
+    let order = move |key: String| {
+        let (http, base) = (h.clone(), b.clone());
+        move || {
+            http.post(format!("{base}/v1/orders"))
+                .bearer_auth("t0ken")
+                .header("x-tenant-id", "demo")
+                .json(&json!({
+                    "client_order_key": key,
+                    "customer": {"phone": "+51911111111", "name": "Ana"},
+                    "type": "pickup",
+                    "items": [{"name": "Ceviche", "quantity": 1, "unit_price": "30.00"}],
+                }))
+        }
+    };
+
+    // Orders created before the outage; their cancellation is what the outage interrupts:
+    // the order workflow writes each status change with a retried activity.
+    const N: usize = 8;
+    let mut orders = Vec::new();
+    for i in 0..N {
+        let (created, _) = until_ok(order(format!("db-order-{i}"))).await;
+        orders.push(created["order_id"].as_str().unwrap().to_owned());
+    }
+    let cancel = |order_id: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let answer = http
+                    .post(format!("{base}/v1/orders/{order_id}/status"))
+                    .bearer_auth("t0ken")
+                    .header("x-tenant-id", "demo")
+                    .json(&json!({"status": "CANCELLED", "reason": "outage test"}))
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .await;
+                let status = answer.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
+                match status {
+                    200 => return attempts,
+                    // An earlier attempt was applied but its answer lost: the order is closed.
+                    409 if attempts > 1 => return attempts,
+                    s if s == 0 || s >= 500 => {}
+                    other => panic!("cancel {order_id}: {other} {answer:?}"),
+                }
+                assert!(Instant::now() < deadline, "cancel {order_id}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+
+    // Traffic: 8 conversations (two messages each) started every 250 ms from 1 s before the
+    // cut, and the 8 cancellations fired just before it; every client retries until answered.
+    let conversations = tokio::spawn({
+        let message = message.clone();
+        async move {
+            futures::stream::iter(0..N)
+                .map(|i| {
+                    let first = message(format!("db-{i}"), format!("db-{i}-1"), "hola");
+                    let second = message(format!("db-{i}"), format!("db-{i}-2"), "Ana");
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(250 * i as u64)).await;
+                        let (one, a1) = until_ok(first).await;
+                        let (two, a2) = until_ok(second).await;
+                        (i, one, two, a1 + a2 - 2)
+                    }
+                })
+                .buffer_unordered(N)
+                .collect::<Vec<_>>()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(950)).await;
+    let cancellations: Vec<_> = orders
+        .iter()
+        .map(|id| tokio::spawn(cancel(id.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    proxy.cut();
+    let cut_at = Instant::now();
+    let unready_after = wait_readyz(&base, 503, Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(cut_at.elapsed())).await;
+    proxy.restore();
+    let ready_after = wait_readyz(&base, 200, Duration::from_secs(30)).await;
+
+    let results = tokio::time::timeout(Duration::from_secs(120), conversations)
+        .await
+        .expect("all conversations answered")
+        .unwrap();
+    let mut retried = 0;
+    for (i, one, two, retries) in &results {
+        retried += retries;
+        assert_eq!(one["turn"], 1, "db-{i}: {one}");
+        assert_eq!(two["turn"], 2, "db-{i}: {two}");
+        assert_eq!(
+            first_text(two),
+            "Mucho gusto, Ana. ¿En qué te puedo ayudar hoy?",
+            "db-{i}"
+        );
+    }
+    for cancellation in cancellations {
+        retried += tokio::time::timeout(Duration::from_secs(120), cancellation)
+            .await
+            .expect("every cancellation answered")
+            .unwrap()
+            - 1;
+    }
+    assert!(retried > 0, "the outage was felt by some requests");
+
+    // Nothing lost, nothing doubled: one order per key, each cancelled in the database.
+    let (page, _) = until_ok(|| {
+        http.get(format!("{base}/v1/orders?limit=100"))
+            .bearer_auth("t0ken")
+            .header("x-tenant-id", "demo")
+    })
+    .await;
+    let mut keys: Vec<&str> = page["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["client_order_key"].as_str())
+        .collect();
+    keys.sort_unstable();
+    let want: Vec<String> = (0..N).map(|i| format!("db-order-{i}")).collect();
+    assert_eq!(keys, want.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        page["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["status"] == "CANCELLED"),
+        "{page}"
+    );
+
+    assert!(
+        nix::sys::signal::kill(api.pid(), None).is_ok()
+            && nix::sys::signal::kill(worker.pid(), None).is_ok(),
+        "the API and the worker stayed up"
+    );
+    worker.signal(Signal::SIGTERM);
+    assert!(worker.wait(Duration::from_secs(30)).success());
+    api.signal(Signal::SIGTERM);
+    assert!(api.wait(Duration::from_secs(30)).success());
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    eprintln!(
+        "database cut for 10 s: /readyz 503 after {unready_after:?}, 200 again {ready_after:?} \
+         after the restore; {retried} client retries; test took {:?}",
+        started.elapsed()
+    );
+}
