@@ -7,7 +7,7 @@ export ZENGINE_SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 export OMP_THREAD_LIMIT ?= 1
 CARGO ?= cargo
 
-.PHONY: run test tools postgres console build lint fmt histories bench clean-data fuzz
+.PHONY: run test tools postgres console build lint fmt histories bench clean-data fuzz test-api-properties
 
 ## make run: install what is missing, build, start `zengine dev` (API :8080, Temporal UI :8233)
 run: tools console
@@ -17,6 +17,12 @@ run: tools console
 ## make test: install what is missing and run the whole suite against real parts
 test: tools postgres console
 	$(CARGO) test --workspace
+
+## API property tests (schemathesis against /openapi.json of a running `zengine dev`) with
+## PROPERTY_EXAMPLES examples per operation (default 100; `make test` runs it with 10)
+PROPERTY_EXAMPLES ?= 100
+test-api-properties: tools
+	ZENGINE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) $(CARGO) test -p zengine --test e2e properties -- --nocapture
 
 tools:
 	@./scripts/install-tools.sh

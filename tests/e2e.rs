@@ -11,6 +11,25 @@ use serde_json::{Value, json};
 use zengine_workers::devserver::free_port;
 use zengine_workers::testing::{shared_dev_server, temporal_binary, unique_prefix};
 
+#[path = "e2e/faults.rs"]
+mod faults;
+#[path = "e2e/properties.rs"]
+mod properties;
+
+/// The number after `label` in a tool's report (`Tested: 62` → 62); 0 when absent.
+fn count_after(report: &str, label: &str) -> usize {
+    report
+        .split(label)
+        .nth(1)
+        .and_then(|rest| {
+            rest.trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// A child process that is killed if the test panics.
 struct Proc {
     name: &'static str,

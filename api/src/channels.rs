@@ -53,9 +53,10 @@ fn invalid(field: &str, problem: &str) -> ApiError {
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let caller = caller_of(&state, &headers, Role::Viewer).await?;
+    let q = crate::read_query(q)?;
     let tenant_id = caller.tenant;
     let after = match q.after.as_deref() {
         None | Some("") => 0,

@@ -372,6 +372,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// The request body, or 413 when it is over `api.max_body_bytes`.
+/// A query string that does not fit its struct (a repeated or mistyped parameter): 400 with the
+/// JSON error body, not axum's plain-text rejection.
+pub(crate) fn read_query<T>(
+    query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    query
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, e.body_text()))
+}
+
 pub(crate) fn read_body(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<axum::body::Bytes, ApiError> {

@@ -49,12 +49,13 @@ pub struct PublishQuery {
 pub async fn publish_flow(
     State(state): State<AppState>,
     Path((tenant, name)): Path<(String, String)>,
-    Query(query): Query<PublishQuery>,
+    query: Result<Query<PublishQuery>, axum::extract::rejection::QueryRejection>,
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     caller.require_operator_credential()?;
     caller.require(Role::Admin)?;
+    let query = crate::read_query(query)?;
     let tenant = existing_tenant(&state, &caller, &tenant).await?;
     let body = crate::read_body(body)?;
     let text = std::str::from_utf8(&body)

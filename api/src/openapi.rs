@@ -10,6 +10,8 @@
 //! --lib openapi`. For a JSON body, derive `schemars::JsonSchema` next to `Deserialize` on the
 //! handler's body struct and pass it with `.json::<T>()`; a query struct with `.query::<T>()`.
 
+mod responses;
+
 use std::sync::OnceLock;
 
 use schemars::generate::SchemaSettings;
@@ -48,6 +50,15 @@ pub enum Body {
     Raw,
 }
 
+/// The schema of an operation's JSON success body.
+#[derive(Clone, Copy)]
+pub enum Returns {
+    /// Hand-written in [`responses`] (bodies built with `json!`).
+    Named(&'static str),
+    /// Derived from the handler's response type.
+    Derived(fn(&mut SchemaGenerator) -> Schema),
+}
+
 /// One method + path of the router, as documented.
 #[derive(Clone)]
 pub struct Operation {
@@ -64,6 +75,8 @@ pub struct Operation {
     pub success: Vec<(u16, Option<&'static str>)>,
     /// Error statuses this handler answers itself (auth and body-size errors are added).
     pub errors: Vec<u16>,
+    /// The schema of the JSON success bodies; any JSON when `None`.
+    pub returns: Option<Returns>,
 }
 
 /// Starts an operation: JSON 200, no body, public.
@@ -79,6 +92,7 @@ pub fn op(method: &'static str, path: &'static str, summary: &'static str) -> Op
         headers: Vec::new(),
         success: vec![(200, Some("application/json"))],
         errors: Vec::new(),
+        returns: None,
     }
 }
 
@@ -126,6 +140,16 @@ impl Operation {
         self.success = vec![(status, Some(content_type))];
         self
     }
+    /// The JSON success body is the named schema of [`responses`].
+    pub fn returns(mut self, name: &'static str) -> Self {
+        self.returns = Some(Returns::Named(name));
+        self
+    }
+    /// The JSON success body is `T` (its derived schema).
+    pub fn returns_type<T: JsonSchema>(mut self) -> Self {
+        self.returns = Some(Returns::Derived(schema_of::<T>));
+        self
+    }
     pub fn errors(mut self, statuses: &[u16]) -> Self {
         self.errors.extend_from_slice(statuses);
         self
@@ -143,11 +167,14 @@ pub fn operations() -> Vec<Operation> {
     let webchat_headers = |o: Operation| o.header("x-tenant-id", true, TENANT);
     vec![
         // Webchat (public widget).
-        webchat_headers(op(
-            "post",
-            "/v1/webchat/messages",
-            "Send a webchat message; answers with the conversation's replies",
-        ))
+        webchat_headers(
+            op(
+                "post",
+                "/v1/webchat/messages",
+                "Send a webchat message; answers with the conversation's replies",
+            )
+            .returns("WebchatReply"),
+        )
         .auth(Auth::Webchat)
         .header(
             "x-idempotency-key",
@@ -156,11 +183,14 @@ pub fn operations() -> Vec<Operation> {
         )
         .body(Body::JsonObject)
         .errors(&[400, 404, 409, 422, 503, 504]),
-        webchat_headers(op(
-            "get",
-            "/v1/webchat/messages",
-            "Poll the replies a webchat conversation produced outside a request",
-        ))
+        webchat_headers(
+            op(
+                "get",
+                "/v1/webchat/messages",
+                "Poll the replies a webchat conversation produced outside a request",
+            )
+            .returns("WebchatOutbox"),
+        )
         .auth(Auth::Webchat)
         .query::<webchat::OutboxQuery>()
         .errors(&[400, 404, 503]),
@@ -193,15 +223,18 @@ pub fn operations() -> Vec<Operation> {
         .errors(&[400, 413, 422]),
         // Orders.
         op("post", "/v1/orders", "Create an order")
+            .returns("Order")
             .caller()
             .body(Body::JsonObject)
             .ok(&[200, 201])
             .errors(&[400, 409, 422, 503]),
         op("get", "/v1/orders", "List orders, newest first")
+            .returns("OrderPage")
             .caller()
             .query::<orders::ListQuery>()
             .errors(&[400]),
         op("get", "/v1/orders/{id}", "An order")
+            .returns("Order")
             .caller()
             .errors(&[404]),
         op(
@@ -218,6 +251,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/orders/{id}/payments",
             "Upload a payment receipt image (OCR, review)",
         )
+        .returns("Payment")
         .tag("payments")
         .caller()
         .body(Body::Multipart("image"))
@@ -228,10 +262,12 @@ pub fn operations() -> Vec<Operation> {
             "/v1/orders/{id}/payments",
             "The payments of an order",
         )
+        .returns("PaymentList")
         .tag("payments")
         .caller()
         .errors(&[404]),
         op("get", "/v1/payments/{id}", "A payment")
+            .returns("Payment")
             .caller()
             .errors(&[404]),
         op(
@@ -299,6 +335,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/events",
             "The tenant's channel event stream (cursor-paginated)",
         )
+        .returns("EventPage")
         .tag("channels")
         .caller()
         .query::<channels::EventsQuery>()
@@ -308,12 +345,14 @@ pub fn operations() -> Vec<Operation> {
             "/v1/channels/dead-letters",
             "Outbound messages that exhausted their retries",
         )
+        .returns("DeadLetters")
         .caller(),
         op(
             "post",
             "/v1/channels/dead-letters/{client_message_id}/redrive",
             "Send a dead letter again",
         )
+        .returns("Redrive")
         .caller()
         .ok(&[202])
         .errors(&[404, 409, 503]),
@@ -322,6 +361,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/channels/health",
             "Health and circuit state of the tenant's channels",
         )
+        .returns("ChannelHealth")
         .caller(),
         op(
             "post",
@@ -396,14 +436,17 @@ pub fn operations() -> Vec<Operation> {
             "/v1/routes",
             "Request a delivery route optimisation",
         )
+        .returns("RouteAccepted")
         .caller()
         .body(Body::JsonObject)
-        .ok(&[200, 202])
+        .ok(&[202])
         .errors(&[400, 409, 422, 503]),
         op("get", "/v1/routes/{id}", "A route request and its result")
+            .returns("Route")
             .caller()
             .errors(&[404]),
         op("get", "/v1/drivers/{id}/routes", "A driver's routes")
+            .returns("DriverRoutes")
             .tag("routes")
             .caller(),
         // Tracking.
@@ -413,6 +456,7 @@ pub fn operations() -> Vec<Operation> {
             .ok(&[200, 201])
             .errors(&[400, 404, 409, 422]),
         op("get", "/v1/tracking", "The tracking timeline of an order")
+            .returns("TrackingTimeline")
             .caller()
             .query::<tracking::TimelineQuery>()
             .errors(&[400, 404]),
@@ -450,6 +494,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/events/draft",
             "Create an assistance event draft",
         )
+        .returns("AssistanceEventDraft")
         .caller()
         .body(Body::JsonObject)
         .ok(&[201])
@@ -459,6 +504,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/events/draft/{id}",
             "An assistance event draft",
         )
+        .returns("AssistanceEventDraft")
         .caller()
         .errors(&[404]),
         op(
@@ -466,11 +512,13 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/events/draft/{id}",
             "Update (or submit) an assistance event draft",
         )
+        .returns("AssistanceEventDraft")
         .caller()
         .body(Body::JsonObject)
         .ok(&[200, 201])
         .errors(&[400, 404, 409, 422, 503]),
         op("get", "/v1/assistances/events/{id}", "An assistance event")
+            .returns("AssistanceEvent")
             .caller()
             .errors(&[404]),
         op(
@@ -531,10 +579,12 @@ pub fn operations() -> Vec<Operation> {
         .ok_as(200, "application/octet-stream")
         .errors(&[404, 503]),
         op("get", "/v1/masters/{catalogue}", "A master-data catalogue")
+            .returns("Catalogue")
             .tag("assistances")
             .caller()
             .errors(&[404]),
         op("get", "/v1/providers/search", "Search assistance providers")
+            .returns("ProviderList")
             .tag("assistances")
             .caller()
             .query::<assistance::SearchQuery>()
@@ -581,10 +631,12 @@ pub fn operations() -> Vec<Operation> {
         .errors(&[400, 404]),
         // Operator API.
         op("get", "/v1/ops/workflows", "List the tenant's workflows")
+            .returns_type::<crate::ops::WorkflowPage>()
             .caller()
             .query::<rest::ListQuery>()
             .errors(&[400, 503]),
         op("get", "/v1/ops/workflows/{id}", "Describe a workflow")
+            .returns_type::<crate::ops::WorkflowDetail>()
             .caller()
             .query::<rest::RunQuery>()
             .errors(&[400, 404, 503]),
@@ -593,6 +645,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/ops/workflows/{id}/history",
             "A workflow's history, decoded",
         )
+        .returns_type::<crate::ops::HistoryPage>()
         .caller()
         .query::<rest::RunQuery>()
         .errors(&[400, 404, 503]),
@@ -631,8 +684,9 @@ pub fn operations() -> Vec<Operation> {
             "/readyz",
             "Readiness: the database and Temporal answer",
         )
+        .returns("Readiness")
         .tag("service")
-        .errors(&[503]),
+        .ok(&[200, 503]),
         op("get", "/metrics", "Prometheus metrics")
             .tag("service")
             .ok_as(200, "text/plain"),
@@ -718,7 +772,13 @@ fn build() -> Value {
             let mut response = json!({"description": reason(*status)});
             if let Some(content_type) = content_type {
                 let schema = match *content_type {
-                    "application/json" => json!({}),
+                    "application/json" => match o.returns {
+                        Some(Returns::Named(name)) => {
+                            json!({"$ref": format!("#/components/schemas/{name}")})
+                        }
+                        Some(Returns::Derived(schema)) => schema(&mut generator).to_value(),
+                        None => json!({}),
+                    },
                     "text/plain" => json!({"type": "string"}),
                     _ => json!({"type": "string", "format": "binary"}),
                 };
@@ -783,7 +843,13 @@ fn build() -> Value {
             .expect("a path item is an object")
             .insert(o.method.to_owned(), operation);
     }
-    let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    for (name, schema) in responses::components() {
+        assert!(
+            schemas.insert(name.clone(), schema).is_none(),
+            "response schema `{name}` clashes with a derived one"
+        );
+    }
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -990,6 +1056,45 @@ mod tests {
                 .to_string()
                 .contains("bearer")
         );
+    }
+
+    #[test]
+    fn main_endpoints_have_typed_success_bodies() {
+        let doc = document();
+        for (method, path, status, schema) in [
+            ("post", "/v1/orders", "201", "Order"),
+            ("get", "/v1/orders", "200", "OrderPage"),
+            ("get", "/v1/payments/{id}", "200", "Payment"),
+            ("get", "/v1/routes/{id}", "200", "Route"),
+            ("get", "/v1/events", "200", "EventPage"),
+            ("get", "/v1/channels/dead-letters", "200", "DeadLetters"),
+            ("get", "/v1/ops/workflows", "200", "WorkflowPage"),
+            ("get", "/v1/ops/workflows/{id}", "200", "WorkflowDetail"),
+            (
+                "get",
+                "/v1/ops/workflows/{id}/history",
+                "200",
+                "HistoryPage",
+            ),
+            (
+                "get",
+                "/v1/assistances/events/{id}",
+                "200",
+                "AssistanceEvent",
+            ),
+        ] {
+            let body = &doc["paths"][path][method]["responses"][status]["content"]["application/json"]
+                ["schema"];
+            assert_eq!(
+                body["$ref"],
+                format!("#/components/schemas/{schema}"),
+                "{method} {path}"
+            );
+            assert!(
+                doc["components"]["schemas"][schema]["required"].is_array(),
+                "{schema} names its required fields"
+            );
+        }
     }
 
     /// `docs/openapi.json` is the document of this code; `ZENGINE_UPDATE_OPENAPI=1` rewrites it.

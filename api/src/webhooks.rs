@@ -58,8 +58,12 @@ pub struct Handshake {
 /// `GET /v1/webhooks/whatsapp`: 200 with the challenge, 403 for a wrong token.
 pub async fn whatsapp_handshake(
     State(state): State<AppState>,
-    Query(q): Query<Handshake>,
+    q: Result<Query<Handshake>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let q = match crate::read_query(q) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
     let expected = state.settings.whatsapp_verify_token.expose_secret();
     let token_ok = !expected.is_empty()
         && q.verify_token

@@ -32,7 +32,8 @@ use rsa::signature::Verifier;
 use serde_json::{Value, json};
 use sha2::Digest;
 use x509_cert::der::{DecodePem, Encode};
-use zengine_domain::{Channel, InboundMessage};
+use zengine_domain::Channel;
+use zengine_domain::channel::connect;
 
 use super::sdk::{
     ConfigError, Health, InboundError, InboundEvent, InboundRequest, InboundStrategy,
@@ -534,58 +535,18 @@ impl InboundStrategy for AmazonConnectInbound {
         request: &InboundRequest<'_>,
         verified: &Verified,
     ) -> Result<Vec<InboundEvent>, InboundError> {
-        let envelope: Value = serde_json::from_slice(request.body)
-            .map_err(|e| InboundError::Malformed(format!("not an SNS message: {e}")))?;
         let account_key = verified.account_key.clone().unwrap_or_default();
-        let chat: Value = envelope["Message"]
-            .as_str()
-            .and_then(|m| serde_json::from_str(m).ok())
-            .ok_or_else(|| InboundError::Malformed("Message is not a Connect chat item".into()))?;
-        Ok(vec![normalize_chat(&chat, &account_key)?])
+        let item = connect::parse_notification(request.body).map_err(InboundError::Malformed)?;
+        Ok(vec![InboundEvent::from_chat(item, &account_key)])
     }
 }
 
+/// One Connect chat item on `account_key` (the parsing is `zengine_domain::channel::connect`).
+#[cfg(test)]
 fn normalize_chat(chat: &Value, account_key: &str) -> Result<InboundEvent, InboundError> {
-    let field = |name: &str| chat.get(name).and_then(Value::as_str).unwrap_or_default();
-    let ignored = |reason: String| {
-        Ok(InboundEvent::Ignored {
-            account_key: account_key.to_owned(),
-            reason,
-        })
-    };
-    let (kind, role, content_type) = (
-        field("Type"),
-        field("ParticipantRole"),
-        field("ContentType"),
-    );
-    if kind != "MESSAGE" {
-        return ignored(format!("Connect {kind} item"));
-    }
-    if role != "CUSTOMER" {
-        return ignored(format!("Connect message from {role}"));
-    }
-    if !matches!(content_type, "text/plain" | "text/markdown") {
-        return ignored(format!("Connect content type {content_type}"));
-    }
-    let contact = match field("InitialContactId") {
-        "" => field("ContactId"),
-        initial => initial,
-    };
-    let id = field("Id");
-    if contact.is_empty() || id.is_empty() {
-        return Err(InboundError::Malformed(
-            "Connect message without Id or ContactId".into(),
-        ));
-    }
-    Ok(InboundEvent::Message {
-        account_key: account_key.to_owned(),
-        contact: contact.to_owned(),
-        contact_name: chat
-            .get("DisplayName")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        message: InboundMessage::text(format!("connect:{id}"), field("Content")),
-    })
+    connect::normalize_chat(chat)
+        .map(|item| InboundEvent::from_chat(item, account_key))
+        .map_err(InboundError::Malformed)
 }
 
 #[cfg(test)]

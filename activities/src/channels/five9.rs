@@ -27,8 +27,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+use zengine_domain::Channel;
+use zengine_domain::channel::five9;
 use zengine_domain::channel::whatsapp::constant_time_eq;
-use zengine_domain::{Channel, InboundMessage};
 
 use super::sdk::{
     ConfigError, Health, InboundError, InboundEvent, InboundRequest, InboundStrategy,
@@ -413,55 +414,22 @@ impl InboundStrategy for Five9Inbound {
         request: &InboundRequest<'_>,
         verified: &Verified,
     ) -> Result<Vec<InboundEvent>, InboundError> {
-        let body: Value = serde_json::from_slice(request.body)
-            .map_err(|e| InboundError::Malformed(format!("invalid JSON body: {e}")))?;
-        let items: Vec<&Value> = match body.get("events") {
-            Some(Value::Array(events)) => events.iter().collect(),
-            Some(_) => return Err(InboundError::Malformed("`events` must be a list".into())),
-            None if body.is_object() => vec![&body],
-            None => return Err(InboundError::Malformed("expected a JSON object".into())),
-        };
+        let items = five9::parse_webhook(request.body).map_err(InboundError::Malformed)?;
         // Five9 does not name the account: it is the one the credentials belong to.
         let account_key = verified.account_key.clone().unwrap_or_default();
-        items
+        Ok(items
             .into_iter()
-            .map(|event| normalize_event(event, &account_key))
-            .collect()
+            .map(|item| InboundEvent::from_chat(item, &account_key))
+            .collect())
     }
 }
 
+/// One Five9 event on `account_key` (the parsing is `zengine_domain::channel::five9`).
+#[cfg(test)]
 fn normalize_event(event: &Value, account_key: &str) -> Result<InboundEvent, InboundError> {
-    let text_of = |name: &str| event.get(name).and_then(Value::as_str).map(str::trim);
-    let conversation = text_of("correlationId")
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| InboundError::Malformed("event without `correlationId`".into()))?;
-    let message_id = text_of("messageId")
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| InboundError::Malformed("event without `messageId`".into()))?;
-    let kind = text_of("type").unwrap_or("TEXT");
-    let from = text_of("from").unwrap_or("CUSTOMER");
-    let text = text_of("text").unwrap_or_default();
-    let ignored = |reason: String| {
-        Ok(InboundEvent::Ignored {
-            account_key: account_key.to_owned(),
-            reason,
-        })
-    };
-    if kind != "TEXT" {
-        return ignored(format!("Five9 `{kind}` event"));
-    }
-    if from != "CUSTOMER" {
-        return ignored(format!("Five9 message from {from}"));
-    }
-    if text.is_empty() {
-        return ignored("empty Five9 message".into());
-    }
-    Ok(InboundEvent::Message {
-        account_key: account_key.to_owned(),
-        contact: conversation.to_owned(),
-        contact_name: None,
-        message: InboundMessage::text(format!("five9:{message_id}"), text),
-    })
+    five9::normalize_event(event)
+        .map(|item| InboundEvent::from_chat(item, account_key))
+        .map_err(InboundError::Malformed)
 }
 
 #[cfg(test)]

@@ -291,6 +291,30 @@ pub enum InboundEvent {
     Ignored { account_key: String, reason: String },
 }
 
+impl InboundEvent {
+    /// A chat provider's normalized item, on the account it arrived on.
+    pub fn from_chat(item: zengine_domain::channel::chat::ChatItem, account_key: &str) -> Self {
+        use zengine_domain::channel::chat::ChatItem;
+        let account_key = account_key.to_owned();
+        match item {
+            ChatItem::Message {
+                contact,
+                contact_name,
+                message,
+            } => InboundEvent::Message {
+                account_key,
+                contact,
+                contact_name,
+                message,
+            },
+            ChatItem::Ignored(reason) => InboundEvent::Ignored {
+                account_key,
+                reason,
+            },
+        }
+    }
+}
+
 /// Why a webhook is refused (the HTTP status follows the variant).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InboundError {

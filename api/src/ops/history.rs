@@ -12,7 +12,7 @@ use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use super::{FailureCause, Operations};
 
 /// One event of the timeline.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TimelineEvent {
     pub event_id: i64,
     /// E.g. `ActivityTaskScheduled`.
@@ -27,7 +27,7 @@ pub struct TimelineEvent {
     /// The event's attributes, payloads decoded to JSON. Enum fields keep Temporal's numbers.
     pub details: Value,
     /// The event's failure, outermost first (failed activities, workflow tasks, workflows).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failure: Vec<FailureCause>,
 }
 

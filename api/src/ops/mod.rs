@@ -91,7 +91,7 @@ impl OpsError {
 }
 
 /// One workflow in a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WorkflowSummary {
     pub workflow_id: String,
     pub run_id: String,
@@ -105,7 +105,7 @@ pub struct WorkflowSummary {
 }
 
 /// A page of a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WorkflowPage {
     pub workflows: Vec<WorkflowSummary>,
     /// Opaque; pass it back as `page_token` for the next page. `None` on the last page.
@@ -113,7 +113,7 @@ pub struct WorkflowPage {
 }
 
 /// An activity the workflow is waiting for.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PendingActivity {
     pub activity_id: String,
     pub activity_type: String,
@@ -129,7 +129,7 @@ pub struct PendingActivity {
 }
 
 /// One level of a failure's cause chain.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct FailureCause {
     pub message: String,
     /// The application error type, or the failure kind (`timeout`, `canceled`, …).
@@ -139,7 +139,7 @@ pub struct FailureCause {
 }
 
 /// Everything `describe` tells.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WorkflowDetail {
     #[serde(flatten)]
     pub summary: WorkflowSummary,
@@ -158,7 +158,7 @@ pub struct WorkflowDetail {
 }
 
 /// A page of a workflow's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HistoryPage {
     pub workflow_id: String,
     pub run_id: String,

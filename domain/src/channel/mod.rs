@@ -5,4 +5,8 @@
 //! Nothing here performs I/O: signature secrets, HTTP clients, media downloads and retries live
 //! in the activities crate, which calls these functions on the bytes it received or will send.
 
+pub mod chat;
+pub mod connect;
+pub mod five9;
+pub mod webchat;
 pub mod whatsapp;
