@@ -8,6 +8,7 @@ mod aws;
 mod channels;
 mod codec;
 mod connectors;
+mod email;
 mod fakes;
 mod flows;
 mod grpc;
