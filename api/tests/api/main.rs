@@ -14,6 +14,7 @@ mod flows;
 mod grpc;
 mod helpers;
 mod histories;
+mod notify;
 mod observability;
 mod ops;
 mod orders;
