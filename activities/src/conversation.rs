@@ -257,6 +257,9 @@ impl ConversationActivities {
             customer: crate::orders::CustomerRef {
                 phone: text("customer").unwrap_or_default().to_owned(),
                 name: text("customer_name").map(str::to_owned),
+                email: None,
+                language: None,
+                channel: None,
             },
             order_type: text("type").unwrap_or_default().to_owned(),
             items,

@@ -12,9 +12,14 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::order::{
     FieldError, ItemRequest, OrderStatus, OrderType, check_destination, price_lines,
 };
-use zengine_domain::{Location, TenantId};
+use zengine_domain::{Location, Reply, TenantId};
+
+use crate::channels::DeliverReply;
 
 use crate::db::{CreateOrderError, Database, DeliveryWindow, NewEvent, NewOrder, Order};
+
+/// The channels order notifications can go out on, in the default order of preference.
+pub const NOTIFY_CHANNELS: [&str; 3] = ["whatsapp", "sms", "email"];
 
 /// A request to create an order (the body of `POST /v1/orders`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +82,16 @@ pub struct CustomerRef {
     pub phone: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Where e-mail notifications go (the tenant's `ses-email` account sends them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Language of the customer's notifications (`es`, `en`, `en_US`); default: the tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Channel of the customer's notifications (`whatsapp`, `sms`, `email`); default: the
+    /// first of these the tenant has an account for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 /// Why an order could not be created.
@@ -122,6 +137,43 @@ pub async fn create_order(
             "must be a phone number (7 to 15 digits, optional +)",
         ));
     }
+    let customer = &request.customer;
+    if customer
+        .email
+        .as_deref()
+        .is_some_and(|e| !crate::aws::ses::valid_address(e))
+    {
+        errors.push(field("customer.email", "must be an e-mail address"));
+    }
+    if customer.language.as_deref().is_some_and(|l| {
+        !(2..=8).contains(&l.len())
+            || !l
+                .bytes()
+                .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-')
+    }) {
+        errors.push(field(
+            "customer.language",
+            "must be a language code such as es or en_US",
+        ));
+    }
+    if customer
+        .channel
+        .as_deref()
+        .is_some_and(|c| !NOTIFY_CHANNELS.contains(&c))
+    {
+        errors.push(field("customer.channel", "must be whatsapp, sms or email"));
+    }
+    let mut metadata = serde_json::Map::new();
+    for (key, value) in [
+        ("email", &customer.email),
+        ("language", &customer.language),
+        ("channel", &customer.channel),
+    ] {
+        if let Some(v) = value {
+            metadata.insert(key.to_owned(), serde_json::Value::String(v.clone()));
+        }
+    }
+    let metadata = (!metadata.is_empty()).then_some(serde_json::Value::Object(metadata));
     let order_type: Option<OrderType> = match request.order_type.parse() {
         Ok(t) => Some(t),
         Err(e) => {
@@ -182,6 +234,7 @@ pub async fn create_order(
             request_hash: &hash,
             customer_phone: &phone,
             customer_name: request.customer.name.as_deref(),
+            customer_metadata: metadata.as_ref(),
             order_type,
             lines: &lines,
             total,
@@ -213,18 +266,131 @@ pub struct StatusChange {
     pub event_id: String,
 }
 
+/// Input of [`OrderActivities::status_notice`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusNotice {
+    pub tenant_id: TenantId,
+    pub order_id: String,
+    pub status: OrderStatus,
+    /// Derived in the workflow (`{order workflow id}/notify-{n}`).
+    pub client_message_id: String,
+}
+
+/// The customer's text for an order in `status`, in `language` (Spanish unless English).
+pub fn status_text(language: &str, number: i64, status: OrderStatus) -> Option<String> {
+    let english = language.split(['_', '-']).next() == Some("en");
+    Some(match (status, english) {
+        (OrderStatus::Pending, _) => return None,
+        (OrderStatus::Paid, false) => format!("Recibimos el pago de tu pedido #{number}."),
+        (OrderStatus::Paid, true) => format!("We received the payment for your order #{number}."),
+        (OrderStatus::Preparing, false) => format!("Estamos preparando tu pedido #{number}."),
+        (OrderStatus::Preparing, true) => format!("We are preparing your order #{number}."),
+        (OrderStatus::Dispatched, false) => format!("Tu pedido #{number} está en camino."),
+        (OrderStatus::Dispatched, true) => format!("Your order #{number} is on its way."),
+        (OrderStatus::Delivered, false) => {
+            format!("Tu pedido #{number} fue entregado. ¡Gracias!")
+        }
+        (OrderStatus::Delivered, true) => format!("Your order #{number} was delivered. Thank you!"),
+        (OrderStatus::Cancelled, false) => format!("Tu pedido #{number} fue cancelado."),
+        (OrderStatus::Cancelled, true) => format!("Your order #{number} was cancelled."),
+    })
+}
+
 pub struct OrderActivities {
     db: Database,
+    registry: crate::channels::Registry,
 }
 
 impl OrderActivities {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            registry: crate::channels::Registry::standard(Default::default()),
+        }
     }
 }
 
 #[activities]
 impl OrderActivities {
+    /// The message telling the customer about a status change, addressed through the tenant's
+    /// account for the customer's channel (their `channel`, else the first of whatsapp, sms,
+    /// email the tenant has an account for and the customer an address on); `None` when
+    /// notifications are off or the customer cannot be reached.
+    #[activity(name = "OrderStatusNotice")]
+    pub async fn status_notice(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        notice: StatusNotice,
+    ) -> Result<Option<DeliverReply>, ActivityError> {
+        let settings = self.db.payments().settings(&notice.tenant_id).await?;
+        let settings = settings.notifications;
+        if !settings.enabled {
+            return Ok(None);
+        }
+        let Some(contact) = self
+            .db
+            .orders()
+            .contact(&notice.tenant_id, &notice.order_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let meta = |key: &str| {
+            contact
+                .metadata
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let language = meta("language").unwrap_or(settings.language.clone());
+        let Some(text) = status_text(&language, contact.order_number, notice.status) else {
+            return Ok(None);
+        };
+        let accounts = self.db.channels().accounts(&notice.tenant_id).await?;
+        let preferred = meta("channel");
+        let candidates: Vec<&str> = match preferred.as_deref() {
+            Some(c) => vec![c],
+            None => NOTIFY_CHANNELS.to_vec(),
+        };
+        for channel in candidates {
+            let Some(account) = self.registry.for_channel(channel, &accounts) else {
+                continue;
+            };
+            let recipient = match channel {
+                "whatsapp" => Some(contact.phone.trim_start_matches('+').to_owned()),
+                "sms" => Some(contact.phone.clone()),
+                "email" => meta("email"),
+                _ => None,
+            };
+            let Some(recipient) = recipient else {
+                continue;
+            };
+            let reply = match (&settings.template, channel) {
+                (Some(name), "whatsapp" | "email") => Reply::Template {
+                    name: name.clone(),
+                    language: language.clone(),
+                    parameters: vec![
+                        contact.order_number.to_string(),
+                        notice.status.to_string(),
+                        contact.name.clone().unwrap_or_default(),
+                    ],
+                    fallback: text.clone(),
+                },
+                _ => Reply::text(text.clone()),
+            };
+            return Ok(Some(DeliverReply {
+                tenant_id: notice.tenant_id.clone(),
+                channel: channel.to_owned(),
+                recipient,
+                client_message_id: notice.client_message_id.clone(),
+                reply,
+                strategy: Some(account.strategy.clone()),
+            }));
+        }
+        Ok(None)
+    }
+
     /// Writes a status change (compare-and-set, so a retry after a crash is harmless) and its
     /// `Order.StatusChanged` event.
     #[activity(name = "SetOrderStatus")]

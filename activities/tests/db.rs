@@ -230,6 +230,7 @@ fn new_order<'a>(
         request_hash: hash,
         customer_phone: phone,
         customer_name: Some("Ana"),
+        customer_metadata: None,
         order_type: zengine_domain::order::OrderType::Delivery,
         lines,
         total,

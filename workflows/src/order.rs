@@ -5,6 +5,14 @@
 //! `ChangeStatus` update. Invalid transitions are rejected by the update's validator, so they
 //! never reach the history. Each accepted change is written to the database by an activity
 //! (compare-and-set, plus an `Order.StatusChanged` event) before the update answers.
+//!
+//! Since patch [`PATCH_STATUS_NOTIFY`], each change accepted through `ChangeStatus` (PAID,
+//! PREPARING, DISPATCHED, DELIVERED, CANCELLED) is then told to the customer from the main
+//! loop, in order: `OrderStatusNotice` picks the channel, address and text, and
+//! `DeliverReply` on the `channels` queue sends it with the id
+//! `{workflow id}/notify-{change number}` (one message per change, even across retries and
+//! worker crashes); a failed send becomes a dead letter. A PAID that a payment workflow
+//! signals is not notified here: the payment confirms itself to the customer.
 
 use std::time::Duration;
 
@@ -15,7 +23,10 @@ use temporalio_sdk::{
     ActivityOptions, SyncWorkflowContext, WorkflowCancellationError, WorkflowContext,
     WorkflowContextView, WorkflowResult,
 };
-use zengine_activities::orders::{OrderActivities, StatusChange};
+use zengine_activities::channels::{
+    CIRCUIT_OPEN, ChannelActivities, DeadLetter, NOT_CONFIGURED, SECRET_MISSING, SEND_REJECTED,
+};
+use zengine_activities::orders::{OrderActivities, StatusChange, StatusNotice};
 use zengine_domain::TenantId;
 use zengine_domain::order::{OrderStatus, OrderType};
 
@@ -30,6 +41,8 @@ pub const UPDATE_CHANGE_STATUS: &str = "ChangeStatus";
 pub const QUERY_STATUS: &str = "Status";
 /// Signal from a payment workflow that credited the order ([`PaymentAccepted`]).
 pub const SIGNAL_PAYMENT_ACCEPTED: &str = "PaymentAccepted";
+/// Patch: accepted status changes are notified to the customer.
+pub const PATCH_STATUS_NOTIFY: &str = "order-status-notify";
 
 /// Input of an order workflow.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +93,8 @@ pub struct OrderWorkflow {
     transitions: Vec<Transition>,
     /// A change is being written; the next one waits.
     busy: bool,
+    /// Accepted changes still to notify: (change number, new status), oldest first.
+    notices: Vec<(usize, OrderStatus)>,
 }
 
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -93,6 +108,7 @@ impl OrderWorkflow {
             status: OrderStatus::Pending,
             transitions: Vec::new(),
             busy: false,
+            notices: Vec::new(),
         }
     }
 
@@ -100,9 +116,22 @@ impl OrderWorkflow {
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<OrderView> {
         let tenant = ctx.state(|s| s.input.tenant_id.to_string());
         ctx.upsert_search_attributes([TENANT_ID.value_set(tenant)]);
-        ctx.wait_condition(|s: &Self| s.status.is_final() && !s.busy)
+        if !ctx.patched(PATCH_STATUS_NOTIFY) {
+            ctx.wait_condition(|s: &Self| s.status.is_final() && !s.busy)
+                .await?;
+            return Ok(ctx.state(Self::view));
+        }
+        loop {
+            ctx.wait_condition(|s: &Self| {
+                !s.notices.is_empty() || (s.status.is_final() && !s.busy)
+            })
             .await?;
-        Ok(ctx.state(Self::view))
+            let next = ctx.state_mut(|s| (!s.notices.is_empty()).then(|| s.notices.remove(0)));
+            let Some((number, status)) = next else {
+                return Ok(ctx.state(Self::view));
+            };
+            Self::notify(ctx, number, status).await;
+        }
     }
 
     #[update_validator(change_status)]
@@ -168,6 +197,7 @@ impl OrderWorkflow {
                     source: change.source.clone(),
                     reason: change.reason.clone(),
                 });
+                s.notices.push((s.transitions.len(), change.to));
             }
             s.view()
         });
@@ -206,6 +236,79 @@ impl OrderWorkflow {
             order_id: self.input.order_id.clone(),
             status: self.status,
             transitions: self.transitions.clone(),
+        }
+    }
+
+    /// Tells the customer about change `number` (best effort: a message that cannot be sent
+    /// becomes a dead letter; the order goes on).
+    async fn notify(ctx: &mut WorkflowContext<Self>, number: usize, status: OrderStatus) {
+        let notice = ctx.state(|s| StatusNotice {
+            tenant_id: s.input.tenant_id.clone(),
+            order_id: s.input.order_id.clone(),
+            status,
+            client_message_id: format!("{}/notify-{number}", workflow_id(s)),
+        });
+        let lookup = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_millis(500))
+                    .maximum_attempts(5)
+                    .build(),
+            )
+            .build();
+        let Ok(Some(delivery)) = ctx
+            .execute_activity(OrderActivities::status_notice, notice, lookup)
+            .await
+        else {
+            return;
+        };
+        let queue = crate::names::sibling_queue(
+            ctx.task_queue(),
+            crate::names::queues::PAYMENTS,
+            crate::names::queues::CHANNELS,
+        );
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+            .task_queue(queue.clone())
+            .heartbeat_timeout(Duration::from_secs(10))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_secs(1))
+                    .backoff_coefficient(2.0)
+                    .maximum_interval(Duration::from_secs(30))
+                    .maximum_attempts(3)
+                    .non_retryable_error_types([
+                        SEND_REJECTED,
+                        SECRET_MISSING,
+                        NOT_CONFIGURED,
+                        CIRCUIT_OPEN,
+                    ])
+                    .build(),
+            )
+            .build();
+        let result = ctx
+            .execute_activity(ChannelActivities::deliver, delivery.clone(), options)
+            .await;
+        if let Err(e) = result {
+            let dead = DeadLetter {
+                tenant_id: delivery.tenant_id,
+                channel: delivery.channel,
+                recipient: delivery.recipient,
+                client_message_id: delivery.client_message_id,
+                reply: delivery.reply,
+                error: crate::failure_message(&e),
+            };
+            let record = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
+                .task_queue(queue)
+                .retry_policy(
+                    RetryPolicy::builder()
+                        .initial_interval(Duration::from_millis(500))
+                        .maximum_attempts(5)
+                        .build(),
+                )
+                .build();
+            let _ = ctx
+                .execute_activity(ChannelActivities::dead_letter, dead, record)
+                .await;
         }
     }
 

@@ -1,6 +1,6 @@
 //! The AWS base of ZEngine: settings shared by every AWS client (region, endpoint, credentials
-//! by secret reference) and the SDK configuration built from them. [`sns`] sends SMS, [`s3`]
-//! is the S3 file store.
+//! by secret reference) and the SDK configuration built from them. [`sns`] sends SMS, [`ses`]
+//! templated e-mail, [`s3`] is the S3 file store.
 //!
 //! An empty `endpoint_url` means real AWS; tests and `zengine dev` point it at moto
 //! (`.tools/moto/bin/moto_server`, see `docs/configuration.md`). The SDK's own retries are off:
@@ -8,6 +8,7 @@
 //! attempt is one failed activity attempt.
 
 pub mod s3;
+pub mod ses;
 pub mod sns;
 
 use std::time::Duration;

@@ -29,10 +29,12 @@
 //! | `five9-digital` | five9 | [`five9`] |
 //! | `amazon-connect-chat` | amazon-connect | [`connect`] |
 //! | `sns-sms` | sms (Amazon SNS) | [`sms`] |
+//! | `ses-email` | email (Amazon SES v1 templates) | [`email`] |
 //! | `webchat-http` | webchat (replies in the update result) | [`webchat`] |
 
 pub mod breaker;
 pub mod connect;
+pub mod email;
 pub mod five9;
 pub mod sdk;
 pub mod sms;
@@ -107,6 +109,7 @@ impl Registry {
         registry.add_outbound(Arc::new(five9::Five9::default()));
         registry.add_outbound(Arc::new(connect::AmazonConnect));
         registry.add_outbound(Arc::new(sms::SnsSms::default()));
+        registry.add_outbound(Arc::new(email::SesEmail::default()));
         registry.add_inbound(Arc::new(whatsapp::MetaCloudInbound::new(
             options.whatsapp_app_secret,
         )));

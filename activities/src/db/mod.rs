@@ -33,10 +33,12 @@ pub use channels::{
 };
 pub use events::{EventPage, EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
-pub use orders::{CreateOrderError, DeliveryWindow, NewOrder, Order, OrderFilter, OrderRepo};
+pub use orders::{
+    CreateOrderError, DeliveryWindow, NewOrder, Order, OrderContact, OrderFilter, OrderRepo,
+};
 pub use payments::{
-    Payment, PaymentRepo, PaymentSettings, PaymentStatus, ReviewError, Settlement, Verdict,
-    payment_id_for,
+    NotificationSettings, Payment, PaymentRepo, PaymentSettings, PaymentStatus, ReviewError,
+    Settlement, Verdict, payment_id_for,
 };
 pub use routes::{RoutePlan, RouteRepo};
 pub use tenants::{Tenant, TenantRepo};

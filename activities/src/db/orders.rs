@@ -17,6 +17,9 @@ pub struct NewOrder<'a> {
     pub request_hash: &'a str,
     pub customer_phone: &'a str,
     pub customer_name: Option<&'a str>,
+    /// The customer's contact preferences (`{"email", "language", "channel"}`), a JSON object;
+    /// `None` keeps what is stored.
+    pub customer_metadata: Option<&'a serde_json::Value>,
     pub order_type: OrderType,
     pub lines: &'a [OrderLine],
     pub total: Cents,
@@ -58,6 +61,16 @@ pub struct Order {
     pub items: Vec<OrderLine>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// An order's customer, as notifications need it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderContact {
+    pub order_number: i64,
+    pub phone: String,
+    pub name: Option<String>,
+    /// `{"email", "language", "channel"}` when the customer gave them.
+    pub metadata: serde_json::Value,
 }
 
 /// Why an order was not created.
@@ -117,14 +130,21 @@ impl OrderRepo<'_> {
         let mut tx = self.db.begin_for(new.tenant_id).await?;
         let customer_id = format!("cus_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(
-            "insert into customer (tenant_id, customer_id, phone, name, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $5) on conflict (tenant_id, phone) do nothing",
+            "insert into customer (tenant_id, customer_id, phone, name, metadata, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $6) on conflict (tenant_id, phone)
+             do update set metadata = excluded.metadata, updated_at = excluded.updated_at
+             where $7",
         )
         .bind(new.tenant_id.as_str())
         .bind(&customer_id)
         .bind(new.customer_phone)
         .bind(new.customer_name)
+        .bind(
+            new.customer_metadata
+                .map_or_else(|| "{}".to_owned(), |m| m.to_string()),
+        )
         .bind(now)
+        .bind(new.customer_metadata.is_some())
         .execute(&mut *tx)
         .await?;
         let customer_id: String = sqlx::query_scalar(
@@ -238,6 +258,34 @@ impl OrderRepo<'_> {
         };
         tx.commit().await?;
         Ok(order)
+    }
+
+    /// Who to tell about an order: its number, the customer's phone, name and metadata.
+    pub async fn contact(
+        &self,
+        tenant_id: &TenantId,
+        order_id: &str,
+    ) -> anyhow::Result<Option<OrderContact>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let row: Option<(i64, String, Option<String>, String)> = sqlx::query_as(
+            "select o.order_number, c.phone, c.name, c.metadata from sales_order o join customer c
+               on c.tenant_id = o.tenant_id and c.customer_id = o.customer_id
+             where o.tenant_id = $1 and o.order_id = $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(order_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("Failed to read the order's customer")?;
+        tx.commit().await?;
+        Ok(
+            row.map(|(order_number, phone, name, metadata)| OrderContact {
+                order_number,
+                phone,
+                name,
+                metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+            }),
+        )
     }
 
     /// Orders matching `filter`, newest first.

@@ -137,6 +137,31 @@ pub struct PaymentSettings {
     pub retention_days: u32,
     /// The merchant's account name as receipts show it (checked when present).
     pub merchant_name: Option<String>,
+    /// Order status notifications to the customer.
+    pub notifications: NotificationSettings,
+}
+
+/// How customers are told about their orders' status changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationSettings {
+    pub enabled: bool,
+    /// Language of customers who did not choose one (`es`, `en`).
+    pub language: String,
+    /// A template name (WhatsApp template, or an `ses-email` account's `templates` key) sent
+    /// with parameters `[order number, status, customer name]` and the text as fallback;
+    /// `None`: plain text. SMS always gets the text.
+    pub template: Option<String>,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            language: "es".into(),
+            template: None,
+        }
+    }
 }
 
 impl Default for PaymentSettings {
@@ -148,6 +173,7 @@ impl Default for PaymentSettings {
             window_slack_minutes: 10,
             retention_days: 30,
             merchant_name: None,
+            notifications: NotificationSettings::default(),
         }
     }
 }

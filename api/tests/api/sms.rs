@@ -77,17 +77,30 @@ async fn deliver(
     client_message_id: &str,
     reply: Reply,
 ) -> RedriveOutcome {
+    deliver_via(app, tenant, "sms", "sns-sms", to, client_message_id, reply).await
+}
+
+/// Delivers one reply through `strategy` in a re-drive workflow (also used by the e-mail suite).
+pub async fn deliver_via(
+    app: &TestApp,
+    tenant: &TenantId,
+    channel: &str,
+    strategy: &str,
+    to: &str,
+    client_message_id: &str,
+    reply: Reply,
+) -> RedriveOutcome {
     let input = RedriveInput {
         delivery: DeliverReply {
             tenant_id: tenant.clone(),
-            channel: "sms".into(),
+            channel: channel.into(),
             recipient: to.into(),
             client_message_id: client_message_id.into(),
             reply,
-            strategy: Some("sns-sms".into()),
+            strategy: Some(strategy.into()),
         },
     };
-    let workflow_id = format!("sms-test-{}", uuid::Uuid::new_v4());
+    let workflow_id = format!("deliver-test-{}", uuid::Uuid::new_v4());
     let queue = task_queue(&app.temporal_settings.task_queue_prefix, queues::CHANNELS);
     let options = WorkflowStartOptions::new(queue, workflow_id.clone())
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
