@@ -173,15 +173,32 @@ async fn bad_route_requests_are_named_and_impossible_orders_reported_unassigned(
         ),
         (body(json!([small]), json!([])), "at least one driver"),
         (
-            body(json!([small]), json!([{"id": "ana", "capacity": 0}])),
-            "has no capacity",
+            body(
+                json!([small]),
+                json!([{"id": "ana", "capacity": 3}, {"id": "beto", "capacity": 0}]),
+            ),
+            "field `drivers[1].capacity`",
+        ),
+        (
+            body(
+                json!([small]),
+                json!([{"id": "ana", "capacity": 3}, {"id": "ana", "capacity": 4}]),
+            ),
+            "field `drivers[1].id`: driver `ana` is listed twice",
+        ),
+        (
+            body(
+                json!([small]),
+                json!([{"id": "ana", "capacity": 3, "shift_start": "at eight"}]),
+            ),
+            "field `drivers[0].shift_start`",
         ),
         (
             body(
                 json!([small]),
                 json!([{"id": "ana", "capacity": 5, "shift_start": "2026-11-26T18:00:00Z", "shift_end": "2026-11-26T08:00:00Z"}]),
             ),
-            "ends before it starts",
+            "field `drivers[0].shift_end`: driver `ana`'s shift ends before it starts",
         ),
         (body(json!([]), one_driver.clone()), "1 to 500"),
     ] {
@@ -248,6 +265,116 @@ async fn bad_route_requests_are_named_and_impossible_orders_reported_unassigned(
         json!([{"order_id": big, "reason": "capacity", "detail": "demand exceeds vehicle capacity"}])
     );
     assert_eq!(plan["result"]["routes"][0]["stops"][0]["order_id"], small);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_driver_keeps_their_own_capacity_and_shift() {
+    let app = spawn_app().await;
+    // Ten small orders close to the depot (1 to 2 km), one of 6 units (only the truck carries
+    // it), one 20 km away (an hour and a half there and back at 25 km/h: only the long shift),
+    // and one of 30 units that no driver carries.
+    let mut small = Vec::new();
+    for i in 0..10 {
+        let angle = i as f64 * 0.63;
+        let radius = 0.01 + 0.003 * (i % 4) as f64;
+        small.push(
+            order_at(
+                &app,
+                &format!("h-{i}"),
+                1 + i % 2,
+                -12.05 + radius * angle.sin(),
+                -77.04 + radius * angle.cos(),
+            )
+            .await,
+        );
+    }
+    let six = order_at(&app, "h-six", 6, -12.06, -77.05).await;
+    let far = order_at(&app, "h-far", 1, -12.05 + 0.18, -77.04).await;
+    let huge = order_at(&app, "h-huge", 30, -12.055, -77.035).await;
+    let drivers = json!([
+        {"id": "van", "capacity": 4, "shift_start": "2026-11-26T08:00:00Z", "shift_end": "2026-11-26T09:00:00Z"},
+        {"id": "moto", "capacity": 3, "shift_start": "2026-11-26T12:00:00Z", "shift_end": "2026-11-26T13:00:00Z"},
+        {"id": "truck", "capacity": 20, "shift_start": "2026-11-26T08:30:00Z", "shift_end": "2026-11-26T18:00:00Z"}
+    ]);
+    let mut order_ids = small.clone();
+    order_ids.extend([six.clone(), far.clone(), huge.clone()]);
+    let (status, started) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(json!({
+            "depot": {"lat": -12.05, "lon": -77.04},
+            "order_ids": order_ids,
+            "drivers": drivers,
+            "options": {"time_limit_ms": 800, "seed": 3}
+        })),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let plan = wait_done(&app, started["route_id"].as_str().unwrap()).await;
+    assert_eq!(plan["status"], "DONE", "{plan}");
+    let result = &plan["result"];
+    assert_eq!(result["feasible"], true, "{result}");
+    assert_eq!(
+        result["unassigned"],
+        json!([{"order_id": huge, "reason": "capacity", "detail": "demand exceeds vehicle capacity"}])
+    );
+    let shift = |id: &str| -> (i64, i64, i64) {
+        let d = drivers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap();
+        let t = |k: &str| {
+            chrono::DateTime::parse_from_rfc3339(d[k].as_str().unwrap())
+                .unwrap()
+                .timestamp()
+        };
+        (
+            d["capacity"].as_i64().unwrap(),
+            t("shift_start"),
+            t("shift_end"),
+        )
+    };
+    let mut visited = Vec::new();
+    let mut on = std::collections::HashMap::new();
+    for route in result["routes"].as_array().unwrap() {
+        let driver = route["driver_id"].as_str().unwrap();
+        let (capacity, start, end) = shift(driver);
+        let stops = route["stops"].as_array().unwrap();
+        assert!(!stops.is_empty(), "unused drivers get no route: {route}");
+        let load: i64 = stops.iter().map(|s| s["demand"].as_i64().unwrap()).sum();
+        assert!(load <= capacity, "{driver} carries {load} > {capacity}");
+        for stop in stops {
+            let eta = chrono::DateTime::parse_from_rfc3339(stop["eta"].as_str().unwrap())
+                .unwrap()
+                .timestamp();
+            assert!(
+                start <= eta && eta <= end,
+                "{driver}: stop outside the shift: {stop}"
+            );
+            let id = stop["order_id"].as_str().unwrap().to_owned();
+            on.insert(id.clone(), driver.to_owned());
+            visited.push(id);
+        }
+        let back = chrono::DateTime::parse_from_rfc3339(route["returns_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp();
+        assert!(back <= end, "{driver} is back after the shift: {route}");
+    }
+    visited.sort();
+    let mut expected = small.clone();
+    expected.extend([six.clone(), far.clone()]);
+    expected.sort();
+    assert_eq!(visited, expected, "every servable order exactly once");
+    assert_eq!(on[&six], "truck", "only the truck carries 6 units");
+    assert_eq!(on[&far], "truck", "only the truck's shift is long enough");
+    // 15 units of small orders, the 6 and the far one: 22 > 20, so the truck alone
+    // cannot do it all; the others take their share within their own limits.
+    assert!(on.values().any(|d| d != "truck"), "{result}");
     app.shutdown().await;
 }
 
