@@ -45,6 +45,10 @@ pub struct Driver {
     /// RFC 3339; the driver must be back at the depot by then.
     #[serde(default)]
     pub shift_end: Option<String>,
+    /// E.164 phone number: the driver is sent their stop list through the tenant's
+    /// `options.notify_channel` once the routes are stored. No phone: no message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +60,8 @@ pub struct RouteOptions {
     pub service_minutes: i64,
     /// Average driving speed used for travel times.
     pub speed_kmh: f64,
+    /// Channel the drivers' stop lists go out on (the tenant's account serving it).
+    pub notify_channel: String,
 }
 
 impl Default for RouteOptions {
@@ -65,6 +71,7 @@ impl Default for RouteOptions {
             seed: 1,
             service_minutes: 5,
             speed_kmh: 25.0,
+            notify_channel: "whatsapp".into(),
         }
     }
 }
@@ -84,6 +91,48 @@ pub struct RouteSummary {
     pub assigned: usize,
     pub unassigned: usize,
     pub stopped_early: bool,
+    /// One message per driver with a route and a phone, for the workflow to send.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<DriverNotice>,
+}
+
+/// A driver's stop list, to be sent through `channel` to `phone`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriverNotice {
+    pub driver_id: String,
+    pub phone: String,
+    pub channel: String,
+    pub text: String,
+}
+
+/// Longest notice text (WhatsApp's text limit is 4,096 characters).
+const MAX_NOTICE_CHARS: usize = 4_000;
+
+fn notice_text(plan_id: &str, stops: &[Value]) -> String {
+    let mut text = format!("Route {plan_id}: {} stops", stops.len());
+    for stop in stops {
+        let eta = stop["eta"]
+            .as_str()
+            .and_then(|t| t.get(11..16))
+            .map(|hm| format!(" ~{hm} UTC"))
+            .unwrap_or_default();
+        let line = format!(
+            "\n{}. {}{eta}",
+            stop["seq"],
+            stop["order_id"].as_str().unwrap_or("?")
+        );
+        if text.chars().count() + line.chars().count() > MAX_NOTICE_CHARS {
+            text.push_str("\n…");
+            break;
+        }
+        text.push_str(&line);
+    }
+    text
+}
+
+fn valid_phone(p: &str) -> bool {
+    p.strip_prefix('+')
+        .is_some_and(|d| (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn rejected(message: String) -> ActivityError {
@@ -119,6 +168,13 @@ pub fn driver_shifts(drivers: &[Driver]) -> Result<Vec<Shift>, String> {
             return Err(format!(
                 "field `drivers[{k}].capacity`: driver `{}` needs a capacity of at least 1, got {}",
                 d.id, d.capacity
+            ));
+        }
+        if let Some(phone) = &d.phone
+            && !valid_phone(phone)
+        {
+            return Err(format!(
+                "field `drivers[{k}].phone`: `{phone}` is not an E.164 number (+ and 8 to 15 digits)"
             ));
         }
         let s = d
@@ -378,6 +434,7 @@ impl RouteActivities {
         let drivers = &request.drivers;
         let mut assignments = Vec::new();
         let mut routes_json = Vec::new();
+        let mut notices = Vec::new();
         // One route per driver (heterogeneous fleet): unused drivers get no assignment.
         for ((route, driver), vehicle) in solution.routes.iter().zip(drivers).zip(&vehicles) {
             if route.is_empty() {
@@ -414,6 +471,14 @@ impl RouteActivities {
             let returns_at = origin
                 .and_then(|t0| chrono::DateTime::from_timestamp(t0 + return_s, 0))
                 .map(|t| t.to_rfc3339());
+            if let Some(phone) = &driver.phone {
+                notices.push(DriverNotice {
+                    driver_id: driver.id.clone(),
+                    phone: phone.clone(),
+                    channel: request.options.notify_channel.clone(),
+                    text: notice_text(&input.plan_id, &stops),
+                });
+            }
             routes_json.push(json!({"driver_id": driver.id, "distance_m": length, "stops": stops, "return_s": return_s, "returns_at": returns_at}));
             assignments.push((driver.id.clone(), Value::Array(stops), length));
         }
@@ -431,6 +496,7 @@ impl RouteActivities {
             assigned: solution.routes.iter().map(Vec::len).sum(),
             unassigned: unassigned.len(),
             stopped_early: stop.load(Ordering::Relaxed),
+            notices,
         };
         let result = json!({"summary": summary, "routes": routes_json, "unassigned": unassigned, "feasible": solution.feasible, "matrix": matrix_source});
         self.db
@@ -533,6 +599,7 @@ mod tests {
             capacity,
             shift_start: s.map(Into::into),
             shift_end: e.map(Into::into),
+            phone: None,
         };
         let (origin, vehicles) = fleet(
             &[
@@ -616,5 +683,8 @@ mod tests {
         assert!(
             err(&[d("a", 1, Some("8am"), None)]).starts_with("field `drivers[0].shift_start`:")
         );
+        let mut bad_phone = d("a", 1, None, None);
+        bad_phone.phone = Some("51911222333".into());
+        assert!(err(&[bad_phone]).starts_with("field `drivers[0].phone`:"));
     }
 }

@@ -57,6 +57,17 @@ pub async fn create(
     }
     // Each driver's capacity and shift are their own (heterogeneous fleet).
     driver_shifts(&request.drivers).map_err(invalid)?;
+    let channel = &request.options.notify_channel;
+    if channel.is_empty()
+        || channel.len() > 32
+        || !channel
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(invalid(
+            "field `options.notify_channel`: a channel name (lowercase letters, digits, `-`)",
+        ));
+    }
     let (lat, lon) = (request.depot.lat, request.depot.lon);
     if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
         return Err(invalid("field `depot`: latitude or longitude out of range"));

@@ -583,3 +583,99 @@ async fn a_cancelled_optimisation_keeps_the_best_routes_found() {
     .await;
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn drivers_with_routes_are_sent_their_stops_once_and_others_nothing() {
+    let app = spawn_app().await;
+    let (graph, fake) = crate::whatsapp::fake_graph().await;
+    crate::whatsapp::use_fake(&app, &graph, None).await;
+    let a = order_at(&app, "n-1", 3, -12.06, -77.03).await;
+    let b = order_at(&app, "n-2", 3, -12.055, -77.035).await;
+    // Only beto and dani carry 3 units; dani's shift is too short for any stop, and dani has
+    // no phone anyway. ana and caro get no route, so no message.
+    let drivers = json!([
+        {"id": "ana", "capacity": 2, "phone": "+51911000001"},
+        {"id": "beto", "capacity": 10, "phone": "+51911000002",
+         "shift_start": "2026-11-26T08:00:00Z", "shift_end": "2026-11-26T18:00:00Z"},
+        {"id": "caro", "capacity": 1, "phone": "+51911000003"},
+        {"id": "dani", "capacity": 10,
+         "shift_start": "2026-11-26T08:00:00Z", "shift_end": "2026-11-26T08:01:00Z"}
+    ]);
+    let (status, error) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(json!({
+            "depot": {"lat": -12.05, "lon": -77.04},
+            "order_ids": [a, b],
+            "drivers": [{"id": "ana", "capacity": 2, "phone": "51911"}],
+        })),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("field `drivers[0].phone`"),
+        "{error}"
+    );
+    let (status, started) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(json!({
+            "depot": {"lat": -12.05, "lon": -77.04},
+            "order_ids": [a, b],
+            "drivers": drivers,
+            "options": {"time_limit_ms": 300}
+        })),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let plan_id = started["route_id"].as_str().unwrap().to_owned();
+    let plan = wait_done(&app, &plan_id).await;
+    assert_eq!(plan["status"], "DONE", "{plan}");
+    let routes = plan["result"]["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 1, "{plan}");
+    assert_eq!(routes[0]["driver_id"], "beto");
+    let workflow_id = format!("demo/route/{plan_id}");
+    crate::histories::record_route(&app, &workflow_id, "route__notify_drivers").await;
+    let sent = crate::whatsapp::wait_sends(&fake, 1).await;
+    // Give a duplicate a chance to show up before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent_now = fake.lock().unwrap().seen().to_vec();
+    assert_eq!(
+        sent_now.len(),
+        1,
+        "one message per driver with a route: {sent_now:?}"
+    );
+    let body = &sent[0].body;
+    assert_eq!(
+        body["to"].as_str().unwrap().trim_start_matches('+'),
+        "51911000002"
+    );
+    let text = body["text"]["body"].as_str().unwrap();
+    assert!(
+        text.contains(&plan_id) && text.contains(&a) && text.contains(&b),
+        "{text}"
+    );
+    // The send is recorded under the workflow's idempotent id.
+    let record = app
+        .database
+        .as_ref()
+        .unwrap()
+        .db
+        .channels()
+        .outbound(
+            &zengine_domain::TenantId::parse("demo").unwrap(),
+            &format!("{workflow_id}/notify/beto"),
+        )
+        .await
+        .unwrap()
+        .expect("an outbound record");
+    assert!(record.provider_message_id.is_some());
+    app.shutdown().await;
+}
