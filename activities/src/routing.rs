@@ -13,10 +13,14 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::{Location, TenantId};
 use zengine_solver::{
-    Control, Matrix, NO_DEADLINE, Node, Problem, SolveOptions, Unservable, solve,
+    Control, Matrix, NO_DEADLINE, Node, Problem, SolveOptions, Unservable, Vehicle, solve,
 };
 
 use crate::db::{Database, NewEvent};
+
+pub mod matrix;
+
+pub use matrix::{MatrixError, MatrixProvider, MatrixSettings, haversine_m};
 
 /// The body of `POST /v1/routes`, stored with the plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +45,10 @@ pub struct Driver {
     /// RFC 3339; the driver must be back at the depot by then.
     #[serde(default)]
     pub shift_end: Option<String>,
+    /// E.164 phone number: the driver is sent their stop list through the tenant's
+    /// `options.notify_channel` once the routes are stored. No phone: no message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +60,8 @@ pub struct RouteOptions {
     pub service_minutes: i64,
     /// Average driving speed used for travel times.
     pub speed_kmh: f64,
+    /// Channel the drivers' stop lists go out on (the tenant's account serving it).
+    pub notify_channel: String,
 }
 
 impl Default for RouteOptions {
@@ -61,6 +71,7 @@ impl Default for RouteOptions {
             seed: 1,
             service_minutes: 5,
             speed_kmh: 25.0,
+            notify_channel: "whatsapp".into(),
         }
     }
 }
@@ -80,19 +91,52 @@ pub struct RouteSummary {
     pub assigned: usize,
     pub unassigned: usize,
     pub stopped_early: bool,
+    /// One message per driver with a route and a phone, for the workflow to send.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<DriverNotice>,
+}
+
+/// A driver's stop list, to be sent through `channel` to `phone`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriverNotice {
+    pub driver_id: String,
+    pub phone: String,
+    pub channel: String,
+    pub text: String,
+}
+
+/// Longest notice text (WhatsApp's text limit is 4,096 characters).
+const MAX_NOTICE_CHARS: usize = 4_000;
+
+fn notice_text(plan_id: &str, stops: &[Value]) -> String {
+    let mut text = format!("Route {plan_id}: {} stops", stops.len());
+    for stop in stops {
+        let eta = stop["eta"]
+            .as_str()
+            .and_then(|t| t.get(11..16))
+            .map(|hm| format!(" ~{hm} UTC"))
+            .unwrap_or_default();
+        let line = format!(
+            "\n{}. {}{eta}",
+            stop["seq"],
+            stop["order_id"].as_str().unwrap_or("?")
+        );
+        if text.chars().count() + line.chars().count() > MAX_NOTICE_CHARS {
+            text.push_str("\n…");
+            break;
+        }
+        text.push_str(&line);
+    }
+    text
+}
+
+fn valid_phone(p: &str) -> bool {
+    p.strip_prefix('+')
+        .is_some_and(|d| (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn rejected(message: String) -> ActivityError {
     ActivityError::application(ApplicationFailure::non_retryable(anyhow::anyhow!(message)))
-}
-
-/// Great-circle distance in metres.
-pub fn haversine_m(a: Location, b: Location) -> f64 {
-    let (la1, la2) = (a.lat.to_radians(), b.lat.to_radians());
-    let dlat = la2 - la1;
-    let dlon = (b.lon - a.lon).to_radians();
-    let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
-    2.0 * 6_371_000.0 * h.sqrt().asin()
 }
 
 fn seconds(rfc3339: &str) -> Result<i64, String> {
@@ -101,43 +145,124 @@ fn seconds(rfc3339: &str) -> Result<i64, String> {
         .map_err(|e| format!("`{rfc3339}` is not RFC 3339: {e}"))
 }
 
-/// The common shift of all drivers, as (start epoch s, length s). The solver plans one vehicle
-/// type: the smallest capacity and the overlap of the shifts, so every route fits every driver.
-pub fn common_shift(drivers: &[Driver]) -> Result<(Option<i64>, i64), String> {
-    let mut start: Option<i64> = None;
-    let mut end: Option<i64> = None;
-    for d in drivers {
-        let s = d.shift_start.as_deref().map(seconds).transpose()?;
-        let e = d.shift_end.as_deref().map(seconds).transpose()?;
+/// A driver's shift as (start, end) epoch seconds, each optional.
+pub type Shift = (Option<i64>, Option<i64>);
+
+/// Each driver's shift as (start, end) epoch seconds, validated: ids unique, capacity at least
+/// 1, times RFC 3339 and the end after the start. The error names the field
+/// (``field `drivers[1].shift_end`: ...``).
+pub fn driver_shifts(drivers: &[Driver]) -> Result<Vec<Shift>, String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut shifts = Vec::with_capacity(drivers.len());
+    for (k, d) in drivers.iter().enumerate() {
+        if d.id.trim().is_empty() || d.id.len() > 128 {
+            return Err(format!("field `drivers[{k}].id`: 1 to 128 characters"));
+        }
+        if !seen.insert(d.id.as_str()) {
+            return Err(format!(
+                "field `drivers[{k}].id`: driver `{}` is listed twice",
+                d.id
+            ));
+        }
+        if d.capacity <= 0 {
+            return Err(format!(
+                "field `drivers[{k}].capacity`: driver `{}` needs a capacity of at least 1, got {}",
+                d.id, d.capacity
+            ));
+        }
+        if let Some(phone) = &d.phone
+            && !valid_phone(phone)
+        {
+            return Err(format!(
+                "field `drivers[{k}].phone`: `{phone}` is not an E.164 number (+ and 8 to 15 digits)"
+            ));
+        }
+        let s = d
+            .shift_start
+            .as_deref()
+            .map(seconds)
+            .transpose()
+            .map_err(|e| format!("field `drivers[{k}].shift_start`: {e}"))?;
+        let e = d
+            .shift_end
+            .as_deref()
+            .map(seconds)
+            .transpose()
+            .map_err(|e| format!("field `drivers[{k}].shift_end`: {e}"))?;
         if let (Some(s), Some(e)) = (s, e)
             && e <= s
         {
-            return Err(format!("driver `{}`: shift ends before it starts", d.id));
+            return Err(format!(
+                "field `drivers[{k}].shift_end`: driver `{}`'s shift ends before it starts",
+                d.id
+            ));
         }
-        start = match (start, s) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        end = match (end, e) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        shifts.push((s, e));
     }
-    match (start, end) {
-        (Some(s), Some(e)) if e <= s => Err("the drivers' shifts do not overlap".into()),
-        (Some(s), Some(e)) => Ok((Some(s), e - s)),
-        (s, _) => Ok((s, NO_DEADLINE)),
-    }
+    Ok(shifts)
+}
+
+/// The plan's clock and fleet: times are seconds from the earliest shift start, each driver a
+/// vehicle with their own capacity and shift (no start: the clock's origin; no end: none).
+/// Returns the origin (if any driver has a shift start) and the vehicles.
+pub fn fleet(
+    drivers: &[Driver],
+    window_origin: Option<i64>,
+) -> Result<(Option<i64>, Vec<Vehicle>), String> {
+    let shifts = driver_shifts(drivers)?;
+    let origin = shifts
+        .iter()
+        .filter_map(|(s, _)| *s)
+        .min()
+        .or(window_origin);
+    let vehicles = drivers
+        .iter()
+        .zip(&shifts)
+        .map(|(d, &(s, e))| {
+            let rel = |t: i64| t - origin.unwrap_or(t);
+            Vehicle {
+                capacity: d.capacity,
+                start: s.map_or(0, rel),
+                // A shift end before the clock's origin (only possible without a start) is
+                // an empty shift: the driver cannot take any stop.
+                end: e.map_or(NO_DEADLINE, |e| rel(e).max(0)),
+            }
+        })
+        .collect();
+    Ok((origin, vehicles))
 }
 
 pub struct RouteActivities {
     db: Database,
+    matrix: MatrixSettings,
+    http: reqwest::Client,
 }
 
 impl RouteActivities {
+    /// Haversine matrices; see [`Self::with_matrix`].
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            matrix: MatrixSettings::default(),
+            http: reqwest::Client::new(),
+        }
     }
+
+    /// Uses the travel matrix provider of `[worker.routing]`.
+    pub fn with_matrix(mut self, settings: MatrixSettings) -> Self {
+        self.matrix = settings;
+        self
+    }
+}
+
+fn last_attempt(info: &temporalio_sdk::activities::ActivityInfo) -> bool {
+    let max = info
+        .retry_policy
+        .as_ref()
+        .map(|p| p.maximum_attempts())
+        .filter(|m| *m > 0)
+        .unwrap_or(3);
+    info.attempt >= max
 }
 
 #[activities]
@@ -162,6 +287,19 @@ impl RouteActivities {
             serde_json::from_value(plan.request).map_err(|e| rejected(e.to_string()))?;
         match self.run(&ctx, &input, &request).await {
             Ok(summary) => Ok(summary),
+            // The road matrix server is down or slow: retry (the plan stays RUNNING), unless
+            // this was the last attempt.
+            Err(e)
+                if matches!(e.downcast_ref(), Some(MatrixError::Unavailable(_)))
+                    && !last_attempt(ctx.info()) =>
+            {
+                tracing::warn!(plan_id = %input.plan_id, error.message = %e, "Road matrix unavailable; the attempt will be retried");
+                Err(ActivityError::application(
+                    ApplicationFailure::builder(e.to_string())
+                        .type_name("MatrixUnavailable".to_owned())
+                        .build(),
+                ))
+            }
             Err(e) => {
                 let _ = routes
                     .fail(&input.tenant_id, &input.plan_id, &e.to_string())
@@ -179,7 +317,6 @@ impl RouteActivities {
         input: &OptimiseRoutes,
         request: &RouteRequest,
     ) -> anyhow::Result<RouteSummary> {
-        let (origin, shift) = common_shift(&request.drivers).map_err(anyhow::Error::msg)?;
         let mut orders = Vec::new();
         let mut unassigned: Vec<Value> = Vec::new();
         for (i, id) in request.order_ids.iter().enumerate() {
@@ -194,13 +331,15 @@ impl RouteActivities {
                 None => unassigned.push(json!({"order_id": id, "reason": "no_location", "detail": "the order has no location"})),
             }
         }
-        // Times are seconds from the common shift start, else from the earliest window opening.
-        let origin = origin.or_else(|| {
-            orders
-                .iter()
-                .filter_map(|(_, _, o)| o.delivery_window.map(|w| w.start))
-                .min()
-        });
+        // Times are seconds from the earliest shift start, else from the earliest window opening.
+        let window_origin = orders
+            .iter()
+            .filter_map(|(_, _, o)| o.delivery_window.map(|w| w.start))
+            .min();
+        let (origin, vehicles) =
+            fleet(&request.drivers, window_origin).map_err(anyhow::Error::msg)?;
+        // Stops are clipped to the union of the shifts; each vehicle keeps its own.
+        let shift = vehicles.iter().map(|v| v.end).max().unwrap_or(NO_DEADLINE);
         let mut kept = Vec::new();
         let mut locations = vec![request.depot];
         let mut nodes_time = vec![(0, shift, 0)];
@@ -211,7 +350,7 @@ impl RouteActivities {
                 _ => (0, shift),
             };
             if due < ready {
-                unassigned.push(json!({"order_id": request.order_ids[i], "reason": "time_window", "detail": "the delivery window lies outside the drivers' shift"}));
+                unassigned.push(json!({"order_id": request.order_ids[i], "reason": "time_window", "detail": "the delivery window lies outside every driver's shift"}));
                 continue;
             }
             let service = order
@@ -223,24 +362,11 @@ impl RouteActivities {
             nodes_time.push((ready, due, service));
             demands.push(order.items.iter().map(|l| l.quantity).sum());
         }
-        let capacity = request
-            .drivers
-            .iter()
-            .map(|d| d.capacity)
-            .min()
-            .unwrap_or(0);
         let n = locations.len();
-        let mut distance = Vec::with_capacity(n * n);
-        for &a in &locations {
-            for &b in &locations {
-                distance.push(haversine_m(a, b).round() as i64);
-            }
-        }
-        let metres_per_second = request.options.speed_kmh / 3.6;
-        let duration: Vec<i64> = distance
-            .iter()
-            .map(|&d| (d as f64 / metres_per_second).round() as i64)
-            .collect();
+        let (travel, matrix_source) = self
+            .travel_matrix(ctx, &locations, request.options.speed_kmh)
+            .await?;
+        let (distance, duration) = (travel.metres, travel.seconds);
         let nodes: Vec<Node> = locations
             .iter()
             .zip(&demands)
@@ -250,7 +376,7 @@ impl RouteActivities {
                 x: l.lon * l.lat.to_radians().cos() * 111_320.0,
                 y: l.lat * 110_540.0,
                 demand,
-                // Every stop fits its window inside the common shift (NO_DEADLINE when none).
+                // Every stop's window is clipped to the shifts (NO_DEADLINE when none).
                 ready,
                 due,
                 service,
@@ -259,6 +385,7 @@ impl RouteActivities {
         let times = Matrix::new(n, duration)?;
         // Route lengths below are read from the same matrix the solver minimises.
         let metres = Matrix::new(n, distance)?;
+        let capacity = vehicles.iter().map(|v| v.capacity).max().unwrap_or(1);
         let problem = Problem::new(
             input.plan_id.clone(),
             nodes,
@@ -267,7 +394,8 @@ impl RouteActivities {
             metres.clone(),
             times.clone(),
             1,
-        )?;
+        )?
+        .with_vehicles(vehicles.clone())?;
         let options = SolveOptions {
             time_limit: Duration::from_millis(request.options.time_limit_ms),
             seed: request.options.seed,
@@ -306,9 +434,14 @@ impl RouteActivities {
         let drivers = &request.drivers;
         let mut assignments = Vec::new();
         let mut routes_json = Vec::new();
-        for (route, driver) in solution.routes.iter().zip(drivers) {
-            // Service starts: travel, then wait for the window to open.
-            let (mut clock, mut at) = (0, 0);
+        let mut notices = Vec::new();
+        // One route per driver (heterogeneous fleet): unused drivers get no assignment.
+        for ((route, driver), vehicle) in solution.routes.iter().zip(drivers).zip(&vehicles) {
+            if route.is_empty() {
+                continue;
+            }
+            // Service starts: leave at the shift start, travel, wait for the window to open.
+            let (mut clock, mut at) = (vehicle.start, 0);
             let stops: Vec<Value> = route
                 .iter()
                 .enumerate()
@@ -333,7 +466,20 @@ impl RouteActivities {
                 .zip(legs.skip(1))
                 .map(|(a, b)| metres.get(a, b))
                 .sum();
-            routes_json.push(json!({"driver_id": driver.id, "distance_m": length, "stops": stops}));
+            // Back at the depot: within the driver's own shift end.
+            let return_s = clock + times.get(at, 0);
+            let returns_at = origin
+                .and_then(|t0| chrono::DateTime::from_timestamp(t0 + return_s, 0))
+                .map(|t| t.to_rfc3339());
+            if let Some(phone) = &driver.phone {
+                notices.push(DriverNotice {
+                    driver_id: driver.id.clone(),
+                    phone: phone.clone(),
+                    channel: request.options.notify_channel.clone(),
+                    text: notice_text(&input.plan_id, &stops),
+                });
+            }
+            routes_json.push(json!({"driver_id": driver.id, "distance_m": length, "stops": stops, "return_s": return_s, "returns_at": returns_at}));
             assignments.push((driver.id.clone(), Value::Array(stops), length));
         }
         unassigned.extend(solution.unassigned.iter().map(|u| {
@@ -350,8 +496,9 @@ impl RouteActivities {
             assigned: solution.routes.iter().map(Vec::len).sum(),
             unassigned: unassigned.len(),
             stopped_early: stop.load(Ordering::Relaxed),
+            notices,
         };
-        let result = json!({"summary": summary, "routes": routes_json, "unassigned": unassigned, "feasible": solution.feasible});
+        let result = json!({"summary": summary, "routes": routes_json, "unassigned": unassigned, "feasible": solution.feasible, "matrix": matrix_source});
         self.db
             .routes()
             .complete(
@@ -376,6 +523,32 @@ impl RouteActivities {
                 .await?;
         }
         Ok(summary)
+    }
+}
+
+impl RouteActivities {
+    /// The plan's distance and time matrix, and where it came from (`haversine`, `osrm` or
+    /// `haversine_fallback`).
+    async fn travel_matrix(
+        &self,
+        ctx: &ActivityContext,
+        points: &[Location],
+        speed_kmh: f64,
+    ) -> anyhow::Result<(matrix::TravelMatrix, &'static str)> {
+        if self.matrix.matrix == MatrixProvider::Haversine {
+            return Ok((matrix::haversine(points, speed_kmh), "haversine"));
+        }
+        match matrix::osrm(&self.http, &self.matrix, points).await {
+            Ok(m) => Ok((m, "osrm")),
+            Err(e)
+                if self.matrix.osrm_fallback_to_haversine
+                    && (matches!(e, MatrixError::Invalid(_)) || last_attempt(ctx.info())) =>
+            {
+                tracing::warn!(error.message = %e, "Road matrix failed; planning on haversine (worker.routing.osrm_fallback_to_haversine)");
+                Ok((matrix::haversine(points, speed_kmh), "haversine_fallback"))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -420,32 +593,98 @@ mod tests {
     }
 
     #[test]
-    fn shifts_overlap_or_are_refused() {
-        let d = |s: &str, e: &str| Driver {
-            id: "d".into(),
-            capacity: 5,
-            shift_start: Some(s.into()),
-            shift_end: Some(e.into()),
+    fn each_driver_becomes_a_vehicle_with_their_own_capacity_and_shift() {
+        let d = |id: &str, capacity: i64, s: Option<&str>, e: Option<&str>| Driver {
+            id: id.into(),
+            capacity,
+            shift_start: s.map(Into::into),
+            shift_end: e.map(Into::into),
+            phone: None,
         };
-        let (start, len) = common_shift(&[
-            d("2026-11-25T08:00:00Z", "2026-11-25T16:00:00Z"),
-            d("2026-11-25T10:00:00Z", "2026-11-25T18:00:00Z"),
-        ])
+        let (origin, vehicles) = fleet(
+            &[
+                d(
+                    "a",
+                    5,
+                    Some("2026-11-25T08:00:00Z"),
+                    Some("2026-11-25T16:00:00Z"),
+                ),
+                d(
+                    "b",
+                    12,
+                    Some("2026-11-25T10:00:00Z"),
+                    Some("2026-11-25T18:00:00Z"),
+                ),
+                d("c", 3, None, None),
+            ],
+            None,
+        )
         .unwrap();
-        assert_eq!((start.is_some(), len), (true, 6 * 3600));
+        assert_eq!(origin, Some(seconds("2026-11-25T08:00:00Z").unwrap()));
+        assert_eq!(
+            vehicles,
+            vec![
+                Vehicle {
+                    capacity: 5,
+                    start: 0,
+                    end: 8 * 3600
+                },
+                Vehicle {
+                    capacity: 12,
+                    start: 2 * 3600,
+                    end: 10 * 3600
+                },
+                Vehicle {
+                    capacity: 3,
+                    start: 0,
+                    end: NO_DEADLINE
+                },
+            ]
+        );
+        // Disjoint shifts are fine now: each driver keeps their own.
         assert!(
-            common_shift(&[d("2026-11-25T10:00:00Z", "2026-11-25T09:00:00Z")])
-                .unwrap_err()
-                .contains("ends before")
+            fleet(
+                &[
+                    d(
+                        "a",
+                        1,
+                        Some("2026-11-25T08:00:00Z"),
+                        Some("2026-11-25T09:00:00Z")
+                    ),
+                    d(
+                        "b",
+                        1,
+                        Some("2026-11-25T10:00:00Z"),
+                        Some("2026-11-25T11:00:00Z")
+                    ),
+                ],
+                None
+            )
+            .is_ok()
+        );
+        let err = |drivers: &[Driver]| driver_shifts(drivers).unwrap_err();
+        assert!(
+            err(&[d(
+                "a",
+                1,
+                Some("2026-11-25T10:00:00Z"),
+                Some("2026-11-25T09:00:00Z")
+            )])
+            .starts_with("field `drivers[0].shift_end`:")
         );
         assert!(
-            common_shift(&[
-                d("2026-11-25T08:00:00Z", "2026-11-25T09:00:00Z"),
-                d("2026-11-25T10:00:00Z", "2026-11-25T11:00:00Z")
-            ])
-            .unwrap_err()
-            .contains("overlap")
+            err(&[d("a", 1, None, None), d("b", 0, None, None)])
+                .starts_with("field `drivers[1].capacity`:")
         );
-        assert_eq!(common_shift(&[]).unwrap(), (None, NO_DEADLINE));
+        assert!(
+            err(&[d("a", 1, None, None), d("a", 2, None, None)])
+                .starts_with("field `drivers[1].id`:")
+        );
+        assert!(
+            err(&[d("a", 1, Some("8am"), None)]).starts_with("field `drivers[0].shift_start`:")
+        );
+        let mut bad_phone = d("a", 1, None, None);
+        bad_phone.phone = Some("51911222333".into());
+        assert!(err(&[bad_phone]).starts_with("field `drivers[0].phone`:"));
     }
 }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use temporalio_client::WorkflowStartOptions;
-use zengine_activities::routing::{RouteRequest, common_shift};
+use zengine_activities::routing::{RouteRequest, driver_shifts};
 use zengine_workflows::RouteOptimisationWorkflow;
 use zengine_workflows::routing::RouteInput;
 
@@ -52,13 +52,22 @@ pub async fn create(
     if request.drivers.is_empty() {
         return Err(invalid("field `drivers`: at least one driver is needed"));
     }
-    if let Some(d) = request.drivers.iter().find(|d| d.capacity <= 0) {
-        return Err(invalid(format!(
-            "field `drivers`: driver `{}` has no capacity",
-            d.id
-        )));
+    if request.drivers.len() > 500 {
+        return Err(invalid("field `drivers`: at most 500 drivers"));
     }
-    common_shift(&request.drivers).map_err(|e| invalid(format!("field `drivers`: {e}")))?;
+    // Each driver's capacity and shift are their own (heterogeneous fleet).
+    driver_shifts(&request.drivers).map_err(invalid)?;
+    let channel = &request.options.notify_channel;
+    if channel.is_empty()
+        || channel.len() > 32
+        || !channel
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(invalid(
+            "field `options.notify_channel`: a channel name (lowercase letters, digits, `-`)",
+        ));
+    }
     let (lat, lon) = (request.depot.lat, request.depot.lon);
     if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
         return Err(invalid("field `depot`: latitude or longitude out of range"));

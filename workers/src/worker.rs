@@ -54,6 +54,8 @@ pub struct WorkerSettings {
     /// that a worker of the `channels` queue creates if it is missing). 0 leaves the schedule
     /// alone (neither created nor changed).
     pub channel_health_interval_secs: u64,
+    /// `[worker.routing]`: travel matrix of route optimisation (haversine or OSRM).
+    pub routing: zengine_activities::routing::MatrixSettings,
 }
 
 impl WorkerSettings {
@@ -96,6 +98,7 @@ impl WorkerSettings {
                 );
             }
         }
+        self.routing.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }
@@ -136,6 +139,7 @@ impl Default for WorkerSettings {
             metrics_addr: "127.0.0.1:9464".to_owned(),
             tuning: BTreeMap::new(),
             channel_health_interval_secs: zengine_workflows::channels::HEALTH_INTERVAL.as_secs(),
+            routing: zengine_activities::routing::MatrixSettings::default(),
         }
     }
 }
@@ -216,7 +220,9 @@ fn worker_options(
         }
         queues::ROUTING => builder
             .register_workflow::<RouteOptimisationWorkflow>()?
-            .register_activities(RouteActivities::new(db.clone())),
+            .register_activities(
+                RouteActivities::new(db.clone()).with_matrix(settings.routing.clone()),
+            ),
         queues::ASSISTANCE => builder
             .register_workflow::<AssistanceWorkflow>()?
             .register_workflow::<MokWorkflow>()?

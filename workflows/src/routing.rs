@@ -1,6 +1,12 @@
 //! The route optimisation workflow (`{tenant}/route/{plan_id}`, queue `routing`): one activity
 //! that loads the orders, solves and stores the routes, heartbeating its best cost. Cancelling
 //! the workflow cancels the activity, which stops the search and stores the best routes found.
+//! Then each driver with a route and a phone is sent their stop list through the tenant's
+//! channel (the outbound strategy path on the `channels` queue), one message per driver with
+//! the idempotent `client_message_id` `{tenant}/route/{plan_id}/notify/{driver_id}`.
+
+/// Patch of the driver notifications (runs recorded before it have no sends).
+pub const PATCH_NOTIFY_DRIVERS: &str = "route-notify-drivers";
 
 use std::time::Duration;
 
@@ -10,8 +16,11 @@ use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityCancellationType, ActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
+use zengine_activities::channels::{
+    ChannelActivities, DeliverReply, NOT_CONFIGURED, SECRET_MISSING, SEND_REJECTED,
+};
 use zengine_activities::routing::{OptimiseRoutes, RouteActivities, RouteSummary};
-use zengine_domain::TenantId;
+use zengine_domain::{Reply, TenantId};
 
 use crate::names::TENANT_ID;
 
@@ -59,12 +68,52 @@ impl RouteOptimisationWorkflow {
             .execute_activity(
                 RouteActivities::optimise,
                 OptimiseRoutes {
-                    tenant_id: input.tenant_id,
-                    plan_id: input.plan_id,
+                    tenant_id: input.tenant_id.clone(),
+                    plan_id: input.plan_id.clone(),
                 },
                 options,
             )
             .await?;
+        if !summary.notices.is_empty() && ctx.patched(PATCH_NOTIFY_DRIVERS) {
+            let queue = crate::names::sibling_queue(
+                ctx.task_queue(),
+                crate::names::queues::ROUTING,
+                crate::names::queues::CHANNELS,
+            );
+            let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                .task_queue(queue)
+                .heartbeat_timeout(Duration::from_secs(10))
+                .retry_policy(
+                    RetryPolicy::builder()
+                        .initial_interval(Duration::from_secs(1))
+                        .backoff_coefficient(2.0)
+                        .maximum_interval(Duration::from_secs(30))
+                        .maximum_attempts(3)
+                        .non_retryable_error_types([SEND_REJECTED, SECRET_MISSING, NOT_CONFIGURED])
+                        .build(),
+                )
+                .build();
+            for notice in &summary.notices {
+                let delivery = DeliverReply {
+                    tenant_id: input.tenant_id.clone(),
+                    channel: notice.channel.clone(),
+                    recipient: notice.phone.clone(),
+                    client_message_id: format!(
+                        "{}/route/{}/notify/{}",
+                        input.tenant_id, input.plan_id, notice.driver_id
+                    ),
+                    reply: Reply::Text {
+                        text: notice.text.clone(),
+                    },
+                    strategy: None,
+                };
+                // A driver who cannot be reached does not undo the plan: the routes are
+                // stored; the failed send is in the channel's outbound records.
+                let _ = ctx
+                    .execute_activity(ChannelActivities::deliver, delivery, options.clone())
+                    .await;
+            }
+        }
         Ok(summary)
     }
 }

@@ -33,6 +33,8 @@ pub enum Violation {
     InvalidNode { route: usize, node: NodeIndex },
     /// More non-empty routes than vehicles.
     Fleet { used: usize, limit: usize },
+    /// A heterogeneous fleet has no vehicle with this route's index.
+    NoVehicle { route: usize },
 }
 
 /// The result of re-scoring a solution.
@@ -55,20 +57,29 @@ impl Evaluation {
 
 /// Re-scores `routes` (customer indices, depot excluded) from scratch. Customers listed in
 /// `excused` may be missing, but only if the problem itself says they cannot be served.
+///
+/// With a heterogeneous fleet ([`Problem::with_vehicles`]) `routes[k]` is driven by vehicle
+/// `k`: its own capacity, departure no earlier than its shift start, back by its shift end.
 pub fn evaluate(problem: &Problem, routes: &[Vec<NodeIndex>], excused: &[NodeIndex]) -> Evaluation {
     let n = problem.num_customers();
     let mut visits = vec![0usize; n + 1];
     let mut violations = Vec::new();
     let mut cost = 0i64;
     let mut vehicles = 0;
-    let depot = problem.node(0);
     for (r, route) in routes.iter().enumerate() {
         if route.is_empty() {
             continue;
         }
         vehicles += 1;
+        let fleet = problem.vehicles().map_or(usize::MAX, <[_]>::len);
+        if r >= fleet {
+            violations.push(Violation::NoVehicle { route: r });
+            continue;
+        }
+        let (start, due) = problem.vehicle_window(r);
+        let capacity = problem.vehicle_capacity(r);
         let mut load = 0i64;
-        let mut time = depot.ready;
+        let mut time = start;
         let mut prev = 0;
         for &c in route {
             if c == 0 || c > n {
@@ -93,14 +104,14 @@ pub fn evaluate(problem: &Problem, routes: &[Vec<NodeIndex>], excused: &[NodeInd
         }
         cost += problem.dist(prev, 0);
         time += problem.time(prev, 0);
-        if time > depot.due {
+        if time > due {
             violations.push(Violation::DepotReturn {
                 route: r,
                 arrival: time,
-                due: depot.due,
+                due,
             });
         }
-        if load > problem.capacity() {
+        if load > capacity {
             violations.push(Violation::Capacity { route: r, load });
         }
     }

@@ -31,5 +31,6 @@ pub use eval::{Evaluation, Violation, evaluate};
 pub use format::{format_cvrplib, parse_cvrplib};
 pub use model::{
     CostConvention, Matrix, NO_DEADLINE, Node, NodeIndex, Problem, ProblemError, Unservable,
+    Vehicle,
 };
 pub use search::{Control, Progress, Solution, SolveOptions, StopReason, Unassigned, solve};

@@ -1,5 +1,6 @@
 //! The problem model: one depot, customers with demand and optional time windows, a
-//! homogeneous fleet, and integer distance/time matrices.
+//! homogeneous fleet (or, with [`Problem::with_vehicles`], one capacity and shift per vehicle),
+//! and integer distance/time matrices.
 //!
 //! Everything is integral so that costs add up exactly and the search never fights float
 //! rounding. A convention that is not integral in its natural unit (DIMACS VRPTW truncates each
@@ -107,6 +108,18 @@ impl CostConvention {
     }
 }
 
+/// One vehicle of a heterogeneous fleet (see [`Problem::with_vehicles`]). Times are in matrix
+/// units on the same clock as the customers' windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vehicle {
+    /// Load the vehicle carries.
+    pub capacity: i64,
+    /// Earliest departure from the depot (shift start).
+    pub start: i64,
+    /// Latest return to the depot (shift end); [`NO_DEADLINE`] for none.
+    pub end: i64,
+}
+
 /// A validated routing problem. Construct with [`Problem::new`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
@@ -123,6 +136,9 @@ pub struct Problem {
     scale: i64,
     /// Whether any time window or depot horizon constrains the schedule.
     has_time_windows: bool,
+    /// One entry per vehicle when the fleet is heterogeneous; `None` for identical vehicles.
+    #[serde(default)]
+    vehicles: Option<Vec<Vehicle>>,
 }
 
 /// Why a problem was rejected.
@@ -163,6 +179,21 @@ pub enum ProblemError {
     /// A scale of zero or less.
     #[error("scale must be positive, got {0}")]
     NonPositiveScale(i64),
+    /// A vehicle of a heterogeneous fleet with capacity zero or less.
+    #[error("vehicle {vehicle}: capacity must be positive, got {capacity}")]
+    #[allow(missing_docs)]
+    VehicleCapacity { vehicle: usize, capacity: i64 },
+    /// A vehicle whose shift ends before it starts.
+    #[error("vehicle {vehicle}: shift ends ({end}) before it starts ({start})")]
+    #[allow(missing_docs)]
+    InvertedShift {
+        vehicle: usize,
+        start: i64,
+        end: i64,
+    },
+    /// Heterogeneous fleets need a zero depot-to-depot arc (routes are closed on it).
+    #[error("the depot-to-depot arc must be zero for a heterogeneous fleet")]
+    DepotLoop,
 }
 
 /// Why a customer cannot be served by any route, even alone.
@@ -247,7 +278,72 @@ impl Problem {
             duration,
             scale,
             has_time_windows,
+            vehicles: None,
         })
+    }
+
+    /// Makes the fleet heterogeneous: vehicle `k` carries `vehicles[k].capacity`, leaves the
+    /// depot no earlier than its `start` and is back by its `end`. The fleet limit becomes the
+    /// number of vehicles, [`Self::capacity`] the largest capacity and the depot's window the
+    /// union of the shifts. Routes of a heterogeneous problem are indexed by vehicle (see
+    /// [`crate::evaluate`] and [`crate::Solution::routes`]).
+    pub fn with_vehicles(mut self, vehicles: Vec<Vehicle>) -> Result<Self, ProblemError> {
+        if vehicles.is_empty() {
+            return Err(ProblemError::NoVehicles);
+        }
+        for (k, v) in vehicles.iter().enumerate() {
+            if v.capacity <= 0 {
+                return Err(ProblemError::VehicleCapacity {
+                    vehicle: k,
+                    capacity: v.capacity,
+                });
+            }
+            if v.end < v.start {
+                return Err(ProblemError::InvertedShift {
+                    vehicle: k,
+                    start: v.start,
+                    end: v.end,
+                });
+            }
+        }
+        if self.dist(0, 0) != 0 || self.time(0, 0) != 0 {
+            return Err(ProblemError::DepotLoop);
+        }
+        let start = vehicles.iter().map(|v| v.start).min().unwrap_or(0);
+        let end = vehicles.iter().map(|v| v.end).max().unwrap_or(NO_DEADLINE);
+        self.nodes[0].ready = start;
+        self.nodes[0].due = end;
+        self.capacity = vehicles.iter().map(|v| v.capacity).max().unwrap_or(1);
+        self.fleet = Some(vehicles.len());
+        self.has_time_windows = self.has_time_windows
+            || vehicles
+                .iter()
+                .any(|v| v.end < NO_DEADLINE || v.start > start);
+        self.vehicles = Some(vehicles);
+        Ok(self)
+    }
+
+    /// The vehicles of a heterogeneous fleet; `None` when all vehicles are alike.
+    pub fn vehicles(&self) -> Option<&[Vehicle]> {
+        self.vehicles.as_deref()
+    }
+
+    /// Capacity of vehicle (route slot) `k`.
+    #[inline]
+    pub fn vehicle_capacity(&self, k: usize) -> i64 {
+        match &self.vehicles {
+            Some(v) => v[k].capacity,
+            None => self.capacity,
+        }
+    }
+
+    /// Departure and return limits of vehicle (route slot) `k`.
+    #[inline]
+    pub fn vehicle_window(&self, k: usize) -> (i64, i64) {
+        match &self.vehicles {
+            Some(v) => (v[k].start, v[k].end),
+            None => (self.nodes[0].ready, self.nodes[0].due),
+        }
     }
 
     /// A node without time window, for building capacity-only problems.
@@ -278,7 +374,7 @@ impl Problem {
         &self.nodes[i]
     }
 
-    /// Vehicle capacity (all vehicles are alike).
+    /// Vehicle capacity (all vehicles are alike; the largest one for a heterogeneous fleet).
     pub fn capacity(&self) -> i64 {
         self.capacity
     }
@@ -321,18 +417,48 @@ impl Problem {
         format!("{:.*}", decimals, self.to_instance_units(units))
     }
 
-    /// Whether (and why) a customer cannot be served even by a dedicated vehicle.
+    /// Whether (and why) a customer cannot be served even by a dedicated vehicle. With a
+    /// heterogeneous fleet, a customer is servable if one vehicle has both the capacity and
+    /// the shift for it; otherwise the reason is the capacity if some vehicle's shift would
+    /// do (or none is large enough), else the timing.
     pub fn unservable(&self, c: NodeIndex) -> Option<Unservable> {
         let n = &self.nodes[c];
-        let depot = &self.nodes[0];
-        if n.demand > self.capacity {
-            return Some(Unservable::DemandExceedsCapacity);
+        let Some(vehicles) = &self.vehicles else {
+            if n.demand > self.capacity {
+                return Some(Unservable::DemandExceedsCapacity);
+            }
+            let depot = &self.nodes[0];
+            return self.timing(c, depot.ready, depot.due);
+        };
+        let mut timing = None;
+        let mut shift_fits = false;
+        for v in vehicles {
+            match self.timing(c, v.start, v.end) {
+                None if n.demand <= v.capacity => return None,
+                None => shift_fits = true,
+                Some(reason) => {
+                    if timing != Some(Unservable::ReturnTooLate) {
+                        timing = Some(reason);
+                    }
+                }
+            }
         }
-        let arrival = depot.ready + self.time(0, c);
+        if shift_fits || n.demand > self.capacity {
+            Some(Unservable::DemandExceedsCapacity)
+        } else {
+            timing
+        }
+    }
+
+    /// Whether a dedicated vehicle leaving at `start` and due back at `end` reaches `c` in its
+    /// window and returns in time.
+    fn timing(&self, c: NodeIndex, start: i64, end: i64) -> Option<Unservable> {
+        let n = &self.nodes[c];
+        let arrival = start + self.time(0, c);
         if arrival > n.due {
             return Some(Unservable::WindowUnreachable);
         }
-        if arrival.max(n.ready) + n.service + self.time(c, 0) > depot.due {
+        if arrival.max(n.ready) + n.service + self.time(c, 0) > end {
             return Some(Unservable::ReturnTooLate);
         }
         None

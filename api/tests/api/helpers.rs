@@ -56,6 +56,8 @@ pub struct AppOptions {
     pub codec: CodecSettings,
     /// `worker.metrics_addr` of the in-process worker (none by default).
     pub worker_metrics_addr: String,
+    /// `[worker.routing]` of the in-process worker (haversine by default).
+    pub routing: zengine_activities::routing::MatrixSettings,
 }
 
 impl Default for AppOptions {
@@ -64,6 +66,7 @@ impl Default for AppOptions {
             backend: TestBackend::Sqlite,
             run_worker: true,
             worker_metrics_addr: String::new(),
+            routing: Default::default(),
             api: ApiSettings {
                 addr: "127.0.0.1:0".into(),
                 admin_token: ADMIN_TOKEN.to_owned().into(),
@@ -111,6 +114,7 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
         let _ = rx.wait_for(|s| *s).await;
     };
     let worker_metrics_addr = options.worker_metrics_addr.clone();
+    let routing = options.routing.clone();
     let worker = options.run_worker.then(|| {
         let db = database.db.clone();
         let client = temporal.clone();
@@ -136,6 +140,7 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
                 )]
                 .into(),
                 metrics_addr: worker_metrics_addr,
+                routing,
                 graceful_shutdown_secs: 1,
                 ..WorkerSettings::default()
             };

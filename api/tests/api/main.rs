@@ -19,6 +19,7 @@ mod observability;
 mod ops;
 mod orders;
 mod payments;
+mod route_matrix;
 mod routes;
 mod sms;
 mod webchat;

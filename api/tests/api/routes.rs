@@ -173,15 +173,32 @@ async fn bad_route_requests_are_named_and_impossible_orders_reported_unassigned(
         ),
         (body(json!([small]), json!([])), "at least one driver"),
         (
-            body(json!([small]), json!([{"id": "ana", "capacity": 0}])),
-            "has no capacity",
+            body(
+                json!([small]),
+                json!([{"id": "ana", "capacity": 3}, {"id": "beto", "capacity": 0}]),
+            ),
+            "field `drivers[1].capacity`",
+        ),
+        (
+            body(
+                json!([small]),
+                json!([{"id": "ana", "capacity": 3}, {"id": "ana", "capacity": 4}]),
+            ),
+            "field `drivers[1].id`: driver `ana` is listed twice",
+        ),
+        (
+            body(
+                json!([small]),
+                json!([{"id": "ana", "capacity": 3, "shift_start": "at eight"}]),
+            ),
+            "field `drivers[0].shift_start`",
         ),
         (
             body(
                 json!([small]),
                 json!([{"id": "ana", "capacity": 5, "shift_start": "2026-11-26T18:00:00Z", "shift_end": "2026-11-26T08:00:00Z"}]),
             ),
-            "ends before it starts",
+            "field `drivers[0].shift_end`: driver `ana`'s shift ends before it starts",
         ),
         (body(json!([]), one_driver.clone()), "1 to 500"),
     ] {
@@ -248,6 +265,116 @@ async fn bad_route_requests_are_named_and_impossible_orders_reported_unassigned(
         json!([{"order_id": big, "reason": "capacity", "detail": "demand exceeds vehicle capacity"}])
     );
     assert_eq!(plan["result"]["routes"][0]["stops"][0]["order_id"], small);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_driver_keeps_their_own_capacity_and_shift() {
+    let app = spawn_app().await;
+    // Ten small orders close to the depot (1 to 2 km), one of 6 units (only the truck carries
+    // it), one 20 km away (an hour and a half there and back at 25 km/h: only the long shift),
+    // and one of 30 units that no driver carries.
+    let mut small = Vec::new();
+    for i in 0..10 {
+        let angle = i as f64 * 0.63;
+        let radius = 0.01 + 0.003 * (i % 4) as f64;
+        small.push(
+            order_at(
+                &app,
+                &format!("h-{i}"),
+                1 + i % 2,
+                -12.05 + radius * angle.sin(),
+                -77.04 + radius * angle.cos(),
+            )
+            .await,
+        );
+    }
+    let six = order_at(&app, "h-six", 6, -12.06, -77.05).await;
+    let far = order_at(&app, "h-far", 1, -12.05 + 0.18, -77.04).await;
+    let huge = order_at(&app, "h-huge", 30, -12.055, -77.035).await;
+    let drivers = json!([
+        {"id": "van", "capacity": 4, "shift_start": "2026-11-26T08:00:00Z", "shift_end": "2026-11-26T09:00:00Z"},
+        {"id": "moto", "capacity": 3, "shift_start": "2026-11-26T12:00:00Z", "shift_end": "2026-11-26T13:00:00Z"},
+        {"id": "truck", "capacity": 20, "shift_start": "2026-11-26T08:30:00Z", "shift_end": "2026-11-26T18:00:00Z"}
+    ]);
+    let mut order_ids = small.clone();
+    order_ids.extend([six.clone(), far.clone(), huge.clone()]);
+    let (status, started) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(json!({
+            "depot": {"lat": -12.05, "lon": -77.04},
+            "order_ids": order_ids,
+            "drivers": drivers,
+            "options": {"time_limit_ms": 800, "seed": 3}
+        })),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let plan = wait_done(&app, started["route_id"].as_str().unwrap()).await;
+    assert_eq!(plan["status"], "DONE", "{plan}");
+    let result = &plan["result"];
+    assert_eq!(result["feasible"], true, "{result}");
+    assert_eq!(
+        result["unassigned"],
+        json!([{"order_id": huge, "reason": "capacity", "detail": "demand exceeds vehicle capacity"}])
+    );
+    let shift = |id: &str| -> (i64, i64, i64) {
+        let d = drivers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap();
+        let t = |k: &str| {
+            chrono::DateTime::parse_from_rfc3339(d[k].as_str().unwrap())
+                .unwrap()
+                .timestamp()
+        };
+        (
+            d["capacity"].as_i64().unwrap(),
+            t("shift_start"),
+            t("shift_end"),
+        )
+    };
+    let mut visited = Vec::new();
+    let mut on = std::collections::HashMap::new();
+    for route in result["routes"].as_array().unwrap() {
+        let driver = route["driver_id"].as_str().unwrap();
+        let (capacity, start, end) = shift(driver);
+        let stops = route["stops"].as_array().unwrap();
+        assert!(!stops.is_empty(), "unused drivers get no route: {route}");
+        let load: i64 = stops.iter().map(|s| s["demand"].as_i64().unwrap()).sum();
+        assert!(load <= capacity, "{driver} carries {load} > {capacity}");
+        for stop in stops {
+            let eta = chrono::DateTime::parse_from_rfc3339(stop["eta"].as_str().unwrap())
+                .unwrap()
+                .timestamp();
+            assert!(
+                start <= eta && eta <= end,
+                "{driver}: stop outside the shift: {stop}"
+            );
+            let id = stop["order_id"].as_str().unwrap().to_owned();
+            on.insert(id.clone(), driver.to_owned());
+            visited.push(id);
+        }
+        let back = chrono::DateTime::parse_from_rfc3339(route["returns_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp();
+        assert!(back <= end, "{driver} is back after the shift: {route}");
+    }
+    visited.sort();
+    let mut expected = small.clone();
+    expected.extend([six.clone(), far.clone()]);
+    expected.sort();
+    assert_eq!(visited, expected, "every servable order exactly once");
+    assert_eq!(on[&six], "truck", "only the truck carries 6 units");
+    assert_eq!(on[&far], "truck", "only the truck's shift is long enough");
+    // 15 units of small orders, the 6 and the far one: 22 > 20, so the truck alone
+    // cannot do it all; the others take their share within their own limits.
+    assert!(on.values().any(|d| d != "truck"), "{result}");
     app.shutdown().await;
 }
 
@@ -454,5 +581,101 @@ async fn a_cancelled_optimisation_keeps_the_best_routes_found() {
         "route__cancelled_best_so_far",
     )
     .await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn drivers_with_routes_are_sent_their_stops_once_and_others_nothing() {
+    let app = spawn_app().await;
+    let (graph, fake) = crate::whatsapp::fake_graph().await;
+    crate::whatsapp::use_fake(&app, &graph, None).await;
+    let a = order_at(&app, "n-1", 3, -12.06, -77.03).await;
+    let b = order_at(&app, "n-2", 3, -12.055, -77.035).await;
+    // Only beto and dani carry 3 units; dani's shift is too short for any stop, and dani has
+    // no phone anyway. ana and caro get no route, so no message.
+    let drivers = json!([
+        {"id": "ana", "capacity": 2, "phone": "+51911000001"},
+        {"id": "beto", "capacity": 10, "phone": "+51911000002",
+         "shift_start": "2026-11-26T08:00:00Z", "shift_end": "2026-11-26T18:00:00Z"},
+        {"id": "caro", "capacity": 1, "phone": "+51911000003"},
+        {"id": "dani", "capacity": 10,
+         "shift_start": "2026-11-26T08:00:00Z", "shift_end": "2026-11-26T08:01:00Z"}
+    ]);
+    let (status, error) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(json!({
+            "depot": {"lat": -12.05, "lon": -77.04},
+            "order_ids": [a, b],
+            "drivers": [{"id": "ana", "capacity": 2, "phone": "51911"}],
+        })),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("field `drivers[0].phone`"),
+        "{error}"
+    );
+    let (status, started) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/routes",
+        Some(json!({
+            "depot": {"lat": -12.05, "lon": -77.04},
+            "order_ids": [a, b],
+            "drivers": drivers,
+            "options": {"time_limit_ms": 300}
+        })),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let plan_id = started["route_id"].as_str().unwrap().to_owned();
+    let plan = wait_done(&app, &plan_id).await;
+    assert_eq!(plan["status"], "DONE", "{plan}");
+    let routes = plan["result"]["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 1, "{plan}");
+    assert_eq!(routes[0]["driver_id"], "beto");
+    let workflow_id = format!("demo/route/{plan_id}");
+    crate::histories::record_route(&app, &workflow_id, "route__notify_drivers").await;
+    let sent = crate::whatsapp::wait_sends(&fake, 1).await;
+    // Give a duplicate a chance to show up before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent_now = fake.lock().unwrap().seen().to_vec();
+    assert_eq!(
+        sent_now.len(),
+        1,
+        "one message per driver with a route: {sent_now:?}"
+    );
+    let body = &sent[0].body;
+    assert_eq!(
+        body["to"].as_str().unwrap().trim_start_matches('+'),
+        "51911000002"
+    );
+    let text = body["text"]["body"].as_str().unwrap();
+    assert!(
+        text.contains(&plan_id) && text.contains(&a) && text.contains(&b),
+        "{text}"
+    );
+    // The send is recorded under the workflow's idempotent id.
+    let record = app
+        .database
+        .as_ref()
+        .unwrap()
+        .db
+        .channels()
+        .outbound(
+            &zengine_domain::TenantId::parse("demo").unwrap(),
+            &format!("{workflow_id}/notify/beto"),
+        )
+        .await
+        .unwrap()
+        .expect("an outbound record");
+    assert!(record.provider_message_id.is_some());
     app.shutdown().await;
 }

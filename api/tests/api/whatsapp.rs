@@ -22,9 +22,9 @@ use crate::helpers::{TestApp, WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN, error_
 /// What the fake Graph API saw: path, bearer token, JSON body.
 #[derive(Clone, Debug)]
 pub struct Seen {
-    path: String,
-    token: String,
-    body: Value,
+    pub(crate) path: String,
+    pub(crate) token: String,
+    pub(crate) body: Value,
 }
 
 #[derive(Default)]
@@ -35,6 +35,13 @@ pub struct Fake {
 }
 
 pub(crate) type Shared = Arc<Mutex<Fake>>;
+
+impl Fake {
+    /// Every send so far.
+    pub(crate) fn seen(&self) -> &[Seen] {
+        &self.seen
+    }
+}
 
 async fn graph_send(
     State(fake): State<Shared>,

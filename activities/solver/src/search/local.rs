@@ -8,6 +8,10 @@
 //! length); routes are short, and this keeps the rarely-hit intra cases simple. The *same* piece
 //! list that prices an inter-route move is used to apply it, so pricing and applying cannot
 //! disagree.
+//!
+//! With a heterogeneous fleet, route slot `r` is vehicle `r`: its prefixes start at that
+//! vehicle's depot and its capacity prices the load. Suffixes end at the plain depot (they
+//! move between routes in 2-opt*), and a route's own return limit is added when it is priced.
 
 use std::time::Instant;
 
@@ -141,6 +145,12 @@ pub struct LocalSearch<'p> {
     pen: Penalties,
     /// Whether time windows can bind (otherwise distance and load price every move).
     timed: bool,
+    /// Heterogeneous fleet: slot `r` is vehicle `r`.
+    hetero: bool,
+    /// Capacity per slot.
+    caps: Vec<i64>,
+    /// Depot (with the vehicle's shift) per slot.
+    depots: Vec<Segment>,
     scratch: Vec<u32>,
     scratch_b: Vec<u32>,
 }
@@ -185,6 +195,9 @@ impl<'p> LocalSearch<'p> {
                 warp: 1.0,
             },
             timed: p.has_time_windows(),
+            hetero: p.vehicles().is_some(),
+            caps: (0..slots).map(|k| p.vehicle_capacity(k)).collect(),
+            depots: (0..slots).map(|k| Segment::vehicle_depot(p, k)).collect(),
             scratch: Vec::new(),
             scratch_b: Vec::new(),
         }
@@ -245,10 +258,7 @@ impl<'p> LocalSearch<'p> {
                         }
                     }
                 }
-                if loop_id > 0
-                    && let Some(empty) = self.routes.iter().position(Vec::is_empty)
-                    && self.try_pair(u, empty, 0)
-                {
+                if loop_id > 0 && self.try_empty_routes(u) {
                     completed = false;
                 }
             }
@@ -277,7 +287,30 @@ impl<'p> LocalSearch<'p> {
         }
 
         routes.clear();
-        routes.extend(self.routes.iter().filter(|r| !r.is_empty()).cloned());
+        if self.hetero {
+            // Slots are vehicles: keep every slot, empty or not, in place.
+            routes.extend(self.routes.iter().cloned());
+        } else {
+            routes.extend(self.routes.iter().filter(|r| !r.is_empty()).cloned());
+        }
+    }
+
+    /// Moves `u` into an empty route: the first one, or with a heterogeneous fleet each empty
+    /// vehicle in turn until one improves.
+    fn try_empty_routes(&mut self, u: u32) -> bool {
+        if !self.hetero {
+            return match self.routes.iter().position(Vec::is_empty) {
+                Some(empty) => self.try_pair(u, empty, 0),
+                None => false,
+            };
+        }
+        for r in 0..self.routes.len() {
+            if self.routes[r].is_empty() && self.route_of[u as usize] != r && self.try_pair(u, r, 0)
+            {
+                return true;
+            }
+        }
+        false
     }
 
     fn load(&mut self, routes: &[Vec<u32>], pen: Penalties) {
@@ -303,7 +336,7 @@ impl<'p> LocalSearch<'p> {
         let depot = Segment::visit(p, 0);
         let pre = &mut self.prefix[r];
         pre.clear();
-        pre.push(depot);
+        pre.push(self.depots[r]);
         for (k, &c) in route.iter().enumerate() {
             self.route_of[c as usize] = r;
             self.pos[c as usize] = k;
@@ -316,8 +349,8 @@ impl<'p> LocalSearch<'p> {
         for k in (0..route.len()).rev() {
             suf[k] = Segment::visit(p, route[k]).then(p, &suf[k + 1]);
         }
-        let full = pre[route.len()].then(p, &depot);
-        self.cost[r] = self.pen.route_cost(&full, p.capacity());
+        let full = pre[route.len()].then(p, &self.depots[r]);
+        self.cost[r] = self.pen.route_cost(&full, self.caps[r]);
         self.dist[r] = full.dist;
         self.load[r] = full.load;
         self.warp_free[r] = full.warp == 0;
@@ -344,12 +377,17 @@ impl<'p> LocalSearch<'p> {
         }
     }
 
-    fn pieces_cost(&self, pieces: &[Piece]) -> f64 {
+    /// Penalised cost of the route of slot `r` rebuilt from `pieces`.
+    fn pieces_cost(&self, r: usize, pieces: &[Piece]) -> f64 {
         let mut seg = self.piece_segment(pieces[0]);
         for &piece in &pieces[1..] {
             seg = seg.then(self.p, &self.piece_segment(piece));
         }
-        self.pen.route_cost(&seg, self.p.capacity())
+        if self.hetero {
+            // The suffix ended at the plain depot; the vehicle's own return limit applies.
+            seg = seg.then(self.p, &self.depots[r]);
+        }
+        self.pen.route_cost(&seg, self.caps[r])
     }
 
     /// Distance and load of the route made of `pieces` (the slow way, to test the bounds).
@@ -422,14 +460,15 @@ impl<'p> LocalSearch<'p> {
         total + p.dist(prev, 0)
     }
 
-    fn route_cost_of(&self, seq: &[u32]) -> f64 {
+    /// Penalised cost of `seq` driven by slot `r`'s vehicle.
+    fn route_cost_of(&self, r: usize, seq: &[u32]) -> f64 {
         let p = self.p;
-        let mut seg = Segment::visit(p, 0);
+        let mut seg = self.depots[r];
         for &c in seq {
             seg = seg.then(p, &Segment::visit(p, c));
         }
-        seg = seg.then(p, &Segment::visit(p, 0));
-        self.pen.route_cost(&seg, p.capacity())
+        seg = seg.then(p, &self.depots[r]);
+        self.pen.route_cost(&seg, self.caps[r])
     }
 
     /// Tries all moves between customer `u` and the insertion point after the first `kv`
@@ -444,18 +483,19 @@ impl<'p> LocalSearch<'p> {
         // the survivors are built as piece lists and, with time windows, priced in full.
         let (bounds, count) = self.inter_bounds(u, rv, kv);
         let old = self.cost[ru] + self.cost[rv];
-        let cap = self.p.capacity();
+        let (cap_a, cap_b) = (self.caps[ru], self.caps[rv]);
         let mut moves = None;
         for (k, b) in bounds[..count].iter().enumerate() {
             let bound = (b.dist_a + b.dist_b) as f64
-                + self.pen.load * ((b.load_a - cap).max(0) + (b.load_b - cap).max(0)) as f64;
+                + self.pen.load * ((b.load_a - cap_a).max(0) + (b.load_b - cap_b).max(0)) as f64;
             if bound - old > -EPS {
                 continue;
             }
             let (list, n) = *moves.get_or_insert_with(|| self.inter_moves(u, rv, kv));
             debug_assert_eq!(n, count);
             let m = list[k];
-            if self.timed && self.pieces_cost(m.a()) + self.pieces_cost(m.b()) - old > -EPS {
+            if self.timed && self.pieces_cost(ru, m.a()) + self.pieces_cost(rv, m.b()) - old > -EPS
+            {
                 continue;
             }
             self.apply_inter(ru, m.a(), rv, m.b());
@@ -666,10 +706,11 @@ impl<'p> LocalSearch<'p> {
         let ins_b: Vec<[(i64, usize); 3]> = b.iter().map(|&v| top3(v, a)).collect();
         let rem_a: Vec<i64> = (0..a.len()).map(|k| removal(a, k)).collect();
         let rem_b: Vec<i64> = (0..b.len()).map(|k| removal(b, k)).collect();
-        let cap = p.capacity();
-        let excess = |l: i64| (l - cap).max(0) as f64;
+        let (cap_a, cap_b) = (self.caps[ra], self.caps[rb]);
+        let excess_a = |l: i64| (l - cap_a).max(0) as f64;
+        let excess_b = |l: i64| (l - cap_b).max(0) as f64;
         let (load_a, load_b) = (self.load[ra], self.load[rb]);
-        let pen_now = excess(load_a) + excess(load_b);
+        let pen_now = excess_a(load_a) + excess_b(load_b);
         // Cheapest insertion of `c` into `r` once r[gone] is removed.
         let best_insert =
             |c: u32, r: &[u32], gone: usize, top: &[(i64, usize); 3]| -> (i64, usize) {
@@ -687,7 +728,7 @@ impl<'p> LocalSearch<'p> {
         for (iu, &u) in a.iter().enumerate() {
             for (iv, &v) in b.iter().enumerate() {
                 let pen_delta = self.pen.load
-                    * (excess(load_a - q(u) + q(v)) + excess(load_b - q(v) + q(u)) - pen_now);
+                    * (excess_a(load_a - q(u) + q(v)) + excess_b(load_b - q(v) + q(u)) - pen_now);
                 if pen_delta + (rem_a[iu] + rem_b[iv]) as f64 >= 0.0 {
                     continue;
                 }
@@ -726,8 +767,9 @@ impl<'p> LocalSearch<'p> {
         );
         rebuild(a, iu, b[iv], kv, &mut new_a);
         rebuild(b, iv, a[iu], ku, &mut new_b);
-        let delta =
-            self.route_cost_of(&new_a) + self.route_cost_of(&new_b) - self.cost[ra] - self.cost[rb];
+        let delta = self.route_cost_of(ra, &new_a) + self.route_cost_of(rb, &new_b)
+            - self.cost[ra]
+            - self.cost[rb];
         if delta > -EPS {
             self.scratch = new_a;
             self.scratch_b = new_b;
@@ -762,7 +804,7 @@ impl<'p> LocalSearch<'p> {
             if distance_bounds && self.sequence_distance(&candidate) >= self.dist[r] {
                 continue;
             }
-            if self.route_cost_of(&candidate) < self.cost[r] - EPS {
+            if self.route_cost_of(r, &candidate) < self.cost[r] - EPS {
                 found = true;
                 break;
             }
@@ -989,20 +1031,20 @@ mod tests {
                         let (bounds, nb) = ls.inter_bounds(u, rv, kv);
                         assert_eq!(n, nb);
                         for (m, bd) in moves[..n].iter().zip(&bounds) {
-                            let priced = ls.pieces_cost(m.a()) + ls.pieces_cost(m.b());
+                            let priced = ls.pieces_cost(ru, m.a()) + ls.pieces_cost(rv, m.b());
                             let (mut a, mut b) = (Vec::new(), Vec::new());
                             ls.materialize(m.a(), &mut a);
                             ls.materialize(m.b(), &mut b);
-                            let folded = ls.route_cost_of(&a) + ls.route_cost_of(&b);
+                            let folded = ls.route_cost_of(ru, &a) + ls.route_cost_of(rv, &b);
                             assert!(
                                 (priced - folded).abs() < 1e-6,
                                 "{m:?}: {priced} vs {folded}"
                             );
                             let (da, la) = ls.pieces_distance_load(m.a());
                             let (db, lb) = ls.pieces_distance_load(m.b());
-                            let cap = p.capacity();
+                            let (ca, cb) = (p.vehicle_capacity(ru), p.vehicle_capacity(rv));
                             let bound = (da + db) as f64
-                                + pen.load * ((la - cap).max(0) + (lb - cap).max(0)) as f64;
+                                + pen.load * ((la - ca).max(0) + (lb - cb).max(0)) as f64;
                             assert!(bound <= folded + 1e-6);
                             let slow = Bound {
                                 dist_a: da,
@@ -1054,6 +1096,32 @@ mod tests {
             },
             2,
         );
+    }
+
+    #[test]
+    fn inter_route_move_prices_match_full_evaluation_with_a_heterogeneous_fleet() {
+        // Six vehicles with their own capacities and shifts: moves between routes of different
+        // vehicles (2-opt* hands a suffix to another vehicle) must be priced with the
+        // receiving vehicle's capacity and return limit.
+        let p = parse_solomon(include_str!("../../tests/fixtures/R101-head.txt")).unwrap();
+        let due = p.node(0).due;
+        let vehicles = (0..6)
+            .map(|k| crate::Vehicle {
+                capacity: [200, 60, 120, 30, 90, 150][k],
+                start: [0, 0, 50, 0, 100, 20][k],
+                end: [due, due / 2, due, due / 3, due, due * 3 / 4][k],
+            })
+            .collect();
+        let p = p.with_vehicles(vehicles).unwrap();
+        check_pricing(
+            &p,
+            Penalties {
+                load: 3.0,
+                warp: 1.5,
+            },
+            4,
+        );
+        check_descent(&p);
     }
 
     #[test]
@@ -1116,16 +1184,32 @@ mod tests {
     fn check_descent(p: &Problem) {
         let customers: Vec<u32> = (1..=p.num_customers() as u32).collect();
         let neighbours = granular_neighbours(p, &customers, 10);
-        let mut ls = LocalSearch::new(p, customers.clone(), neighbours, 12);
+        let slots = p.vehicles().map_or(12, <[_]>::len);
+        let mut ls = LocalSearch::new(p, customers.clone(), neighbours, slots);
         let mut rng = Rng::new(3);
         let pen = Penalties {
             load: 10.0,
             warp: 10.0,
         };
-        let mut routes = random_routes(p, 12, &mut rng);
-        let before: f64 = routes.iter().map(|r| ls.route_cost_of(r)).sum();
+        let mut routes = random_routes(p, slots, &mut rng);
+        // Price the start under the same penalties as the result.
+        ls.load(&routes, pen);
+        let before: f64 = routes
+            .iter()
+            .enumerate()
+            .map(|(k, r)| ls.route_cost_of(k, r))
+            .sum();
         ls.run(&mut routes, pen, &mut rng, far_future());
-        let after: f64 = routes.iter().map(|r| ls.route_cost_of(r)).sum();
+        let after: f64 = if p.vehicles().is_some() {
+            routes
+                .iter()
+                .enumerate()
+                .map(|(k, r)| ls.route_cost_of(k, r))
+                .sum()
+        } else {
+            // Homogeneous: empty routes are dropped, and any slot prices a route alike.
+            routes.iter().map(|r| ls.route_cost_of(0, r)).sum()
+        };
         assert!(
             after < before,
             "local search must improve a random solution"

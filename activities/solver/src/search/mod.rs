@@ -91,7 +91,9 @@ pub struct Unassigned {
 /// The search result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Solution {
-    /// Customer indices per route, depot excluded; no empty routes.
+    /// Customer indices per route, depot excluded; no empty routes. With a heterogeneous
+    /// fleet ([`Problem::with_vehicles`]) there is one entry per vehicle instead, in vehicle
+    /// order, empty for an unused vehicle.
     pub routes: Vec<Vec<NodeIndex>>,
     /// Total distance in matrix units (see [`Problem::scale`]).
     pub cost: i64,
@@ -130,14 +132,17 @@ struct Individual {
 }
 
 impl Individual {
+    /// `routes` in any order (homogeneous fleet) or one per vehicle slot (heterogeneous).
     fn new(p: &Problem, mut routes: Vec<Vec<u32>>) -> Self {
-        routes.retain(|r| !r.is_empty());
-        sort_routes_by_angle(p, &mut routes);
+        if p.vehicles().is_none() {
+            routes.retain(|r| !r.is_empty());
+            sort_routes_by_angle(p, &mut routes);
+        }
         let n = p.num_customers() + 1;
         let (mut succ, mut pred) = (vec![0u32; n], vec![0u32; n]);
         let (mut dist, mut excess_load, mut warp) = (0, 0, 0);
-        let depot = Segment::visit(p, 0);
-        for r in &routes {
+        for (slot, r) in routes.iter().enumerate() {
+            let depot = Segment::vehicle_depot(p, slot);
             let mut seg = depot;
             for (k, &c) in r.iter().enumerate() {
                 seg = seg.then(p, &Segment::visit(p, c));
@@ -146,7 +151,7 @@ impl Individual {
             }
             seg = seg.then(p, &depot);
             dist += seg.dist;
-            excess_load += (seg.load - p.capacity()).max(0);
+            excess_load += (seg.load - p.vehicle_capacity(slot)).max(0);
             warp += seg.warp;
         }
         let tour = routes.iter().flatten().copied().collect();
@@ -424,7 +429,7 @@ pub fn solve(
             let b = select_parent(&mut feasible_pop, &mut infeasible_pop, pen, &mut rng);
             order_crossover(&a.tour, &b.tour, &mut rng)
         };
-        let mut routes = split::split(p, &tour, pen, ls.slots());
+        let mut routes = split_into_slots(p, &tour, pen, ls.slots());
         ls.run(&mut routes, pen, &mut rng, deadline);
         let mut ind = Individual::new(p, routes);
         load_ok_history.push(ind.excess_load == 0);
@@ -486,7 +491,7 @@ pub fn solve(
         (None, Some((_, b))) => (b, false),
         (None, None) => {
             // Time ran out before the first local search finished: split a plain tour.
-            let routes = split::split(p, &customers, pen, ls.slots());
+            let routes = split_into_slots(p, &customers, pen, ls.slots());
             let ind = Individual::new(p, routes);
             let ok = ind.feasible();
             (ind, ok)
@@ -505,6 +510,37 @@ pub fn solve(
         elapsed: started.elapsed(),
         stop,
     }
+}
+
+/// Splits a giant tour into routes; with a heterogeneous fleet, gives each route a vehicle:
+/// the heaviest route first, each to the free vehicle that prices it lowest. The result then
+/// has one (possibly empty) route per vehicle.
+fn split_into_slots(p: &Problem, tour: &[u32], pen: Penalties, slots: usize) -> Vec<Vec<u32>> {
+    let mut routes = split::split(p, tour, pen, slots);
+    let Some(vehicles) = p.vehicles() else {
+        return routes;
+    };
+    let load = |r: &[u32]| r.iter().map(|&c| p.node(c as usize).demand).sum::<i64>();
+    routes.sort_by_key(|r| std::cmp::Reverse(load(r)));
+    let mut out = vec![Vec::new(); vehicles.len()];
+    let mut free = vec![true; vehicles.len()];
+    for route in routes {
+        let priced = |k: usize| {
+            let depot = Segment::vehicle_depot(p, k);
+            let mut seg = depot;
+            for &c in &route {
+                seg = seg.then(p, &Segment::visit(p, c));
+            }
+            pen.route_cost(&seg.then(p, &depot), p.vehicle_capacity(k))
+        };
+        let best = (0..vehicles.len())
+            .filter(|&k| free[k])
+            .min_by(|&a, &b| priced(a).total_cmp(&priced(b)))
+            .expect("split never makes more routes than vehicles");
+        free[best] = false;
+        out[best] = route;
+    }
+    out
 }
 
 /// Records `ind` if it is the best feasible (or, while none is feasible, least penalised)
@@ -648,6 +684,10 @@ fn route_slots(p: &Problem, customers: &[u32]) -> usize {
         let total: i64 = customers.iter().map(|&c| p.node(c as usize).demand).sum();
         ((1.3 * total as f64 / p.capacity() as f64).ceil() as usize + 3).min(n)
     };
+    if let Some(vehicles) = p.vehicles() {
+        // One slot per vehicle, whatever the number of customers.
+        return vehicles.len();
+    }
     match p.fleet() {
         Some(f) => f.min(n),
         None if p.has_time_windows() => n,

@@ -39,6 +39,15 @@ impl Segment {
         }
     }
 
+    /// The depot as vehicle `k` sees it: open from its shift start to its shift end (the
+    /// plain depot visit when the fleet is homogeneous).
+    #[inline]
+    pub fn vehicle_depot(problem: &Problem, k: usize) -> Self {
+        let mut s = Self::visit(problem, 0);
+        (s.earliest, s.latest) = problem.vehicle_window(k);
+        s
+    }
+
     /// `self` followed by `next`.
     #[inline]
     pub fn then(&self, problem: &Problem, next: &Segment) -> Self {
