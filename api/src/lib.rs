@@ -21,6 +21,7 @@ mod orders;
 mod payments;
 mod ratelimit;
 mod routes;
+mod tenants;
 mod tracking;
 pub mod webchat;
 mod webhooks;
@@ -302,6 +303,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/providers/search", get(assistance::search_providers))
         .route("/v1/mok/events", post(assistance::post_mok_event))
         .route("/v1/mok/events/{event_id}", get(assistance::get_mok_event))
+        .route("/v1/tenants", post(tenants::create).get(tenants::list))
+        .route(
+            "/v1/tenants/{tenant}",
+            get(tenants::get).patch(tenants::update),
+        )
+        .route("/v1/tenants/{tenant}/suspend", post(tenants::suspend))
+        .route("/v1/tenants/{tenant}/resume", post(tenants::resume))
+        .route(
+            "/v1/tenants/{tenant}/settings",
+            get(tenants::get_settings).patch(tenants::update_settings),
+        )
+        .route("/v1/tenants/{tenant}/flows", get(tenants::flows))
+        .route("/v1/tenants/{tenant}/channels", get(tenants::channels))
+        .route(
+            "/v1/tenants/{tenant}/channels/{strategy}",
+            axum::routing::put(tenants::put_channel).delete(tenants::delete_channel),
+        )
         .route(
             "/v1/tenants/{tenant}/api-keys",
             post(api_keys::create).get(api_keys::list),

@@ -39,7 +39,9 @@ pub use payments::{
     payment_id_for,
 };
 pub use routes::{RoutePlan, RouteRepo};
-pub use tenants::{Tenant, TenantRepo};
+pub use tenants::{
+    Audit, Created, FlowVersionInfo, FlowVersions, SettingsChange, Tenant, TenantRecord, TenantRepo,
+};
 pub use tracking::{Recorded, TrackingEvent, TrackingRepo};
 
 /// Domain database configuration.
@@ -194,6 +196,24 @@ impl Database {
                 .execute(&mut *tx)
                 .await
                 .context("Failed to set the tenant context")?;
+        }
+        Ok(tx)
+    }
+
+    /// A transaction of the platform administrator: on PostgreSQL it may read every tenant row
+    /// (policy `platform_admin` of migration 0015) and no other tenant table. Only the
+    /// platform-admin endpoints use it.
+    pub async fn begin_platform(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("Failed to begin a transaction")?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("select set_config('app.platform_admin', 'on', true)")
+                .execute(&mut *tx)
+                .await
+                .context("Failed to set the platform context")?;
         }
         Ok(tx)
     }
