@@ -126,6 +126,20 @@ pub async fn post_message(
                 format!("tenant `{tenant_id}` does not exist"),
             )
         })?;
+    if tenant.suspended {
+        // Answered but not processed: nothing reaches the conversation workflow.
+        state
+            .db
+            .tenants()
+            .record_suppressed(&tenant_id, &format!("webchat/{}", key.as_str()), "webchat")
+            .await?;
+        tracing::info!("Webchat message for a suspended tenant suppressed");
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"suspended": true, "replies": []})),
+        )
+            .into_response());
+    }
     let hash = request_hash(&parsed);
     if let Some(stored) = state.db.idempotency().get(&tenant_id, SCOPE, &key).await? {
         if stored.request_hash != hash {

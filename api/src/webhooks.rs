@@ -129,6 +129,7 @@ struct Tally {
     unroutable: usize,
     statuses: usize,
     ignored: usize,
+    suspended: usize,
 }
 
 fn inbound_error(e: InboundError) -> ApiError {
@@ -277,6 +278,7 @@ async fn ingest(
         ("unroutable", tally.unroutable),
         ("status", tally.statuses),
         ("ignored", tally.ignored),
+        ("suspended", tally.suspended),
     ] {
         crate::metrics::webhook_events(strategy.name(), kind, count);
     }
@@ -287,6 +289,7 @@ async fn ingest(
         unroutable = tally.unroutable,
         statuses = tally.statuses,
         ignored = tally.ignored,
+        suspended = tally.suspended,
         "Webhook handled"
     );
     Ok(Json(json!({
@@ -295,6 +298,7 @@ async fn ingest(
         "unroutable": tally.unroutable,
         "statuses": tally.statuses,
         "ignored": tally.ignored,
+        "suspended": tally.suspended,
     }))
     .into_response())
 }
@@ -378,11 +382,22 @@ async fn accept_message(
         tally.duplicates += 1;
         return Ok(());
     }
-    let (_, flow) = state
+    let (tenant, flow) = state
         .tenants
         .lookup(&state.db, &tenant_id, None)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("routed tenant {tenant_id} vanished")))?;
+    if tenant.suspended {
+        // Answered (the provider stops retrying) but not processed: no workflow is signalled.
+        state
+            .db
+            .tenants()
+            .record_suppressed(&tenant_id, &format!("{name}/{}", message.message_id), name)
+            .await?;
+        tracing::info!(tenant_id = %tenant_id, provider = name, "Message for a suspended tenant suppressed");
+        tally.suspended += 1;
+        return Ok(());
+    }
     let Some(flow) = flow else {
         // Nothing can answer: keep the message out of Temporal, tell the provider to stop.
         tracing::warn!(tenant_id = %tenant_id, provider = name, "Message for a tenant without a published flow");

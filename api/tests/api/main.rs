@@ -19,5 +19,6 @@ mod orders;
 mod payments;
 mod routes;
 mod sms;
+mod tenants;
 mod webchat;
 mod whatsapp;
