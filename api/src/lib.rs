@@ -20,6 +20,7 @@ pub mod ops;
 mod orders;
 mod payments;
 mod ratelimit;
+mod reports;
 mod routes;
 mod tenants;
 mod tracking;
@@ -328,6 +329,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant}/api-keys/{id}",
             axum::routing::delete(api_keys::revoke),
         )
+        .route("/v1/reports/{name}", get(reports::get))
         .nest("/v1/ops", ops::routes())
         .route(
             "/healthz",

@@ -137,8 +137,8 @@ const TENANT: &str = "Tenant id (`t-…`).";
 /// Every HTTP endpoint of [`crate::router`]. Keep it in the router's order.
 pub fn operations() -> Vec<Operation> {
     use crate::{
-        api_keys, assistance, channels, management, ops::rest, orders, payments, tenants, tracking,
-        webchat, webhooks,
+        api_keys, assistance, channels, management, ops::rest, orders, payments, reports, tenants,
+        tracking, webchat, webhooks,
     };
     let webchat_headers = |o: Operation| o.header("x-tenant-id", true, TENANT);
     vec![
@@ -649,6 +649,15 @@ pub fn operations() -> Vec<Operation> {
         .auth(Auth::Admin)
         .ok(&[204])
         .errors(&[404]),
+        op(
+            "get",
+            "/v1/reports/{name}",
+            "A report of the tenant (JSON, or CSV with Accept: text/csv or format=csv)",
+        )
+        .tag("reports")
+        .caller()
+        .query::<reports::ReportQuery>()
+        .errors(&[400, 404]),
         // Operator API.
         op("get", "/v1/ops/workflows", "List the tenant's workflows")
             .caller()

@@ -197,6 +197,18 @@ pub async fn post_message(
         })??;
 
     tracing::info!(turn = outcome.turn, "Webchat message delivered");
+    // Reporting (messages per day and channel); idempotent by id.
+    state
+        .db
+        .events()
+        .record(zengine_activities::db::NewEvent {
+            event_id: &format!("webchat/{workflow_id}/{}", key.as_str()),
+            tenant_id: &tenant_id,
+            event_type: "Conversation.MessageReceived",
+            subject: &workflow_id,
+            payload: &serde_json::json!({"channel": "webchat", "strategy": "webchat"}),
+        })
+        .await?;
     let reply = WebchatReply {
         conversation_id: workflow_id,
         turn: outcome.turn,

@@ -448,6 +448,18 @@ async fn accept_message(
     channels
         .first_receipt(name, &provider_message_id, &tenant_id)
         .await?;
+    // Reporting (messages per day and channel); idempotent by id, so a redelivery counts once.
+    state
+        .db
+        .events()
+        .record(NewEvent {
+            event_id: &format!("{name}/{provider_message_id}/received"),
+            tenant_id: &tenant_id,
+            event_type: "Conversation.MessageReceived",
+            subject: &workflow_id,
+            payload: &json!({"channel": strategy.channel().as_str(), "strategy": name}),
+        })
+        .await?;
     tally.accepted += 1;
     Ok(())
 }

@@ -12,6 +12,7 @@ mod events;
 mod idempotency;
 mod orders;
 mod payments;
+mod reports;
 mod routes;
 pub mod seed;
 mod tenants;
@@ -38,6 +39,7 @@ pub use payments::{
     Payment, PaymentRepo, PaymentSettings, PaymentStatus, ReviewError, Settlement, Verdict,
     payment_id_for,
 };
+pub use reports::{Fact, REPORTS, ReportRepo, fact_of};
 pub use routes::{RoutePlan, RouteRepo};
 pub use tenants::{
     Audit, Created, FlowVersionInfo, FlowVersions, SettingsChange, Tenant, TenantRecord, TenantRepo,
@@ -272,6 +274,10 @@ impl Database {
 
     pub fn assistance(&self) -> AssistanceRepo<'_> {
         AssistanceRepo { db: self }
+    }
+
+    pub fn reports(&self) -> ReportRepo<'_> {
+        ReportRepo { db: self }
     }
 
     pub fn api_keys(&self) -> ApiKeyRepo<'_> {

@@ -17,6 +17,7 @@ mod observability;
 mod ops;
 mod orders;
 mod payments;
+mod reports;
 mod routes;
 mod sms;
 mod tenants;
