@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use zengine_activities::db::{Fact, REPORTS};
+use zengine_activities::db::Fact;
 
 use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
@@ -21,6 +21,19 @@ use crate::{ApiError, AppState, ErrorCode};
 /// Events younger than this wait for the next report request (a transaction that took its
 /// sequence number earlier may still be committing).
 pub const SETTLE_MS: i64 = 1_000;
+/// The reports, by name.
+pub const REPORTS: [&str; 9] = [
+    "conversations",
+    "response_times",
+    "handoffs",
+    "resolution_times",
+    "csat",
+    "orders",
+    "payments",
+    "routes",
+    "assistance",
+];
+
 /// Longest range one request may ask for.
 const MAX_DAYS: i64 = 366;
 
@@ -95,7 +108,7 @@ fn handoffs(conversation_facts: &[Fact], handoff_facts: &[Fact]) -> Table {
     for f in conversation_facts {
         by.entry(&f.day).or_default().0.insert(&f.subject);
     }
-    for f in handoff_facts {
+    for f in handoff_facts.iter().filter(|f| f.dimension == "handoff") {
         by.entry(&f.day).or_default().1.insert(&f.subject);
     }
     Table {
@@ -110,6 +123,98 @@ fn handoffs(conversation_facts: &[Fact], handoff_facts: &[Fact]) -> Table {
                     json!(handed.len()),
                     rate(handed.len(), all),
                 ]
+            })
+            .collect(),
+    }
+}
+
+fn seconds(ms: &[i64]) -> (Value, Value) {
+    if ms.is_empty() {
+        return (Value::Null, Value::Null);
+    }
+    let mut sorted = ms.to_vec();
+    sorted.sort_unstable();
+    let average = sorted.iter().sum::<i64>() as f64 / sorted.len() as f64 / 1000.0;
+    let median = sorted[sorted.len() / 2] as f64 / 1000.0;
+    (
+        json!((average * 1000.0).round() / 1000.0),
+        json!((median * 1000.0).round() / 1000.0),
+    )
+}
+
+/// Per day (of the conversation's first inbound message in the range) and channel: how long
+/// the first reply after it took.
+fn response_times(inbound: &[Fact], replies: &[Fact]) -> Table {
+    let mut first: BTreeMap<&str, &Fact> = BTreeMap::new();
+    for f in inbound {
+        first.entry(&f.subject).or_insert(f);
+    }
+    let mut by: BTreeMap<(&str, &str), (usize, Vec<i64>)> = BTreeMap::new();
+    for (subject, f) in &first {
+        let entry = by.entry((&f.day, &f.dimension)).or_default();
+        entry.0 += 1;
+        if let Some(reply) = replies
+            .iter()
+            .find(|r| r.subject == *subject && r.occurred_at >= f.occurred_at)
+        {
+            entry.1.push(reply.occurred_at - f.occurred_at);
+        }
+    }
+    Table {
+        columns: &[
+            "day",
+            "channel",
+            "conversations",
+            "answered",
+            "average_first_response_secs",
+            "median_first_response_secs",
+        ],
+        rows: by
+            .into_iter()
+            .map(|((day, channel), (n, deltas))| {
+                let (average, median) = seconds(&deltas);
+                vec![
+                    json!(day),
+                    json!(channel),
+                    json!(n),
+                    json!(deltas.len()),
+                    average,
+                    median,
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// Per day of the handoff: how long until the agent gave the conversation back to the bot.
+fn resolution_times(facts: &[Fact], to: &str) -> Table {
+    let mut by: BTreeMap<&str, (usize, Vec<i64>)> = BTreeMap::new();
+    for (i, f) in facts.iter().enumerate() {
+        if f.dimension != "handoff" || f.day.as_str() > to {
+            continue;
+        }
+        let entry = by.entry(&f.day).or_default();
+        entry.0 += 1;
+        if let Some(back) = facts[i + 1..]
+            .iter()
+            .find(|r| r.subject == f.subject && r.dimension == "returned")
+        {
+            entry.1.push(back.occurred_at - f.occurred_at);
+        }
+    }
+    Table {
+        columns: &[
+            "day",
+            "handed_off",
+            "resolved",
+            "average_resolution_secs",
+            "median_resolution_secs",
+        ],
+        rows: by
+            .into_iter()
+            .map(|(day, (n, deltas))| {
+                let (average, median) = seconds(&deltas);
+                vec![json!(day), json!(n), json!(deltas.len()), average, median]
             })
             .collect(),
     }
@@ -255,9 +360,28 @@ pub async fn get(
     let reports = state.db.reports();
     reports.project(&tenant, SETTLE_MS).await?;
     let (from_s, to_s) = (from.to_string(), to.to_string());
-    let facts = reports.facts(&tenant, &name, &from_s, &to_s).await?;
+    let kind = match name.as_str() {
+        "response_times" => "conversations",
+        "resolution_times" => "handoffs",
+        other => other,
+    };
+    let facts = reports.facts(&tenant, kind, &from_s, &to_s).await?;
     let table = match name.as_str() {
         "conversations" => conversations(&facts),
+        "response_times" => {
+            // A reply may come after the range's last day.
+            let replies = reports
+                .facts(&tenant, "replies", &from_s, "9999-12-31")
+                .await?;
+            response_times(&facts, &replies)
+        }
+        "resolution_times" => {
+            let mut all = reports
+                .facts(&tenant, "handoffs", &from_s, "9999-12-31")
+                .await?;
+            all.sort_by_key(|f| f.occurred_at);
+            resolution_times(&all, &to_s)
+        }
         "handoffs" => {
             let all = reports
                 .facts(&tenant, "conversations", &from_s, &to_s)

@@ -209,6 +209,19 @@ pub async fn post_message(
             payload: &serde_json::json!({"channel": "webchat", "strategy": "webchat"}),
         })
         .await?;
+    if !outcome.replies.is_empty() {
+        state
+            .db
+            .events()
+            .record(zengine_activities::db::NewEvent {
+                event_id: &format!("webchat/{workflow_id}/{}/reply", key.as_str()),
+                tenant_id: &tenant_id,
+                event_type: "Conversation.ReplySent",
+                subject: &workflow_id,
+                payload: &serde_json::json!({"channel": "webchat"}),
+            })
+            .await?;
+    }
     let reply = WebchatReply {
         conversation_id: workflow_id,
         turn: outcome.turn,

@@ -33,6 +33,8 @@ pub fn fact_of(event: &StoredEvent) -> Option<Fact> {
     let (report, dimension, value, value2) = match event.event_type.as_str() {
         "Conversation.MessageReceived" => ("conversations", text("channel")?, 1.0, 0.0),
         "Conversation.HandedOff" => ("handoffs", "handoff".to_owned(), 1.0, 0.0),
+        "Conversation.ReplySent" => ("replies", text("channel")?, 1.0, 0.0),
+        "Conversation.ReturnedToBot" => ("handoffs", "returned".to_owned(), 1.0, 0.0),
         "Conversation.SurveyCompleted" => ("csat", "rating".to_owned(), number("rating")?, 0.0),
         "Order.StatusChanged" => ("orders", text("to")?, 1.0, 0.0),
         "Payment.Assigned" => ("payments", "auto_approved".to_owned(), 1.0, 0.0),
@@ -200,8 +202,9 @@ impl ReportRepo<'_> {
 }
 
 /// The reports facts are projected for.
-pub const REPORTS: [&str; 7] = [
+pub const REPORTS: [&str; 8] = [
     "conversations",
+    "replies",
     "handoffs",
     "csat",
     "orders",

@@ -51,6 +51,12 @@ async fn reports_from_events(backend: TestBackend) {
             json!({"node": "agent", "queue": "sales"}),
         ),
         (
+            "h1-back",
+            "Conversation.ReturnedToBot",
+            conversation_a.as_str(),
+            json!({"channel": "webchat"}),
+        ),
+        (
             "s1",
             "Conversation.SurveyCompleted",
             "c1",
@@ -154,6 +160,28 @@ async fn reports_from_events(backend: TestBackend) {
     let handoffs = report(&app, &format!("/v1/reports/handoffs?{range}"), &viewer).await;
     assert_eq!(handoffs["rows"][0]["handed_off"], 1);
     assert_eq!(handoffs["rows"][0]["handoff_rate"], 0.5);
+    // Both conversations were answered by the bot (the reply is recorded with the turn).
+    let response = report(
+        &app,
+        &format!("/v1/reports/response_times?{range}"),
+        &viewer,
+    )
+    .await;
+    let row = &response["rows"][0];
+    assert_eq!(
+        (row["conversations"].clone(), row["answered"].clone()),
+        (json!(2), json!(2)),
+        "{response}"
+    );
+    assert!(row["average_first_response_secs"].as_f64().unwrap() >= 0.0);
+    let resolution = report(
+        &app,
+        &format!("/v1/reports/resolution_times?{range}"),
+        &viewer,
+    )
+    .await;
+    assert_eq!(resolution["rows"][0]["handed_off"], 1, "{resolution}");
+    assert_eq!(resolution["rows"][0]["resolved"], 1);
     let csat = report(&app, &format!("/v1/reports/csat?{range}"), &viewer).await;
     assert_eq!(csat["rows"][0]["average_rating"], 4.0);
     assert_eq!(csat["rows"][0]["csat"], 0.5);
@@ -180,7 +208,7 @@ async fn reports_from_events(backend: TestBackend) {
     );
 
     // Idempotent: the same event again, and projecting again, change nothing.
-    let (id, kind, subject, payload) = &events[3];
+    let (id, kind, subject, payload) = &events[4];
     db.events()
         .record(NewEvent {
             event_id: id,
