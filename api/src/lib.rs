@@ -201,7 +201,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/v1/webchat/messages",
-            post(webchat::post_message).get(webchat::get_messages),
+            post(webchat::post_message)
+                .get(webchat::get_messages)
+                .options(webchat::preflight),
         )
         .route("/v1/orders", post(orders::create).get(orders::list))
         .route("/v1/orders/{id}", get(orders::get))

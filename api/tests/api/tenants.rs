@@ -650,3 +650,69 @@ async fn a_suspended_tenants_webhooks_are_answered_not_processed_and_its_calls_f
 {
     suspension(TestBackend::PostgresRls).await;
 }
+
+#[tokio::test]
+async fn webchat_browser_requests_are_confined_to_the_tenants_cors_origins() {
+    let app = spawn_app_with(hs256_options()).await;
+    let post = |origin: Option<&'static str>, key: &'static str| {
+        let app = &app;
+        async move {
+            let mut request = app
+                .http
+                .post(format!("{}/v1/webchat/messages", app.address))
+                .header("content-type", "application/json")
+                .header("x-tenant-id", "demo")
+                .header("x-idempotency-key", key)
+                .body(json!({"session_id": format!("cors-{key}-{}", uuid::Uuid::new_v4().simple()), "text": "hola"}).to_string());
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            request.send().await.unwrap()
+        }
+    };
+    // No origins configured: no CORS headers, requests still served (servers send no Origin).
+    let r = post(Some("https://shop.example"), "c1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let r = call(
+        &app,
+        Method::PATCH,
+        "/v1/tenants/demo/settings",
+        Some(ADMIN_TOKEN),
+        None,
+        Some(json!({"cors_origins": ["https://shop.example"]})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = post(Some("https://shop.example"), "c2").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let r = post(Some("https://evil.example"), "c3").await;
+    assert_eq!(error_code(r, StatusCode::FORBIDDEN).await, "forbidden");
+    let r = post(None, "c4").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // The preflight is answered for the browser to send the real request.
+    let r = app
+        .http
+        .request(
+            Method::OPTIONS,
+            format!("{}/v1/webchat/messages", app.address),
+        )
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(
+        r.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-tenant-id")
+    );
+    app.shutdown().await;
+}
