@@ -509,7 +509,7 @@ impl RouteActivities {
                 summary.stopped_early,
             )
             .await?;
-        for (driver, _, _) in &assignments {
+        for (driver, stops, distance_m) in &assignments {
             // Drivers are told through this event until the channels work lands (issue #3).
             self.db
                 .events()
@@ -518,7 +518,11 @@ impl RouteActivities {
                     tenant_id: &input.tenant_id,
                     event_type: "Driver.RouteAssigned",
                     subject: driver,
-                    payload: &json!({"plan_id": input.plan_id}),
+                    payload: &json!({
+                        "plan_id": input.plan_id,
+                        "stops": stops.as_array().map_or(0, Vec::len),
+                        "distance_m": distance_m,
+                    }),
                 })
                 .await?;
         }

@@ -1,4 +1,5 @@
-//! API keys of a tenant (admins only; a JWT or the admin token, never an API key):
+//! API keys of a tenant (the tenant's admins and the platform administrator; a JWT or the admin
+//! token, never an API key; each change is a `Tenant.ApiKey*` audit event):
 //! `POST/GET /v1/tenants/{tenant}/api-keys`, `DELETE /v1/tenants/{tenant}/api-keys/{id}`.
 
 use axum::Json;
@@ -11,7 +12,10 @@ use serde::Deserialize;
 use serde_json::json;
 use zengine_activities::db::{NewApiKey, Revoked};
 
-use crate::auth::{Caller, Role};
+use zengine_activities::db::NewEvent;
+use zengine_domain::TenantId;
+
+use crate::auth::AdminCaller;
 use crate::{ApiError, AppState, ErrorCode};
 
 /// Highest per-key rate and burst accepted (well above what one integration needs).
@@ -31,10 +35,26 @@ pub(crate) struct CreateBody {
     burst: Option<i64>,
 }
 
-fn admin(caller: &Caller, tenant: &str) -> Result<(), ApiError> {
-    caller.require_operator_credential()?;
-    caller.require(Role::Admin)?;
-    caller.owns(tenant)
+async fn audit(
+    state: &AppState,
+    tenant: &TenantId,
+    event_type: &str,
+    caller: &AdminCaller,
+    change: serde_json::Value,
+) -> Result<(), ApiError> {
+    let id = format!("tenant-admin/{}", uuid::Uuid::new_v4());
+    state
+        .db
+        .events()
+        .record(NewEvent {
+            event_id: &id,
+            tenant_id: tenant,
+            event_type,
+            subject: tenant.as_str(),
+            payload: &json!({"actor": caller.subject(), "change": change}),
+        })
+        .await?;
+    Ok(())
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -50,10 +70,10 @@ fn invalid(message: impl Into<String>) -> ApiError {
 pub async fn create(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    caller: Caller,
+    caller: AdminCaller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    admin(&caller, &tenant)?;
+    let tenant = caller.tenant(&state.db, &tenant).await?;
     let body = crate::read_body(body)?;
     let body: CreateBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
@@ -83,15 +103,23 @@ pub async fn create(
         .db
         .api_keys()
         .create(NewApiKey {
-            tenant_id: &caller.tenant,
+            tenant_id: &tenant,
             name,
             role,
             rate_per_minute: body.rate_per_minute,
             burst: body.burst,
-            created_by: &caller.subject,
+            created_by: caller.subject(),
         })
         .await?;
-    tracing::info!(tenant_id = %caller.tenant, key_id = %key.key_id, by = %caller.subject, "API key created");
+    tracing::info!(tenant_id = %tenant, key_id = %key.key_id, by = caller.subject(), "API key created");
+    audit(
+        &state,
+        &tenant,
+        "Tenant.ApiKeyCreated",
+        &caller,
+        json!({"key_id": key.key_id, "name": name, "role": role}),
+    )
+    .await?;
     let mut json = serde_json::to_value(&key).map_err(anyhow::Error::from)?;
     json["key"] = json!(text);
     Ok((StatusCode::CREATED, Json(json)).into_response())
@@ -101,10 +129,10 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    caller: Caller,
+    caller: AdminCaller,
 ) -> Result<Response, ApiError> {
-    admin(&caller, &tenant)?;
-    let keys = state.db.api_keys().list(&caller.tenant).await?;
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    let keys = state.db.api_keys().list(&tenant).await?;
     Ok(Json(json!({ "api_keys": keys })).into_response())
 }
 
@@ -113,12 +141,20 @@ pub async fn list(
 pub async fn revoke(
     State(state): State<AppState>,
     Path((tenant, key_id)): Path<(String, String)>,
-    caller: Caller,
+    caller: AdminCaller,
 ) -> Result<Response, ApiError> {
-    admin(&caller, &tenant)?;
-    match state.db.api_keys().revoke(&caller.tenant, &key_id).await? {
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    match state.db.api_keys().revoke(&tenant, &key_id).await? {
         Revoked::Now(key) => {
-            tracing::info!(tenant_id = %caller.tenant, key_id = %key.key_id, by = %caller.subject, "API key revoked");
+            tracing::info!(tenant_id = %tenant, key_id = %key.key_id, by = caller.subject(), "API key revoked");
+            audit(
+                &state,
+                &tenant,
+                "Tenant.ApiKeyRevoked",
+                &caller,
+                json!({"key_id": key.key_id}),
+            )
+            .await?;
             Ok(Json(key).into_response())
         }
         Revoked::Already(_) => Err(ApiError::new(

@@ -134,6 +134,98 @@ fn unknown_tenant(tenant: &str) -> ApiError {
     )
 }
 
+fn suspended(tenant: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::TenantSuspended,
+        format!("tenant `{tenant}` is suspended"),
+    )
+}
+
+/// The role claim value of the platform administrator.
+pub const PLATFORM_ADMIN_ROLE: &str = "platform-admin";
+
+/// A caller of the tenant administration API.
+#[derive(Debug, Clone)]
+pub enum AdminCaller {
+    /// Manages every tenant.
+    Platform { subject: String },
+    /// A caller of one tenant.
+    Tenant(Caller),
+}
+
+impl AdminCaller {
+    pub fn subject(&self) -> &str {
+        match self {
+            AdminCaller::Platform { subject } => subject,
+            AdminCaller::Tenant(caller) => &caller.subject,
+        }
+    }
+
+    /// 403 unless the platform administrator.
+    pub fn require_platform(&self) -> Result<(), ApiError> {
+        match self {
+            AdminCaller::Platform { .. } => Ok(()),
+            AdminCaller::Tenant(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "this needs the platform-admin role",
+            )),
+        }
+    }
+
+    /// The tenant of `/v1/tenants/{tenant}/…` if the caller may administer it: the platform
+    /// administrator any existing tenant, a tenant admin their own (404 for another, 403 below
+    /// admin).
+    pub async fn tenant(&self, db: &Database, raw: &str) -> Result<TenantId, ApiError> {
+        match self {
+            AdminCaller::Platform { .. } => {
+                let id = TenantId::parse(raw).map_err(|_| unknown_tenant(raw))?;
+                if db.tenants().get(&id).await?.is_none() {
+                    return Err(unknown_tenant(raw));
+                }
+                Ok(id)
+            }
+            AdminCaller::Tenant(caller) => {
+                caller.owns(raw)?;
+                caller.require(Role::Admin)?;
+                Ok(caller.tenant.clone())
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let path_tenant = RawPathParams::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(name, _)| *name == "tenant")
+                    .map(|(_, value)| value.to_owned())
+            });
+        let credentials = Credentials::from_headers(&parts.headers)?;
+        state
+            .auth
+            .authenticate_admin(&state.db, credentials, path_tenant.as_deref())
+            .await
+    }
+}
+
+fn subject_of(claims: &serde_json::Map<String, serde_json::Value>) -> String {
+    claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown")
+        .chars()
+        .take(128)
+        .collect()
+}
+
 fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
 }
@@ -339,11 +431,45 @@ impl Authenticator {
             // answer as a tenant that does not exist.
             caller.owns(header)?;
         }
-        if db.tenants().get(&caller.tenant).await?.is_none() {
-            return Err(unknown_tenant(caller.tenant.as_str()));
+        match db.tenants().get(&caller.tenant).await? {
+            None => return Err(unknown_tenant(caller.tenant.as_str())),
+            Some(tenant) if tenant.suspended => return Err(suspended(caller.tenant.as_str())),
+            Some(_) => {}
         }
         tracing::Span::current().record("tenant_id", caller.tenant.as_str());
         Ok(caller)
+    }
+
+    /// Authenticates a caller of the tenant administration API (`/v1/tenants…`): the admin
+    /// token and a JWT whose role claims include `platform-admin` are the platform
+    /// administrator (any tenant, suspended ones included, no tenant needed); any other
+    /// credential is a tenant caller as [`Authenticator::authenticate`] makes it (its own,
+    /// active tenant only). API keys get 403.
+    pub async fn authenticate_admin(
+        &self,
+        db: &Database,
+        credentials: Credentials<'_>,
+        path_tenant: Option<&str>,
+    ) -> Result<AdminCaller, ApiError> {
+        let token = credentials.token.unwrap_or("");
+        if !token.is_empty() && !token.starts_with(zengine_activities::db::KEY_PREFIX) {
+            if self.is_admin_token(token) {
+                return Ok(AdminCaller::Platform {
+                    subject: "admin-token".into(),
+                });
+            }
+            if let Some(jwt) = &self.jwt {
+                let claims = jwt.claims(token).await?;
+                if jwt.is_platform_admin(&claims) {
+                    return Ok(AdminCaller::Platform {
+                        subject: subject_of(&claims),
+                    });
+                }
+            }
+        }
+        let caller = self.authenticate(db, credentials, path_tenant).await?;
+        caller.require_operator_credential()?;
+        Ok(AdminCaller::Tenant(caller))
     }
 
     async fn api_key(&self, db: &Database, token: &str) -> Result<Caller, ApiError> {
@@ -492,6 +618,40 @@ impl JwtVerifier {
     }
 
     async fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        let claims = self.claims(token).await?;
+        self.caller(&claims)
+    }
+
+    /// Whether the role claims include `platform-admin`.
+    fn is_platform_admin(&self, claims: &serde_json::Map<String, serde_json::Value>) -> bool {
+        self.role_values(claims)
+            .iter()
+            .any(|r| r.trim().eq_ignore_ascii_case(PLATFORM_ADMIN_ROLE))
+    }
+
+    fn role_values<'c>(
+        &self,
+        claims: &'c serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<&'c str> {
+        self.settings
+            .role_claims
+            .iter()
+            .filter_map(|c| claims.get(c))
+            .flat_map(|v| match v {
+                serde_json::Value::String(s) => vec![s.as_str()],
+                serde_json::Value::Array(items) => {
+                    items.iter().filter_map(|i| i.as_str()).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The verified claims of `token`.
+    async fn claims(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
         // `alg: none` and unknown algorithms fail here: jsonwebtoken has no `none`.
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthorized("the bearer token is not a valid JWT"))?;
@@ -521,7 +681,7 @@ impl JwtVerifier {
             };
             unauthorized(why)
         })?;
-        self.caller(&data.claims)
+        Ok(data.claims)
     }
 
     fn caller(
@@ -539,29 +699,14 @@ impl JwtVerifier {
         let tenant =
             TenantId::parse(tenant).map_err(|_| forbidden("the token's tenant is invalid"))?;
         let role = self
-            .settings
-            .role_claims
-            .iter()
-            .filter_map(|c| claims.get(c))
-            .flat_map(|v| match v {
-                serde_json::Value::String(s) => vec![s.as_str()],
-                serde_json::Value::Array(items) => {
-                    items.iter().filter_map(|i| i.as_str()).collect()
-                }
-                _ => Vec::new(),
-            })
+            .role_values(claims)
+            .into_iter()
             .filter_map(Role::parse)
             .max()
             .ok_or_else(|| {
                 forbidden("the token grants no ZEngine role (admin, operator, viewer)")
             })?;
-        let subject = claims
-            .get("sub")
-            .and_then(|v| v.as_str())
-            .unwrap_or("unknown")
-            .chars()
-            .take(128)
-            .collect();
+        let subject = subject_of(claims);
         Ok(Caller {
             tenant,
             role,

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     Forbidden,
     /// An API key is over its rate limit (429, with `Retry-After`).
     RateLimited,
+    /// The tenant is suspended (403).
+    TenantSuspended,
     Conflict,
     Timeout,
     Unavailable,

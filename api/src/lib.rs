@@ -21,7 +21,9 @@ pub mod ops;
 mod orders;
 mod payments;
 mod ratelimit;
+mod reports;
 mod routes;
+mod tenants;
 mod tracking;
 pub mod webchat;
 mod webhooks;
@@ -203,7 +205,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/v1/webchat/messages",
-            post(webchat::post_message).get(webchat::get_messages),
+            post(webchat::post_message)
+                .get(webchat::get_messages)
+                .options(webchat::preflight),
         )
         .route("/v1/orders", post(orders::create).get(orders::list))
         .route("/v1/orders/{id}", get(orders::get))
@@ -309,6 +313,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/providers/search", get(assistance::search_providers))
         .route("/v1/mok/events", post(assistance::post_mok_event))
         .route("/v1/mok/events/{event_id}", get(assistance::get_mok_event))
+        .route("/v1/tenants", post(tenants::create).get(tenants::list))
+        .route(
+            "/v1/tenants/{tenant}",
+            get(tenants::get).patch(tenants::update),
+        )
+        .route("/v1/tenants/{tenant}/suspend", post(tenants::suspend))
+        .route("/v1/tenants/{tenant}/resume", post(tenants::resume))
+        .route(
+            "/v1/tenants/{tenant}/settings",
+            get(tenants::get_settings).patch(tenants::update_settings),
+        )
+        .route("/v1/tenants/{tenant}/flows", get(tenants::flows))
+        .route("/v1/tenants/{tenant}/channels", get(tenants::channels))
+        .route(
+            "/v1/tenants/{tenant}/channels/{strategy}",
+            axum::routing::put(tenants::put_channel).delete(tenants::delete_channel),
+        )
         .route(
             "/v1/tenants/{tenant}/api-keys",
             post(api_keys::create).get(api_keys::list),
@@ -317,6 +338,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant}/api-keys/{id}",
             axum::routing::delete(api_keys::revoke),
         )
+        .route("/v1/reports/{name}", get(reports::get))
         .nest("/v1/ops", ops::routes())
         .route(
             "/healthz",

@@ -153,10 +153,25 @@ pub async fn return_to_bot(
         )
         .await
     {
-        Ok(replies) => Ok(Json(
-            json!({"conversation_id": state.conversation_workflow_id(&id), "mode": "BOT", "replies": replies}),
-        )
-        .into_response()),
+        Ok(replies) => {
+            let workflow_id = state.conversation_workflow_id(&id);
+            // Reporting (resolution time of a handoff): the agent gave it back.
+            state
+                .db
+                .events()
+                .record(zengine_activities::db::NewEvent {
+                    event_id: &format!("{workflow_id}/returned/{}", uuid::Uuid::new_v4()),
+                    tenant_id: &id.tenant,
+                    event_type: "Conversation.ReturnedToBot",
+                    subject: &workflow_id,
+                    payload: &json!({"channel": id.channel.as_str(), "by": caller.subject}),
+                })
+                .await?;
+            Ok(
+                Json(json!({"conversation_id": workflow_id, "mode": "BOT", "replies": replies}))
+                    .into_response(),
+            )
+        }
         Err(e) => Err(crate::error::update_error(
             e,
             ApiError::not_found(format!("conversation `{id}` is not running")),

@@ -161,8 +161,8 @@ const TENANT: &str = "Tenant id (`t-…`).";
 /// Every HTTP endpoint of [`crate::router`]. Keep it in the router's order.
 pub fn operations() -> Vec<Operation> {
     use crate::{
-        api_keys, assistance, channels, console, management, ops::rest, orders, payments, tracking,
-        webchat, webhooks,
+        api_keys, assistance, channels, console, management, ops::rest, orders, payments, reports,
+        tenants, tracking, webchat, webhooks,
     };
     let webchat_headers = |o: Operation| o.header("x-tenant-id", true, TENANT);
     vec![
@@ -628,6 +628,111 @@ pub fn operations() -> Vec<Operation> {
         .tag("api-keys")
         .auth(Auth::Admin)
         .ok(&[200, 204])
+        .errors(&[400, 404]),
+        // Tenant administration.
+        op("post", "/v1/tenants", "Create a tenant (platform admin)")
+            .tag("tenants")
+            .auth(Auth::Admin)
+            .json::<tenants::CreateBody>()
+            .ok(&[201])
+            .errors(&[400, 409, 422]),
+        op("get", "/v1/tenants", "List tenants (platform admin)")
+            .tag("tenants")
+            .auth(Auth::Admin)
+            .query::<tenants::ListQuery>()
+            .errors(&[400]),
+        op(
+            "get",
+            "/v1/tenants/{tenant}",
+            "A tenant with its channels, flows and settings",
+        )
+        .tag("tenants")
+        .auth(Auth::Admin)
+        .errors(&[404]),
+        op(
+            "patch",
+            "/v1/tenants/{tenant}",
+            "Rename a tenant or change its main flow",
+        )
+        .tag("tenants")
+        .auth(Auth::Admin)
+        .json::<tenants::UpdateBody>()
+        .errors(&[400, 404, 422]),
+        op(
+            "post",
+            "/v1/tenants/{tenant}/suspend",
+            "Suspend a tenant (platform admin)",
+        )
+        .tag("tenants")
+        .auth(Auth::Admin)
+        .errors(&[404]),
+        op(
+            "post",
+            "/v1/tenants/{tenant}/resume",
+            "Resume a suspended tenant (platform admin)",
+        )
+        .tag("tenants")
+        .auth(Auth::Admin)
+        .errors(&[404]),
+        op(
+            "get",
+            "/v1/tenants/{tenant}/settings",
+            "The tenant's settings",
+        )
+        .tag("tenants")
+        .auth(Auth::Admin)
+        .errors(&[404]),
+        op(
+            "patch",
+            "/v1/tenants/{tenant}/settings",
+            "Change the tenant's settings",
+        )
+        .tag("tenants")
+        .auth(Auth::Admin)
+        .json::<tenants::SettingsBody>()
+        .errors(&[400, 404, 422]),
+        op(
+            "get",
+            "/v1/tenants/{tenant}/flows",
+            "The tenant's flows and their versions",
+        )
+        .tag("tenants")
+        .auth(Auth::Admin)
+        .errors(&[404]),
+        op(
+            "get",
+            "/v1/tenants/{tenant}/channels",
+            "The tenant's channel strategies (secret references only)",
+        )
+        .tag("tenants")
+        .auth(Auth::Admin)
+        .errors(&[404]),
+        op(
+            "put",
+            "/v1/tenants/{tenant}/channels/{strategy}",
+            "Configure a channel strategy of the tenant",
+        )
+        .tag("tenants")
+        .auth(Auth::Admin)
+        .json::<tenants::ChannelBody>()
+        .errors(&[400, 404, 409, 422]),
+        op(
+            "delete",
+            "/v1/tenants/{tenant}/channels/{strategy}",
+            "Remove a channel strategy of the tenant",
+        )
+        .tag("tenants")
+        .auth(Auth::Admin)
+        .ok(&[204])
+        .errors(&[404]),
+        op(
+            "get",
+            "/v1/reports/{name}",
+            "A report of the tenant (JSON, or CSV with Accept: text/csv or format=csv)",
+        )
+        .tag("reports")
+        .caller()
+        .query::<reports::ReportQuery>()
         .errors(&[400, 404]),
         // Operator API.
         op("get", "/v1/ops/workflows", "List the tenant's workflows")

@@ -101,8 +101,86 @@ fn request_hash(parsed: &Parsed) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// The `http` span of the request (see `request_context`) gets `tenant_id` and `workflow_id`.
+/// `OPTIONS /v1/webchat/messages`: the CORS preflight. A preflight carries no tenant, so it is
+/// answered for any origin; the request itself is then checked against the tenant's
+/// `cors_origins` ([`post_message`]).
+pub async fn preflight(headers: HeaderMap) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN).cloned() {
+        let h = response.headers_mut();
+        h.insert(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            axum::http::header::ACCESS_CONTROL_ALLOW_METHODS,
+            axum::http::HeaderValue::from_static("GET, POST"),
+        );
+        h.insert(
+            axum::http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+            axum::http::HeaderValue::from_static("content-type, x-tenant-id, x-idempotency-key"),
+        );
+        h.insert(
+            axum::http::header::ACCESS_CONTROL_MAX_AGE,
+            axum::http::HeaderValue::from_static("600"),
+        );
+        h.insert(
+            axum::http::header::VARY,
+            axum::http::HeaderValue::from_static("origin"),
+        );
+    }
+    response
+}
+
+/// A browser request (`Origin`) of a tenant with `cors_origins` must come from one of them
+/// (403 otherwise, before anything is processed); an allowed origin gets
+/// `Access-Control-Allow-Origin`. Without configured origins no browser origin is allowed
+/// (no CORS headers), requests without `Origin` (servers) are not affected.
 pub async fn post_message(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let tenant = headers
+        .get(&TENANT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| TenantId::parse(t).ok());
+    let allowed = match (&origin, &tenant) {
+        (Some(origin), Some(tenant)) => match state.db.tenants().cors_origins(tenant).await {
+            Ok(list) if list.iter().any(|o| o == origin) => Some(origin.clone()),
+            Ok(list) if !list.is_empty() => {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    ErrorCode::Forbidden,
+                    format!("origin `{origin}` is not allowed for this tenant"),
+                )
+                .into_response();
+            }
+            Ok(_) => None,
+            Err(e) => return ApiError::internal(e).into_response(),
+        },
+        _ => None,
+    };
+    let mut response = match post_message_inner(state, headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    if let Some(origin) = allowed
+        && let Ok(value) = axum::http::HeaderValue::from_str(&origin)
+    {
+        let h = response.headers_mut();
+        h.insert(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        h.insert(
+            axum::http::header::VARY,
+            axum::http::HeaderValue::from_static("origin"),
+        );
+    }
+    response
+}
+
+/// The `http` span of the request (see `request_context`) gets `tenant_id` and `workflow_id`.
+async fn post_message_inner(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -126,6 +204,20 @@ pub async fn post_message(
                 format!("tenant `{tenant_id}` does not exist"),
             )
         })?;
+    if tenant.suspended {
+        // Answered but not processed: nothing reaches the conversation workflow.
+        state
+            .db
+            .tenants()
+            .record_suppressed(&tenant_id, &format!("webchat/{}", key.as_str()), "webchat")
+            .await?;
+        tracing::info!("Webchat message for a suspended tenant suppressed");
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"suspended": true, "replies": []})),
+        )
+            .into_response());
+    }
     let hash = request_hash(&parsed);
     if let Some(stored) = state.db.idempotency().get(&tenant_id, SCOPE, &key).await? {
         if stored.request_hash != hash {
@@ -183,6 +275,31 @@ pub async fn post_message(
         })??;
 
     tracing::info!(turn = outcome.turn, "Webchat message delivered");
+    // Reporting (messages per day and channel); idempotent by id.
+    state
+        .db
+        .events()
+        .record(zengine_activities::db::NewEvent {
+            event_id: &format!("webchat/{workflow_id}/{}", key.as_str()),
+            tenant_id: &tenant_id,
+            event_type: "Conversation.MessageReceived",
+            subject: &workflow_id,
+            payload: &serde_json::json!({"channel": "webchat", "strategy": "webchat"}),
+        })
+        .await?;
+    if !outcome.replies.is_empty() {
+        state
+            .db
+            .events()
+            .record(zengine_activities::db::NewEvent {
+                event_id: &format!("webchat/{workflow_id}/{}/reply", key.as_str()),
+                tenant_id: &tenant_id,
+                event_type: "Conversation.ReplySent",
+                subject: &workflow_id,
+                payload: &serde_json::json!({"channel": "webchat"}),
+            })
+            .await?;
+    }
     let reply = WebchatReply {
         conversation_id: workflow_id,
         turn: outcome.turn,

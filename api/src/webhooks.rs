@@ -133,6 +133,7 @@ struct Tally {
     unroutable: usize,
     statuses: usize,
     ignored: usize,
+    suspended: usize,
 }
 
 fn inbound_error(e: InboundError) -> ApiError {
@@ -281,6 +282,7 @@ async fn ingest(
         ("unroutable", tally.unroutable),
         ("status", tally.statuses),
         ("ignored", tally.ignored),
+        ("suspended", tally.suspended),
     ] {
         crate::metrics::webhook_events(strategy.name(), kind, count);
     }
@@ -291,6 +293,7 @@ async fn ingest(
         unroutable = tally.unroutable,
         statuses = tally.statuses,
         ignored = tally.ignored,
+        suspended = tally.suspended,
         "Webhook handled"
     );
     Ok(Json(json!({
@@ -299,6 +302,7 @@ async fn ingest(
         "unroutable": tally.unroutable,
         "statuses": tally.statuses,
         "ignored": tally.ignored,
+        "suspended": tally.suspended,
     }))
     .into_response())
 }
@@ -382,11 +386,22 @@ async fn accept_message(
         tally.duplicates += 1;
         return Ok(());
     }
-    let (_, flow) = state
+    let (tenant, flow) = state
         .tenants
         .lookup(&state.db, &tenant_id, None)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("routed tenant {tenant_id} vanished")))?;
+    if tenant.suspended {
+        // Answered (the provider stops retrying) but not processed: no workflow is signalled.
+        state
+            .db
+            .tenants()
+            .record_suppressed(&tenant_id, &format!("{name}/{}", message.message_id), name)
+            .await?;
+        tracing::info!(tenant_id = %tenant_id, provider = name, "Message for a suspended tenant suppressed");
+        tally.suspended += 1;
+        return Ok(());
+    }
     let Some(flow) = flow else {
         // Nothing can answer: keep the message out of Temporal, tell the provider to stop.
         tracing::warn!(tenant_id = %tenant_id, provider = name, "Message for a tenant without a published flow");
@@ -436,6 +451,18 @@ async fn accept_message(
     // workflow ignores a message id it has seen).
     channels
         .first_receipt(name, &provider_message_id, &tenant_id)
+        .await?;
+    // Reporting (messages per day and channel); idempotent by id, so a redelivery counts once.
+    state
+        .db
+        .events()
+        .record(NewEvent {
+            event_id: &format!("{name}/{provider_message_id}/received"),
+            tenant_id: &tenant_id,
+            event_type: "Conversation.MessageReceived",
+            subject: &workflow_id,
+            payload: &json!({"channel": strategy.channel().as_str(), "strategy": name}),
+        })
         .await?;
     tally.accepted += 1;
     Ok(())

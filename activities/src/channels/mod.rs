@@ -443,6 +443,20 @@ impl ChannelActivities {
                         &sent.provider_message_id,
                     )
                     .await?;
+                // Reporting (first-response times): replies of a conversation carry its
+                // workflow id (`{workflow id}/out-{seq}`); notifications do not.
+                if let Some((conversation, _)) = input.client_message_id.rsplit_once("/out-") {
+                    self.db
+                        .events()
+                        .record(NewEvent {
+                            event_id: &format!("{}/sent", input.client_message_id),
+                            tenant_id: &input.tenant_id,
+                            event_type: "Conversation.ReplySent",
+                            subject: conversation,
+                            payload: &serde_json::json!({"channel": input.channel}),
+                        })
+                        .await?;
+                }
                 Ok(done(sent.provider_message_id, false))
             }
             Err(SendError::Retryable {

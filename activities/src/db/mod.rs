@@ -12,6 +12,7 @@ mod events;
 mod idempotency;
 mod orders;
 mod payments;
+mod reports;
 mod routes;
 pub mod seed;
 mod tenants;
@@ -40,8 +41,11 @@ pub use payments::{
     NotificationSettings, Payment, PaymentRepo, PaymentSettings, PaymentStatus, ReviewError,
     Settlement, Verdict, payment_id_for,
 };
+pub use reports::{Fact, REPORTS, ReportRepo, fact_of};
 pub use routes::{RoutePlan, RouteRepo};
-pub use tenants::{Tenant, TenantRepo};
+pub use tenants::{
+    Audit, Created, FlowVersionInfo, FlowVersions, SettingsChange, Tenant, TenantRecord, TenantRepo,
+};
 pub use tracking::{Recorded, TrackingEvent, TrackingRepo};
 
 /// Domain database configuration.
@@ -200,6 +204,24 @@ impl Database {
         Ok(tx)
     }
 
+    /// A transaction of the platform administrator: on PostgreSQL it may read every tenant row
+    /// (policy `platform_admin` of migration 0015) and no other tenant table. Only the
+    /// platform-admin endpoints use it.
+    pub async fn begin_platform(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("Failed to begin a transaction")?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("select set_config('app.platform_admin', 'on', true)")
+                .execute(&mut *tx)
+                .await
+                .context("Failed to set the platform context")?;
+        }
+        Ok(tx)
+    }
+
     /// Applies pending migrations (forward only).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         let migrator = match self.backend {
@@ -254,6 +276,10 @@ impl Database {
 
     pub fn assistance(&self) -> AssistanceRepo<'_> {
         AssistanceRepo { db: self }
+    }
+
+    pub fn reports(&self) -> ReportRepo<'_> {
+        ReportRepo { db: self }
     }
 
     pub fn api_keys(&self) -> ApiKeyRepo<'_> {

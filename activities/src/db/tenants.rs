@@ -5,7 +5,66 @@ use sqlx::Row;
 use zengine_domain::TenantId;
 use zengine_domain::flow::FlowGraph;
 
+use super::events::{NewEvent, record_in as record_event_in};
+use super::payments::PaymentSettings;
 use super::{Database, now_millis};
+
+/// Who changed what, recorded as a `Tenant.*` domain event with the change it describes.
+#[derive(Debug, Clone)]
+pub struct Audit<'a> {
+    /// Unique per change (a UUID).
+    pub event_id: &'a str,
+    /// `Tenant.Created`, `Tenant.Updated`, `Tenant.Suspended`, …
+    pub event_type: &'a str,
+    /// The caller (`sub` of the JWT, `admin-token`, …).
+    pub actor: &'a str,
+    /// What changed (never secret values).
+    pub change: serde_json::Value,
+}
+
+impl Audit<'_> {
+    pub async fn record_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tenant_id: &TenantId,
+    ) -> anyhow::Result<()> {
+        let payload = serde_json::json!({"actor": self.actor, "change": self.change});
+        record_event_in(
+            conn,
+            NewEvent {
+                event_id: self.event_id,
+                tenant_id,
+                event_type: self.event_type,
+                subject: tenant_id.as_str(),
+                payload: &payload,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Settings stored on the tenant row; `None` leaves one unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsChange<'a> {
+    pub allowed_http_hosts: Option<&'a [String]>,
+    pub cors_origins: Option<&'a [String]>,
+    pub payment: Option<&'a PaymentSettings>,
+}
+
+async fn record_in(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &TenantId,
+) -> anyhow::Result<Option<TenantRecord>> {
+    let row = sqlx::query(&format!(
+        "select {RECORD_COLUMNS} from tenant where tenant_id = $1"
+    ))
+    .bind(tenant_id.as_str())
+    .fetch_optional(conn)
+    .await
+    .context("Failed to read tenant")?;
+    row.as_ref().map(record_of).transpose()
+}
 
 /// A tenant as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +72,59 @@ pub struct Tenant {
     pub tenant_id: TenantId,
     pub name: String,
     pub main_flow_id: String,
+    /// Suspended tenants' API calls get 403 and their webhooks are answered but not processed.
+    pub suspended: bool,
+}
+
+/// A tenant as the administration API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TenantRecord {
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub main_flow_id: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    pub suspended_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A flow id and its published versions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FlowVersions {
+    pub flow_id: String,
+    /// Oldest first.
+    pub versions: Vec<FlowVersionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FlowVersionInfo {
+    pub version: u32,
+    pub published_at: i64,
+}
+
+/// Outcome of [`TenantRepo::create`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    Now(TenantRecord),
+    /// A tenant with this id exists (it is not changed).
+    Exists,
+}
+
+const RECORD_COLUMNS: &str =
+    "tenant_id, name, main_flow_id, status, suspended_at, created_at, updated_at";
+
+fn record_of(row: &sqlx::any::AnyRow) -> anyhow::Result<TenantRecord> {
+    let id: String = row.get(0);
+    Ok(TenantRecord {
+        tenant_id: TenantId::parse(&id).map_err(|e| anyhow::anyhow!("stored tenant id: {e}"))?,
+        name: row.get(1),
+        main_flow_id: row.get(2),
+        status: row.get(3),
+        suspended_at: row.get(4),
+        created_at: row.get(5),
+        updated_at: row.get(6),
+    })
 }
 
 /// Tenant queries.
@@ -52,7 +164,7 @@ impl TenantRepo<'_> {
     /// The tenant, or `None` when it does not exist.
     pub async fn get(&self, tenant_id: &TenantId) -> anyhow::Result<Option<Tenant>> {
         let mut tx = self.db.begin_for(tenant_id).await?;
-        let row = sqlx::query("select name, main_flow_id from tenant where tenant_id = $1")
+        let row = sqlx::query("select name, main_flow_id, status from tenant where tenant_id = $1")
             .bind(tenant_id.as_str())
             .fetch_optional(&mut *tx)
             .await
@@ -62,7 +174,246 @@ impl TenantRepo<'_> {
             tenant_id: tenant_id.clone(),
             name: row.get(0),
             main_flow_id: row.get(1),
+            suspended: row.get::<String, _>(2) == "suspended",
         }))
+    }
+
+    /// Creates a tenant; [`Created::Exists`] (and no change) when the id is taken. The audit
+    /// event is recorded in the same transaction.
+    #[tracing::instrument(name = "Create tenant", skip_all, fields(tenant_id = %tenant_id))]
+    pub async fn create(
+        &self,
+        tenant_id: &TenantId,
+        name: &str,
+        main_flow_id: &str,
+        audit: &Audit<'_>,
+    ) -> anyhow::Result<Created> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let now = now_millis();
+        let done = sqlx::query(
+            "insert into tenant (tenant_id, name, main_flow_id, created_at, updated_at)
+             values ($1, $2, $3, $4, $4) on conflict (tenant_id) do nothing",
+        )
+        .bind(tenant_id.as_str())
+        .bind(name)
+        .bind(main_flow_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to create tenant")?;
+        if done.rows_affected() == 0 {
+            return Ok(Created::Exists);
+        }
+        audit.record_in(&mut tx, tenant_id).await?;
+        let record = record_in(&mut tx, tenant_id)
+            .await?
+            .context("created tenant vanished")?;
+        tx.commit().await?;
+        Ok(Created::Now(record))
+    }
+
+    /// The tenant with its administrative fields.
+    pub async fn record(&self, tenant_id: &TenantId) -> anyhow::Result<Option<TenantRecord>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let record = record_in(&mut tx, tenant_id).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Every tenant, by id, at most `limit` after `after` (platform administration: on
+    /// PostgreSQL this reads through the `platform_admin` policy).
+    pub async fn list_all(&self, after: &str, limit: i64) -> anyhow::Result<Vec<TenantRecord>> {
+        let mut tx = self.db.begin_platform().await?;
+        let rows = sqlx::query(&format!(
+            "select {RECORD_COLUMNS} from tenant where tenant_id > $1 order by tenant_id limit $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to list tenants")?;
+        tx.commit().await?;
+        rows.iter().map(record_of).collect()
+    }
+
+    /// Changes the name and/or main flow; `None` when the tenant does not exist.
+    pub async fn update(
+        &self,
+        tenant_id: &TenantId,
+        name: Option<&str>,
+        main_flow_id: Option<&str>,
+        audit: &Audit<'_>,
+    ) -> anyhow::Result<Option<TenantRecord>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let done = sqlx::query(
+            "update tenant set name = coalesce($1, name), main_flow_id = coalesce($2, main_flow_id),
+                    updated_at = $3 where tenant_id = $4",
+        )
+        .bind(name)
+        .bind(main_flow_id)
+        .bind(now_millis())
+        .bind(tenant_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .context("Failed to update tenant")?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        audit.record_in(&mut tx, tenant_id).await?;
+        let record = record_in(&mut tx, tenant_id).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Suspends (`true`) or resumes the tenant. `None` when it does not exist; the record and
+    /// whether the status changed otherwise (no event when it did not).
+    pub async fn set_suspended(
+        &self,
+        tenant_id: &TenantId,
+        suspended: bool,
+        audit: &Audit<'_>,
+    ) -> anyhow::Result<Option<(TenantRecord, bool)>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let (from, to) = if suspended {
+            ("active", "suspended")
+        } else {
+            ("suspended", "active")
+        };
+        let now = now_millis();
+        let done = sqlx::query(
+            "update tenant set status = $1, suspended_at = $2, updated_at = $3
+             where tenant_id = $4 and status = $5",
+        )
+        .bind(to)
+        .bind(suspended.then_some(now))
+        .bind(now)
+        .bind(tenant_id.as_str())
+        .bind(from)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to change the tenant's status")?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            audit.record_in(&mut tx, tenant_id).await?;
+        }
+        let record = record_in(&mut tx, tenant_id).await?;
+        tx.commit().await?;
+        Ok(record.map(|r| (r, changed)))
+    }
+
+    /// Browser origins allowed to call the tenant's webchat endpoints (empty: any).
+    pub async fn cors_origins(&self, tenant_id: &TenantId) -> anyhow::Result<Vec<String>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let raw: Option<String> =
+            sqlx::query_scalar("select cors_origins from tenant where tenant_id = $1")
+                .bind(tenant_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .context("Failed to read cors origins")?;
+        tx.commit().await?;
+        Ok(raw
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .context("stored cors_origins is not a JSON array")?
+            .unwrap_or_default())
+    }
+
+    /// Replaces the tenant's settings that are stored on the tenant row (`None`: unchanged),
+    /// with the audit event, in one transaction.
+    pub async fn set_settings(
+        &self,
+        tenant_id: &TenantId,
+        change: &SettingsChange<'_>,
+        audit: &Audit<'_>,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let json = |v: Option<&[String]>| v.map(serde_json::to_string).transpose();
+        sqlx::query(
+            "update tenant set allowed_http_hosts = coalesce($1, allowed_http_hosts),
+                    cors_origins = coalesce($2, cors_origins),
+                    payment_settings = coalesce($3, payment_settings),
+                    updated_at = $4
+             where tenant_id = $5",
+        )
+        .bind(json(change.allowed_http_hosts)?)
+        .bind(json(change.cors_origins)?)
+        .bind(change.payment.map(serde_json::to_string).transpose()?)
+        .bind(now_millis())
+        .bind(tenant_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .context("Failed to write tenant settings")?;
+        audit.record_in(&mut tx, tenant_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every flow of the tenant with its published versions.
+    pub async fn flows(&self, tenant_id: &TenantId) -> anyhow::Result<Vec<FlowVersions>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let rows = sqlx::query(
+            "select flow_id, version, published_at from flow_version where tenant_id = $1
+             order by flow_id, version",
+        )
+        .bind(tenant_id.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to list flows")?;
+        tx.commit().await?;
+        let mut flows: Vec<FlowVersions> = Vec::new();
+        for row in rows {
+            let flow_id: String = row.get(0);
+            let version: i64 = row.get(1);
+            let info = FlowVersionInfo {
+                version: u32::try_from(version).context("stored flow version")?,
+                published_at: row.get(2),
+            };
+            match flows.last_mut() {
+                Some(last) if last.flow_id == flow_id => last.versions.push(info),
+                _ => flows.push(FlowVersions {
+                    flow_id,
+                    versions: vec![info],
+                }),
+            }
+        }
+        Ok(flows)
+    }
+
+    /// Records that a suspended tenant's inbound message was answered but not processed;
+    /// whether it was new.
+    pub async fn record_suppressed(
+        &self,
+        tenant_id: &TenantId,
+        id: &str,
+        strategy: &str,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let done = sqlx::query(
+            "insert into suppressed_inbound (tenant_id, id, strategy, received_at)
+             values ($1, $2, $3, $4) on conflict (tenant_id, id) do nothing",
+        )
+        .bind(tenant_id.as_str())
+        .bind(id)
+        .bind(strategy)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await
+        .context("Failed to record a suppressed inbound message")?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// How many inbound messages of the tenant were suppressed while it was suspended.
+    pub async fn suppressed_count(&self, tenant_id: &TenantId) -> anyhow::Result<i64> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let count =
+            sqlx::query_scalar("select count(*) from suppressed_inbound where tenant_id = $1")
+                .bind(tenant_id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .context("Failed to count suppressed inbound messages")?;
+        tx.commit().await?;
+        Ok(count)
     }
 
     /// Publishes `flow` as the next version of its flow id and returns that version. The stored

@@ -29,7 +29,7 @@ pub struct Seen {
 
 #[derive(Default)]
 pub struct Fake {
-    seen: Vec<Seen>,
+    pub(crate) seen: Vec<Seen>,
     /// Answers to give before succeeding again: (status, body, retry-after).
     pub(crate) plan: VecDeque<(u16, String, Option<&'static str>)>,
 }

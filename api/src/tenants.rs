@@ -1,0 +1,708 @@
+//! Tenant administration (`/v1/tenants…`). The platform administrator (the admin token, or a
+//! JWT whose role claims include `platform-admin`) creates, lists, reads, updates, suspends and
+//! resumes tenants and manages any tenant's settings, channels and API keys; a tenant admin
+//! (JWT with role `admin`) reads and updates their own tenant. Every change is a `Tenant.*`
+//! domain event (`actor`, `change`) recorded in the same transaction as the change.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use zengine_activities::db::{Audit, ChannelAccount, Created, PaymentSettings, SettingsChange};
+use zengine_domain::TenantId;
+
+use crate::auth::AdminCaller;
+use crate::{ApiError, AppState, ErrorCode};
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidField,
+        message,
+    )
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = crate::read_body(body)?;
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })
+}
+
+fn event_id() -> String {
+    format!("tenant-admin/{}", uuid::Uuid::new_v4())
+}
+
+fn name_field(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control)
+    {
+        return Err(invalid(format!(
+            "field `{field}`: 1 to 128 printable characters"
+        )));
+    }
+    Ok(())
+}
+
+fn flow_id_field(value: &str) -> Result<(), ApiError> {
+    if value.is_empty()
+        || value.len() > 64
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(invalid(
+            "field `main_flow_id`: 1 to 64 letters, digits, `-`, `_` or `.`",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateBody {
+    /// Lowercase id (`TenantId` rules).
+    tenant_id: String,
+    name: String,
+    /// The flow new conversations run (default `main`); publish it with
+    /// `PUT /v1/tenants/{tenant}/flows/{name}`.
+    #[serde(default)]
+    main_flow_id: Option<String>,
+}
+
+/// `POST /v1/tenants` (platform admin): 201 with the tenant; 409 when the id exists.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: AdminCaller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    caller.require_platform()?;
+    let body: CreateBody = parse_json(body)?;
+    let tenant_id =
+        TenantId::parse(&body.tenant_id).map_err(|e| invalid(format!("field `tenant_id`: {e}")))?;
+    name_field("name", &body.name)?;
+    let main_flow_id = body.main_flow_id.as_deref().unwrap_or("main");
+    flow_id_field(main_flow_id)?;
+    let id = event_id();
+    let audit = Audit {
+        event_id: &id,
+        event_type: "Tenant.Created",
+        actor: caller.subject(),
+        change: json!({"name": body.name.trim(), "main_flow_id": main_flow_id}),
+    };
+    match state
+        .db
+        .tenants()
+        .create(&tenant_id, body.name.trim(), main_flow_id, &audit)
+        .await?
+    {
+        Created::Now(record) => {
+            tracing::info!(tenant_id = %tenant_id, by = caller.subject(), "Tenant created");
+            Ok((StatusCode::CREATED, Json(record)).into_response())
+        }
+        Created::Exists => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("tenant `{tenant_id}` already exists"),
+        )),
+    }
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// Tenant id to list after (the previous page's `next_after`).
+    #[serde(default)]
+    after: Option<String>,
+    /// 1 to 500 (default 100).
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `GET /v1/tenants?after=&limit=` (platform admin): tenants by id.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: AdminCaller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require_platform()?;
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, e.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidField,
+            "query `limit`: 1 to 500",
+        ));
+    }
+    let tenants = state
+        .db
+        .tenants()
+        .list_all(query.after.as_deref().unwrap_or(""), limit)
+        .await?;
+    let next_after = (tenants.len() as i64 == limit)
+        .then(|| tenants.last().map(|t| t.tenant_id.to_string()))
+        .flatten();
+    Ok(Json(json!({"tenants": tenants, "next_after": next_after})).into_response())
+}
+
+/// `GET /v1/tenants/{tenant}`: the tenant, its channel accounts (secret references only), its
+/// flows with their versions and its settings.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    caller: AdminCaller,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    let record = state
+        .db
+        .tenants()
+        .record(&tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` does not exist")))?;
+    let mut body = serde_json::to_value(&record).map_err(anyhow::Error::from)?;
+    body["channels"] = channels_json(&state, &tenant).await?;
+    body["flows"] = serde_json::to_value(state.db.tenants().flows(&tenant).await?)
+        .map_err(anyhow::Error::from)?;
+    body["settings"] = settings_json(&state, &tenant).await?;
+    body["suppressed_inbound"] = json!(state.db.tenants().suppressed_count(&tenant).await?);
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    main_flow_id: Option<String>,
+}
+
+/// `PATCH /v1/tenants/{tenant}` `{name?, main_flow_id?}`.
+pub async fn update(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    caller: AdminCaller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    let body: UpdateBody = parse_json(body)?;
+    if body.name.is_none() && body.main_flow_id.is_none() {
+        return Err(invalid("give `name` and/or `main_flow_id`"));
+    }
+    if let Some(name) = &body.name {
+        name_field("name", name)?;
+    }
+    if let Some(flow) = &body.main_flow_id {
+        flow_id_field(flow)?;
+    }
+    let name = body.name.as_deref().map(str::trim);
+    let id = event_id();
+    let audit = Audit {
+        event_id: &id,
+        event_type: "Tenant.Updated",
+        actor: caller.subject(),
+        change: json!({"name": name, "main_flow_id": body.main_flow_id}),
+    };
+    let record = state
+        .db
+        .tenants()
+        .update(&tenant, name, body.main_flow_id.as_deref(), &audit)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` does not exist")))?;
+    state.tenants.invalidate(&tenant);
+    Ok(Json(record).into_response())
+}
+
+/// `POST /v1/tenants/{tenant}/suspend` (platform admin).
+pub async fn suspend(
+    state: State<AppState>,
+    path: Path<String>,
+    caller: AdminCaller,
+) -> Result<Response, ApiError> {
+    set_suspended(state, path, caller, true).await
+}
+
+/// `POST /v1/tenants/{tenant}/resume` (platform admin).
+pub async fn resume(
+    state: State<AppState>,
+    path: Path<String>,
+    caller: AdminCaller,
+) -> Result<Response, ApiError> {
+    set_suspended(state, path, caller, false).await
+}
+
+async fn set_suspended(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    caller: AdminCaller,
+    suspended: bool,
+) -> Result<Response, ApiError> {
+    caller.require_platform()?;
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    let id = event_id();
+    let audit = Audit {
+        event_id: &id,
+        event_type: if suspended {
+            "Tenant.Suspended"
+        } else {
+            "Tenant.Resumed"
+        },
+        actor: caller.subject(),
+        change: json!({"status": if suspended { "suspended" } else { "active" }}),
+    };
+    let (record, changed) = state
+        .db
+        .tenants()
+        .set_suspended(&tenant, suspended, &audit)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` does not exist")))?;
+    // This process sees the change at once; other replicas within api.tenant_cache_ttl_ms.
+    state.tenants.invalidate(&tenant);
+    if changed {
+        tracing::info!(tenant_id = %tenant, suspended, by = caller.subject(), "Tenant status changed");
+    }
+    Ok(Json(json!({"tenant": record, "changed": changed})).into_response())
+}
+
+async fn settings_json(state: &AppState, tenant: &TenantId) -> Result<Value, ApiError> {
+    let tenants = state.db.tenants();
+    Ok(json!({
+        "allowed_http_hosts": tenants.allowed_http_hosts(tenant).await?,
+        "cors_origins": tenants.cors_origins(tenant).await?,
+        "payment": state.db.payments().settings(tenant).await?,
+    }))
+}
+
+/// `GET /v1/tenants/{tenant}/settings`.
+pub async fn get_settings(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    caller: AdminCaller,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    Ok(Json(settings_json(&state, &tenant).await?).into_response())
+}
+
+/// Payment rules as a settings change names them (every field optional: missing ones keep
+/// their current value).
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PaymentPatch {
+    /// Receipt vs order total tolerance, in cents (0 to 100000).
+    #[serde(default)]
+    tolerance_cents: Option<i64>,
+    /// 0.0 to 1.0.
+    #[serde(default)]
+    min_confidence: Option<f32>,
+    /// Manual-review timeout before escalation, seconds (60 to 604800).
+    #[serde(default)]
+    review_timeout_secs: Option<u64>,
+    #[serde(default)]
+    window_slack_minutes: Option<i64>,
+    /// Order / payment / receipt retention, days (1 to 3650).
+    #[serde(default)]
+    retention_days: Option<u32>,
+    #[serde(default)]
+    merchant_name: Option<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SettingsBody {
+    /// Hosts `http_request` may call: exact names or `*.domain`.
+    #[serde(default)]
+    allowed_http_hosts: Option<Vec<String>>,
+    /// Browser origins (`https://shop.example`) allowed to call the webchat endpoints.
+    #[serde(default)]
+    cors_origins: Option<Vec<String>>,
+    #[serde(default)]
+    payment: Option<PaymentPatch>,
+}
+
+fn valid_host(host: &str) -> bool {
+    let host = host.strip_prefix("*.").unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+fn valid_origin(origin: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(origin) else {
+        return false;
+    };
+    matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !origin.ends_with('/')
+        && url.username().is_empty()
+}
+
+fn check_list(field: &str, items: &[String], ok: fn(&str) -> bool) -> Result<(), ApiError> {
+    if items.len() > 100 {
+        return Err(invalid(format!("field `{field}`: at most 100 entries")));
+    }
+    if let Some(bad) = items.iter().find(|i| !ok(i)) {
+        return Err(invalid(format!("field `{field}`: `{bad}` is not valid")));
+    }
+    Ok(())
+}
+
+fn apply_payment(current: &mut PaymentSettings, patch: PaymentPatch) -> Result<(), ApiError> {
+    if let Some(v) = patch.tolerance_cents {
+        if !(0..=100_000).contains(&v) {
+            return Err(invalid("field `payment.tolerance_cents`: 0 to 100000"));
+        }
+        current.tolerance_cents = v;
+    }
+    if let Some(v) = patch.min_confidence {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(invalid("field `payment.min_confidence`: 0.0 to 1.0"));
+        }
+        current.min_confidence = v;
+    }
+    if let Some(v) = patch.review_timeout_secs {
+        if !(60..=604_800).contains(&v) {
+            return Err(invalid("field `payment.review_timeout_secs`: 60 to 604800"));
+        }
+        current.review_timeout_secs = v;
+    }
+    if let Some(v) = patch.window_slack_minutes {
+        if !(0..=1440).contains(&v) {
+            return Err(invalid("field `payment.window_slack_minutes`: 0 to 1440"));
+        }
+        current.window_slack_minutes = v;
+    }
+    if let Some(v) = patch.retention_days {
+        if !(1..=3650).contains(&v) {
+            return Err(invalid("field `payment.retention_days`: 1 to 3650"));
+        }
+        current.retention_days = v;
+    }
+    if let Some(v) = patch.merchant_name {
+        let v = v.trim();
+        if v.chars().count() > 128 || v.chars().any(char::is_control) {
+            return Err(invalid(
+                "field `payment.merchant_name`: at most 128 printable characters",
+            ));
+        }
+        current.merchant_name = (!v.is_empty()).then(|| v.to_owned());
+    }
+    Ok(())
+}
+
+/// `PATCH /v1/tenants/{tenant}/settings`: replaces the given settings, keeps the others.
+pub async fn update_settings(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    caller: AdminCaller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    let body: SettingsBody = parse_json(body)?;
+    let hosts = body.allowed_http_hosts.map(|h| {
+        h.iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    });
+    if let Some(hosts) = &hosts {
+        check_list("allowed_http_hosts", hosts, valid_host)?;
+    }
+    let origins = body
+        .cors_origins
+        .map(|o| o.iter().map(|o| o.trim().to_owned()).collect::<Vec<_>>());
+    if let Some(origins) = &origins {
+        check_list("cors_origins", origins, valid_origin)?;
+    }
+    let payment = match body.payment {
+        Some(patch) => {
+            let mut current = state.db.payments().settings(&tenant).await?;
+            apply_payment(&mut current, patch)?;
+            Some(current)
+        }
+        None => None,
+    };
+    if hosts.is_none() && origins.is_none() && payment.is_none() {
+        return Err(invalid(
+            "give `allowed_http_hosts`, `cors_origins` and/or `payment`",
+        ));
+    }
+    let id = event_id();
+    let audit = Audit {
+        event_id: &id,
+        event_type: "Tenant.SettingsChanged",
+        actor: caller.subject(),
+        change: json!({
+            "allowed_http_hosts": hosts, "cors_origins": origins, "payment": payment,
+        }),
+    };
+    state
+        .db
+        .tenants()
+        .set_settings(
+            &tenant,
+            &SettingsChange {
+                allowed_http_hosts: hosts.as_deref(),
+                cors_origins: origins.as_deref(),
+                payment: payment.as_ref(),
+            },
+            &audit,
+        )
+        .await?;
+    state.tenants.invalidate(&tenant);
+    Ok(Json(settings_json(&state, &tenant).await?).into_response())
+}
+
+/// `GET /v1/tenants/{tenant}/flows`: every flow id with its published versions.
+pub async fn flows(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    caller: AdminCaller,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    let flows = state.db.tenants().flows(&tenant).await?;
+    Ok(Json(json!({"flows": flows})).into_response())
+}
+
+async fn channels_json(state: &AppState, tenant: &TenantId) -> Result<Value, ApiError> {
+    let accounts = state.db.channels().accounts(tenant).await?;
+    Ok(Value::Array(
+        accounts
+            .into_iter()
+            .map(|a| {
+                json!({
+                    "strategy": a.strategy,
+                    "account_key": a.account_key,
+                    "settings": redact(&a.settings),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// Setting names that hold secrets: their values must be secret references.
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "secret",
+        "token",
+        "password",
+        "api_key",
+        "apikey",
+        "private_key",
+        "credential",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
+}
+
+fn is_reference(value: &str) -> bool {
+    matches!(value.split_once(':'), Some(("env" | "file", rest)) if !rest.is_empty())
+}
+
+/// Settings as the API shows them: a secret-named value that is not a reference (stored
+/// before validation existed) is replaced by `"<redacted>"`.
+fn redact(settings: &Value) -> Value {
+    match settings {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) if is_secret_name(k) && !is_reference(s) => {
+                            json!("<redacted>")
+                        }
+                        other => redact(other),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The first secret-named setting whose value is not a secret reference (a path like `a.b`).
+fn inline_secret(settings: &Value, prefix: &str) -> Option<String> {
+    let Value::Object(map) = settings else {
+        return None;
+    };
+    map.iter().find_map(|(k, v)| {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::String(s) if is_secret_name(k) && !is_reference(s) => Some(path),
+            Value::Object(_) => inline_secret(v, &path),
+            _ => None,
+        }
+    })
+}
+
+/// `GET /v1/tenants/{tenant}/channels`: the tenant's channel strategies with their settings
+/// (secrets only as references).
+pub async fn channels(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    caller: AdminCaller,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    Ok(Json(json!({"channels": channels_json(&state, &tenant).await?})).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChannelBody {
+    /// The provider's id of the account (WhatsApp `phone_number_id`, …).
+    account_key: String,
+    /// Strategy settings; secret-named values (`…token`, `…secret`, `password`, …) must be
+    /// secret references (`env:NAME`, `file:/path`).
+    #[serde(default)]
+    settings: Option<serde_json::Map<String, Value>>,
+}
+
+/// `PUT /v1/tenants/{tenant}/channels/{strategy}`: creates or replaces the tenant's account of
+/// a strategy. 409 when another tenant owns the account key.
+pub async fn put_channel(
+    State(state): State<AppState>,
+    Path((tenant, strategy)): Path<(String, String)>,
+    caller: AdminCaller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    let known = state.channels.outbound_names();
+    let strategy_name = known
+        .iter()
+        .find(|n| **n == strategy)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no channel strategy `{strategy}` (known: {})",
+                known.join(", ")
+            ))
+        })?
+        .to_string();
+    let body: ChannelBody = parse_json(body)?;
+    let key = body.account_key.trim();
+    if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
+        return Err(invalid(
+            "field `account_key`: 1 to 256 printable characters",
+        ));
+    }
+    let settings = Value::Object(body.settings.unwrap_or_default());
+    if let Some(path) = inline_secret(&settings, "") {
+        return Err(invalid(format!(
+            "field `settings.{path}`: secrets are given as references (`env:NAME` or `file:/path`), never as values"
+        )));
+    }
+    if let Some(owner) = state.db.channels().route(&strategy_name, key).await?
+        && owner.tenant_id != tenant
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("account `{key}` of `{strategy_name}` belongs to another tenant"),
+        ));
+    }
+    let account = ChannelAccount {
+        strategy: strategy_name.clone(),
+        account_key: key.to_owned(),
+        tenant_id: tenant.clone(),
+        settings: settings.clone(),
+    };
+    state.db.channels().upsert_account(&account).await?;
+    let id = event_id();
+    state
+        .db
+        .events()
+        .record(zengine_activities::db::NewEvent {
+            event_id: &id,
+            tenant_id: &tenant,
+            event_type: "Tenant.ChannelConfigured",
+            subject: tenant.as_str(),
+            payload: &json!({
+                "actor": caller.subject(),
+                "change": {"strategy": strategy_name, "account_key": key, "settings": redact(&settings)},
+            }),
+        })
+        .await?;
+    Ok(Json(json!({
+        "strategy": strategy_name, "account_key": key, "settings": redact(&settings),
+    }))
+    .into_response())
+}
+
+/// `DELETE /v1/tenants/{tenant}/channels/{strategy}`: 204; 404 when there is none.
+pub async fn delete_channel(
+    State(state): State<AppState>,
+    Path((tenant, strategy)): Path<(String, String)>,
+    caller: AdminCaller,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    if !state
+        .db
+        .channels()
+        .delete_account(&tenant, &strategy)
+        .await?
+    {
+        return Err(ApiError::not_found(format!(
+            "tenant has no `{strategy}` channel"
+        )));
+    }
+    let id = event_id();
+    state
+        .db
+        .events()
+        .record(zengine_activities::db::NewEvent {
+            event_id: &id,
+            tenant_id: &tenant,
+            event_type: "Tenant.ChannelRemoved",
+            subject: tenant.as_str(),
+            payload: &json!({"actor": caller.subject(), "change": {"strategy": strategy}}),
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_secrets_are_found_and_references_pass() {
+        let ok = json!({"access_token": "env:WA_TOKEN", "api_base": "https://x", "nested": {"app_secret": "file:/run/s"}});
+        assert_eq!(inline_secret(&ok, ""), None);
+        let bad = json!({"nested": {"app_secret": "s3cr3t"}});
+        assert_eq!(
+            inline_secret(&bad, "").as_deref(),
+            Some("nested.app_secret")
+        );
+        assert_eq!(
+            redact(&json!({"password": "hunter2", "token": "env:T"})),
+            json!({"password": "<redacted>", "token": "env:T"})
+        );
+    }
+
+    #[test]
+    fn hosts_and_origins_are_checked() {
+        assert!(valid_host("api.example.com") && valid_host("*.example.com"));
+        assert!(!valid_host("exa mple.com") && !valid_host("") && !valid_host("a..b"));
+        assert!(valid_origin("https://shop.example") && valid_origin("http://127.0.0.1:3000"));
+        assert!(!valid_origin("https://shop.example/") && !valid_origin("ftp://x.y"));
+        assert!(!valid_origin("shop.example"));
+    }
+}
