@@ -17,6 +17,8 @@ use zengine_domain::receipt::ReceiptFields;
 pub use zengine_ocr::EnginePool;
 use zengine_ocr::OcrError;
 
+use crate::channels::sdk::{DownloadedMedia, MediaLimits, SendError, StrategyEnv};
+use crate::channels::{InboundOptions, Registry};
 use crate::db::{
     Database, NewEvent, PaymentSettings, PaymentStatus, ReviewError, Settlement, Verdict,
 };
@@ -52,7 +54,7 @@ pub struct PaymentContext {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadReceipt {
     pub tenant_id: TenantId,
-    /// `upload:<media_id>`.
+    /// `upload:<media_id>` or `whatsapp:<media_id>`.
     pub media_ref: String,
 }
 
@@ -255,21 +257,93 @@ impl PaymentActivities {
     }
 }
 
+/// Largest receipt image downloaded from a channel by default (10 MiB, like uploads).
+pub const DEFAULT_MAX_RECEIPT_BYTES: u64 = 10 * 1024 * 1024;
+
 /// OCR activities (task queue `ocr`): CPU bound, one engine per concurrent activity.
 pub struct OcrActivities {
     db: Database,
     engines: Arc<EnginePool>,
+    media: ReceiptMedia,
 }
 
 impl OcrActivities {
     pub fn new(db: Database, engines: Arc<EnginePool>) -> Self {
-        Self { db, engines }
+        Self {
+            db,
+            engines,
+            media: ReceiptMedia::new(DEFAULT_MAX_RECEIPT_BYTES),
+        }
+    }
+
+    /// Receipts downloaded from a channel may be at most this large (`worker.max_receipt_bytes`).
+    pub fn with_max_receipt_bytes(mut self, max_bytes: u64) -> Self {
+        self.media = ReceiptMedia::new(max_bytes);
+        self
     }
 }
 
-/// The bytes behind a media reference.
+/// How receipt images sent on a channel are fetched: through the tenant's channel strategy
+/// (`whatsapp:<media id>` → the account serving the tenant's WhatsApp conversations).
+pub struct ReceiptMedia {
+    registry: Registry,
+    env: StrategyEnv,
+    limits: MediaLimits,
+}
+
+impl ReceiptMedia {
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            registry: Registry::standard(InboundOptions::default()),
+            env: StrategyEnv::new(),
+            limits: MediaLimits::receipt_images(max_bytes),
+        }
+    }
+
+    /// Downloads a customer's media on `channel`: a refusal (unknown media, too large, not an
+    /// image, hash mismatch, no account, missing secret) is final and sends the payment to
+    /// review; an outage (429, 5xx, timeouts) is retried by the activity's policy.
+    pub async fn download(
+        &self,
+        db: &Database,
+        tenant_id: &TenantId,
+        channel: &str,
+        media_id: &str,
+    ) -> Result<DownloadedMedia, ActivityError> {
+        let accounts = db.channels().accounts(tenant_id).await?;
+        let account = self
+            .registry
+            .for_channel(channel, &accounts)
+            .ok_or_else(|| {
+                non_retryable(
+                    UNREADABLE_RECEIPT,
+                    format!("the tenant has no {channel} account to download media from"),
+                )
+            })?;
+        let strategy = self.registry.outbound(&account.strategy).ok_or_else(|| {
+            non_retryable(
+                UNREADABLE_RECEIPT,
+                format!("unknown channel strategy `{}`", account.strategy),
+            )
+        })?;
+        let connection = strategy
+            .configure(account, &self.env)
+            .map_err(|e| non_retryable(UNREADABLE_RECEIPT, e.to_string()))?;
+        connection
+            .download_media(media_id, &self.limits)
+            .await
+            .map_err(|e| match e {
+                SendError::Rejected { message, .. } => non_retryable(UNREADABLE_RECEIPT, message),
+                SendError::Retryable { message, .. } => anyhow::anyhow!(message).into(),
+            })
+    }
+}
+
+/// The bytes behind a media reference: `upload:<media_id>` (the upload store) or
+/// `whatsapp:<media_id>` (downloaded through the tenant's WhatsApp strategy).
 pub async fn load_media(
     db: &Database,
+    media: &ReceiptMedia,
     tenant_id: &TenantId,
     media_ref: &str,
 ) -> Result<Vec<u8>, ActivityError> {
@@ -281,9 +355,16 @@ pub async fn load_media(
                 format!("uploaded media `{media_id}` does not exist"),
             )),
         },
+        Some(("whatsapp", media_id)) => Ok(media
+            .download(db, tenant_id, "whatsapp", media_id)
+            .await?
+            .bytes),
         _ => Err(non_retryable(
             UNREADABLE_RECEIPT,
-            format!("unsupported media reference `{media_ref}` (expected upload:<media_id>)"),
+            format!(
+                "unsupported media reference `{media_ref}` (expected upload:<media_id> or \
+                 whatsapp:<media_id>)"
+            ),
         )),
     }
 }
@@ -297,7 +378,7 @@ impl OcrActivities {
         _ctx: ActivityContext,
         input: ReadReceipt,
     ) -> Result<ReceiptReading, ActivityError> {
-        let bytes = load_media(&self.db, &input.tenant_id, &input.media_ref).await?;
+        let bytes = load_media(&self.db, &self.media, &input.tenant_id, &input.media_ref).await?;
         let engines = self.engines.clone();
         let started = std::time::Instant::now();
         let reading = tokio::task::spawn_blocking(move || engines.read(&bytes))

@@ -54,6 +54,8 @@ pub struct WorkerSettings {
     /// that a worker of the `channels` queue creates if it is missing). 0 leaves the schedule
     /// alone (neither created nor changed).
     pub channel_health_interval_secs: u64,
+    /// Largest receipt image the `ocr` worker downloads from a channel (WhatsApp media).
+    pub max_receipt_bytes: u64,
 }
 
 impl WorkerSettings {
@@ -96,6 +98,10 @@ impl WorkerSettings {
                 );
             }
         }
+        anyhow::ensure!(
+            self.max_receipt_bytes > 0,
+            "worker.max_receipt_bytes must be positive"
+        );
         Ok(())
     }
 }
@@ -136,6 +142,7 @@ impl Default for WorkerSettings {
             metrics_addr: "127.0.0.1:9464".to_owned(),
             tuning: BTreeMap::new(),
             channel_health_interval_secs: zengine_workflows::channels::HEALTH_INTERVAL.as_secs(),
+            max_receipt_bytes: zengine_activities::payments::DEFAULT_MAX_RECEIPT_BYTES,
         }
     }
 }
@@ -212,7 +219,10 @@ fn worker_options(
                 .unwrap_or_else(default_ocr_slots);
             let pool = zengine_activities::payments::EnginePool::new(engines, None, "spa")
                 .context("Failed to start the OCR engines for the `ocr` queue")?;
-            builder.register_activities(OcrActivities::new(db.clone(), Arc::new(pool)))
+            builder.register_activities(
+                OcrActivities::new(db.clone(), Arc::new(pool))
+                    .with_max_receipt_bytes(settings.max_receipt_bytes),
+            )
         }
         queues::ROUTING => builder
             .register_workflow::<RouteOptimisationWorkflow>()?

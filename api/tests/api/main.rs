@@ -13,6 +13,7 @@ mod flows;
 mod grpc;
 mod helpers;
 mod histories;
+mod media;
 mod observability;
 mod ops;
 mod orders;
