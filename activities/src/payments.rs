@@ -116,11 +116,16 @@ fn non_retryable(type_name: &str, message: String) -> ActivityError {
 /// Activities of the payment workflow (task queue `payments`).
 pub struct PaymentActivities {
     db: Database,
+    /// Texts operators on escalation (the same SMS path as assistance escalations).
+    operators: crate::assistance::AssistanceActivities,
 }
 
 impl PaymentActivities {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            operators: crate::assistance::AssistanceActivities::new(db.clone()),
+            db,
+        }
     }
 }
 
@@ -227,12 +232,14 @@ impl PaymentActivities {
         })
     }
 
-    /// Nobody reviewed the payment in time: tell the operators (a `Payment.ReviewEscalated`
-    /// event, which notification consumers turn into a message).
+    /// Nobody reviewed the payment in time: tell the operators — a `Payment.ReviewEscalated`
+    /// event (recorded once) and an SMS to each of the tenant's `operator_recipients` (once per
+    /// operator, through the outbound log; best effort: an unreachable SNS is retried, a refused
+    /// number is reported and skipped).
     #[activity(name = "EscalatePayment")]
     pub async fn escalate(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: EscalatePayment,
     ) -> Result<(), ActivityError> {
         tracing::warn!(
@@ -241,10 +248,11 @@ impl PaymentActivities {
             waited_secs = input.waited_secs,
             "Payment waiting for manual review too long; escalating"
         );
+        let key = format!("payment/{}/escalated", input.payment_id);
         self.db
             .events()
             .record(NewEvent {
-                event_id: &format!("payment/{}/escalated", input.payment_id),
+                event_id: &key,
                 tenant_id: &input.tenant_id,
                 event_type: "Payment.ReviewEscalated",
                 subject: &input.order_id,
@@ -253,12 +261,43 @@ impl PaymentActivities {
                 }),
             })
             .await?;
+        let settings = self.db.payments().settings(&input.tenant_id).await?;
+        let order_number = self
+            .db
+            .orders()
+            .get(&input.tenant_id, &input.order_id)
+            .await?
+            .map_or_else(|| input.order_id.clone(), |o| o.order_number.to_string());
+        let text = format!(
+            "ALERTA pago {} del pedido {}: espera revisión manual hace {} min.",
+            input.payment_id,
+            order_number,
+            input.waited_secs.div_ceil(60)
+        );
+        let notified = self
+            .operators
+            .notify_operators(
+                &input.tenant_id,
+                &settings.operator_recipients,
+                &crate::assistance::SmsOptions {
+                    sms_type: "Transactional".into(),
+                    sender_id: None,
+                },
+                &key,
+                &text,
+                ctx.info(),
+            )
+            .await?;
+        if !notified.failed.is_empty() {
+            tracing::warn!(
+                payment_id = %input.payment_id,
+                failed = ?notified.failed,
+                "Some operators could not be told about the escalated payment"
+            );
+        }
         Ok(())
     }
 }
-
-/// Largest receipt image downloaded from a channel by default (10 MiB, like uploads).
-pub const DEFAULT_MAX_RECEIPT_BYTES: u64 = 10 * 1024 * 1024;
 
 /// OCR activities (task queue `ocr`): CPU bound, one engine per concurrent activity.
 pub struct OcrActivities {
@@ -282,6 +321,9 @@ impl OcrActivities {
         self
     }
 }
+
+/// Largest receipt image downloaded from a channel by default (10 MiB, like uploads).
+pub const DEFAULT_MAX_RECEIPT_BYTES: u64 = 10 * 1024 * 1024;
 
 /// How receipt images sent on a channel are fetched: through the tenant's channel strategy
 /// (`whatsapp:<media id>` → the account serving the tenant's WhatsApp conversations).

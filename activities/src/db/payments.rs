@@ -137,6 +137,9 @@ pub struct PaymentSettings {
     pub retention_days: u32,
     /// The merchant's account name as receipts show it (checked when present).
     pub merchant_name: Option<String>,
+    /// Operators texted (SMS through the tenant's `sns-sms` account) when a payment waits for
+    /// review longer than `review_timeout_secs`.
+    pub operator_recipients: Vec<zengine_domain::phone::E164>,
 }
 
 impl Default for PaymentSettings {
@@ -148,6 +151,7 @@ impl Default for PaymentSettings {
             window_slack_minutes: 10,
             retention_days: 30,
             merchant_name: None,
+            operator_recipients: Vec::new(),
         }
     }
 }

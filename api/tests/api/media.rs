@@ -441,3 +441,108 @@ async fn a_whatsapp_receipt_that_cannot_be_fetched_goes_to_review_and_the_custom
     assert!(reasons.contains("not an accepted type"), "{reasons}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_doubtful_whatsapp_receipt_is_checked_escalated_to_operators_by_sms_and_confirmed() {
+    use zengine_activities::db::PaymentSettings;
+    use zengine_domain::phone::E164;
+    let app = crate::payments::app().await;
+    crate::assistance::use_sns(&app, zengine_workers::testing::moto_server()).await;
+    let operator = crate::assistance::fresh_number();
+    app.database
+        .as_ref()
+        .unwrap()
+        .db
+        .payments()
+        .set_settings(
+            &TenantId::parse("demo").unwrap(),
+            &PaymentSettings {
+                window_slack_minutes: 3 * 365 * 24 * 60,
+                review_timeout_secs: 2,
+                operator_recipients: vec![E164::parse(operator.clone()).unwrap()],
+                ..PaymentSettings::default()
+            },
+        )
+        .await
+        .unwrap();
+    let file = "r01_yape-card_whatsapp.jpg";
+    let fake = fake_whatsapp(&[("88001", "image/jpeg", receipt(file))]).await;
+    crate::whatsapp::use_fake(&app, &fake.url, Some(file_secret(TOKEN))).await;
+    let response = app
+        .put_flow(
+            "demo",
+            "wa-pay",
+            "?main=true",
+            pay_flow().to_string(),
+            Some(crate::helpers::ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // The receipt says S/ 478 for an order of S/ 30: manual review.
+    let order_id = crate::payments::order(&app, "wa-pay-3", "30.00").await;
+    let from = "51944555666";
+    let text = |wamid: &str, body: &str| {
+        crate::whatsapp::text_webhook(DEMO_WHATSAPP_PHONE_NUMBER_ID, from, wamid, body)
+    };
+    post(&app, text("wamid.e-1", "hola")).await;
+    wait_texts(&fake, 1).await;
+    post(&app, text("wamid.e-2", &order_id)).await;
+    wait_texts(&fake, 2).await;
+    post(
+        &app,
+        image_webhook(from, "wamid.e-3", "88001", "image/jpeg"),
+    )
+    .await;
+    let texts = wait_texts(&fake, 3).await;
+    assert_eq!(texts[2], "Estamos revisando tu pago.", "{texts:?}");
+
+    // Nobody reviews within 2 s: the operator gets one SMS.
+    let mut sms = Vec::new();
+    for _ in 0..150 {
+        sms = crate::assistance::sms_to(&operator).await;
+        if !sms.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sms.len(), 1, "{sms:?}");
+    assert!(
+        sms[0].starts_with("ALERTA pago pay_") && sms[0].contains("revisión manual"),
+        "{sms:?}"
+    );
+    let payments: Value = app
+        .http
+        .get(format!("{}/v1/orders/{order_id}/payments", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .header("x-tenant-id", "demo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let payment_id = payments["payments"][0]["payment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(payments["payments"][0]["status"], "MANUAL_REVIEW");
+    assert!(sms[0].contains(&payment_id), "{sms:?}");
+
+    // The operator approves: the customer is told on WhatsApp, once.
+    let approved = app
+        .http
+        .post(format!("{}/v1/payments/{payment_id}/review", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .header("x-tenant-id", "demo")
+        .json(&json!({"decision": "approve", "reviewer": "ops@demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::OK);
+    let texts = wait_texts(&fake, 4).await;
+    assert!(texts[3].contains("fue confirmado"), "{texts:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(wait_texts(&fake, 4).await.len(), 4);
+    assert_eq!(crate::assistance::sms_to(&operator).await.len(), 1);
+    app.shutdown().await;
+}
