@@ -385,6 +385,13 @@ async fn a_receipt_sent_on_whatsapp_pays_the_order_and_the_customer_is_told_once
         3,
         "exactly one confirmation"
     );
+    // The conversation's new shape (the `payment-verify-whatsapp-media` patch) for the replay test.
+    crate::histories::record(
+        &app,
+        &crate::helpers::whatsapp_conversation_id("demo", from),
+        "conversation__whatsapp_receipt_paid",
+    )
+    .await;
     app.shutdown().await;
 }
 
