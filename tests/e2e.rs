@@ -980,10 +980,11 @@ async fn a_worker_killed_while_reading_a_whatsapp_receipt_pays_once_and_confirms
         "{sends:?}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let g = graph.lock().unwrap();
-    assert_eq!(g.sends.len(), 3, "exactly one confirmation: {:?}", g.sends);
-    assert_eq!(g.downloads, 2, "fetched again by the new worker");
-    drop(g);
+    {
+        let g = graph.lock().unwrap();
+        assert_eq!(g.sends.len(), 3, "exactly one confirmation: {:?}", g.sends);
+        assert_eq!(g.downloads, 2, "fetched again by the new worker");
+    }
     let payments: Value = http
         .get(format!("{base}/v1/orders/{order_id}/payments"))
         .bearer_auth("t0ken")

@@ -381,6 +381,18 @@ impl ReceiptMedia {
     }
 }
 
+/// The page text kept for the reviewer: at most [`RAW_OCR_LIMIT`] bytes.
+fn truncate_text(mut page_text: String) -> String {
+    if page_text.len() > RAW_OCR_LIMIT {
+        let mut cut = RAW_OCR_LIMIT;
+        while !page_text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        page_text.truncate(cut);
+    }
+    page_text
+}
+
 /// The bytes behind a media reference: `upload:<media_id>` (the upload store) or
 /// `whatsapp:<media_id>` (downloaded through the tenant's WhatsApp strategy).
 pub async fn load_media(
@@ -421,6 +433,32 @@ impl OcrActivities {
         input: ReadReceipt,
     ) -> Result<ReceiptReading, ActivityError> {
         let bytes = load_media(&self.db, &self.media, &input.tenant_id, &input.media_ref).await?;
+        let settings = self.db.payments().settings(&input.tenant_id).await?;
+        if let Some(cloud) = settings.cloud_ocr {
+            // The tenant chose a cloud provider: same result shape, same extraction.
+            let started = std::time::Instant::now();
+            let read = crate::vision::read(&self.media.env.http, &cloud, &bytes).await;
+            crate::meter::ocr_read(
+                match &read {
+                    Ok(_) => "read",
+                    Err(crate::vision::VisionError::Unavailable(_)) => "engine_error",
+                    Err(_) => "unreadable",
+                },
+                started.elapsed(),
+            );
+            return match read {
+                Ok(r) => Ok(ReceiptReading {
+                    fields: r.fields,
+                    page_text: truncate_text(r.page_text),
+                    passes: vec![format!("cloud:{}", cloud.provider)],
+                    elapsed_ms: r.elapsed_ms,
+                }),
+                Err(crate::vision::VisionError::Refused(m)) => {
+                    Err(non_retryable(UNREADABLE_RECEIPT, m))
+                }
+                Err(crate::vision::VisionError::Unavailable(m)) => Err(anyhow::anyhow!(m).into()),
+            };
+        }
         let engines = self.engines.clone();
         let started = std::time::Instant::now();
         let reading = tokio::task::spawn_blocking(move || engines.read(&bytes))
@@ -437,22 +475,12 @@ impl OcrActivities {
             elapsed,
         );
         match reading {
-            Ok(r) => {
-                let mut page_text = r.page_text;
-                if page_text.len() > RAW_OCR_LIMIT {
-                    let mut cut = RAW_OCR_LIMIT;
-                    while !page_text.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    page_text.truncate(cut);
-                }
-                Ok(ReceiptReading {
-                    fields: r.fields,
-                    page_text,
-                    passes: r.passes.into_iter().map(str::to_owned).collect(),
-                    elapsed_ms: r.elapsed_ms,
-                })
-            }
+            Ok(r) => Ok(ReceiptReading {
+                fields: r.fields,
+                page_text: truncate_text(r.page_text),
+                passes: r.passes.into_iter().map(str::to_owned).collect(),
+                elapsed_ms: r.elapsed_ms,
+            }),
             Err(e @ (OcrError::Init(_) | OcrError::Engine(_))) => {
                 Err(anyhow::Error::from(e).into())
             }

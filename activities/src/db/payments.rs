@@ -140,6 +140,9 @@ pub struct PaymentSettings {
     /// Operators texted (SMS through the tenant's `sns-sms` account) when a payment waits for
     /// review longer than `review_timeout_secs`.
     pub operator_recipients: Vec<zengine_domain::phone::E164>,
+    /// Read receipts with a cloud OCR provider instead of the local Tesseract engines
+    /// (`{"provider": "google-vision", "api_key": "<secret ref>", "endpoint"?}`); off by default.
+    pub cloud_ocr: Option<crate::vision::CloudOcrSettings>,
 }
 
 impl Default for PaymentSettings {
@@ -152,6 +155,7 @@ impl Default for PaymentSettings {
             retention_days: 30,
             merchant_name: None,
             operator_recipients: Vec::new(),
+            cloud_ocr: None,
         }
     }
 }

@@ -553,3 +553,116 @@ async fn a_doubtful_whatsapp_receipt_is_checked_escalated_to_operators_by_sms_an
     assert_eq!(crate::assistance::sms_to(&operator).await.len(), 1);
     app.shutdown().await;
 }
+
+/// A Yape "¡Yapeaste!" screen as a text detector returns it (S/ 23.50, operation 04718822).
+const VISION_TEXT: &str = "12:24 4G 87%\n¡Yapeaste!\nS/ 23.50\nRosa Quispe M.\n27 set. 2026 | 09:38 p. m.\n\
+    almuerzo\nCÓDIGO DE SEGURIDAD\n(1) (8) (4)\nDATOS DE LA TRANSACCIÓN\n\
+    Nro. de celular *** *** 789\nDestino Plin\nNro. de operación 04718822\nCompartir\n";
+
+#[tokio::test]
+async fn a_tenant_can_choose_cloud_vision_ocr_and_its_failures_go_to_review() {
+    use base64::Engine;
+    use zengine_activities::db::PaymentSettings;
+    use zengine_activities::vision::CloudOcrSettings;
+    let app = crate::payments::app().await;
+    let vision = FakeProvider::start().await;
+    vision.on("POST /v1/images:annotate", |seen, _| {
+        if seen.headers.get("x-goog-api-key").map(String::as_str) != Some("vision-key") {
+            return Answer::json(
+                403,
+                json!({"error": {"code": 403, "message": "API key not valid.", "status": "PERMISSION_DENIED"}}),
+            );
+        }
+        Answer::json(
+            200,
+            json!({"responses": [{"textAnnotations": [{"locale": "es", "description": VISION_TEXT}],
+                                  "fullTextAnnotation": {"text": VISION_TEXT}}]}),
+        )
+    });
+    let set = |api_key: String| {
+        let db = app.database.as_ref().unwrap().db.clone();
+        let endpoint = vision.url.clone();
+        async move {
+            db.payments()
+                .set_settings(
+                    &TenantId::parse("demo").unwrap(),
+                    &PaymentSettings {
+                        window_slack_minutes: 3 * 365 * 24 * 60,
+                        review_timeout_secs: 600,
+                        // One text pass: the extractor gives its amount 0.75 (see docs/payments.md).
+                        min_confidence: 0.7,
+                        cloud_ocr: Some(CloudOcrSettings {
+                            provider: "google-vision".into(),
+                            api_key,
+                            endpoint: Some(endpoint),
+                        }),
+                        ..PaymentSettings::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    };
+    set(file_secret("vision-key")).await;
+    // Tesseract would read S/ 439 on this image; the tenant's provider says S/ 23.50 and wins.
+    let image = receipt("r03_yape-card_clean.png");
+    let order_id = crate::payments::order(&app, "vision-1", "23.50").await;
+    let (status, payment) = crate::payments::pay(&app, &order_id, &image).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{payment}");
+    let payment = crate::payments::settled(&app, payment["payment_id"].as_str().unwrap()).await;
+    assert_eq!(payment["status"], "ASSIGNED", "{payment}");
+    assert_eq!(payment["operation_code"], "04718822");
+    assert_eq!(payment["raw_ocr"], VISION_TEXT);
+    let seen = vision.seen("POST /v1/images:annotate");
+    assert_eq!(seen.len(), 1);
+    let request = &seen[0].body["requests"][0];
+    assert_eq!(request["features"][0]["type"], "TEXT_DETECTION");
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(request["image"]["content"].as_str().unwrap())
+            .unwrap(),
+        image
+    );
+
+    // A refused key: manual review at once, with the reason.
+    set(file_secret("wrong-key")).await;
+    let order_id = crate::payments::order(&app, "vision-2", "23.50").await;
+    let (_, payment) =
+        crate::payments::pay(&app, &order_id, &receipt("r06_yape-card_clean.png")).await;
+    let payment = crate::payments::settled(&app, payment["payment_id"].as_str().unwrap()).await;
+    assert_eq!(payment["status"], "MANUAL_REVIEW", "{payment}");
+    assert!(
+        payment["reasons"].to_string().contains("HTTP 403"),
+        "{payment}"
+    );
+
+    // The provider is down: retried (3 attempts), then manual review.
+    set(file_secret("vision-key")).await;
+    vision.down(
+        "POST /v1/images:annotate",
+        Answer::json(503, json!({"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}})),
+    );
+    let before = vision.seen("POST /v1/images:annotate").len();
+    let order_id = crate::payments::order(&app, "vision-3", "23.50").await;
+    let (_, payment) =
+        crate::payments::pay(&app, &order_id, &receipt("r09_yape-card_clean.png")).await;
+    let payment = crate::payments::settled(&app, payment["payment_id"].as_str().unwrap()).await;
+    assert_eq!(payment["status"], "MANUAL_REVIEW", "{payment}");
+    assert_eq!(vision.seen("POST /v1/images:annotate").len() - before, 3);
+
+    // A secret that does not resolve: manual review, naming the reference only.
+    vision.up("POST /v1/images:annotate");
+    set("env:ZENGINE_TEST_NO_SUCH_VISION_KEY".into()).await;
+    let order_id = crate::payments::order(&app, "vision-4", "23.50").await;
+    let (_, payment) =
+        crate::payments::pay(&app, &order_id, &receipt("r12_yape-card_clean.png")).await;
+    let payment = crate::payments::settled(&app, payment["payment_id"].as_str().unwrap()).await;
+    assert_eq!(payment["status"], "MANUAL_REVIEW", "{payment}");
+    assert!(
+        payment["reasons"]
+            .to_string()
+            .contains("ZENGINE_TEST_NO_SUCH_VISION_KEY"),
+        "{payment}"
+    );
+    app.shutdown().await;
+}
