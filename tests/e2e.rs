@@ -1069,3 +1069,300 @@ async fn operator_console_reviews_a_payment_redrives_a_message_and_opens_a_repor
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_worker_killed_while_reading_a_whatsapp_receipt_pays_once_and_confirms_once() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+
+    const PNID: &str = zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
+    const APP_SECRET: &str = "e2e-app-secret";
+    const TOKEN: &str = "e2e-meta-token";
+    const MEDIA_ID: &str = "1003383421387256";
+    let shared = std::env::var_os("ZENGINE_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let dev = shared.join("data/ocr/dev");
+    let image = std::fs::read(dev.join("r01_yape-card_whatsapp.jpg")).unwrap();
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(dev.join("r01_yape-card_whatsapp.json")).unwrap())
+            .unwrap();
+
+    // A fake Graph API: sends are counted; the first media download hangs (the worker doing
+    // it is killed meanwhile), later ones answer.
+    #[derive(Default)]
+    struct Graph {
+        sends: Vec<Value>,
+        downloads: usize,
+    }
+    type Shared = (Arc<Mutex<Graph>>, Arc<Vec<u8>>, String);
+    let graph: Arc<Mutex<Graph>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake_url = format!("http://{}", listener.local_addr().unwrap());
+    let authorized = |headers: &HeaderMap| {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer e2e-meta-token")
+    };
+    let router = axum::Router::new()
+        .route(
+            "/v23.0/{pnid}/messages",
+            post(
+                |State((g, _, _)): State<Shared>, axum::Json(body): axum::Json<Value>| async move {
+                    let mut g = g.lock().unwrap();
+                    g.sends.push(body.clone());
+                    let n = g.sends.len();
+                    axum::Json(json!({"messaging_product": "whatsapp",
+                        "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                        "messages": [{"id": format!("wamid.e2e-{n}")}]}))
+                },
+            ),
+        )
+        .route(
+            "/v23.0/{media}",
+            get(
+                move |State((_, bytes, url)): State<Shared>,
+                      UrlPath(media): UrlPath<String>,
+                      headers: HeaderMap| async move {
+                    if media != MEDIA_ID || !authorized(&headers) {
+                        return (StatusCode::BAD_REQUEST, "{}").into_response();
+                    }
+                    axum::Json(json!({"messaging_product": "whatsapp",
+                        "url": format!("{url}/whatsapp_business/attachments/?mid={MEDIA_ID}&ext=1&hash=x"),
+                        "mime_type": "image/jpeg", "sha256": hex::encode(Sha256::digest(&*bytes)),
+                        "file_size": bytes.len().to_string(), "id": MEDIA_ID}))
+                    .into_response()
+                },
+            ),
+        )
+        .route(
+            "/whatsapp_business/attachments/",
+            get(
+                move |State((g, bytes, _)): State<Shared>, headers: HeaderMap| async move {
+                    if !authorized(&headers) {
+                        return (StatusCode::UNAUTHORIZED, "").into_response();
+                    }
+                    let first = {
+                        let mut g = g.lock().unwrap();
+                        g.downloads += 1;
+                        g.downloads == 1
+                    };
+                    if first {
+                        tokio::time::sleep(Duration::from_secs(300)).await;
+                    }
+                    (*bytes).clone().into_response()
+                },
+            ),
+        )
+        .with_state((graph.clone(), Arc::new(image.clone()), fake_url.clone()));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let cluster = Cluster::new(
+        "killocr",
+        &[
+            (
+                "ZENGINE_WORKER__STICKY_SCHEDULE_TO_START_TIMEOUT_MS",
+                "1000",
+            ),
+            ("ZENGINE_API__ADMIN_TOKEN", "t0ken"),
+            ("ZENGINE_API__WHATSAPP_APP_SECRET", APP_SECRET),
+        ],
+    );
+    let base = cluster.base.clone();
+    let token_file = cluster.dir.path().join("wa-token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let demo = zengine_domain::TenantId::parse("demo").unwrap();
+    let db = zengine_activities::Database::connect(&cluster.db_url, 1)
+        .await
+        .unwrap();
+    db.channels()
+        .upsert_account(&zengine_activities::db::ChannelAccount {
+            strategy: "whatsapp-meta-cloud".into(),
+            account_key: PNID.into(),
+            tenant_id: demo.clone(),
+            settings: json!({"api_base": fake_url, "api_version": "v23.0",
+                             "access_token": format!("file:{}", token_file.display())}),
+        })
+        .await
+        .unwrap();
+    // The shared receipts are dated 2025–2026: accept them as "after the order".
+    db.payments()
+        .set_settings(
+            &demo,
+            &zengine_activities::db::PaymentSettings {
+                window_slack_minutes: 3 * 365 * 24 * 60,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    db.close().await;
+
+    let api = cluster.api();
+    let start_worker = |log: &str| {
+        let mut cmd = cluster.command(log);
+        cmd.arg("worker");
+        Proc::spawn("zengine worker", cmd)
+    };
+    let first_worker = start_worker("worker-1.log");
+    cluster.wait_api().await;
+    let http = reqwest::Client::new();
+    let flow = json!({"schema_version": 1, "id": "x", "version": 0, "start": "order", "nodes": [
+        {"id": "order", "type": "question", "text": "¿Número de pedido?", "save_as": "order_id", "next": "photo"},
+        {"id": "photo", "type": "question", "text": "Envía la captura de tu Yape o Plin.",
+         "expects": "image", "save_as": "receipt", "next": "verify"},
+        {"id": "verify", "type": "command", "command": "payment.verify", "save_as": "payment",
+         "params": {"order_id": "{{order_id}}", "image": "{{receipt.reference}}"},
+         "next": "paid", "on_failure": "checking"},
+        {"id": "paid", "type": "end", "text": "¡Pago confirmado! ({{payment.status}})"},
+        {"id": "checking", "type": "end", "text": "Estamos revisando tu pago."}
+    ]});
+    let published = http
+        .put(format!("{base}/v1/tenants/demo/flows/pay?main=true"))
+        .bearer_auth("t0ken")
+        .json(&flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), reqwest::StatusCode::CREATED);
+    let order: Value = http
+        .post(format!("{base}/v1/orders"))
+        .bearer_auth("t0ken")
+        .header("x-tenant-id", "demo")
+        .json(
+            &json!({"client_order_key": "kill-ocr-1", "customer": {"phone": "+51 987 654 321"},
+                      "type": "pickup",
+                      "items": [{"name": "Pedido", "quantity": 1, "unit_price": truth["amount"]}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_id = order["order_id"].as_str().unwrap().to_owned();
+
+    let from = "51987654321";
+    let webhook = |wamid: &str, message: Value| {
+        let mut m = message;
+        m["from"] = json!(from);
+        m["id"] = json!(wamid);
+        m["timestamp"] = json!("1767317400");
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+            "field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID},
+            "contacts": [{"profile": {"name": "Rocío"}, "wa_id": from}], "messages": [m]}}]}]})
+        .to_string()
+    };
+    let post_webhook = |body: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+            mac.update(body.as_bytes());
+            let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+            let r = http
+                .post(format!("{base}/v1/webhooks/whatsapp"))
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::OK);
+        }
+    };
+    let wait_sends = |n: usize, secs: u64| {
+        let graph = graph.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            loop {
+                let sends = graph.lock().unwrap().sends.clone();
+                if sends.len() >= n {
+                    return sends;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "only {} sends: {sends:?}",
+                    sends.len()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    post_webhook(webhook(
+        "wamid.k-1",
+        json!({"type": "text", "text": {"body": "hola"}}),
+    ))
+    .await;
+    wait_sends(1, 30).await;
+    post_webhook(webhook(
+        "wamid.k-2",
+        json!({"type": "text", "text": {"body": order_id}}),
+    ))
+    .await;
+    wait_sends(2, 30).await;
+    post_webhook(webhook(
+        "wamid.k-3",
+        json!({"type": "image", "image": {"mime_type": "image/jpeg", "id": MEDIA_ID,
+                                          "sha256": "SfInY0gGKTsJlUWbwxC1k+FAD0FZHvzwfpvO0zX0GUI="}}),
+    ))
+    .await;
+
+    // The OCR activity is fetching the receipt: kill its worker, start another.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while graph.lock().unwrap().downloads == 0 {
+        assert!(Instant::now() < deadline, "the receipt was never fetched");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first_worker.signal(Signal::SIGKILL);
+    let _ = first_worker.wait(Duration::from_secs(10));
+    let second_worker = start_worker("worker-2.log");
+
+    // The OCR activity times out on the dead worker (start-to-close 60 s) and runs again.
+    let sends = wait_sends(3, 150).await;
+    assert_eq!(
+        sends[2]["text"]["body"], "¡Pago confirmado! (ASSIGNED)",
+        "{sends:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    {
+        let g = graph.lock().unwrap();
+        assert_eq!(g.sends.len(), 3, "exactly one confirmation: {:?}", g.sends);
+        assert_eq!(g.downloads, 2, "fetched again by the new worker");
+    }
+    let payments: Value = http
+        .get(format!("{base}/v1/orders/{order_id}/payments"))
+        .bearer_auth("t0ken")
+        .header("x-tenant-id", "demo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = payments["payments"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "exactly one payment row: {payments}");
+    assert_eq!(list[0]["status"], "ASSIGNED");
+    assert_eq!(list[0]["operation_code"], truth["op_code"]);
+    let order: Value = http
+        .get(format!("{base}/v1/orders/{order_id}"))
+        .bearer_auth("t0ken")
+        .header("x-tenant-id", "demo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "PAID");
+
+    second_worker.signal(Signal::SIGTERM);
+    assert!(second_worker.wait(Duration::from_secs(30)).success());
+    api.signal(Signal::SIGTERM);
+    assert!(api.wait(Duration::from_secs(30)).success());
+}

@@ -272,7 +272,7 @@ impl AssistanceActivities {
     /// Texts every operator (best effort per operator: one failure does not stop the others).
     /// A retryable failure of any operator fails the activity so it is retried (already sent
     /// operators are skipped then); permanent ones are reported in the result.
-    async fn notify_operators(
+    pub(crate) async fn notify_operators(
         &self,
         tenant: &TenantId,
         operators: &[E164],

@@ -15,5 +15,6 @@ pub mod orders;
 pub mod payments;
 pub mod routing;
 pub mod secrets;
+pub mod vision;
 
 pub use db::{Backend, Database};

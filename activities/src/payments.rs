@@ -17,6 +17,8 @@ use zengine_domain::receipt::ReceiptFields;
 pub use zengine_ocr::EnginePool;
 use zengine_ocr::OcrError;
 
+use crate::channels::sdk::{DownloadedMedia, MediaLimits, SendError, StrategyEnv};
+use crate::channels::{InboundOptions, Registry};
 use crate::db::{
     Database, NewEvent, PaymentSettings, PaymentStatus, ReviewError, Settlement, Verdict,
 };
@@ -52,7 +54,7 @@ pub struct PaymentContext {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadReceipt {
     pub tenant_id: TenantId,
-    /// `upload:<media_id>`.
+    /// `upload:<media_id>` or `whatsapp:<media_id>`.
     pub media_ref: String,
 }
 
@@ -114,11 +116,16 @@ fn non_retryable(type_name: &str, message: String) -> ActivityError {
 /// Activities of the payment workflow (task queue `payments`).
 pub struct PaymentActivities {
     db: Database,
+    /// Texts operators on escalation (the same SMS path as assistance escalations).
+    operators: crate::assistance::AssistanceActivities,
 }
 
 impl PaymentActivities {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            operators: crate::assistance::AssistanceActivities::new(db.clone()),
+            db,
+        }
     }
 }
 
@@ -225,12 +232,14 @@ impl PaymentActivities {
         })
     }
 
-    /// Nobody reviewed the payment in time: tell the operators (a `Payment.ReviewEscalated`
-    /// event, which notification consumers turn into a message).
+    /// Nobody reviewed the payment in time: tell the operators — a `Payment.ReviewEscalated`
+    /// event (recorded once) and an SMS to each of the tenant's `operator_recipients` (once per
+    /// operator, through the outbound log; best effort: an unreachable SNS is retried, a refused
+    /// number is reported and skipped).
     #[activity(name = "EscalatePayment")]
     pub async fn escalate(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: EscalatePayment,
     ) -> Result<(), ActivityError> {
         tracing::warn!(
@@ -239,10 +248,11 @@ impl PaymentActivities {
             waited_secs = input.waited_secs,
             "Payment waiting for manual review too long; escalating"
         );
+        let key = format!("payment/{}/escalated", input.payment_id);
         self.db
             .events()
             .record(NewEvent {
-                event_id: &format!("payment/{}/escalated", input.payment_id),
+                event_id: &key,
                 tenant_id: &input.tenant_id,
                 event_type: "Payment.ReviewEscalated",
                 subject: &input.order_id,
@@ -251,6 +261,40 @@ impl PaymentActivities {
                 }),
             })
             .await?;
+        let settings = self.db.payments().settings(&input.tenant_id).await?;
+        let order_number = self
+            .db
+            .orders()
+            .get(&input.tenant_id, &input.order_id)
+            .await?
+            .map_or_else(|| input.order_id.clone(), |o| o.order_number.to_string());
+        let text = format!(
+            "ALERTA pago {} del pedido {}: espera revisión manual hace {} min.",
+            input.payment_id,
+            order_number,
+            input.waited_secs.div_ceil(60)
+        );
+        let notified = self
+            .operators
+            .notify_operators(
+                &input.tenant_id,
+                &settings.operator_recipients,
+                &crate::assistance::SmsOptions {
+                    sms_type: "Transactional".into(),
+                    sender_id: None,
+                },
+                &key,
+                &text,
+                ctx.info(),
+            )
+            .await?;
+        if !notified.failed.is_empty() {
+            tracing::warn!(
+                payment_id = %input.payment_id,
+                failed = ?notified.failed,
+                "Some operators could not be told about the escalated payment"
+            );
+        }
         Ok(())
     }
 }
@@ -259,17 +303,101 @@ impl PaymentActivities {
 pub struct OcrActivities {
     db: Database,
     engines: Arc<EnginePool>,
+    media: ReceiptMedia,
 }
 
 impl OcrActivities {
     pub fn new(db: Database, engines: Arc<EnginePool>) -> Self {
-        Self { db, engines }
+        Self {
+            db,
+            engines,
+            media: ReceiptMedia::new(DEFAULT_MAX_RECEIPT_BYTES),
+        }
+    }
+
+    /// Receipts downloaded from a channel may be at most this large (`worker.max_receipt_bytes`).
+    pub fn with_max_receipt_bytes(mut self, max_bytes: u64) -> Self {
+        self.media = ReceiptMedia::new(max_bytes);
+        self
     }
 }
 
-/// The bytes behind a media reference.
+/// Largest receipt image downloaded from a channel by default (10 MiB, like uploads).
+pub const DEFAULT_MAX_RECEIPT_BYTES: u64 = 10 * 1024 * 1024;
+
+/// How receipt images sent on a channel are fetched: through the tenant's channel strategy
+/// (`whatsapp:<media id>` → the account serving the tenant's WhatsApp conversations).
+pub struct ReceiptMedia {
+    registry: Registry,
+    env: StrategyEnv,
+    limits: MediaLimits,
+}
+
+impl ReceiptMedia {
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            registry: Registry::standard(InboundOptions::default()),
+            env: StrategyEnv::new(),
+            limits: MediaLimits::receipt_images(max_bytes),
+        }
+    }
+
+    /// Downloads a customer's media on `channel`: a refusal (unknown media, too large, not an
+    /// image, hash mismatch, no account, missing secret) is final and sends the payment to
+    /// review; an outage (429, 5xx, timeouts) is retried by the activity's policy.
+    pub async fn download(
+        &self,
+        db: &Database,
+        tenant_id: &TenantId,
+        channel: &str,
+        media_id: &str,
+    ) -> Result<DownloadedMedia, ActivityError> {
+        let accounts = db.channels().accounts(tenant_id).await?;
+        let account = self
+            .registry
+            .for_channel(channel, &accounts)
+            .ok_or_else(|| {
+                non_retryable(
+                    UNREADABLE_RECEIPT,
+                    format!("the tenant has no {channel} account to download media from"),
+                )
+            })?;
+        let strategy = self.registry.outbound(&account.strategy).ok_or_else(|| {
+            non_retryable(
+                UNREADABLE_RECEIPT,
+                format!("unknown channel strategy `{}`", account.strategy),
+            )
+        })?;
+        let connection = strategy
+            .configure(account, &self.env)
+            .map_err(|e| non_retryable(UNREADABLE_RECEIPT, e.to_string()))?;
+        connection
+            .download_media(media_id, &self.limits)
+            .await
+            .map_err(|e| match e {
+                SendError::Rejected { message, .. } => non_retryable(UNREADABLE_RECEIPT, message),
+                SendError::Retryable { message, .. } => anyhow::anyhow!(message).into(),
+            })
+    }
+}
+
+/// The page text kept for the reviewer: at most [`RAW_OCR_LIMIT`] bytes.
+fn truncate_text(mut page_text: String) -> String {
+    if page_text.len() > RAW_OCR_LIMIT {
+        let mut cut = RAW_OCR_LIMIT;
+        while !page_text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        page_text.truncate(cut);
+    }
+    page_text
+}
+
+/// The bytes behind a media reference: `upload:<media_id>` (the upload store) or
+/// `whatsapp:<media_id>` (downloaded through the tenant's WhatsApp strategy).
 pub async fn load_media(
     db: &Database,
+    media: &ReceiptMedia,
     tenant_id: &TenantId,
     media_ref: &str,
 ) -> Result<Vec<u8>, ActivityError> {
@@ -281,9 +409,16 @@ pub async fn load_media(
                 format!("uploaded media `{media_id}` does not exist"),
             )),
         },
+        Some(("whatsapp", media_id)) => Ok(media
+            .download(db, tenant_id, "whatsapp", media_id)
+            .await?
+            .bytes),
         _ => Err(non_retryable(
             UNREADABLE_RECEIPT,
-            format!("unsupported media reference `{media_ref}` (expected upload:<media_id>)"),
+            format!(
+                "unsupported media reference `{media_ref}` (expected upload:<media_id> or \
+                 whatsapp:<media_id>)"
+            ),
         )),
     }
 }
@@ -297,7 +432,33 @@ impl OcrActivities {
         _ctx: ActivityContext,
         input: ReadReceipt,
     ) -> Result<ReceiptReading, ActivityError> {
-        let bytes = load_media(&self.db, &input.tenant_id, &input.media_ref).await?;
+        let bytes = load_media(&self.db, &self.media, &input.tenant_id, &input.media_ref).await?;
+        let settings = self.db.payments().settings(&input.tenant_id).await?;
+        if let Some(cloud) = settings.cloud_ocr {
+            // The tenant chose a cloud provider: same result shape, same extraction.
+            let started = std::time::Instant::now();
+            let read = crate::vision::read(&self.media.env.http, &cloud, &bytes).await;
+            crate::meter::ocr_read(
+                match &read {
+                    Ok(_) => "read",
+                    Err(crate::vision::VisionError::Unavailable(_)) => "engine_error",
+                    Err(_) => "unreadable",
+                },
+                started.elapsed(),
+            );
+            return match read {
+                Ok(r) => Ok(ReceiptReading {
+                    fields: r.fields,
+                    page_text: truncate_text(r.page_text),
+                    passes: vec![format!("cloud:{}", cloud.provider)],
+                    elapsed_ms: r.elapsed_ms,
+                }),
+                Err(crate::vision::VisionError::Refused(m)) => {
+                    Err(non_retryable(UNREADABLE_RECEIPT, m))
+                }
+                Err(crate::vision::VisionError::Unavailable(m)) => Err(anyhow::anyhow!(m).into()),
+            };
+        }
         let engines = self.engines.clone();
         let started = std::time::Instant::now();
         let reading = tokio::task::spawn_blocking(move || engines.read(&bytes))
@@ -314,22 +475,12 @@ impl OcrActivities {
             elapsed,
         );
         match reading {
-            Ok(r) => {
-                let mut page_text = r.page_text;
-                if page_text.len() > RAW_OCR_LIMIT {
-                    let mut cut = RAW_OCR_LIMIT;
-                    while !page_text.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    page_text.truncate(cut);
-                }
-                Ok(ReceiptReading {
-                    fields: r.fields,
-                    page_text,
-                    passes: r.passes.into_iter().map(str::to_owned).collect(),
-                    elapsed_ms: r.elapsed_ms,
-                })
-            }
+            Ok(r) => Ok(ReceiptReading {
+                fields: r.fields,
+                page_text: truncate_text(r.page_text),
+                passes: r.passes.into_iter().map(str::to_owned).collect(),
+                elapsed_ms: r.elapsed_ms,
+            }),
             Err(e @ (OcrError::Init(_) | OcrError::Engine(_))) => {
                 Err(anyhow::Error::from(e).into())
             }

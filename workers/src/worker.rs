@@ -56,6 +56,8 @@ pub struct WorkerSettings {
     pub channel_health_interval_secs: u64,
     /// `[worker.routing]`: travel matrix of route optimisation (haversine or OSRM).
     pub routing: zengine_activities::routing::MatrixSettings,
+    /// Largest receipt image the `ocr` worker downloads from a channel (WhatsApp media).
+    pub max_receipt_bytes: u64,
 }
 
 impl WorkerSettings {
@@ -99,6 +101,10 @@ impl WorkerSettings {
             }
         }
         self.routing.validate().map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            self.max_receipt_bytes > 0,
+            "worker.max_receipt_bytes must be positive"
+        );
         Ok(())
     }
 }
@@ -140,6 +146,7 @@ impl Default for WorkerSettings {
             tuning: BTreeMap::new(),
             channel_health_interval_secs: zengine_workflows::channels::HEALTH_INTERVAL.as_secs(),
             routing: zengine_activities::routing::MatrixSettings::default(),
+            max_receipt_bytes: zengine_activities::payments::DEFAULT_MAX_RECEIPT_BYTES,
         }
     }
 }
@@ -216,7 +223,10 @@ fn worker_options(
                 .unwrap_or_else(default_ocr_slots);
             let pool = zengine_activities::payments::EnginePool::new(engines, None, "spa")
                 .context("Failed to start the OCR engines for the `ocr` queue")?;
-            builder.register_activities(OcrActivities::new(db.clone(), Arc::new(pool)))
+            builder.register_activities(
+                OcrActivities::new(db.clone(), Arc::new(pool))
+                    .with_max_receipt_bytes(settings.max_receipt_bytes),
+            )
         }
         queues::ROUTING => builder
             .register_workflow::<RouteOptimisationWorkflow>()?

@@ -54,6 +54,8 @@ pub const SIGNAL_INBOUND: &str = "Inbound";
 pub const SIGNAL_PAYMENT_UPDATE: &str = "PaymentUpdate";
 /// Patch: `payment.verify` runs the payment workflow as a child instead of an activity.
 const PATCH_PAYMENT_VERIFY: &str = "payment-verify-workflow";
+/// Patch: `payment.verify` accepts images sent on WhatsApp (`whatsapp:<media id>`).
+const PATCH_WHATSAPP_MEDIA: &str = "payment-verify-whatsapp-media";
 /// How long `payment.verify` waits for the payment's first decision (OCR included) before the
 /// flow takes its failure edge ("we are checking your payment").
 const PAYMENT_DECISION_WAIT: Duration = Duration::from_secs(120);
@@ -681,7 +683,8 @@ impl ConversationWorkflow {
 }
 
 impl ConversationWorkflow {
-    /// `payment.verify` `{order_id, image}` (`image`: `upload:<media_id>`, e.g.
+    /// `payment.verify` `{order_id, image}` (`image`: `upload:<media_id>` or
+    /// `whatsapp:<media_id>`, e.g.
     /// `{{receipt.reference}}` of an image question): starts the payment workflow as a child that
     /// outlives the conversation, and waits for its first decision. ASSIGNED takes the success
     /// edge; MANUAL_REVIEW and REJECTED the failure edge with the reason in `last_error` (and
@@ -710,10 +713,20 @@ impl ConversationWorkflow {
         let Some(media_ref) = text("image") else {
             return failed("payment.verify: params.image is required".into());
         };
-        let Some(media_id) = media_ref.strip_prefix("upload:").map(str::to_owned) else {
-            return failed(
-                "payment.verify: params.image must be an uploaded image (upload:<media_id>)".into(),
-            );
+        // Receipts sent on WhatsApp (`whatsapp:<media id>`) are downloaded by the OCR activity
+        // through the tenant's channel strategy; runs recorded before that refused them.
+        let media_id = match media_ref.split_once(':') {
+            Some(("upload", id)) if !id.is_empty() => id.to_owned(),
+            Some(("whatsapp", id)) if !id.is_empty() && ctx.patched(PATCH_WHATSAPP_MEDIA) => {
+                id.to_owned()
+            }
+            _ => {
+                return failed(
+                    "payment.verify: params.image must be an uploaded image (upload:<media_id>) \
+                     or an image sent on WhatsApp (whatsapp:<media_id>)"
+                        .into(),
+                );
+            }
         };
         let payment_id = zengine_activities::db::payment_id_for(&order_id, &media_id);
         let tenant = ctx.state(|s| s.conversation.tenant.clone());

@@ -55,7 +55,9 @@ pub struct PaymentInput {
     pub tenant_id: TenantId,
     pub payment_id: String,
     pub order_id: String,
-    /// Where the receipt image is: `upload:<media_id>`.
+    /// Where the receipt image is: `upload:<media_id>` (the upload store) or
+    /// `whatsapp:<media_id>` (downloaded through the tenant's WhatsApp strategy by the OCR
+    /// activity).
     pub media_ref: String,
     /// The conversation workflow that asked (`payment.verify`): it gets a `PaymentUpdate` signal
     /// with the first decision and with the final one after a review.

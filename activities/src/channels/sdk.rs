@@ -51,6 +51,51 @@ pub struct SendResult {
     pub provider_message_id: String,
 }
 
+/// What a media download accepts (receipts: JPEG or PNG up to `worker.max_receipt_bytes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaLimits {
+    /// Larger media is refused, from the declared size before downloading and while reading.
+    pub max_bytes: u64,
+    /// Accepted MIME types: the provider's declared type must be one of them, and so must the
+    /// type recognised from the content.
+    pub mime_types: Vec<String>,
+}
+
+impl MediaLimits {
+    /// Images the OCR engine reads, at most `max_bytes`.
+    pub fn receipt_images(max_bytes: u64) -> Self {
+        Self {
+            max_bytes,
+            mime_types: vec!["image/jpeg".into(), "image/png".into()],
+        }
+    }
+}
+
+/// Media a customer sent, as downloaded from the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadedMedia {
+    pub bytes: Vec<u8>,
+    /// The type recognised from the content.
+    pub mime_type: String,
+    /// Lowercase hex SHA-256 of `bytes` (checked against the provider's hash).
+    pub sha256: String,
+}
+
+/// The image type of media from its first bytes (declared types are not trusted).
+pub fn sniff_media_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else if bytes.starts_with(b"GIF8") {
+        Some("image/gif")
+    } else {
+        None
+    }
+}
+
 /// Facts about the attempt that strategies may use.
 #[derive(Debug, Clone, Default)]
 pub struct SendContext {
@@ -226,6 +271,20 @@ pub trait OutboundConnection: Send + Sync {
     ) -> Result<SendResult, SendError>;
     /// Probes the provider with a cheap authenticated read (or connectivity check).
     async fn healthcheck(&self) -> Health;
+    /// Downloads media a customer sent (`media_id` from an inbound message), within `limits`.
+    /// Errors are classified like sends: refused / too large / wrong type / hash mismatch →
+    /// [`SendError::Rejected`]; 429, 5xx, timeouts → [`SendError::Retryable`]. Strategies whose
+    /// provider has no media download refuse.
+    async fn download_media(
+        &self,
+        media_id: &str,
+        limits: &MediaLimits,
+    ) -> Result<DownloadedMedia, SendError> {
+        let _ = (media_id, limits);
+        Err(SendError::rejected(
+            "this channel strategy cannot download media",
+        ))
+    }
 }
 
 /// A webhook request as the API received it.

@@ -9,6 +9,8 @@
 //! | send | `POST {api_base}/{version}/{phone_number_id}/messages`, `Authorization: Bearer` | `POST {api_base}/messages`, `D360-API-KEY` |
 //! | webhook auth | `X-Hub-Signature-256` (HMAC of the raw body with the app secret) | a per-account shared header secret (360dialog does not sign) |
 //! | health | `GET /{version}/{phone_number_id}?fields=id` | `GET /v1/configs/webhook` |
+//! | media info | `GET /{version}/{media_id}` → `{url, mime_type, sha256, file_size}` | `GET /{media_id}` (same answer) |
+//! | media bytes | `GET {url}` with the same `Bearer` | `GET {url}` with its host replaced by `api_base`, `D360-API-KEY` |
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -21,9 +23,10 @@ use zengine_domain::channel::whatsapp::{
 use zengine_domain::{Channel, Reply};
 
 use super::sdk::{
-    ConfigError, Health, InboundError, InboundEvent, InboundRequest, InboundStrategy,
-    OutboundConnection, OutboundMessage, OutboundStrategy, SendContext, SendError, SendResult,
-    StrategyEnv, Verified, excerpt, retry_after, setting, setting_or, transport_error,
+    ConfigError, DownloadedMedia, Health, InboundError, InboundEvent, InboundRequest,
+    InboundStrategy, MediaLimits, OutboundConnection, OutboundMessage, OutboundStrategy,
+    SendContext, SendError, SendResult, StrategyEnv, Verified, classify_http, excerpt, retry_after,
+    setting, setting_or, sniff_media_type, transport_error,
 };
 use crate::Database;
 use crate::db::ChannelAccount;
@@ -80,8 +83,47 @@ struct WhatsAppConnection {
     auth: Auth,
     send_url: String,
     health_url: String,
+    /// `{media_base}/{media_id}` answers the media's download URL, type, hash and size.
+    media_base: String,
+    /// 360dialog: the download URL's scheme and host are replaced by this (its proxy of Meta's
+    /// media host); Meta: `None`, the URL is used as given.
+    download_host: Option<String>,
     /// `360dialog-templates` sends only templates.
     templates_only: bool,
+}
+
+/// Media ids are Meta's numeric ids; anything outside this alphabet never reaches a URL.
+fn valid_media_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// A hash as Meta gives it: lowercase hex (media endpoint) or base64 (webhooks).
+fn hash_bytes(given: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let given = given.trim();
+    if given.len() == 64
+        && let Ok(bytes) = hex::decode(given)
+    {
+        return Some(bytes);
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(given)
+        .ok()
+        .filter(|b| b.len() == 32)
+}
+
+/// Replaces the scheme, host and port of `url` with those of `base` (360dialog's media proxy).
+fn rehost(url: &str, base: &str) -> Option<String> {
+    let mut url = reqwest::Url::parse(url).ok()?;
+    let base = reqwest::Url::parse(base).ok()?;
+    url.set_scheme(base.scheme()).ok()?;
+    url.set_host(base.host_str()).ok()?;
+    url.set_port(base.port()).ok()?;
+    Some(url.into())
 }
 
 impl WhatsAppConnection {
@@ -147,6 +189,137 @@ impl OutboundConnection for WhatsAppConnection {
         ))
     }
 
+    async fn download_media(
+        &self,
+        media_id: &str,
+        limits: &MediaLimits,
+    ) -> Result<DownloadedMedia, SendError> {
+        let strategy = self.strategy;
+        if !valid_media_id(media_id) {
+            return Err(SendError::rejected(format!(
+                "{strategy}: `{media_id}` is not a media id"
+            )));
+        }
+        // 1. The media's URL, type, hash and size.
+        let response = self
+            .request(self.http.get(format!("{}/{media_id}", self.media_base)))
+            .send()
+            .await
+            .map_err(|e| transport_error(strategy, e))?;
+        let status = response.status();
+        let hint = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(strategy, e))?;
+        if !status.is_success() {
+            return Err(send_error(
+                strategy,
+                status.as_u16(),
+                codec::classify_send_error(status.as_u16(), hint.as_deref(), &body),
+            ));
+        }
+        let info: Value = serde_json::from_slice(&body)
+            .map_err(|_| SendError::retryable(format!("{strategy}: media info is not JSON")))?;
+        let field = |name: &str| info.get(name).and_then(Value::as_str).map(str::trim);
+        let url = field("url")
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| SendError::retryable(format!("{strategy}: media info without url")))?;
+        let declared = field("mime_type").unwrap_or_default();
+        // `image/jpeg; codecs=…` → `image/jpeg`.
+        let declared = declared.split(';').next().unwrap_or_default().trim();
+        if !limits.mime_types.iter().any(|m| m == declared) {
+            return Err(SendError::rejected(format!(
+                "{strategy}: media type `{declared}` is not accepted (accepted: {})",
+                limits.mime_types.join(", ")
+            )));
+        }
+        let size = match info.get("file_size") {
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            Some(Value::Number(n)) => n.as_u64(),
+            _ => None,
+        };
+        if let Some(size) = size
+            && size > limits.max_bytes
+        {
+            return Err(SendError::rejected(format!(
+                "{strategy}: media of {size} bytes is larger than the limit of {} bytes",
+                limits.max_bytes
+            )));
+        }
+        let expected_hash = field("sha256").and_then(hash_bytes).ok_or_else(|| {
+            SendError::retryable(format!("{strategy}: media info without a usable sha256"))
+        })?;
+        let url = match &self.download_host {
+            Some(base) => rehost(url, base).ok_or_else(|| {
+                SendError::rejected(format!("{strategy}: the media url is not a URL"))
+            })?,
+            None => url.to_owned(),
+        };
+
+        // 2. The bytes, with the same credentials, never more than the limit.
+        let mut response = self
+            .request(self.http.get(&url))
+            .send()
+            .await
+            .map_err(|e| transport_error(strategy, e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let hint = retry_after(response.headers());
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(classify_http(
+                &format!("{strategy} media download"),
+                status,
+                hint,
+                &excerpt(&body),
+            ));
+        }
+        let too_large = || {
+            SendError::rejected(format!(
+                "{strategy}: media is larger than the limit of {} bytes",
+                limits.max_bytes
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > limits.max_bytes)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(strategy, e))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > limits.max_bytes {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let digest = <Sha256 as sha2::Digest>::digest(&bytes);
+        if !constant_time_eq(&digest, &expected_hash) {
+            return Err(SendError::rejected(format!(
+                "{strategy}: the downloaded media does not match its sha256"
+            )));
+        }
+        let sniffed = sniff_media_type(&bytes).unwrap_or("unknown");
+        if !limits.mime_types.iter().any(|m| m == sniffed) {
+            return Err(SendError::rejected(format!(
+                "{strategy}: the media's content is `{sniffed}`, not an accepted type"
+            )));
+        }
+        Ok(DownloadedMedia {
+            bytes,
+            mime_type: sniffed.to_owned(),
+            sha256: hex::encode(digest),
+        })
+    }
+
     async fn healthcheck(&self) -> Health {
         match self.request(self.http.get(&self.health_url)).send().await {
             Ok(r) if r.status().is_success() => Health::up(format!("HTTP {}", r.status())),
@@ -189,6 +362,8 @@ impl OutboundStrategy for MetaCloud {
             auth: Auth::Bearer(token),
             send_url: format!("{base}/{version}/{number}/messages"),
             health_url: format!("{base}/{version}/{number}?fields=id"),
+            media_base: format!("{base}/{version}"),
+            download_host: None,
             templates_only: false,
         }))
     }
@@ -255,6 +430,8 @@ impl OutboundStrategy for Dialog360 {
                     "v1/configs/webhook"
                 }
             ),
+            media_base: base.clone(),
+            download_host: Some(base),
             templates_only: self.templates,
         }))
     }

@@ -137,6 +137,12 @@ pub struct PaymentSettings {
     pub retention_days: u32,
     /// The merchant's account name as receipts show it (checked when present).
     pub merchant_name: Option<String>,
+    /// Operators texted (SMS through the tenant's `sns-sms` account) when a payment waits for
+    /// review longer than `review_timeout_secs`.
+    pub operator_recipients: Vec<zengine_domain::phone::E164>,
+    /// Read receipts with a cloud OCR provider instead of the local Tesseract engines
+    /// (`{"provider": "google-vision", "api_key": "<secret ref>", "endpoint"?}`); off by default.
+    pub cloud_ocr: Option<crate::vision::CloudOcrSettings>,
     /// Order status notifications to the customer.
     pub notifications: NotificationSettings,
 }
@@ -174,6 +180,8 @@ impl Default for PaymentSettings {
             retention_days: 30,
             merchant_name: None,
             notifications: NotificationSettings::default(),
+            operator_recipients: Vec::new(),
+            cloud_ocr: None,
         }
     }
 }

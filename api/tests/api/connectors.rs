@@ -296,7 +296,7 @@ async fn amazon_connect_streaming_is_verified_by_sns_signature_and_the_bot_repli
     .unwrap();
     fake.on("GET /sns/cert.pem", move |_, _| Answer {
         status: 200,
-        body: cert.clone(),
+        body: cert.clone().into_bytes(),
         headers: vec![("content-type".into(), "application/x-pem-file".into())],
     })
     .on("GET /sns/confirm", |_, _| Answer::json(200, json!({})))

@@ -24,7 +24,7 @@ pub struct Seen {
 #[derive(Clone, Debug)]
 pub struct Answer {
     pub status: u16,
-    pub body: String,
+    pub body: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }
 
@@ -32,9 +32,27 @@ impl Answer {
     pub fn json(status: u16, body: Value) -> Self {
         Answer {
             status,
-            body: body.to_string(),
+            body: body.to_string().into_bytes(),
             headers: vec![("content-type".into(), "application/json".into())],
         }
+    }
+
+    /// A binary body (media downloads).
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        Answer {
+            status,
+            body,
+            headers: vec![("content-type".into(), content_type.into())],
+        }
+    }
+
+    /// A Graph API error (`{"error": {message, type, code, fbtrace_id}}`).
+    pub fn graph_error(status: u16, code: i64, message: &str) -> Self {
+        Answer::json(
+            status,
+            serde_json::json!({"error": {"message": message, "type": "OAuthException",
+                "code": code, "fbtrace_id": "AbCdEfFake"}}),
+        )
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
@@ -129,6 +147,103 @@ impl FakeProvider {
             .cloned()
             .collect()
     }
+}
+
+/// Which media API a fake serves (`../shared/notes/channels.md` §1.5 and §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaApi {
+    /// Meta: `GET /{version}/{media_id}` with `Authorization: Bearer`; the answer's `url` is on
+    /// the fake itself (standing in for `lookaside.fbsbx.com`), downloaded with the same bearer.
+    Meta {
+        version: &'static str,
+        token: &'static str,
+    },
+    /// 360dialog: `GET /{media_id}` with `D360-API-KEY`; the answer's `url` names Meta's host,
+    /// which the client replaces by 360dialog's (here: the fake) and downloads with the key.
+    Dialog360 { api_key: &'static str },
+}
+
+impl MediaApi {
+    fn authorized(self, seen: &Seen) -> bool {
+        match self {
+            MediaApi::Meta { token, .. } => {
+                seen.headers.get("authorization") == Some(&format!("Bearer {token}"))
+            }
+            MediaApi::Dialog360 { api_key } => {
+                seen.headers.get("d360-api-key").map(String::as_str) == Some(api_key)
+            }
+        }
+    }
+}
+
+/// Serves one media object the documented way: the info endpoint answers
+/// `{messaging_product, url, mime_type, sha256 (hex), file_size (a string), id}`, the download URL
+/// is valid for 5 minutes and needs the same credentials (401 otherwise), unknown ids get
+/// Graph's `(#100)` error. `declared_mime` is what the info endpoint claims; `served` the bytes
+/// the download returns (a different value than `bytes` simulates corruption).
+pub fn serve_media(
+    fake: &FakeProvider,
+    api: MediaApi,
+    media_id: &str,
+    declared_mime: &str,
+    bytes: &[u8],
+    served: Vec<u8>,
+) {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(bytes));
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let query = format!("mid={media_id}&ext={expires}&hash=ATfake");
+    let (info_route, url) = match api {
+        MediaApi::Meta { version, .. } => (
+            format!("GET /{version}/{media_id}"),
+            format!("{}/whatsapp_business/attachments/?{query}", fake.url),
+        ),
+        MediaApi::Dialog360 { .. } => (
+            format!("GET /{media_id}"),
+            format!("https://lookaside.fbsbx.com/whatsapp_business/attachments/?{query}"),
+        ),
+    };
+    let info = serde_json::json!({
+        "messaging_product": "whatsapp", "url": url, "mime_type": declared_mime,
+        "sha256": sha, "file_size": bytes.len().to_string(), "id": media_id,
+    });
+    let unknown_route = match api {
+        MediaApi::Meta { version, .. } => format!("GET /{version}/"),
+        MediaApi::Dialog360 { .. } => "GET /".to_owned(),
+    };
+    fake.on(&unknown_route, |_, _| {
+        Answer::graph_error(
+            400,
+            100,
+            "(#100) Invalid parameter: the media does not exist or was deleted",
+        )
+    });
+    fake.on(&info_route, move |seen, _| {
+        if !api.authorized(seen) {
+            return Answer::graph_error(401, 190, "Invalid OAuth access token.");
+        }
+        Answer::json(200, info.clone())
+    });
+    fake.on(
+        &format!("GET /whatsapp_business/attachments/?mid={media_id}&"),
+        move |seen, _| {
+            if !api.authorized(seen) {
+                return Answer::json(401, serde_json::json!({"error": "unauthenticated"}));
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            if now > expires {
+                return Answer::json(404, serde_json::json!({"error": "url expired"}));
+            }
+            Answer::bytes(200, "application/octet-stream", served.clone())
+        },
+    );
 }
 
 fn answer(

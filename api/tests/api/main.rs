@@ -15,6 +15,7 @@ mod grpc;
 mod helpers;
 mod histories;
 mod notify;
+mod media;
 mod observability;
 mod ops;
 mod orders;
