@@ -368,7 +368,8 @@ fn ses_error(status: u16, code: &str, message: &str) -> Answer {
             "<ErrorResponse xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\"><Error>\
              <Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
              <RequestId>r-1</RequestId></ErrorResponse>"
-        ),
+        )
+        .into_bytes(),
         headers: vec![("content-type".into(), "text/xml".into())],
     }
 }
@@ -385,7 +386,8 @@ async fn throttling_and_5xx_are_retried_and_a_missing_secret_fails_fast() {
              <SendTemplatedEmailResult><MessageId>fake-{n}</MessageId></SendTemplatedEmailResult>\
              <ResponseMetadata><RequestId>r-{n}</RequestId></ResponseMetadata>\
              </SendTemplatedEmailResponse>"
-        ),
+        )
+        .into_bytes(),
         headers: vec![("content-type".into(), "text/xml".into())],
     });
     fake.script(
