@@ -7,6 +7,7 @@ mod flow_docs;
 mod ocr_cli;
 mod replay_cli;
 mod route;
+mod scaffold;
 mod telemetry;
 mod workflows_cli;
 
@@ -88,11 +89,51 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Inspect and act on a tenant's workflows (list, show, history, cancel, terminate).
+    /// Scaffold code in a ZEngine checkout: `zengine new workflow NAME`.
+    New {
+        #[command(subcommand)]
+        what: NewCommand,
+    },
+    /// Inspect and act on a tenant's workflows (list, show, history, cancel, terminate,
+    /// dead letters and their re-drive).
     Workflows {
         #[command(subcommand)]
         command: workflows_cli::WorkflowsCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum NewCommand {
+    /// A Rust workflow: module, activities, worker and replayer registration, test.
+    Workflow {
+        /// Module name, lowercase snake_case (`refund_flow` → `RefundFlowWorkflow`).
+        name: String,
+        /// The checkout to write into.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The task queue it runs on.
+        #[arg(long, default_value = "assistance")]
+        queue: String,
+    },
+}
+
+fn new_workflow(dir: &std::path::Path, name: &str, queue: &str) -> std::process::ExitCode {
+    match scaffold::scaffold(dir, name, queue) {
+        Ok(done) => {
+            for path in &done.created {
+                println!("created {}", path.display());
+            }
+            for path in &done.edited {
+                println!("edited  {}", path.display());
+            }
+            println!("\n{}", done.next_steps);
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("zengine: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -111,6 +152,9 @@ fn main() -> std::process::ExitCode {
         // Operator commands print for a terminal: configuration, but no service logs.
         Command::Workflows { command } => return workflows(cli.config.as_deref(), command),
         Command::Replay { paths } => return replay(cli.config.as_deref(), &paths),
+        Command::New {
+            what: NewCommand::Workflow { name, dir, queue },
+        } => return new_workflow(&dir, &name, &queue),
         command => Cli {
             config: cli.config,
             command,
@@ -199,6 +243,7 @@ async fn serve(cli: Cli) -> std::process::ExitCode {
         Command::Flow { .. }
         | Command::Ocr { .. }
         | Command::Workflows { .. }
+        | Command::New { .. }
         | Command::Replay { .. } => {
             unreachable!("handled before configuration is loaded")
         }

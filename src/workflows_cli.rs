@@ -1,6 +1,6 @@
-//! `zengine workflows list|show|history|cancel|terminate`: the operator API from a terminal,
-//! straight against Temporal (the configured address and namespace), confined to `--tenant` the
-//! same way the API is.
+//! `zengine workflows list|show|history|cancel|terminate|dead-letters|redrive`: the operator API
+//! from a terminal, straight against Temporal (the configured address and namespace) and, for
+//! dead letters, the configured database, confined to `--tenant` the same way the API is.
 //!
 //! Exit codes: 0 done; 1 failed (Temporal unavailable, internal); 2 bad input; 3 no such
 //! workflow in the tenant; 4 the workflow cannot take the action (e.g. already closed).
@@ -8,6 +8,7 @@
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
+use zengine_api::ops::dead_letters::DeadLetters;
 use zengine_api::ops::{ListFilter, MAX_PAGE_SIZE, Operations, OpsError, TimelineEvent};
 use zengine_domain::TenantId;
 
@@ -95,6 +96,29 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         run_id: Option<String>,
     },
+    /// Outbound messages the channels gave up on (newest first).
+    DeadLetters {
+        #[command(flatten)]
+        common: Common,
+        /// Only this conversation's (its workflow id).
+        #[arg(long)]
+        conversation: Option<String>,
+    },
+    /// Send dead letters again: one by its client message id, or all of `--conversation`.
+    /// Each is sent once, however often asked (a second re-drive finds no dead letter).
+    Redrive {
+        #[command(flatten)]
+        common: Common,
+        /// The dead letter's `client_message_id`.
+        #[arg(
+            required_unless_present = "conversation",
+            conflicts_with = "conversation"
+        )]
+        client_message_id: Option<String>,
+        /// Every dead letter of this conversation (its workflow id).
+        #[arg(long)]
+        conversation: Option<String>,
+    },
 }
 
 /// Runs the command; returns the exit code.
@@ -126,7 +150,9 @@ async fn execute(settings: &Settings, command: WorkflowsCommand) -> Result<(), O
         | WorkflowsCommand::Show { common, .. }
         | WorkflowsCommand::History { common, .. }
         | WorkflowsCommand::Cancel { common, .. }
-        | WorkflowsCommand::Terminate { common, .. } => common,
+        | WorkflowsCommand::Terminate { common, .. }
+        | WorkflowsCommand::DeadLetters { common, .. }
+        | WorkflowsCommand::Redrive { common, .. } => common,
     };
     let tenant = TenantId::parse(common.tenant.as_str())
         .map_err(|e| OpsError::Invalid(format!("--tenant: {e}")))?;
@@ -140,6 +166,12 @@ async fn execute(settings: &Settings, command: WorkflowsCommand) -> Result<(), O
     let client = zengine_workers::connect(&settings.temporal, &identity)
         .await
         .map_err(|e| OpsError::Unavailable(format!("{e:#}")))?;
+    if matches!(
+        command,
+        WorkflowsCommand::DeadLetters { .. } | WorkflowsCommand::Redrive { .. }
+    ) {
+        return dead_letters(settings, client, &tenant, json, command).await;
+    }
     let ops = Operations::new(client);
     match command {
         WorkflowsCommand::List {
@@ -334,6 +366,104 @@ async fn execute(settings: &Settings, command: WorkflowsCommand) -> Result<(), O
                 .terminate(&tenant, &workflow_id, run_id.as_deref(), &reason)
                 .await?;
             report(json, &result, "terminated");
+        }
+        WorkflowsCommand::DeadLetters { .. } | WorkflowsCommand::Redrive { .. } => {
+            unreachable!("handled by dead_letters()")
+        }
+    }
+    Ok(())
+}
+
+/// `dead-letters` and `redrive`: they need the database as well as Temporal.
+async fn dead_letters(
+    settings: &Settings,
+    client: temporalio_client::Client,
+    tenant: &TenantId,
+    json: bool,
+    command: WorkflowsCommand,
+) -> Result<(), OpsError> {
+    let db = settings
+        .database
+        .connect()
+        .await
+        .map_err(|e| OpsError::Unavailable(format!("the database: {e:#}")))?;
+    let registry = zengine_activities::channels::Registry::standard(
+        zengine_activities::channels::InboundOptions::default(),
+    );
+    let letters = DeadLetters::new(
+        db,
+        client,
+        std::sync::Arc::new(registry),
+        settings.temporal.task_queue_prefix.clone(),
+    );
+    match command {
+        WorkflowsCommand::DeadLetters { conversation, .. } => {
+            let list = letters.list(tenant, conversation.as_deref()).await?;
+            if json {
+                print_json(&serde_json::json!({ "dead_letters": list }));
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.client_message_id.clone(),
+                            d.strategy.clone(),
+                            d.recipient.clone(),
+                            d.attempts.to_string(),
+                            d.last_error.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "CLIENT MESSAGE ID",
+                        "STRATEGY",
+                        "RECIPIENT",
+                        "ATTEMPTS",
+                        "LAST ERROR",
+                    ],
+                    &rows,
+                );
+            }
+        }
+        WorkflowsCommand::Redrive {
+            client_message_id: Some(id),
+            ..
+        } => {
+            let redriven = letters.redrive(tenant, &id).await?;
+            if json {
+                print_json(&redriven);
+            } else {
+                out!(
+                    "{}: re-driven by {}",
+                    redriven.client_message_id,
+                    redriven.workflow_id
+                );
+            }
+        }
+        WorkflowsCommand::Redrive {
+            conversation: Some(conversation),
+            ..
+        } => {
+            let result = letters.redrive_conversation(tenant, &conversation).await?;
+            if json {
+                print_json(&result);
+            } else {
+                for r in &result.redriven {
+                    out!("{}: re-driven by {}", r.client_message_id, r.workflow_id);
+                }
+                for id in &result.already_redriven {
+                    out!("{id}: already re-driven by someone else");
+                }
+                if result.redriven.is_empty() && result.already_redriven.is_empty() {
+                    out!("{conversation}: no dead letters");
+                }
+            }
+        }
+        _ => {
+            return Err(OpsError::Invalid(
+                "give a client message id or --conversation".into(),
+            ));
         }
     }
     Ok(())

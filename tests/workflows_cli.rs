@@ -257,3 +257,178 @@ async fn workflows_commands_list_show_read_and_close_a_tenants_workflow() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+fn zengine_with_db(db_url: &str, args: &[&str]) -> Output {
+    let dir = std::env::temp_dir();
+    Command::new(env!("CARGO_BIN_EXE_zengine"))
+        .current_dir(dir)
+        .args(args)
+        .env("TEMPORAL_ADDRESS", shared_dev_server())
+        .env("DATABASE_URL", db_url)
+        .env_remove("ZENGINE_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run zengine")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflows_dead_letters_and_redrive_send_each_dead_letter_once() {
+    // Arrange: a database with three dead letters of a tenant of our own, two of them in one
+    // conversation.
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}/zengine.db", dir.path().display());
+    let db = zengine_activities::db::DatabaseSettings {
+        url: db_url.clone().into(),
+        migrate_on_start: true,
+        ..Default::default()
+    }
+    .connect()
+    .await
+    .unwrap();
+    let tenant = format!("clidl-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let id = TenantId::parse(tenant.as_str()).unwrap();
+    let flow = zengine_domain::flow::demo_flow();
+    db.tenants().upsert(&id, "CLI", &flow.id).await.unwrap();
+    let conversation = format!("{tenant}/conversation/whatsapp/51955500001");
+    let reply = serde_json::json!({"type": "text", "text": "hola"});
+    let ids = [
+        format!("{conversation}/out-1"),
+        format!("{conversation}/out-2"),
+        format!("{tenant}/conversation/whatsapp/51955500002/out-1"),
+    ];
+    for message in &ids {
+        db.channels()
+            .begin_send(&id, message, "whatsapp-360dialog", "51955500001", &reply)
+            .await
+            .unwrap();
+        db.channels()
+            .mark_dead(&id, message, "(#131026) Message undeliverable")
+            .await
+            .unwrap();
+    }
+
+    // dead-letters: JSON, the conversation filter, the table; another tenant sees none.
+    let all = ok_json_with_db(
+        &db_url,
+        &["workflows", "dead-letters", "--tenant", &tenant, "--json"],
+    );
+    assert_eq!(all["dead_letters"].as_array().unwrap().len(), 3, "{all}");
+    let of_conv = ok_json_with_db(
+        &db_url,
+        &[
+            "workflows",
+            "dead-letters",
+            "--tenant",
+            &tenant,
+            "--conversation",
+            &conversation,
+            "--json",
+        ],
+    );
+    assert_eq!(of_conv["dead_letters"].as_array().unwrap().len(), 2);
+    let table = text(&zengine_with_db(
+        &db_url,
+        &["workflows", "dead-letters", "--tenant", &tenant],
+    ));
+    assert!(
+        table.contains("131026") && table.contains(&ids[2]),
+        "{table}"
+    );
+    let other = ok_json_with_db(
+        &db_url,
+        &[
+            "workflows",
+            "dead-letters",
+            "--tenant",
+            "someone-else",
+            "--json",
+        ],
+    );
+    assert_eq!(other["dead_letters"], serde_json::json!([]));
+
+    // redrive one: once; again, or from another tenant: exit 3 (not found).
+    let foreign = zengine_with_db(
+        &db_url,
+        &["workflows", "redrive", "--tenant", "someone-else", &ids[2]],
+    );
+    assert_eq!(foreign.status.code(), Some(3));
+    let one = ok_json_with_db(
+        &db_url,
+        &[
+            "workflows",
+            "redrive",
+            "--tenant",
+            &tenant,
+            &ids[2],
+            "--json",
+        ],
+    );
+    assert_eq!(one["client_message_id"], ids[2].as_str());
+    let again = zengine_with_db(
+        &db_url,
+        &["workflows", "redrive", "--tenant", &tenant, &ids[2]],
+    );
+    assert_eq!(again.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("re-driven already"));
+    // Neither an id nor --conversation: a usage error.
+    let usage = zengine_with_db(&db_url, &["workflows", "redrive", "--tenant", &tenant]);
+    assert_eq!(usage.status.code(), Some(2));
+
+    // redrive --conversation: both of its letters, even though Temporal no longer has (here:
+    // never had) the conversation; then it has none, and is unknown: exit 3.
+    let args = [
+        "workflows",
+        "redrive",
+        "--tenant",
+        &tenant,
+        "--conversation",
+        &conversation,
+        "--json",
+    ];
+    let conv = ok_json_with_db(&db_url, &args);
+    assert_eq!(conv["redriven"].as_array().unwrap().len(), 2, "{conv}");
+    let again = zengine_with_db(&db_url, &args);
+    assert_eq!(again.status.code(), Some(3));
+    // Each is PENDING again, waiting for its RedriveOutbound workflow (started in Temporal).
+    for message in &ids {
+        let record = db.channels().outbound(&id, message).await.unwrap().unwrap();
+        assert_eq!(record.state, "PENDING", "{message}");
+    }
+    let settings = TemporalSettings {
+        address: shared_dev_server().to_owned(),
+        ..TemporalSettings::default()
+    };
+    let client = connect(&settings, "cli-test").await.unwrap();
+    use temporalio_client::grpc::WorkflowService;
+    use temporalio_client::tonic::IntoRequest;
+    use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionRequest;
+    for message in &ids {
+        let request = DescribeWorkflowExecutionRequest {
+            namespace: settings.namespace.clone(),
+            execution: Some(WorkflowExecution {
+                workflow_id: zengine_workflows::channels::redrive_workflow_id(&id, message),
+                run_id: String::new(),
+            }),
+        };
+        let described = WorkflowService::describe_workflow_execution(
+            &mut client.clone(),
+            request.into_request(),
+        )
+        .await
+        .expect("the re-drive workflow was started")
+        .into_inner();
+        let info = described.workflow_execution_info.unwrap();
+        assert_eq!(info.r#type.unwrap().name, "RedriveOutbound");
+    }
+}
+
+fn ok_json_with_db(db_url: &str, args: &[&str]) -> Value {
+    let out = zengine_with_db(db_url, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -18,14 +18,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowIdReusePolicy, WorkflowStartOptions};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use zengine_activities::channels::DIALOG360_TEMPLATES;
 use zengine_activities::channels::sdk::StrategyEnv;
 use zengine_activities::channels::whatsapp::templates::{self, TemplateError};
-use zengine_activities::channels::{DIALOG360_TEMPLATES, DeliverReply};
 use zengine_activities::db::OutboundRecord;
-use zengine_workflows::channels::{
-    ChannelHealthWorkflow, HealthScope, RedriveInput, RedriveWorkflow, redrive_workflow_id,
-};
+use zengine_workflows::channels::{ChannelHealthWorkflow, HealthScope};
 use zengine_workflows::names::queues;
 
 use crate::auth::{Role, caller_of};
@@ -140,72 +138,10 @@ pub async fn redrive(
 ) -> Result<Response, ApiError> {
     let caller = caller_of(&state, &headers, Role::Operator).await?;
     caller.require_operator_credential()?;
-    let tenant_id = caller.tenant;
-    if client_message_id.is_empty() || client_message_id.len() > 512 {
-        return Err(invalid("client_message_id", "must be 1 to 512 characters"));
-    }
-    let Some(record) = state
-        .db
-        .channels()
-        .claim_dead_letter(&tenant_id, &client_message_id)
-        .await?
-    else {
-        return Err(ApiError::not_found(format!(
-            "no dead letter `{client_message_id}` (it may have been re-driven already)"
-        )));
-    };
-    let reply = serde_json::from_value(record.payload.clone())
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored reply: {e}")))?;
-    let channel = state
-        .channels
-        .outbound(&record.strategy)
-        .map(|s| s.channel().as_str().to_owned())
-        .unwrap_or_default();
-    let input = RedriveInput {
-        delivery: DeliverReply {
-            tenant_id: tenant_id.clone(),
-            channel,
-            recipient: record.recipient.clone(),
-            client_message_id: record.client_message_id.clone(),
-            reply,
-            strategy: Some(record.strategy.clone()),
-        },
-    };
-    let workflow_id = redrive_workflow_id(&tenant_id, &record.client_message_id);
-    let options = WorkflowStartOptions::new(state.queue(queues::CHANNELS), workflow_id.clone())
-        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
-        .build();
-    if let Err(e) = state
-        .temporal
-        .start_workflow(RedriveWorkflow::run, input, options)
-        .await
-        .counted("RedriveOutbound")
-    {
-        // Put it back so the operator can try again.
-        state
-            .db
-            .channels()
-            .mark_dead(
-                &tenant_id,
-                &record.client_message_id,
-                record
-                    .last_error
-                    .as_deref()
-                    .unwrap_or("re-drive failed to start"),
-            )
-            .await?;
-        tracing::error!(error.message = %e, %workflow_id, "Re-drive did not start");
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "the workflow service is unavailable; the message is still a dead letter, retrying is safe",
-        ));
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"workflow_id": workflow_id, "client_message_id": record.client_message_id})),
-    )
-        .into_response())
+    let redriven = crate::ops::dead_letters::DeadLetters::of(&state)
+        .redrive(&caller.tenant, &client_message_id)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(redriven)).into_response())
 }
 
 /// `GET /v1/channels/health`.

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, Credentials, Role};
+use crate::ops::dead_letters::{DeadLetters, REDRIVE_ACTION};
 use crate::ops::{ListFilter, Operations, OpsError};
 use crate::{ApiError, AppState};
 
@@ -89,6 +90,17 @@ impl OpsService {
 
     fn ops(&self) -> Operations {
         Operations::new(self.state.temporal.clone())
+    }
+
+    fn dead_letters(&self) -> DeadLetters {
+        DeadLetters::of(&self.state)
+    }
+}
+
+fn redriven(r: crate::ops::dead_letters::Redriven) -> proto::Redriven {
+    proto::Redriven {
+        client_message_id: r.client_message_id,
+        workflow_id: r.workflow_id,
     }
 }
 
@@ -271,6 +283,26 @@ impl OperationsRpc for OpsService {
     ) -> Result<Response<proto::ActionResponse>, Status> {
         let caller = self.caller(&request, Role::Operator).await?;
         let r = request.into_inner();
+        if r.action == REDRIVE_ACTION {
+            if [&r.reviewer, &r.note, &r.to, &r.reason]
+                .iter()
+                .any(|f| !f.is_empty())
+            {
+                return Err(Status::invalid_argument(format!(
+                    "`{REDRIVE_ACTION}` takes no fields"
+                )));
+            }
+            let result = self
+                .dead_letters()
+                .redrive_conversation(&caller.tenant, &r.workflow_id)
+                .await
+                .map_err(ops_status)?;
+            return Ok(Response::new(proto::ActionResponse {
+                result_json: json(&serde_json::json!({
+                    "workflow_id": r.workflow_id, "action": REDRIVE_ACTION, "result": result,
+                })),
+            }));
+        }
         let body = crate::ops::rest::ActionBody {
             reviewer: opt(&r.reviewer).map(str::to_owned),
             note: opt(&r.note).map(str::to_owned),
@@ -286,6 +318,72 @@ impl OperationsRpc for OpsService {
             .map_err(ops_status)?;
         Ok(Response::new(proto::ActionResponse {
             result_json: json(&result),
+        }))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<proto::ListDeadLettersRequest>,
+    ) -> Result<Response<proto::ListDeadLettersResponse>, Status> {
+        let caller = self.caller(&request, Role::Viewer).await?;
+        let r = request.into_inner();
+        let letters = self
+            .dead_letters()
+            .list(&caller.tenant, opt(&r.conversation_id))
+            .await
+            .map_err(ops_status)?;
+        Ok(Response::new(proto::ListDeadLettersResponse {
+            dead_letters: letters
+                .into_iter()
+                .map(|d| proto::DeadLetter {
+                    client_message_id: d.client_message_id,
+                    conversation_id: d.conversation_id.unwrap_or_default(),
+                    strategy: d.strategy,
+                    recipient: d.recipient,
+                    state: d.state,
+                    attempts: d.attempts,
+                    last_error: d.last_error.unwrap_or_default(),
+                    reply_json: json(&d.reply),
+                    created_at: d.created_at,
+                    updated_at: d.updated_at,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn redrive_dead_letter(
+        &self,
+        request: Request<proto::RedriveDeadLetterRequest>,
+    ) -> Result<Response<proto::Redriven>, Status> {
+        let caller = self.caller(&request, Role::Operator).await?;
+        let r = request.into_inner();
+        let result = self
+            .dead_letters()
+            .redrive(&caller.tenant, &r.client_message_id)
+            .await
+            .map_err(ops_status)?;
+        tracing::info!(
+            tenant_id = %caller.tenant, client_message_id = %r.client_message_id,
+            by = %caller.subject, "Dead letter re-driven (gRPC)"
+        );
+        Ok(Response::new(redriven(result)))
+    }
+
+    async fn redrive_conversation(
+        &self,
+        request: Request<proto::RedriveConversationRequest>,
+    ) -> Result<Response<proto::RedriveConversationResponse>, Status> {
+        let caller = self.caller(&request, Role::Operator).await?;
+        let r = request.into_inner();
+        let result = self
+            .dead_letters()
+            .redrive_conversation(&caller.tenant, &r.conversation_id)
+            .await
+            .map_err(ops_status)?;
+        Ok(Response::new(proto::RedriveConversationResponse {
+            conversation_id: result.conversation_id,
+            redriven: result.redriven.into_iter().map(redriven).collect(),
+            already_redriven: result.already_redriven,
         }))
     }
 }

@@ -782,6 +782,22 @@ pub fn operations() -> Vec<Operation> {
         .caller()
         .body(Body::JsonObject)
         .errors(&[400, 404, 409, 422, 503]),
+        op(
+            "get",
+            "/v1/ops/dead-letters",
+            "The tenant's dead-lettered outbound messages",
+        )
+        .caller()
+        .query::<rest::DeadLettersQuery>()
+        .errors(&[400]),
+        op(
+            "post",
+            "/v1/ops/dead-letters/{client_message_id}/redrive",
+            "Send a dead letter again (once, however often asked)",
+        )
+        .caller()
+        .ok(&[202])
+        .errors(&[400, 404, 503]),
         // Service.
         op("get", "/healthz", "Liveness").tag("service"),
         op(

@@ -751,6 +751,29 @@ impl ChannelRepo<'_> {
         tx.commit().await?;
         rows.into_iter().map(outbound_of).collect()
     }
+
+    /// Dead letters whose `client_message_id` starts with `prefix` (newest first, at most
+    /// 500): a conversation's are `{conversation workflow id}/…`.
+    pub async fn dead_letters_with_prefix(
+        &self,
+        tenant_id: &TenantId,
+        prefix: &str,
+    ) -> anyhow::Result<Vec<OutboundRecord>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        // `substr` rather than `like`: ids may contain `%` and `_`.
+        let rows = sqlx::query(&format!(
+            "select {OUTBOUND_COLUMNS} from outbound_message
+             where tenant_id = $1 and state = 'DEAD'
+               and substr(client_message_id, 1, length($2)) = $2
+             order by updated_at desc limit 500"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(prefix)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter().map(outbound_of).collect()
+    }
 }
 
 const OUTBOUND_COLUMNS: &str = "client_message_id, strategy, recipient, provider_message_id, \

@@ -6,6 +6,7 @@
 //! `TenantId = '<tenant>'` ([`query`]); single-workflow operations first describe the workflow
 //! and answer "not found" when it belongs to another tenant, exactly as when it does not exist.
 
+pub mod dead_letters;
 mod history;
 pub mod query;
 pub(crate) mod rest;
@@ -168,9 +169,10 @@ pub struct HistoryPage {
 
 /// Typed operator actions, delivered to the workflow as its own updates.
 ///
-/// Extension point: re-driving dead-lettered outbound messages belongs here once the channels
-/// side exposes it (an action on conversation workflows that re-sends `outbound_message` rows in
-/// state `DEAD`); it is not offered yet.
+/// Conversations also take [`dead_letters::REDRIVE_ACTION`] (`redrive_dead_letters`), which is
+/// not an update: it re-sends the conversation's `outbound_message` rows in state `DEAD`
+/// through [`dead_letters::DeadLetters`] (the database and a `RedriveOutbound` workflow per
+/// message), so it is handled beside this enum by each surface.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OperatorAction {
     /// Conversation: give a handed-off conversation back to the bot (update `ReturnToBot`).
@@ -218,7 +220,9 @@ impl OperatorAction {
 /// Operator actions each workflow type accepts.
 pub fn actions_for(workflow_type: &str) -> Vec<&'static str> {
     match workflow_type {
-        t if t == conversation::WORKFLOW_TYPE => vec!["return_to_bot"],
+        t if t == conversation::WORKFLOW_TYPE => {
+            vec!["return_to_bot", dead_letters::REDRIVE_ACTION]
+        }
         t if t == payment::WORKFLOW_TYPE => vec!["approve_payment", "reject_payment"],
         t if t == order::WORKFLOW_TYPE => vec!["change_order_status"],
         _ => Vec::new(),

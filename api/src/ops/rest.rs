@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::dead_letters::{DeadLetters, REDRIVE_ACTION};
 use super::{ListFilter, Operations, OperatorAction, OpsError};
 use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
@@ -28,6 +29,8 @@ pub fn routes() -> Router<AppState> {
         .route("/workflows/{id}/terminate", post(terminate))
         .route("/workflows/{id}/reset", post(reset))
         .route("/workflows/{id}/actions/{action}", post(act))
+        .route("/dead-letters", get(dead_letters))
+        .route("/dead-letters/{client_message_id}/redrive", post(redrive))
 }
 
 impl From<OpsError> for ApiError {
@@ -293,8 +296,8 @@ pub(crate) fn parse_action(
             })
         }
         other => Err(OpsError::NotFound(format!(
-            "no operator action `{other}` (return_to_bot, approve_payment, reject_payment, \
-             change_order_status)"
+            "no operator action `{other}` (return_to_bot, redrive_dead_letters, \
+             approve_payment, reject_payment, change_order_status)"
         ))),
     }
 }
@@ -307,6 +310,21 @@ async fn act(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     actor(&caller)?;
+    if action == REDRIVE_ACTION {
+        // Not an update: re-sends the conversation's dead letters (it takes no fields).
+        let _: EmptyBody = body(raw)?;
+        let result = DeadLetters::of(&state)
+            .redrive_conversation(&caller.tenant, &id)
+            .await?;
+        tracing::info!(
+            tenant_id = %caller.tenant, workflow_id = %id, by = %caller.subject,
+            action = REDRIVE_ACTION, redriven = result.redriven.len(), "Operator action"
+        );
+        return Ok(Json(serde_json::json!({
+            "workflow_id": id, "action": REDRIVE_ACTION, "result": result,
+        }))
+        .into_response());
+    }
     let action = parse_action(&action, body(raw)?, &caller)?;
     let result = Operations::new(state.temporal.clone())
         .act(&caller.tenant, &id, &action)
@@ -316,4 +334,53 @@ async fn act(
         action = action.name(), "Operator action"
     );
     Ok(Json(result).into_response())
+}
+
+/// A body that must be empty or `{}`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EmptyBody {}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeadLettersQuery {
+    /// Only this conversation's (its workflow id).
+    conversation_id: Option<String>,
+}
+
+/// `GET /v1/ops/dead-letters?conversation_id=`
+async fn dead_letters(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<DeadLettersQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    reader(&caller)?;
+    let q = query(q)?;
+    let letters = DeadLetters::of(&state)
+        .list(
+            &caller.tenant,
+            q.conversation_id.as_deref().filter(|c| !c.is_empty()),
+        )
+        .await?;
+    Ok(Json(serde_json::json!({ "dead_letters": letters })).into_response())
+}
+
+/// `POST /v1/ops/dead-letters/{client_message_id}/redrive`: 202 with the re-drive workflow;
+/// 404 when there is no such dead letter in the tenant (never was, or re-driven already).
+async fn redrive(
+    State(state): State<AppState>,
+    Path(client_message_id): Path<String>,
+    caller: Caller,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    actor(&caller)?;
+    let _: EmptyBody = body(raw)?;
+    let redriven = DeadLetters::of(&state)
+        .redrive(&caller.tenant, &client_message_id)
+        .await?;
+    tracing::info!(
+        tenant_id = %caller.tenant, client_message_id = %client_message_id,
+        by = %caller.subject, workflow_id = %redriven.workflow_id, "Dead letter re-driven"
+    );
+    Ok((StatusCode::ACCEPTED, Json(redriven)).into_response())
 }

@@ -54,7 +54,7 @@ pub async fn add_account(
 }
 
 /// A fake 360dialog API: `POST /messages` answers a wamid, the config endpoints answer 200.
-async fn fake_360dialog() -> FakeProvider {
+pub async fn fake_360dialog() -> FakeProvider {
     let fake = FakeProvider::start().await;
     fake.on("POST /messages", |seen, n| {
         Answer::json(
@@ -74,7 +74,7 @@ async fn fake_360dialog() -> FakeProvider {
 }
 
 /// A tenant with a 360dialog account on `phone` pointing at `fake`; returns (tenant, secret).
-async fn dialog_tenant(
+pub async fn dialog_tenant(
     app: &TestApp,
     tenant: &str,
     phone: &str,
@@ -122,7 +122,7 @@ fn status_update(phone: &str, wamid: &str, status: &str, to: &str) -> Vec<u8> {
     )
 }
 
-async fn post_360(app: &TestApp, body: Vec<u8>, secret: Option<&str>) -> reqwest::Response {
+pub async fn post_360(app: &TestApp, body: Vec<u8>, secret: Option<&str>) -> reqwest::Response {
     let mut request = app
         .http
         .post(format!("{}/v1/webhooks/360dialog", app.address))

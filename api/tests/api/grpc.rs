@@ -203,3 +203,190 @@ async fn the_grpc_service_lists_itself_and_enforces_the_same_auth_and_tenant_bou
     assert_eq!(client.act(act).await.unwrap_err().code(), Code::NotFound);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_redriven_once_over_grpc() {
+    let mut options = hs256_options();
+    options.api.grpc_addr = "127.0.0.1:0".into();
+    let app = spawn_app_with(options).await;
+    let (x, y) = ("51944400001", "51944400002");
+    let (fake, tenant) = crate::ops::dead_lettered_tenant(&app, "gdl", "360401", &[x, y], 1).await;
+    let other = crate::auth::unique_tenant("gdlother");
+    add_tenant(&app, &other).await;
+    let channel = Channel::from_shared(app.grpc_address.clone().expect("gRPC enabled"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to the gRPC service");
+
+    // Reflection describes the new methods.
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(format!(
+            "{}.RedriveDeadLetter",
+            zengine_api::grpc::SERVICE_NAME
+        ))),
+    };
+    let mut stream = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    assert!(
+        matches!(
+            response.message_response,
+            Some(MessageResponse::FileDescriptorResponse(_))
+        ),
+        "{response:?}"
+    );
+
+    let mut client = OperationsClient::new(channel);
+    let (viewer, operator) = (token(&tenant, "viewer"), token(&tenant, "operator"));
+    let stranger = token(&other, "operator");
+    let list = |token: &str, conversation: &str| {
+        with_auth(
+            proto::ListDeadLettersRequest {
+                conversation_id: conversation.into(),
+            },
+            Some(token),
+            None,
+        )
+    };
+    let letters = client
+        .list_dead_letters(list(&viewer, ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let conv_y = crate::helpers::whatsapp_conversation_id(&tenant, y);
+    let of_y = client
+        .list_dead_letters(list(&viewer, &conv_y))
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters;
+    assert_eq!(of_y.len(), 1);
+    assert_eq!(of_y[0].conversation_id, conv_y);
+    assert_eq!(of_y[0].strategy, "whatsapp-360dialog");
+    let reply: serde_json::Value = serde_json::from_str(&of_y[0].reply_json).unwrap();
+    assert!(reply.is_object(), "{reply}");
+    assert!(
+        client
+            .list_dead_letters(list(&stranger, ""))
+            .await
+            .unwrap()
+            .into_inner()
+            .dead_letters
+            .is_empty()
+    );
+
+    let one = |token: &str, id: &str| {
+        with_auth(
+            proto::RedriveDeadLetterRequest {
+                client_message_id: id.into(),
+            },
+            Some(token),
+            None,
+        )
+    };
+    let id_y = of_y[0].client_message_id.clone();
+    for (token, id, code) in [
+        (viewer.as_str(), id_y.as_str(), Code::PermissionDenied),
+        (stranger.as_str(), id_y.as_str(), Code::NotFound),
+        (operator.as_str(), "", Code::InvalidArgument),
+        (operator.as_str(), "nope", Code::NotFound),
+    ] {
+        let status = client
+            .redrive_dead_letter(one(token, id))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{id}: {status:?}");
+    }
+    let status = client
+        .redrive_dead_letter(with_auth(
+            proto::RedriveDeadLetterRequest {
+                client_message_id: id_y.clone(),
+            },
+            None,
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    fake.up("POST /messages");
+    let redriven = client
+        .redrive_dead_letter(one(&operator, &id_y))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(redriven.client_message_id, id_y);
+    assert!(redriven.workflow_id.contains("/redrive/"));
+    let status = client
+        .redrive_dead_letter(one(&operator, &id_y))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "twice sends once");
+
+    // A whole conversation: another tenant's is not found; the owner's re-drives its letter.
+    let conv_x = crate::helpers::whatsapp_conversation_id(&tenant, x);
+    let conversation = |token: &str| {
+        with_auth(
+            proto::RedriveConversationRequest {
+                conversation_id: conv_x.clone(),
+            },
+            Some(token),
+            None,
+        )
+    };
+    let status = client
+        .redrive_conversation(conversation(&stranger))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let done = client
+        .redrive_conversation(conversation(&operator))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.redriven.len(), 1, "{done:?}");
+    let again = client
+        .redrive_conversation(conversation(&operator))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.redriven.is_empty(), "{again:?}");
+    // The same through Act.
+    let act = client
+        .act(with_auth(
+            proto::ActRequest {
+                workflow_id: conv_x.clone(),
+                action: "redrive_dead_letters".into(),
+                ..Default::default()
+            },
+            Some(&operator),
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let result: serde_json::Value = serde_json::from_str(&act.result_json).unwrap();
+    assert_eq!(
+        result["result"]["redriven"],
+        serde_json::json!([]),
+        "{result}"
+    );
+
+    // Two refused sends, then each re-driven once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.seen("POST /messages").len() < 4 {
+        assert!(Instant::now() < deadline, "re-driven sends did not go out");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.seen("POST /messages").len(), 4);
+    app.shutdown().await;
+}

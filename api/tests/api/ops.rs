@@ -474,3 +474,226 @@ async fn operators_act_cancel_terminate_and_reset_and_viewers_cannot() {
     assert_eq!(reply["turn"], 2, "{reply}");
     app.shutdown().await;
 }
+
+/// A tenant on 360dialog whose provider refuses every send (4xx: dead-lettered at once), with
+/// a message from each of `contacts`; waits until each conversation has `per_contact` dead
+/// letters. Returns the fake (still refusing) and the tenant id.
+pub async fn dead_lettered_tenant(
+    app: &TestApp,
+    prefix: &str,
+    phone: &str,
+    contacts: &[&str],
+    per_contact: usize,
+) -> (crate::fakes::FakeProvider, String) {
+    use crate::channels::{dialog_tenant, fake_360dialog, post_360, text_message};
+    let fake = fake_360dialog().await;
+    let tenant = unique_tenant(prefix);
+    let (id, secret) = dialog_tenant(app, &tenant, phone, &fake, json!({})).await;
+    fake.down(
+        "POST /messages",
+        crate::fakes::Answer::json(
+            400,
+            json!({"error": {"message": "(#131026) Message undeliverable", "code": 131026}}),
+        ),
+    );
+    for contact in contacts {
+        for n in 0..per_contact {
+            let wamid = format!("wamid.{tenant}-{contact}-{n}");
+            let body = text_message(phone, contact, &wamid, "hola");
+            assert_eq!(post_360(app, body, Some(&secret)).await.status(), 200);
+        }
+    }
+    let db = &app.database.as_ref().unwrap().db;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let dead = db.channels().dead_letters(&id).await.unwrap();
+        let done = contacts.iter().all(|c| {
+            let conversation = crate::helpers::whatsapp_conversation_id(&tenant, c);
+            dead.iter()
+                .filter(|d| d.client_message_id.starts_with(&format!("{conversation}/")))
+                .count()
+                >= per_contact
+        });
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dead letters so far: {dead:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    (fake, tenant)
+}
+
+#[tokio::test]
+async fn operators_list_and_redrive_dead_letters_once_within_their_tenant() {
+    let app = spawn_app_with(hs256_options()).await;
+    let (x, y) = ("51933300001", "51933300002");
+    let (fake, tenant) = dead_lettered_tenant(&app, "dl", "360301", &[x, y], 2).await;
+    let other = unique_tenant("dlother");
+    add_tenant(&app, &other).await;
+    let (viewer, operator) = (token(&tenant, "viewer"), token(&tenant, "operator"));
+    let stranger = token(&other, "operator");
+    let conv_x = crate::helpers::whatsapp_conversation_id(&tenant, x);
+    let conv_y = crate::helpers::whatsapp_conversation_id(&tenant, y);
+    let refused = fake.seen("POST /messages").len();
+    assert_eq!(refused, 4, "a 4xx is not retried");
+
+    // Viewers list; the filter keeps one conversation's; other tenants see none.
+    let (status, all) = get_json(&app, "/v1/ops/dead-letters", &viewer).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(all["dead_letters"].as_array().unwrap().len(), 4, "{all}");
+    let (_, only_y) = get_json(
+        &app,
+        &format!("/v1/ops/dead-letters?conversation_id={}", enc(&conv_y)),
+        &viewer,
+    )
+    .await;
+    let only_y = only_y["dead_letters"].as_array().unwrap().clone();
+    assert_eq!(only_y.len(), 2, "{only_y:?}");
+    assert!(
+        only_y
+            .iter()
+            .all(|d| d["conversation_id"] == conv_y.as_str())
+    );
+    assert!(only_y[0]["last_error"].as_str().unwrap().contains("131026"));
+    let (_, theirs) = get_json(&app, "/v1/ops/dead-letters", &stranger).await;
+    assert_eq!(theirs["dead_letters"], json!([]));
+    let (status, _) = get_json(&app, "/v1/ops/dead-letters?tenant=x", &viewer).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let post = |path: String, token: Option<String>, body: Option<Value>| {
+        let app = &app;
+        async move {
+            call(
+                app,
+                reqwest::Method::POST,
+                &path,
+                token.as_deref(),
+                None,
+                body,
+            )
+            .await
+        }
+    };
+    let one = only_y[1]["client_message_id"].as_str().unwrap().to_owned();
+    let redrive_one = format!("/v1/ops/dead-letters/{}/redrive", enc(&one));
+    let redrive_x = format!(
+        "/v1/ops/workflows/{}/actions/redrive_dead_letters",
+        enc(&conv_x)
+    );
+    // Unauthenticated, a viewer, another tenant, unknown ids, bad bodies: refused, no send.
+    for (path, token, body, status) in [
+        (redrive_one.clone(), None, None, StatusCode::UNAUTHORIZED),
+        (
+            redrive_one.clone(),
+            Some(viewer.clone()),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            redrive_x.clone(),
+            Some(viewer.clone()),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            redrive_one.clone(),
+            Some(stranger.clone()),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            redrive_x.clone(),
+            Some(stranger.clone()),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/ops/dead-letters/nope/redrive".into(),
+            Some(operator.clone()),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/v1/ops/dead-letters/{}/redrive", "x".repeat(600)),
+            Some(operator.clone()),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            redrive_one.clone(),
+            Some(operator.clone()),
+            Some(json!({"force": true})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            redrive_x.clone(),
+            Some(operator.clone()),
+            Some(json!({"note": "x"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!(
+                "/v1/ops/workflows/{}/actions/redrive_dead_letters",
+                enc(&format!("{tenant}/conversation/whatsapp/nobody"))
+            ),
+            Some(operator.clone()),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let response = post(path.clone(), token, body).await;
+        assert_eq!(response.status(), status, "{path}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.seen("POST /messages").len(), refused);
+
+    // The provider is back: one message, then all of a conversation; twice sends once.
+    fake.up("POST /messages");
+    let response = post(redrive_one.clone(), Some(operator.clone()), None).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let started: Value = response.json().await.unwrap();
+    assert_eq!(started["client_message_id"], one.as_str());
+    let again = post(redrive_one.clone(), Some(operator.clone()), None).await;
+    assert_eq!(error_code(again, StatusCode::NOT_FOUND).await, "not_found");
+
+    let (_, detail) = get_json(
+        &app,
+        &format!("/v1/ops/workflows/{}", enc(&conv_x)),
+        &viewer,
+    )
+    .await;
+    assert_eq!(
+        detail["actions"],
+        json!(["return_to_bot", "redrive_dead_letters"]),
+        "{detail}"
+    );
+    let response = post(redrive_x.clone(), Some(operator.clone()), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    let redriven = result["result"]["redriven"].as_array().unwrap();
+    assert_eq!(redriven.len(), 2, "{result}");
+    assert!(redriven.iter().all(|r| {
+        r["client_message_id"]
+            .as_str()
+            .unwrap()
+            .starts_with(&conv_x)
+    }));
+    let response = post(redrive_x.clone(), Some(operator.clone()), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["result"]["redriven"], json!([]), "{result}");
+
+    // Three sends, each once; the rest of conversation y is still a dead letter.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.seen("POST /messages").len() < refused + 3 {
+        assert!(Instant::now() < deadline, "re-driven sends did not go out");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.seen("POST /messages").len(), refused + 3);
+    let (_, left) = get_json(&app, "/v1/ops/dead-letters", &viewer).await;
+    let left = left["dead_letters"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["client_message_id"], only_y[0]["client_message_id"]);
+    app.shutdown().await;
+}
