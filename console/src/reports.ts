@@ -7,7 +7,9 @@ import { flash, h, mount } from "./dom";
 /** The reports the API offers, with a readable title. */
 export const REPORTS: [string, string][] = [
   ["conversations", "Conversations and messages per day and channel"],
+  ["response_times", "First-response times"],
   ["handoffs", "Handoff rate"],
+  ["resolution_times", "Resolution times (handoff to return)"],
   ["csat", "Survey CSAT"],
   ["orders", "Orders by status"],
   ["payments", "Payments: auto-approved, manual review, rejected"],
