@@ -21,6 +21,7 @@ mod ops;
 mod orders;
 mod payments;
 mod reports;
+mod retention;
 mod route_matrix;
 mod routes;
 mod sms;
