@@ -13,6 +13,7 @@ pub mod files;
 pub mod meter;
 pub mod orders;
 pub mod payments;
+pub mod retention;
 pub mod routing;
 pub mod secrets;
 pub mod vision;

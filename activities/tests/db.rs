@@ -54,6 +54,7 @@ on_both_backends!(
     notes_consultations_and_the_log_are_written_once,
     mok_tracking_applies_its_action_and_log_row_together_once,
     assistance_settings_round_trip_and_reject_bad_rules,
+    old_orders_are_purged_with_everything_keyed_by_them_once,
 );
 
 async fn migrations_are_idempotent(backend: TestBackend) {
@@ -1876,6 +1877,185 @@ async fn api_keys_authenticate_until_revoked_and_stay_in_their_tenant(backend: T
             .await
             .unwrap()
             .is_some()
+    );
+    t.drop_db().await.unwrap();
+}
+
+/// Moves an order's creation back in time (retention tests).
+async fn age_order(db: &zengine_activities::Database, tenant: &TenantId, order_id: &str, at: i64) {
+    let mut tx = db.begin_for(tenant).await.unwrap();
+    let done = sqlx::query(
+        "update sales_order set created_at = $1 where tenant_id = $2 and order_id = $3",
+    )
+    .bind(at)
+    .bind(tenant.as_str())
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    tx.commit().await.unwrap();
+}
+
+async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestBackend) {
+    use zengine_activities::db::{ORDERS_PURGED, PurgeCounts, TrackingEvent};
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let beta = TenantId::parse("beta").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    t.db.tenants().upsert(&beta, "Beta", "main").await.unwrap();
+    let (lines, total) = lines();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut ids = Vec::new();
+    for (tenant, key) in [
+        (&acme, "old-1"),
+        (&acme, "old-2"),
+        (&acme, "new"),
+        (&beta, "old"),
+    ] {
+        let (order, _) =
+            t.db.orders()
+                .create(new_order(tenant, key, "h", "+51987654321", &lines, total))
+                .await
+                .unwrap();
+        ids.push(order.order_id);
+    }
+    let (old1, old2, recent, beta_old) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    age_order(&t.db, &acme, old1, now - 40 * DAY).await;
+    age_order(&t.db, &acme, old2, now - 31 * DAY).await;
+    age_order(&t.db, &beta, beta_old, now - 40 * DAY).await;
+    let payments = t.db.payments();
+    // old-1's receipt is its own; old-2's receipt was also sent for the recent order.
+    let (own, _) = payments
+        .put_media(&acme, "image/png", b"own")
+        .await
+        .unwrap();
+    let (shared, _) = payments
+        .put_media(&acme, "image/png", b"shared")
+        .await
+        .unwrap();
+    let (beta_media, _) = payments
+        .put_media(&beta, "image/png", b"own")
+        .await
+        .unwrap();
+    for (tenant, payment, order, media) in [
+        (&acme, "pay-1", old1, &own),
+        (&acme, "pay-2", old2, &shared),
+        (&acme, "pay-3", recent, &shared),
+        (&beta, "pay-b", beta_old, &beta_media),
+    ] {
+        payments
+            .create(tenant, payment, order, &format!("upload:{media}"))
+            .await
+            .unwrap();
+    }
+    t.db.tracking()
+        .record(
+            &acme,
+            &TrackingEvent {
+                event_id: "trk-1".into(),
+                order_id: old1.clone(),
+                status: "PICKED_UP".into(),
+                location: None,
+                occurred_at: now - 40 * DAY,
+            },
+        )
+        .await
+        .unwrap();
+
+    let cutoff = now - 30 * DAY;
+    // One order per batch: the purge takes two transactions.
+    let counts =
+        t.db.retention()
+            .purge_orders_before(&acme, cutoff, 1)
+            .await
+            .unwrap();
+    assert_eq!(
+        counts,
+        PurgeCounts {
+            orders: 2,
+            order_items: 4,
+            payments: 2,
+            media_uploads: 1,
+            tracking_events: 1,
+        }
+    );
+    let orders = t.db.orders();
+    assert!(orders.get(&acme, old1).await.unwrap().is_none());
+    assert!(orders.get(&acme, old2).await.unwrap().is_none());
+    assert!(orders.get(&acme, recent).await.unwrap().is_some());
+    assert!(
+        orders.get(&beta, beta_old).await.unwrap().is_some(),
+        "another tenant is untouched"
+    );
+    assert!(
+        payments
+            .list_for_order(&acme, old1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        payments.list_for_order(&acme, recent).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        payments
+            .list_for_order(&beta, beta_old)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(payments.get_media(&acme, &own).await.unwrap().is_none());
+    assert!(
+        payments.get_media(&acme, &shared).await.unwrap().is_some(),
+        "a receipt a kept payment uses stays"
+    );
+    assert!(
+        payments
+            .get_media(&beta, &beta_media)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let events = t.db.events().list(&acme, ORDERS_PURGED).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].payload["orders"], 2);
+    assert_eq!(events[0].payload["payments"], 2);
+
+    // Again with the same cut-off (a retried activity): nothing more, no second event.
+    let again =
+        t.db.retention()
+            .purge_orders_before(&acme, cutoff, 1)
+            .await
+            .unwrap();
+    assert_eq!(again, PurgeCounts::default());
+    assert_eq!(
+        t.db.events()
+            .list(&acme, ORDERS_PURGED)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        t.db.events()
+            .list(&beta, ORDERS_PURGED)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        t.db.retention()
+            .purge_orders_before(&acme, cutoff, 0)
+            .await
+            .is_err(),
+        "a zero batch is refused"
     );
     t.drop_db().await.unwrap();
 }

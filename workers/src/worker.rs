@@ -24,11 +24,12 @@ use zengine_activities::channels::ChannelActivities;
 use zengine_activities::conversation::ConversationActivities;
 use zengine_activities::orders::OrderActivities;
 use zengine_activities::payments::{OcrActivities, PaymentActivities};
+use zengine_activities::retention::RetentionActivities;
 use zengine_activities::routing::RouteActivities;
 use zengine_workflows::names::queues;
 use zengine_workflows::{
     AssistanceWorkflow, ChannelHealthWorkflow, ConversationWorkflow, MokWorkflow, OrderWorkflow,
-    PaymentWorkflow, RedriveWorkflow, RouteOptimisationWorkflow,
+    PaymentWorkflow, RedriveWorkflow, RetentionPurgeWorkflow, RouteOptimisationWorkflow,
 };
 
 use crate::temporal::TemporalSettings;
@@ -54,6 +55,10 @@ pub struct WorkerSettings {
     /// that a worker of the `channels` queue creates if it is missing). 0 leaves the schedule
     /// alone (neither created nor changed).
     pub channel_health_interval_secs: u64,
+    /// How often old orders are purged (each tenant's `retention_days`), in seconds (a Temporal
+    /// schedule that a worker of the `payments` queue creates if it is missing). 0 leaves the
+    /// schedule alone (neither created nor changed).
+    pub retention_interval_secs: u64,
     /// `[worker.routing]`: travel matrix of route optimisation (haversine or OSRM).
     pub routing: zengine_activities::routing::MatrixSettings,
     /// Largest receipt image the `ocr` worker downloads from a channel (WhatsApp media).
@@ -145,6 +150,7 @@ impl Default for WorkerSettings {
             metrics_addr: "127.0.0.1:9464".to_owned(),
             tuning: BTreeMap::new(),
             channel_health_interval_secs: zengine_workflows::channels::HEALTH_INTERVAL.as_secs(),
+            retention_interval_secs: zengine_workflows::retention::RETENTION_INTERVAL.as_secs(),
             routing: zengine_activities::routing::MatrixSettings::default(),
             max_receipt_bytes: zengine_activities::payments::DEFAULT_MAX_RECEIPT_BYTES,
         }
@@ -193,6 +199,44 @@ pub async fn ensure_health_schedule(
     }
 }
 
+/// Creates the retention purge schedule unless it exists (several workers may race: the loser
+/// sees `AlreadyExists`, which is fine).
+pub async fn ensure_retention_schedule(
+    client: &Client,
+    temporal: &TemporalSettings,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    use temporalio_client::schedules::{
+        CreateScheduleOptions, ScheduleAction, ScheduleOverlapPolicy, ScheduleSpec,
+    };
+    use zengine_workflows::channels::SYSTEM_TENANT;
+    use zengine_workflows::retention::{RetentionScope, retention_schedule_id};
+
+    let id = retention_schedule_id(&temporal.task_queue_prefix);
+    let options = CreateScheduleOptions::builder()
+        .action(ScheduleAction::start_workflow(
+            RetentionPurgeWorkflow::run,
+            RetentionScope::default(),
+            temporal.task_queue(queues::PAYMENTS),
+            format!("{}{SYSTEM_TENANT}/retention", temporal.task_queue_prefix),
+        ))
+        .spec(ScheduleSpec::from_interval(interval))
+        .overlap_policy(ScheduleOverlapPolicy::Skip)
+        .build();
+    match client.create_schedule(id.clone(), options).await {
+        Ok(_) => {
+            tracing::info!(schedule_id = %id, every_secs = interval.as_secs(), "Retention schedule created");
+            Ok(())
+        }
+        Err(temporalio_client::schedules::ScheduleError::Rpc(status))
+            if status.code() == temporalio_client::tonic::Code::AlreadyExists =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("Failed to create the retention schedule")),
+    }
+}
+
 /// Builds the worker options for one queue, or `None` when nothing runs on it yet.
 fn worker_options(
     base: &str,
@@ -212,8 +256,10 @@ fn worker_options(
         queues::PAYMENTS => builder
             .register_workflow::<OrderWorkflow>()?
             .register_workflow::<PaymentWorkflow>()?
+            .register_workflow::<RetentionPurgeWorkflow>()?
             .register_activities(OrderActivities::new(db.clone()))
-            .register_activities(PaymentActivities::new(db.clone())),
+            .register_activities(PaymentActivities::new(db.clone()))
+            .register_activities(RetentionActivities::new(db.clone())),
         queues::OCR => {
             // One Tesseract engine per activity slot, created up front (~60 ms each).
             let engines = settings
@@ -358,6 +404,19 @@ pub async fn run_workers(
         .await
         {
             tracing::warn!(error.message = %format!("{e:#}"), "Channel health schedule not created");
+        }
+    }
+    if settings.queues.iter().any(|q| q == queues::PAYMENTS) && settings.retention_interval_secs > 0
+    {
+        // Not fatal: the next worker start tries again; orders are only kept longer.
+        if let Err(e) = ensure_retention_schedule(
+            &client,
+            temporal,
+            Duration::from_secs(settings.retention_interval_secs),
+        )
+        .await
+        {
+            tracing::warn!(error.message = %format!("{e:#}"), "Retention schedule not created");
         }
     }
 

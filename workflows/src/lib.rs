@@ -33,6 +33,7 @@ pub mod names;
 pub mod order;
 pub mod payment;
 pub mod replay;
+pub mod retention;
 pub mod routing;
 
 pub use assistance::AssistanceWorkflow;
@@ -41,6 +42,7 @@ pub use conversation::ConversationWorkflow;
 pub use mok::MokWorkflow;
 pub use order::OrderWorkflow;
 pub use payment::PaymentWorkflow;
+pub use retention::RetentionPurgeWorkflow;
 pub use routing::RouteOptimisationWorkflow;
 
 /// The innermost failure of an activity error.

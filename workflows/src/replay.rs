@@ -14,7 +14,7 @@ use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOption
 
 use crate::{
     AssistanceWorkflow, ChannelHealthWorkflow, ConversationWorkflow, MokWorkflow, OrderWorkflow,
-    PaymentWorkflow, RedriveWorkflow, RouteOptimisationWorkflow,
+    PaymentWorkflow, RedriveWorkflow, RetentionPurgeWorkflow, RouteOptimisationWorkflow,
 };
 
 /// A replayer that knows every ZEngine workflow, for plaintext histories and histories
@@ -36,6 +36,7 @@ pub fn replayer_with(data_converter: DataConverter) -> anyhow::Result<WorkflowRe
         .register_workflow::<RedriveWorkflow>()?
         .register_workflow::<AssistanceWorkflow>()?
         .register_workflow::<MokWorkflow>()?
+        .register_workflow::<RetentionPurgeWorkflow>()?
         .build();
     Ok(WorkflowReplayer::new(options)?)
 }

@@ -13,6 +13,7 @@ mod idempotency;
 mod orders;
 mod payments;
 mod reports;
+mod retention;
 mod routes;
 pub mod seed;
 mod tenants;
@@ -42,6 +43,7 @@ pub use payments::{
     Settlement, Verdict, payment_id_for,
 };
 pub use reports::{Fact, REPORTS, ReportRepo, fact_of};
+pub use retention::{ORDERS_PURGED, PurgeCounts, RetentionRepo};
 pub use routes::{RoutePlan, RouteRepo};
 pub use tenants::{
     Audit, Created, FlowVersionInfo, FlowVersions, SettingsChange, Tenant, TenantRecord, TenantRepo,
@@ -260,6 +262,10 @@ impl Database {
 
     pub fn channels(&self) -> ChannelRepo<'_> {
         ChannelRepo { db: self }
+    }
+
+    pub fn retention(&self) -> RetentionRepo<'_> {
+        RetentionRepo { db: self }
     }
 
     pub fn payments(&self) -> PaymentRepo<'_> {
