@@ -206,6 +206,24 @@ impl Database {
         Ok(tx)
     }
 
+    /// Like [`Database::begin_for`], for a transaction that reads and then writes: on SQLite it
+    /// takes the write lock at `BEGIN` (`BEGIN IMMEDIATE`), so it waits (`busy_timeout`) for
+    /// another writer instead of failing with SQLITE_BUSY when it upgrades a read snapshot that
+    /// another writer has moved past.
+    pub async fn begin_write_for(
+        &self,
+        tenant: &zengine_domain::TenantId,
+    ) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        if self.backend == Backend::Sqlite {
+            return self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .context("Failed to begin a write transaction");
+        }
+        self.begin_for(tenant).await
+    }
+
     /// A transaction of the platform administrator: on PostgreSQL it may read every tenant row
     /// (policy `platform_admin` of migration 0015) and no other tenant table. Only the
     /// platform-admin endpoints use it.

@@ -52,7 +52,7 @@ impl TrackingRepo<'_> {
         tenant_id: &TenantId,
         event: &TrackingEvent,
     ) -> anyhow::Result<Recorded> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let existing = sqlx::query(
             "select event_id, order_id, status, lat, lon, occurred_at from tracking_event
              where tenant_id = $1 and event_id = $2",
@@ -95,7 +95,7 @@ impl TrackingRepo<'_> {
 
     /// Removes an event (used when the order workflow refused the change it carried).
     pub async fn remove(&self, tenant_id: &TenantId, event_id: &str) -> anyhow::Result<()> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         sqlx::query("delete from tracking_event where tenant_id = $1 and event_id = $2")
             .bind(tenant_id.as_str())
             .bind(event_id)
