@@ -64,14 +64,7 @@ pub async fn events(
             .filter(|v| *v >= 0)
             .ok_or_else(|| invalid("after", "must be a cursor returned as next_after"))?,
     };
-    let limit = match q.limit.as_deref() {
-        None | Some("") => 100,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|v| (1..=1000).contains(v))
-            .ok_or_else(|| invalid("limit", "must be 1 to 1000"))?,
-    };
+    let limit = i64::from(crate::query_limit(q.limit.as_deref(), 100, 1000)?);
     if q.event_type.as_ref().is_some_and(|t| t.len() > 128) {
         return Err(invalid("type", "is longer than 128 characters"));
     }

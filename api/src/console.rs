@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::auth::{Caller, Role};
 use crate::ops::Operations;
-use crate::{ApiError, AppState, ErrorCode};
+use crate::{ApiError, AppState};
 
 /// `[api.console]`: where the built console is and how operators log in.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -225,21 +225,8 @@ pub async fn handoffs(
 ) -> Result<Response, ApiError> {
     caller.require_operator_credential()?;
     caller.require(Role::Viewer)?;
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, e.body_text()))?;
-    let limit = match q.limit.as_deref() {
-        None => 50,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    ErrorCode::InvalidField,
-                    "`limit`: must be a whole number from 1 to 100",
-                )
-            })?,
-    };
+    let q = crate::read_query(query)?;
+    let limit = crate::query_limit(q.limit.as_deref(), 50, 100)?;
     let events = state
         .db
         .events()

@@ -393,7 +393,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The request body, or 413 when it is over `api.max_body_bytes`.
 /// A query string that does not fit its struct (a repeated or mistyped parameter): 400 with the
 /// JSON error body, not axum's plain-text rejection.
 pub(crate) fn read_query<T>(
@@ -404,6 +403,25 @@ pub(crate) fn read_query<T>(
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidField, e.body_text()))
 }
 
+/// A `limit` query parameter: `default` when absent or empty, else a whole number from 1 to
+/// `max`; anything else is a 400 naming `limit`.
+pub(crate) fn query_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match raw {
+        None | Some("") => Ok(default),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    ErrorCode::InvalidField,
+                    format!("`limit`: must be a whole number from 1 to {max}"),
+                )
+            }),
+    }
+}
+
+/// The request body, or 413 when it is over `api.max_body_bytes`.
 pub(crate) fn read_body(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<axum::body::Bytes, ApiError> {

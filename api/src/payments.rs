@@ -340,16 +340,9 @@ pub async fn list(
     let invalid = |field: &str, problem: String| {
         ApiError::bad_request(ErrorCode::InvalidField, format!("`{field}`: {problem}"))
     };
-    let Query(q) = query.map_err(|e| invalid("status", e.body_text()))?;
+    let q = crate::read_query(query)?;
     let status: PaymentStatus = q.status.parse().map_err(|e| invalid("status", e))?;
-    let limit = match q.limit.as_deref() {
-        None => 50,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| invalid("limit", "must be a whole number from 1 to 200".into()))?,
-    };
+    let limit = crate::query_limit(q.limit.as_deref(), 50, 200)?;
     let after = match q.after.as_deref() {
         None => None,
         Some(raw) => Some(

@@ -37,6 +37,19 @@ pub struct EventPage {
     pub next_after: i64,
 }
 
+/// An event read with the columns `event_id, event_type, subject, payload, occurred_at, seq`.
+fn stored_event(row: sqlx::any::AnyRow) -> anyhow::Result<StoredEvent> {
+    let payload: String = row.get(3);
+    Ok(StoredEvent {
+        event_id: row.get(0),
+        event_type: row.get(1),
+        subject: row.get(2),
+        payload: serde_json::from_str(&payload)?,
+        occurred_at: row.get(4),
+        seq: row.get(5),
+    })
+}
+
 /// Event and survey queries.
 pub struct EventRepo<'a> {
     pub(super) db: &'a Database,
@@ -68,19 +81,7 @@ impl EventRepo<'_> {
         .await
         .context("Failed to list domain events")?;
         tx.commit().await?;
-        rows.into_iter()
-            .map(|row| {
-                let payload: String = row.get(3);
-                Ok(StoredEvent {
-                    event_id: row.get(0),
-                    event_type: row.get(1),
-                    subject: row.get(2),
-                    payload: serde_json::from_str(&payload)?,
-                    occurred_at: row.get(4),
-                    seq: row.get(5),
-                })
-            })
-            .collect()
+        rows.into_iter().map(stored_event).collect()
     }
 
     /// The tenant's newest events of a type, newest first, at most `limit`.
@@ -103,19 +104,7 @@ impl EventRepo<'_> {
         .await
         .context("Failed to list recent domain events")?;
         tx.commit().await?;
-        rows.into_iter()
-            .map(|row| {
-                let payload: String = row.get(3);
-                Ok(StoredEvent {
-                    event_id: row.get(0),
-                    event_type: row.get(1),
-                    subject: row.get(2),
-                    payload: serde_json::from_str(&payload)?,
-                    occurred_at: row.get(4),
-                    seq: row.get(5),
-                })
-            })
-            .collect()
+        rows.into_iter().map(stored_event).collect()
     }
 
     /// The tenant's events after `after` in stream order, at most `limit`, optionally of one
@@ -152,15 +141,7 @@ impl EventRepo<'_> {
                 // Stop at the first unsettled event so the cursor never skips one.
                 break;
             }
-            let payload: String = row.get(3);
-            events.push(StoredEvent {
-                event_id: row.get(0),
-                event_type: row.get(1),
-                subject: row.get(2),
-                payload: serde_json::from_str(&payload)?,
-                occurred_at,
-                seq: row.get(5),
-            });
+            events.push(stored_event(row)?);
         }
         let next_after = events.last().map_or(after, |e| e.seq);
         Ok(EventPage { events, next_after })
