@@ -122,6 +122,58 @@ impl AwsSettings {
     }
 }
 
+/// What a failed AWS SDK call says, before each service's classifier decides whether a retry
+/// can help (shared by the SNS and SES senders).
+pub(crate) struct CallFailure {
+    /// The service's error code, or what kind of transport failure it was.
+    pub code: Option<String>,
+    /// The service's own message (what classifiers match on); the transport error otherwise.
+    pub reason: String,
+    /// `HTTP {status}: {reason}` for a service answer, the transport error otherwise.
+    pub message: String,
+    /// The HTTP status of a service answer.
+    pub status: Option<u16>,
+    /// For failures that are not a service answer: whether retrying can help (a request that
+    /// could not be built, e.g. without credentials, cannot; timeouts and dispatch failures can).
+    pub transport_retryable: Option<bool>,
+}
+
+pub(crate) fn call_failure<E>(
+    error: aws_sdk_sns::error::SdkError<E, aws_sdk_sns::config::http::HttpResponse>,
+) -> CallFailure
+where
+    E: aws_sdk_sns::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_sns::error::{DisplayErrorContext, SdkError};
+    let transport = |code: Option<&str>, retryable: bool| {
+        let text = DisplayErrorContext(&error).to_string();
+        CallFailure {
+            code: code.map(str::to_owned),
+            reason: text.clone(),
+            message: text,
+            status: None,
+            transport_retryable: Some(retryable),
+        }
+    };
+    match &error {
+        SdkError::ServiceError(context) => {
+            let reason = context.err().message().unwrap_or("no message").to_owned();
+            let status = context.raw().status().as_u16();
+            CallFailure {
+                code: context.err().code().map(str::to_owned),
+                message: format!("HTTP {status}: {reason}"),
+                reason,
+                status: Some(status),
+                transport_retryable: None,
+            }
+        }
+        SdkError::ConstructionFailure(_) => transport(Some("ConstructionFailure"), false),
+        SdkError::TimeoutError(_) => transport(Some("Timeout"), true),
+        SdkError::DispatchFailure(_) => transport(Some("DispatchFailure"), true),
+        _ => transport(None, true),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use aws_config::SdkConfig;
 use aws_sdk_ses::config::http::HttpResponse;
-use aws_sdk_ses::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ses::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ses::types::Destination;
 use serde::{Deserialize, Serialize};
 
@@ -200,37 +200,16 @@ impl EmailSender {
 fn email_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     error: SdkError<E, HttpResponse>,
 ) -> EmailError {
-    match &error {
-        SdkError::ServiceError(context) => {
-            let code = context.err().code().map(str::to_owned);
-            let message = context.err().message().unwrap_or("no message").to_owned();
-            let status = context.raw().status().as_u16();
-            EmailError {
-                kind: classify(code.as_deref(), &message, Some(status)),
-                message: format!("HTTP {status}: {message}"),
-                code,
-            }
-        }
-        SdkError::ConstructionFailure(_) => EmailError {
-            kind: EmailErrorKind::Permanent,
-            code: Some("ConstructionFailure".into()),
-            message: DisplayErrorContext(&error).to_string(),
-        },
-        SdkError::TimeoutError(_) => EmailError {
-            kind: EmailErrorKind::Retryable,
-            code: Some("Timeout".into()),
-            message: DisplayErrorContext(&error).to_string(),
-        },
-        SdkError::DispatchFailure(_) => EmailError {
-            kind: EmailErrorKind::Retryable,
-            code: Some("DispatchFailure".into()),
-            message: DisplayErrorContext(&error).to_string(),
-        },
-        _ => EmailError {
-            kind: EmailErrorKind::Retryable,
-            code: None,
-            message: DisplayErrorContext(&error).to_string(),
-        },
+    let failure = super::call_failure(error);
+    let kind = match failure.transport_retryable {
+        Some(true) => EmailErrorKind::Retryable,
+        Some(false) => EmailErrorKind::Permanent,
+        None => classify(failure.code.as_deref(), &failure.reason, failure.status),
+    };
+    EmailError {
+        kind,
+        code: failure.code,
+        message: failure.message,
     }
 }
 

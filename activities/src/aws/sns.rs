@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use aws_config::SdkConfig;
 use aws_sdk_sns::config::http::HttpResponse;
-use aws_sdk_sns::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sns::error::SdkError;
 use aws_sdk_sns::operation::publish::PublishError;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde::{Deserialize, Serialize};
@@ -213,38 +213,16 @@ impl SmsSender {
 }
 
 fn sms_error(error: SdkError<PublishError, HttpResponse>) -> SmsError {
-    match &error {
-        SdkError::ServiceError(context) => {
-            let code = context.err().code().map(str::to_owned);
-            let message = context.err().message().unwrap_or("no message").to_owned();
-            let status = context.raw().status().as_u16();
-            SmsError {
-                kind: classify(code.as_deref(), &message, Some(status)),
-                message: format!("HTTP {status}: {message}"),
-                code,
-            }
-        }
-        SdkError::ConstructionFailure(_) => SmsError {
-            // The request could not even be built (e.g. no credentials could be found).
-            kind: SmsErrorKind::Permanent,
-            code: Some("ConstructionFailure".into()),
-            message: DisplayErrorContext(&error).to_string(),
-        },
-        SdkError::TimeoutError(_) => SmsError {
-            kind: SmsErrorKind::Retryable,
-            code: Some("Timeout".into()),
-            message: DisplayErrorContext(&error).to_string(),
-        },
-        SdkError::DispatchFailure(_) => SmsError {
-            kind: SmsErrorKind::Retryable,
-            code: Some("DispatchFailure".into()),
-            message: DisplayErrorContext(&error).to_string(),
-        },
-        _ => SmsError {
-            kind: SmsErrorKind::Retryable,
-            code: None,
-            message: DisplayErrorContext(&error).to_string(),
-        },
+    let failure = super::call_failure(error);
+    let kind = match failure.transport_retryable {
+        Some(true) => SmsErrorKind::Retryable,
+        Some(false) => SmsErrorKind::Permanent,
+        None => classify(failure.code.as_deref(), &failure.reason, failure.status),
+    };
+    SmsError {
+        kind,
+        code: failure.code,
+        message: failure.message,
     }
 }
 
