@@ -292,7 +292,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/webhooks/whatsapp",
             "WhatsApp (Meta) webhook verification handshake",
         )
-        .tag("webhooks")
         .query::<webhooks::Handshake>()
         .ok_as(200, "text/plain")
         .errors(&[400, 403, 503]),
@@ -301,7 +300,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/webhooks/whatsapp",
             "WhatsApp Cloud API webhook",
         )
-        .tag("webhooks")
         .auth(Auth::Webhook)
         .header(
             "x-hub-signature-256",
@@ -315,7 +313,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/webhooks/{provider}",
             "A channel provider's webhook (tenant from the payload or credential)",
         )
-        .tag("webhooks")
         .auth(Auth::Webhook)
         .body(Body::Raw)
         .errors(&[400, 401, 403, 404, 409, 422, 503]),
@@ -325,7 +322,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/conversations/handoffs",
             "Conversations handed off to a human agent and still waiting",
         )
-        .tag("conversations")
         .caller()
         .query::<console::HandoffQuery>()
         .errors(&[400, 403, 503]),
@@ -408,7 +404,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/webhooks/{provider}/{tenant}",
             "A channel provider's webhook for a named tenant",
         )
-        .tag("webhooks")
         .auth(Auth::Webhook)
         .body(Body::Raw)
         .errors(&[400, 401, 403, 404, 409, 422, 503]),
@@ -631,13 +626,11 @@ pub fn operations() -> Vec<Operation> {
         .errors(&[400, 404]),
         // Tenant administration.
         op("post", "/v1/tenants", "Create a tenant (platform admin)")
-            .tag("tenants")
             .auth(Auth::Admin)
             .json::<tenants::CreateBody>()
             .ok(&[201])
             .errors(&[400, 409, 422]),
         op("get", "/v1/tenants", "List tenants (platform admin)")
-            .tag("tenants")
             .auth(Auth::Admin)
             .query::<tenants::ListQuery>()
             .errors(&[400]),
@@ -646,7 +639,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}",
             "A tenant with its channels, flows and settings",
         )
-        .tag("tenants")
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
@@ -654,7 +646,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}",
             "Rename a tenant or change its main flow",
         )
-        .tag("tenants")
         .auth(Auth::Admin)
         .json::<tenants::UpdateBody>()
         .errors(&[400, 404, 422]),
@@ -663,7 +654,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/suspend",
             "Suspend a tenant (platform admin)",
         )
-        .tag("tenants")
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
@@ -671,7 +661,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/resume",
             "Resume a suspended tenant (platform admin)",
         )
-        .tag("tenants")
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
@@ -679,7 +668,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/settings",
             "The tenant's settings",
         )
-        .tag("tenants")
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
@@ -687,7 +675,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/settings",
             "Change the tenant's settings",
         )
-        .tag("tenants")
         .auth(Auth::Admin)
         .json::<tenants::SettingsBody>()
         .errors(&[400, 404, 422]),
@@ -696,7 +683,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/flows",
             "The tenant's flows and their versions",
         )
-        .tag("tenants")
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
@@ -704,7 +690,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/channels",
             "The tenant's channel strategies (secret references only)",
         )
-        .tag("tenants")
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
@@ -712,7 +697,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/channels/{strategy}",
             "Configure a channel strategy of the tenant",
         )
-        .tag("tenants")
         .auth(Auth::Admin)
         .json::<tenants::ChannelBody>()
         .errors(&[400, 404, 409, 422]),
@@ -721,7 +705,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/channels/{strategy}",
             "Remove a channel strategy of the tenant",
         )
-        .tag("tenants")
         .auth(Auth::Admin)
         .ok(&[204])
         .errors(&[404]),
@@ -730,7 +713,6 @@ pub fn operations() -> Vec<Operation> {
             "/v1/reports/{name}",
             "A report of the tenant (JSON, or CSV with Accept: text/csv or format=csv)",
         )
-        .tag("reports")
         .caller()
         .query::<reports::ReportQuery>()
         .errors(&[400, 404]),
