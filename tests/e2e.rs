@@ -739,6 +739,26 @@ async fn a_worker_killed_in_the_middle_of_an_activity_is_retried_elsewhere_with_
     assert!(api.wait(Duration::from_secs(30)).success());
 }
 
+/// Posts a WhatsApp Cloud API webhook body signed with `app_secret` (`X-Hub-Signature-256`).
+async fn post_whatsapp(
+    http: &reqwest::Client,
+    base: &str,
+    app_secret: &str,
+    body: String,
+) -> reqwest::Response {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    http.post(format!("{base}/v1/webhooks/whatsapp"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A Graph API fake for the console test: refuses every send (a non-retryable 400, so the
 /// reply dead-letters at once) until `accept` is set; counts the sends it accepted.
 async fn switchable_graph(
@@ -954,20 +974,7 @@ async fn operator_console_reviews_a_payment_redrives_a_message_and_opens_a_repor
                           "timestamp": "1749416383", "type": "text", "text": {"body": "hola"}}]
         }}]}]})
     .to_string();
-    let signature = {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).unwrap();
-        mac.update(hook.as_bytes());
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-    };
-    let r = http
-        .post(format!("{base}/v1/webhooks/whatsapp"))
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", signature)
-        .body(hook)
-        .send()
-        .await
-        .unwrap();
+    let r = post_whatsapp(&http, &base, app_secret, hook).await;
     assert!(r.status().is_success(), "{}", r.status());
     let letters = poll_admin(&base, "/v1/channels/dead-letters", |v| {
         v["dead_letters"].as_array().is_some_and(|d| !d.is_empty())
@@ -1078,7 +1085,6 @@ async fn a_worker_killed_while_reading_a_whatsapp_receipt_pays_once_and_confirms
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::IntoResponse;
     use axum::routing::{get, post};
-    use hmac::{Hmac, Mac};
     use sha2::{Digest, Sha256};
 
     const PNID: &str = zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
@@ -1262,17 +1268,7 @@ async fn a_worker_killed_while_reading_a_whatsapp_receipt_pays_once_and_confirms
         let http = http.clone();
         let base = base.clone();
         async move {
-            let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
-            mac.update(body.as_bytes());
-            let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-            let r = http
-                .post(format!("{base}/v1/webhooks/whatsapp"))
-                .header("content-type", "application/json")
-                .header("x-hub-signature-256", signature)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let r = post_whatsapp(&http, &base, APP_SECRET, body).await;
             assert_eq!(r.status(), reqwest::StatusCode::OK);
         }
     };
