@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use zengine_workers::devserver::{DevServer, DevServerSettings, free_port};
 use zengine_workers::testing::temporal_binary;
 
+use temporalio_common::protos::temporal::api::failure::v1::Failure;
+use temporalio_common::protos::temporal::api::workflow::v1::PendingActivityInfo;
+
 use super::{Cluster, first_text, say};
 
 /// A webchat message whose answer may be an error (the raw status and body).
@@ -261,6 +264,68 @@ fn psql(sql: &str) {
     assert!(status.success(), "{sql}");
 }
 
+/// The rows of a query on database `db` (straight to PostgreSQL, not through the proxy), one
+/// line each.
+fn psql_rows(db: &str, sql: &str) -> Vec<String> {
+    let out = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qAtc", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How sqlx reports a PostgreSQL connection that went away (an I/O error).
+const DB_GONE: &str = "error communicating with database";
+
+/// A failure's message followed by those of its causes.
+fn failure_chain(failure: &Failure) -> String {
+    let mut text = failure.message.clone();
+    let mut cause = failure.cause.as_deref();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.message);
+        cause = c.cause.as_deref();
+    }
+    text
+}
+
+/// The pending `activity_type` activity of workflow `workflow_id`, if one is pending.
+async fn pending_activity(
+    client: &temporalio_client::Client,
+    workflow_id: &str,
+    activity_type: &str,
+) -> Option<PendingActivityInfo> {
+    use temporalio_client::grpc::WorkflowService;
+    use temporalio_client::tonic::IntoRequest;
+    use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionRequest;
+    let request = DescribeWorkflowExecutionRequest {
+        namespace: "default".to_owned(),
+        execution: Some(WorkflowExecution {
+            workflow_id: workflow_id.to_owned(),
+            run_id: String::new(),
+        }),
+    };
+    let described =
+        WorkflowService::describe_workflow_execution(&mut client.clone(), request.into_request())
+            .await
+            .expect("describe the order workflow")
+            .into_inner();
+    described.pending_activities.into_iter().find(|a| {
+        a.activity_type
+            .as_ref()
+            .is_some_and(|t| t.name == activity_type)
+    })
+}
+
 /// Sends a request until it succeeds, as a client would: 5xx and connection errors are retried
 /// with the same idempotency key; a 4xx fails the test. Returns the body and the attempts.
 async fn until_ok(request: impl Fn() -> reqwest::RequestBuilder) -> (Value, u32) {
@@ -352,6 +417,24 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
         let (created, _) = until_ok(order(format!("db-order-{i}"))).await;
         orders.push(created["order_id"].as_str().unwrap().to_owned());
     }
+    // One more order, moved only once the database is gone: its status write is an activity
+    // that must meet the outage. The change goes to the workflow straight through Temporal (the
+    // API endpoint reads the order from the database first, so it would only answer 503).
+    let (probe, _) = until_ok(order("db-order-probe".to_owned())).await;
+    let probe = probe["order_id"].as_str().unwrap().to_owned();
+    let probe_workflow = zengine_domain::order_workflow_id(
+        &zengine_domain::TenantId::parse("demo").unwrap(),
+        &probe,
+    );
+    let temporal = zengine_workers::connect(
+        &zengine_workers::TemporalSettings {
+            address: zengine_workers::testing::shared_dev_server().to_owned(),
+            ..Default::default()
+        },
+        "e2e-dbcut",
+    )
+    .await
+    .unwrap();
     let cancel = |order_id: String| {
         let (http, base) = (http.clone(), base.clone());
         async move {
@@ -410,8 +493,42 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
     tokio::time::sleep(Duration::from_millis(50)).await;
     proxy.cut();
     let cut_at = Instant::now();
+    let probe_change = tokio::spawn({
+        let handle = temporal
+            .get_workflow_handle::<zengine_workflows::OrderWorkflow>(probe_workflow.clone());
+        async move {
+            handle
+                .execute_update(
+                    zengine_workflows::OrderWorkflow::change_status,
+                    zengine_workflows::order::ChangeStatus {
+                        to: zengine_domain::order::OrderStatus::Cancelled,
+                        source: "operator".into(),
+                        reason: Some("sent during the outage".into()),
+                    },
+                    Default::default(),
+                )
+                .await
+        }
+    });
     let unready_after = wait_readyz(&base, 503, Duration::from_secs(8)).await;
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(cut_at.elapsed())).await;
+    // The cut lasts until the probe's status write has failed at least once against it.
+    let failed_attempt = loop {
+        let pending = pending_activity(&temporal, &probe_workflow, "SetOrderStatus").await;
+        if let Some(failure) = pending
+            .as_ref()
+            .filter(|p| p.attempt > 1)
+            .and_then(|p| p.last_failure.as_ref())
+        {
+            break (pending.as_ref().unwrap().attempt, failure_chain(failure));
+        }
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(40),
+            "no failed attempt of the probe's SetOrderStatus during the cut: {pending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let cut_for = cut_at.elapsed();
     proxy.restore();
     let ready_after = wait_readyz(&base, 200, Duration::from_secs(30)).await;
 
@@ -439,6 +556,94 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
     }
     assert!(retried > 0, "the outage was felt by some requests");
 
+    // The probe's change: stored once the database came back, after attempts that met the cut.
+    let view = tokio::time::timeout(Duration::from_secs(120), probe_change)
+        .await
+        .expect("the probe's change answered")
+        .unwrap()
+        .expect("the probe's change was stored");
+    assert_eq!(
+        view.status,
+        zengine_domain::order::OrderStatus::Cancelled,
+        "{view:?}"
+    );
+    let (started_attempt, started_failure) = {
+        use temporalio_client::WorkflowFetchHistoryOptions;
+        use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+        let events = temporal
+            .get_workflow_handle::<zengine_workflows::OrderWorkflow>(probe_workflow.clone())
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await
+            .unwrap();
+        let scheduled: Vec<i64> = events
+            .iter()
+            .filter(|e| {
+                matches!(&e.attributes, Some(Attributes::ActivityTaskScheduledEventAttributes(a))
+                    if a.activity_type.as_ref().is_some_and(|t| t.name == "SetOrderStatus"))
+            })
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(scheduled.len(), 1, "one status write scheduled");
+        let started = events
+            .iter()
+            .find_map(|e| match &e.attributes {
+                Some(Attributes::ActivityTaskStartedEventAttributes(a))
+                    if a.scheduled_event_id == scheduled[0] =>
+                {
+                    Some(a.clone())
+                }
+                _ => None,
+            })
+            .expect("the status write started");
+        let completed = events.iter().any(|e| {
+            matches!(&e.attributes, Some(Attributes::ActivityTaskCompletedEventAttributes(a))
+                if a.scheduled_event_id == scheduled[0])
+        });
+        assert!(completed, "the status write completed");
+        (
+            started.attempt,
+            started
+                .last_failure
+                .as_ref()
+                .map(failure_chain)
+                .unwrap_or_default(),
+        )
+    };
+    eprintln!(
+        "probe: attempt {} failed during the cut with `{}`; completed at attempt \
+         {started_attempt}, last failure `{started_failure}`",
+        failed_attempt.0, failed_attempt.1
+    );
+    assert!(
+        started_attempt > 1,
+        "the status write was retried: attempt {started_attempt}"
+    );
+    for failure in [&failed_attempt.1, &started_failure] {
+        assert!(
+            failure.contains(DB_GONE),
+            "the failure names the database error: {failure}"
+        );
+    }
+    // Its effect, read from PostgreSQL itself: the order cancelled, one status event.
+    assert_eq!(
+        psql_rows(
+            &name,
+            &format!("select status from sales_order where order_id = '{probe}'")
+        ),
+        ["CANCELLED"]
+    );
+    assert_eq!(
+        psql_rows(
+            &name,
+            &format!(
+                "select event_id from domain_event where subject = '{probe}' \
+                 and event_type = 'Order.StatusChanged'"
+            )
+        ),
+        [format!("{probe_workflow}/status-1")]
+    );
+
     // Nothing lost, nothing doubled: one order per key, each cancelled in the database.
     let (page, _) = until_ok(|| {
         http.get(format!("{base}/v1/orders?limit=100"))
@@ -453,7 +658,10 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
         .filter_map(|o| o["client_order_key"].as_str())
         .collect();
     keys.sort_unstable();
-    let want: Vec<String> = (0..N).map(|i| format!("db-order-{i}")).collect();
+    let want: Vec<String> = (0..N)
+        .map(|i| format!("db-order-{i}"))
+        .chain(["db-order-probe".to_owned()])
+        .collect();
     assert_eq!(keys, want.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         page["orders"]
@@ -475,8 +683,8 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
     assert!(api.wait(Duration::from_secs(30)).success());
     psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     eprintln!(
-        "database cut for 10 s: /readyz 503 after {unready_after:?}, 200 again {ready_after:?} \
-         after the restore; {retried} client retries; test took {:?}",
+        "database cut for {cut_for:?}: /readyz 503 after {unready_after:?}, 200 again \
+         {ready_after:?} after the restore; {retried} client retries; test took {:?}",
         started.elapsed()
     );
 }
