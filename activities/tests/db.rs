@@ -55,6 +55,7 @@ on_both_backends!(
     mok_tracking_applies_its_action_and_log_row_together_once,
     assistance_settings_round_trip_and_reject_bad_rules,
     old_orders_are_purged_with_everything_keyed_by_them_once,
+    concurrent_read_then_write_transactions_all_succeed,
 );
 
 async fn migrations_are_idempotent(backend: TestBackend) {
@@ -2057,5 +2058,125 @@ async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestB
             .is_err(),
         "a zero batch is refused"
     );
+    t.drop_db().await.unwrap();
+}
+
+/// Every repository transaction that reads and then writes, run by many tasks at once on one
+/// database, each on its own rows. On SQLite a deferred transaction that read before another
+/// writer committed cannot take the write lock and fails with SQLITE_BUSY at once (no
+/// `busy_timeout` wait); these take the lock at `BEGIN` instead, so every call succeeds.
+async fn concurrent_read_then_write_transactions_all_succeed(backend: TestBackend) {
+    use zengine_activities::channels::breaker::BreakerSettings;
+    use zengine_activities::db::{
+        HealthChange, NewApiKey, PaymentStatus, Revoked, Settlement, Verdict,
+    };
+    const TASKS: usize = 8;
+    const OPS: usize = 10;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    let (lines, total) = lines();
+    let settings = BreakerSettings {
+        failure_threshold: 1_000,
+        ..BreakerSettings::default()
+    };
+    let task = |n: usize| {
+        let (db, acme, lines, settings) = (&t.db, &acme, &lines, &settings);
+        async move {
+            let mut flow = demo_flow();
+            flow.id = format!("flow-{n}");
+            let (health, breaker) = (format!("health-{n}"), format!("breaker-{n}"));
+            for i in 0..OPS {
+                // Tenants: the next flow version is read, then inserted.
+                let version = db.tenants().publish_flow(acme, &flow).await.unwrap();
+                assert_eq!(version as usize, i + 1, "task {n}");
+                // Channels: health read then stored (with its event); breaker read then moved.
+                let changed = db
+                    .channels()
+                    .record_health(HealthChange {
+                        tenant_id: acme,
+                        strategy: &health,
+                        status: if i % 2 == 0 { "DOWN" } else { "UP" },
+                        detail: "",
+                        at: i as i64,
+                    })
+                    .await
+                    .unwrap();
+                assert!(changed, "task {n} op {i}");
+                let state = db
+                    .channels()
+                    .breaker_record(acme, &breaker, false, settings, i as i64)
+                    .await
+                    .unwrap();
+                assert_eq!(state.failures as usize, i + 1, "task {n}");
+                db.channels()
+                    .breaker_admit(acme, &breaker, i as i64)
+                    .await
+                    .unwrap();
+                // API keys: read, then revoked.
+                let (key, _) = db
+                    .api_keys()
+                    .create(NewApiKey {
+                        tenant_id: acme,
+                        name: "load",
+                        role: "operator",
+                        rate_per_minute: None,
+                        burst: None,
+                        created_by: "test",
+                    })
+                    .await
+                    .unwrap();
+                assert!(matches!(
+                    db.api_keys().revoke(acme, &key.key_id).await.unwrap(),
+                    Revoked::Now(_)
+                ));
+                // Payments: read, then settled; read, then reviewed (the order moves too).
+                let client_key = format!("load-{n}-{i}");
+                let (order, _) = db
+                    .orders()
+                    .create(new_order(
+                        acme,
+                        &client_key,
+                        &client_key,
+                        "+51911",
+                        lines,
+                        total,
+                    ))
+                    .await
+                    .unwrap();
+                let payment_id = format!("pay-{n}-{i}");
+                db.payments()
+                    .create(acme, &payment_id, &order.order_id, "upload:m")
+                    .await
+                    .unwrap();
+                let settled = db
+                    .payments()
+                    .settle(
+                        acme,
+                        &Settlement {
+                            payment_id: &payment_id,
+                            verdict: Verdict::Review,
+                            reasons: &[],
+                            operation_code: None,
+                            amount: None,
+                            sender: None,
+                            extraction: None,
+                            raw_ocr: None,
+                        },
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(settled.status, PaymentStatus::ManualReview);
+                let reviewed = db
+                    .payments()
+                    .review(acme, &payment_id, true, "ops", None)
+                    .await
+                    .unwrap();
+                assert_eq!(reviewed.status, PaymentStatus::Assigned);
+            }
+        }
+    };
+    futures::future::join_all((0..TASKS).map(task)).await;
+    assert_eq!(paid_orders(&t, &acme).await.len(), TASKS * OPS);
     t.drop_db().await.unwrap();
 }

@@ -159,7 +159,7 @@ impl ApiKeyRepo<'_> {
     /// Revokes the tenant's key `key_id`.
     #[tracing::instrument(name = "Revoke API key", skip_all, fields(tenant_id = %tenant_id, key_id))]
     pub async fn revoke(&self, tenant_id: &TenantId, key_id: &str) -> anyhow::Result<Revoked> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let row = sqlx::query(&format!(
             "select {COLUMNS} from api_key where tenant_id = $1 and key_id = $2"
         ))

@@ -214,7 +214,7 @@ impl ChannelRepo<'_> {
         strategy: &str,
         now: i64,
     ) -> anyhow::Result<Admit> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let Some(current) = read_breaker(&mut tx, tenant_id, strategy).await? else {
             tx.commit().await?;
             return Ok(Admit::Go);
@@ -256,7 +256,7 @@ impl ChannelRepo<'_> {
         settings: &BreakerSettings,
         now: i64,
     ) -> anyhow::Result<Breaker> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let current = read_breaker(&mut tx, tenant_id, strategy).await?;
         let next = match (&current, healthy) {
             // The common case writes nothing.
@@ -295,7 +295,7 @@ impl ChannelRepo<'_> {
     /// Stores a health check's result; when the status changed (or is new), bumps the version
     /// and records `Channel.HealthChanged` in the same transaction. Returns whether it changed.
     pub async fn record_health(&self, change: HealthChange<'_>) -> anyhow::Result<bool> {
-        let mut tx = self.db.begin_for(change.tenant_id).await?;
+        let mut tx = self.db.begin_write_for(change.tenant_id).await?;
         let current: Option<(String, i64)> = sqlx::query_as(
             "select status, version from channel_health where tenant_id = $1 and strategy = $2",
         )

@@ -187,6 +187,7 @@ impl Database {
 
     /// A transaction scoped to `tenant`: on PostgreSQL it sets `app.tenant_id`, which the
     /// row-level-security policies compare every row against. Every repository query runs in one.
+    /// A transaction that reads and then writes takes [`Database::begin_write_for`] instead.
     pub async fn begin_for(
         &self,
         tenant: &zengine_domain::TenantId,

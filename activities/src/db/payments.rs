@@ -300,7 +300,7 @@ impl PaymentRepo<'_> {
         tenant_id: &TenantId,
         s: &Settlement<'_>,
     ) -> anyhow::Result<Payment> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let current = fetch(&mut tx, tenant_id, s.payment_id)
             .await?
             .with_context(|| format!("payment `{}` does not exist", s.payment_id))?;
@@ -389,7 +389,7 @@ impl PaymentRepo<'_> {
         reviewer: &str,
         note: Option<&str>,
     ) -> Result<Payment, ReviewError> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let current = fetch(&mut tx, tenant_id, payment_id)
             .await?
             .ok_or_else(|| ReviewError::NotFound(payment_id.to_owned()))?;

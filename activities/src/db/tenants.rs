@@ -424,7 +424,7 @@ impl TenantRepo<'_> {
         tenant_id: &TenantId,
         flow: &FlowGraph,
     ) -> anyhow::Result<u32> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let current: Option<i64> = sqlx::query_scalar(
             "select max(version) from flow_version where tenant_id = $1 and flow_id = $2",
         )
