@@ -20,7 +20,8 @@ use zengine_domain::TenantId;
 use zengine_domain::assistance::{MokEvent, MokStep};
 use zengine_domain::phone::E164;
 
-use crate::aws::sns::{self, SenderCache, Sms, SmsType, SnsSmsAccount};
+use crate::aws::ClientCache;
+use crate::aws::sns::{self, Sms, SmsSender, SmsType, SnsSmsAccount};
 use crate::db::assistance::{
     AssistanceError, LogWrite, ProviderOutcome, ProviderWrite, StatusOutcome, StatusWrite,
     TrackingOutcome,
@@ -159,14 +160,14 @@ pub struct OperatorsNotified {
 /// Activities of the assistance workflows.
 pub struct AssistanceActivities {
     db: Database,
-    senders: SenderCache,
+    senders: ClientCache<SmsSender>,
 }
 
 impl AssistanceActivities {
     pub fn new(db: Database) -> Self {
         Self {
             db,
-            senders: SenderCache::new(),
+            senders: ClientCache::new(),
         }
     }
 
@@ -223,7 +224,7 @@ impl AssistanceActivities {
                 already_sent: true,
             });
         }
-        let sender = self.senders.sender(&account.aws).await.map_err(|e| {
+        let sender = self.senders.get(&account.aws).await.map_err(|e| {
             failure(
                 SMS_NOT_CONFIGURED,
                 format!("{} account: {e}", sns::STRATEGY),

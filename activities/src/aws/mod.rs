@@ -11,6 +11,8 @@ pub mod s3;
 pub mod ses;
 pub mod sns;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -119,6 +121,58 @@ impl AwsSettings {
         } else {
             self.timeout_ms
         }
+    }
+}
+
+/// Whether retrying a failed AWS call can help (the SNS and SES senders' errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// Throttled, the service failing (5xx), timeout, connection refused: retry later.
+    Retryable,
+    /// The request is wrong or not allowed (bad recipient or parameters, auth, opted out,
+    /// sender not verified, template missing): never.
+    Permanent,
+}
+
+/// An AWS client built from [`AwsSettings`]: building one resolves secrets and sets up a TLS
+/// stack, so a [`ClientCache`] keeps it.
+pub trait FromSettings: Clone + Sized {
+    /// A client for `settings` (secrets resolved now).
+    fn build(
+        settings: &AwsSettings,
+    ) -> impl std::future::Future<Output = Result<Self, AwsConfigError>> + Send;
+}
+
+/// Clients by settings, built once per distinct settings and process.
+#[derive(Debug)]
+pub struct ClientCache<T> {
+    clients: Mutex<HashMap<AwsSettings, T>>,
+}
+
+impl<T> Default for ClientCache<T> {
+    fn default() -> Self {
+        Self {
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T: FromSettings> ClientCache<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The client for `settings`, built on first use.
+    pub async fn get(&self, settings: &AwsSettings) -> Result<T, AwsConfigError> {
+        if let Some(client) = self.clients.lock().expect("client cache").get(settings) {
+            return Ok(client.clone());
+        }
+        let client = T::build(settings).await?;
+        self.clients
+            .lock()
+            .expect("client cache")
+            .insert(settings.clone(), client.clone());
+        Ok(client)
     }
 }
 

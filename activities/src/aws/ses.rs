@@ -6,21 +6,18 @@
 //! - The recipient must look like an address (`local@domain`, no spaces, no list); anything
 //!   else is refused before any request.
 //! - Errors are classified: throttling (`Throttling`, "Maximum sending rate exceeded"), 5xx,
-//!   timeouts and connection failures are [`EmailErrorKind::Retryable`]; an unverified sender
-//!   (`MessageRejected`), a missing template or configuration set, bad parameters, paused
-//!   sending, auth failures and other 4xx are [`EmailErrorKind::Permanent`].
+//!   timeouts and connection failures are [`Retryable`](super::ErrorKind::Retryable); an
+//!   unverified sender (`MessageRejected`), a missing template or configuration set, bad
+//!   parameters, paused sending, auth failures and other 4xx are
+//!   [`Permanent`](super::ErrorKind::Permanent).
 //! - SES has no idempotency key: callers dedupe (the outbound log of the channel activities).
-
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 use aws_config::SdkConfig;
 use aws_sdk_ses::config::http::HttpResponse;
 use aws_sdk_ses::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ses::types::Destination;
-use serde::{Deserialize, Serialize};
 
-use super::{AwsConfigError, AwsSettings};
+use super::{AwsConfigError, AwsSettings, ErrorKind};
 
 /// The channel-strategy name of e-mail through SES.
 pub const STRATEGY: &str = "ses-email";
@@ -40,21 +37,12 @@ pub struct TemplatedEmail<'a> {
     pub reply_to: &'a [String],
 }
 
-/// Whether retrying a failed send can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EmailErrorKind {
-    /// Throttled, SES failing (5xx), timeout, connection refused: retry later.
-    Retryable,
-    /// The request is wrong or not allowed (sender not verified, template missing, auth): never.
-    Permanent,
-}
-
 /// A failed send: its kind, SES's error code when there is one, and a message that never
 /// contains the template data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ses send failed ({kind:?}{}): {message}", code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
 pub struct EmailError {
-    pub kind: EmailErrorKind,
+    pub kind: ErrorKind,
     pub code: Option<String>,
     pub message: String,
 }
@@ -62,7 +50,7 @@ pub struct EmailError {
 impl EmailError {
     fn permanent(code: &str, message: impl Into<String>) -> Self {
         Self {
-            kind: EmailErrorKind::Permanent,
+            kind: ErrorKind::Permanent,
             code: Some(code.to_owned()),
             message: message.into(),
         }
@@ -87,10 +75,10 @@ pub fn valid_address(address: &str) -> bool {
 }
 
 /// Classifies an SES error by its code, message and HTTP status.
-pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> EmailErrorKind {
+pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> ErrorKind {
     let message = message.to_ascii_lowercase();
     if message.contains("maximum sending rate exceeded") {
-        return EmailErrorKind::Retryable;
+        return ErrorKind::Retryable;
     }
     match code {
         Some(
@@ -101,7 +89,7 @@ pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> 
             | "ServiceUnavailable"
             | "InternalFailure"
             | "InternalError",
-        ) => EmailErrorKind::Retryable,
+        ) => ErrorKind::Retryable,
         Some(
             "MessageRejected"
             | "MailFromDomainNotVerifiedException"
@@ -118,11 +106,11 @@ pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> 
             | "SignatureDoesNotMatch"
             | "AccessDenied"
             | "AccessDeniedException",
-        ) => EmailErrorKind::Permanent,
+        ) => ErrorKind::Permanent,
         _ => match http_status {
-            Some(429) => EmailErrorKind::Retryable,
-            Some(s) if (400..500).contains(&s) => EmailErrorKind::Permanent,
-            _ => EmailErrorKind::Retryable,
+            Some(429) => ErrorKind::Retryable,
+            Some(s) if (400..500).contains(&s) => ErrorKind::Permanent,
+            _ => ErrorKind::Retryable,
         },
     }
 }
@@ -180,7 +168,7 @@ impl EmailSender {
         match request.send().await {
             Ok(output) if !output.message_id().is_empty() => Ok(output.message_id().to_owned()),
             Ok(_) => Err(EmailError {
-                kind: EmailErrorKind::Retryable,
+                kind: ErrorKind::Retryable,
                 code: None,
                 message: "SES answered without a MessageId".into(),
             }),
@@ -202,8 +190,8 @@ fn email_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
 ) -> EmailError {
     let failure = super::call_failure(error);
     let kind = match failure.transport_retryable {
-        Some(true) => EmailErrorKind::Retryable,
-        Some(false) => EmailErrorKind::Permanent,
+        Some(true) => ErrorKind::Retryable,
+        Some(false) => ErrorKind::Permanent,
         None => classify(failure.code.as_deref(), &failure.reason, failure.status),
     };
     EmailError {
@@ -213,24 +201,11 @@ fn email_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-/// SES clients by settings, built once per distinct settings and process.
-#[derive(Debug, Default)]
-pub struct EmailSenderCache {
-    senders: Mutex<HashMap<AwsSettings, EmailSender>>,
-}
-
-impl EmailSenderCache {
-    /// The sender for `settings`, built on first use.
-    pub async fn sender(&self, settings: &AwsSettings) -> Result<EmailSender, AwsConfigError> {
-        if let Some(sender) = self.senders.lock().expect("sender cache").get(settings) {
-            return Ok(sender.clone());
-        }
-        let sender = EmailSender::from_settings(settings).await?;
-        self.senders
-            .lock()
-            .expect("sender cache")
-            .insert(settings.clone(), sender.clone());
-        Ok(sender)
+impl super::FromSettings for EmailSender {
+    fn build(
+        settings: &AwsSettings,
+    ) -> impl std::future::Future<Output = Result<Self, AwsConfigError>> + Send {
+        Self::from_settings(settings)
     }
 }
 
@@ -240,7 +215,7 @@ mod tests {
 
     #[test]
     fn errors_are_classified_by_code_message_then_status() {
-        use EmailErrorKind::*;
+        use ErrorKind::*;
         assert_eq!(
             classify(
                 Some("MessageRejected"),
@@ -312,7 +287,7 @@ mod tests {
             reply_to: &[],
         };
         let e = sender.send(&email).await.unwrap_err();
-        assert_eq!(e.kind, EmailErrorKind::Permanent);
+        assert_eq!(e.kind, ErrorKind::Permanent);
         assert_eq!(e.code.as_deref(), Some("InvalidRecipient"));
     }
 }

@@ -5,14 +5,11 @@
 //!   per-message attributes. `SetSMSAttributes` is never called per message: it changes account
 //!   defaults and has a far lower rate limit.
 //! - Errors are classified: throttling, 5xx, timeouts and connection failures are
-//!   [`SmsErrorKind::Retryable`]; bad parameters (`InvalidParameter`, a message over SNS's
-//!   1600-byte limit), `AuthorizationError`, opted-out numbers and other 4xx are
-//!   [`SmsErrorKind::Permanent`].
+//!   [`Retryable`](super::ErrorKind::Retryable); bad parameters (`InvalidParameter`, a message
+//!   over SNS's 1600-byte limit), `AuthorizationError`, opted-out numbers and other 4xx are
+//!   [`Permanent`](super::ErrorKind::Permanent).
 //! - SNS has no idempotency key: callers dedupe (the assistance activities keep an outbound
 //!   record per recipient and logical send, `outbound_message`).
-
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 use aws_config::SdkConfig;
 use aws_sdk_sns::config::http::HttpResponse;
@@ -22,7 +19,7 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use serde::{Deserialize, Serialize};
 use zengine_domain::phone::E164;
 
-use super::{AwsConfigError, AwsSettings};
+use super::{AwsConfigError, AwsSettings, ErrorKind};
 
 /// The channel-strategy name of SMS through SNS; a tenant's `sns-sms` channel account holds
 /// an [`SnsSmsAccount`] as its settings.
@@ -82,21 +79,12 @@ pub struct Sms<'a> {
     pub origination_number: Option<&'a str>,
 }
 
-/// Whether retrying a failed send can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SmsErrorKind {
-    /// Throttled, SNS failing (5xx), timeout, connection refused: retry later.
-    Retryable,
-    /// The request is wrong or not allowed (bad number or text, auth, opted out): never.
-    Permanent,
-}
-
 /// A failed send: its kind, SNS's error code when there is one, and a message that never
 /// contains the text of the SMS.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("sns publish failed ({kind:?}{}): {message}", code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
 pub struct SmsError {
-    pub kind: SmsErrorKind,
+    pub kind: ErrorKind,
     pub code: Option<String>,
     pub message: String,
 }
@@ -104,22 +92,22 @@ pub struct SmsError {
 impl SmsError {
     fn permanent(code: &str, message: impl Into<String>) -> Self {
         Self {
-            kind: SmsErrorKind::Permanent,
+            kind: ErrorKind::Permanent,
             code: Some(code.to_owned()),
             message: message.into(),
         }
     }
 
     pub fn is_retryable(&self) -> bool {
-        self.kind == SmsErrorKind::Retryable
+        self.kind == ErrorKind::Retryable
     }
 }
 
 /// Classifies an SNS error by its code and HTTP status.
-pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> SmsErrorKind {
+pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> ErrorKind {
     let message = message.to_ascii_lowercase();
     if message.contains("opted out") || message.contains("opted-out") {
-        return SmsErrorKind::Permanent;
+        return ErrorKind::Permanent;
     }
     match code {
         Some(
@@ -132,7 +120,7 @@ pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> 
             | "InternalFailure"
             | "ServiceUnavailable"
             | "KMSThrottling",
-        ) => SmsErrorKind::Retryable,
+        ) => ErrorKind::Retryable,
         Some(
             "InvalidParameter"
             | "InvalidParameterValue"
@@ -148,11 +136,11 @@ pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> 
             | "NotFound"
             | "KMSAccessDenied"
             | "KMSDisabled",
-        ) => SmsErrorKind::Permanent,
+        ) => ErrorKind::Permanent,
         _ => match http_status {
-            Some(429) => SmsErrorKind::Retryable,
-            Some(s) if (400..500).contains(&s) => SmsErrorKind::Permanent,
-            _ => SmsErrorKind::Retryable,
+            Some(429) => ErrorKind::Retryable,
+            Some(s) if (400..500).contains(&s) => ErrorKind::Permanent,
+            _ => ErrorKind::Retryable,
         },
     }
 }
@@ -203,7 +191,7 @@ impl SmsSender {
         }
         match request.send().await {
             Ok(output) => output.message_id.ok_or_else(|| SmsError {
-                kind: SmsErrorKind::Retryable,
+                kind: ErrorKind::Retryable,
                 code: None,
                 message: "SNS answered without a MessageId".into(),
             }),
@@ -215,8 +203,8 @@ impl SmsSender {
 fn sms_error(error: SdkError<PublishError, HttpResponse>) -> SmsError {
     let failure = super::call_failure(error);
     let kind = match failure.transport_retryable {
-        Some(true) => SmsErrorKind::Retryable,
-        Some(false) => SmsErrorKind::Permanent,
+        Some(true) => ErrorKind::Retryable,
+        Some(false) => ErrorKind::Permanent,
         None => classify(failure.code.as_deref(), &failure.reason, failure.status),
     };
     SmsError {
@@ -226,29 +214,11 @@ fn sms_error(error: SdkError<PublishError, HttpResponse>) -> SmsError {
     }
 }
 
-/// SNS clients by settings: building one resolves secrets and sets up a TLS stack, so it is
-/// done once per distinct settings and process.
-#[derive(Debug, Default)]
-pub struct SenderCache {
-    senders: Mutex<HashMap<AwsSettings, SmsSender>>,
-}
-
-impl SenderCache {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The sender for `settings`, built on first use.
-    pub async fn sender(&self, settings: &AwsSettings) -> Result<SmsSender, AwsConfigError> {
-        if let Some(sender) = self.senders.lock().expect("sender cache").get(settings) {
-            return Ok(sender.clone());
-        }
-        let sender = SmsSender::from_settings(settings).await?;
-        self.senders
-            .lock()
-            .expect("sender cache")
-            .insert(settings.clone(), sender.clone());
-        Ok(sender)
+impl super::FromSettings for SmsSender {
+    fn build(
+        settings: &AwsSettings,
+    ) -> impl std::future::Future<Output = Result<Self, AwsConfigError>> + Send {
+        Self::from_settings(settings)
     }
 }
 
@@ -258,7 +228,7 @@ mod tests {
 
     #[test]
     fn errors_are_classified_by_code_then_status() {
-        use SmsErrorKind::*;
+        use ErrorKind::*;
         assert_eq!(
             classify(Some("Throttling"), "Rate exceeded", Some(400)),
             Retryable
@@ -320,7 +290,7 @@ mod tests {
             origination_number: None,
         };
         let e = sender.send(&sms).await.unwrap_err();
-        assert_eq!(e.kind, SmsErrorKind::Permanent);
+        assert_eq!(e.kind, ErrorKind::Permanent);
         assert_eq!(e.code.as_deref(), Some("InvalidRecipient"));
     }
 }

@@ -37,7 +37,8 @@ use super::sdk::{
 };
 use super::sms::sms_text;
 use crate::aws::AwsSettings;
-use crate::aws::ses::{self, EmailErrorKind, EmailSenderCache, TemplatedEmail};
+use crate::aws::ses::{self, EmailSender, TemplatedEmail};
+use crate::aws::{ClientCache, ErrorKind};
 use crate::db::ChannelAccount;
 
 pub use crate::aws::ses::STRATEGY as SES_EMAIL;
@@ -129,11 +130,11 @@ pub fn email_of(
 /// The `ses-email` outbound strategy; its clients are shared by every connection it configures.
 #[derive(Default)]
 pub struct SesEmail {
-    senders: Arc<EmailSenderCache>,
+    senders: Arc<ClientCache<EmailSender>>,
 }
 
 struct SesEmailConnection {
-    senders: Arc<EmailSenderCache>,
+    senders: Arc<ClientCache<EmailSender>>,
     account: SesEmailAccount,
 }
 
@@ -211,7 +212,7 @@ impl OutboundConnection for SesEmailConnection {
             email_of(&self.account, &message.reply).map_err(SendError::rejected)?;
         let sender = self
             .senders
-            .sender(&self.account.aws)
+            .get(&self.account.aws)
             .await
             .map_err(|e| SendError::rejected(format!("{SES_EMAIL}: {e}")))?;
         let email = TemplatedEmail {
@@ -227,8 +228,8 @@ impl OutboundConnection for SesEmailConnection {
                 provider_message_id,
             }),
             Err(e) => Err(match e.kind {
-                EmailErrorKind::Retryable => SendError::retryable(format!("{SES_EMAIL}: {e}")),
-                EmailErrorKind::Permanent => SendError::Rejected {
+                ErrorKind::Retryable => SendError::retryable(format!("{SES_EMAIL}: {e}")),
+                ErrorKind::Permanent => SendError::Rejected {
                     invalid_recipient: e.code.as_deref() == Some("InvalidRecipient"),
                     message: format!("{SES_EMAIL}: {e}"),
                 },
@@ -238,7 +239,7 @@ impl OutboundConnection for SesEmailConnection {
 
     /// `GetSendQuota`: authenticated, free, and fails when SES is unreachable.
     async fn healthcheck(&self) -> Health {
-        let sender = match self.senders.sender(&self.account.aws).await {
+        let sender = match self.senders.get(&self.account.aws).await {
             Ok(sender) => sender,
             Err(e) => return Health::down(e.to_string()),
         };

@@ -2,7 +2,7 @@
 //!
 //! Settings are [`SnsSmsAccount`] (`aws`, `sender_id`, `origination_number`) plus the
 //! SDK-wide `primary` and `circuit`; messages are `Transactional`. `configure` only parses them (it is synchronous); the SNS client is built on
-//! the first send (secrets resolved then) and shared through a [`SenderCache`] by every account
+//! the first send (secrets resolved then) and shared through a [`ClientCache`](crate::aws::ClientCache) by every account
 //! with the same AWS settings.
 //!
 //! Rendering ([`sms_text`]): text as is; buttons and lists as numbered lines; media as its
@@ -19,7 +19,8 @@ use super::sdk::{
     ConfigError, Health, OutboundConnection, OutboundMessage, OutboundStrategy, SendContext,
     SendError, SendResult, StrategyEnv,
 };
-use crate::aws::sns::{self, SenderCache, Sms, SmsErrorKind, SmsType, SnsSmsAccount};
+use crate::aws::sns::{self, Sms, SmsSender, SmsType, SnsSmsAccount};
+use crate::aws::{ClientCache, ErrorKind};
 use crate::db::ChannelAccount;
 
 pub use crate::aws::sns::STRATEGY as SNS_SMS;
@@ -30,7 +31,7 @@ const SDK_KEYS: [&str; 2] = ["primary", "circuit"];
 /// The `sns-sms` outbound strategy; its clients are shared by every connection it configures.
 #[derive(Default)]
 pub struct SnsSms {
-    senders: Arc<SenderCache>,
+    senders: Arc<ClientCache<SmsSender>>,
 }
 
 /// The SMS body of a reply, or why it cannot be sent as SMS.
@@ -66,7 +67,7 @@ pub fn sms_text(reply: &Reply) -> Result<String, String> {
 }
 
 struct SnsSmsConnection {
-    senders: Arc<SenderCache>,
+    senders: Arc<ClientCache<SmsSender>>,
     account: SnsSmsAccount,
     sms_type: SmsType,
 }
@@ -130,7 +131,7 @@ impl OutboundConnection for SnsSmsConnection {
         let text = sms_text(&message.reply).map_err(SendError::rejected)?;
         let sender = self
             .senders
-            .sender(&self.account.aws)
+            .get(&self.account.aws)
             .await
             .map_err(|e| SendError::rejected(format!("{SNS_SMS}: {e}")))?;
         let sms = Sms {
@@ -145,8 +146,8 @@ impl OutboundConnection for SnsSmsConnection {
                 provider_message_id,
             }),
             Err(e) => Err(match e.kind {
-                SmsErrorKind::Retryable => SendError::retryable(format!("{SNS_SMS}: {e}")),
-                SmsErrorKind::Permanent => SendError::Rejected {
+                ErrorKind::Retryable => SendError::retryable(format!("{SNS_SMS}: {e}")),
+                ErrorKind::Permanent => SendError::Rejected {
                     invalid_recipient: e.code.as_deref() == Some("InvalidRecipient"),
                     message: format!("{SNS_SMS}: {e}"),
                 },
@@ -157,7 +158,7 @@ impl OutboundConnection for SnsSmsConnection {
     /// Builds (or reuses) the client, which resolves the credentials' secret references; no
     /// SNS call is made (SNS has no free authenticated read that works for every account).
     async fn healthcheck(&self) -> Health {
-        match self.senders.sender(&self.account.aws).await {
+        match self.senders.get(&self.account.aws).await {
             Ok(_) => Health::up(format!("{} client configured", sns::STRATEGY)),
             Err(e) => Health::down(e.to_string()),
         }

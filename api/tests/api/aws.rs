@@ -3,7 +3,8 @@
 
 use reqwest::StatusCode;
 use zengine_activities::aws::AwsSettings;
-use zengine_activities::aws::sns::{Sms, SmsErrorKind, SmsSender, SmsType};
+use zengine_activities::aws::ErrorKind;
+use zengine_activities::aws::sns::{Sms, SmsSender, SmsType};
 use zengine_activities::files::{FileKey, FileStoreSettings, S3StoreSettings};
 use zengine_workers::testing::moto_server;
 
@@ -61,7 +62,7 @@ async fn sns_refusals_are_permanent_and_unreachable_sns_is_retryable() {
     // SNS's own limit: 1600 bytes.
     let long = "x".repeat(1700);
     let e = sender.send(&sms(&to, &long)).await.unwrap_err();
-    assert_eq!(e.kind, SmsErrorKind::Permanent, "{e}");
+    assert_eq!(e.kind, ErrorKind::Permanent, "{e}");
     assert_eq!(e.code.as_deref(), Some("InvalidParameter"));
     assert!(
         !e.to_string().contains(&long),
@@ -77,7 +78,7 @@ async fn sns_refusals_are_permanent_and_unreachable_sns_is_retryable() {
         .await
         .unwrap();
     let e = down.send(&sms(&to, "hola")).await.unwrap_err();
-    assert_eq!(e.kind, SmsErrorKind::Retryable, "{e}");
+    assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
     assert_eq!(e.code.as_deref(), Some("DispatchFailure"));
 }
 
