@@ -1,6 +1,8 @@
 //! The AWS base of ZEngine: settings shared by every AWS client (region, endpoint, credentials
 //! by secret reference) and the SDK configuration built from them. [`sns`] sends SMS, [`ses`]
-//! templated e-mail, [`s3`] is the S3 file store.
+//! templated e-mail, [`s3`] is the S3 file store. Senders are built once per distinct settings
+//! and process and kept in a [`ClientCache`]; a failed send says through one [`ErrorKind`]
+//! whether a retry can help.
 //!
 //! An empty `endpoint_url` means real AWS; tests and `zengine dev` point it at moto
 //! (`.tools/moto/bin/moto_server`, see `docs/configuration.md`). The SDK's own retries are off:
