@@ -2067,6 +2067,8 @@ async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestB
 /// `busy_timeout` wait); these take the lock at `BEGIN` instead, so every call succeeds.
 async fn concurrent_read_then_write_transactions_all_succeed(backend: TestBackend) {
     use zengine_activities::channels::breaker::BreakerSettings;
+    use zengine_activities::db::assistance::StatusWrite;
+    use zengine_domain::assistance::EventStatus;
     use zengine_activities::db::{
         HealthChange, NewApiKey, PaymentStatus, Revoked, Settlement, Verdict,
     };
@@ -2075,13 +2077,14 @@ async fn concurrent_read_then_write_transactions_all_succeed(backend: TestBacken
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    let travel = assistance_support::tenant_with_providers(&t.db, "travel").await;
     let (lines, total) = lines();
     let settings = BreakerSettings {
         failure_threshold: 1_000,
         ..BreakerSettings::default()
     };
     let task = |n: usize| {
-        let (db, acme, lines, settings) = (&t.db, &acme, &lines, &settings);
+        let (db, acme, travel, lines, settings) = (&t.db, &acme, &travel, &lines, &settings);
         async move {
             let mut flow = demo_flow();
             flow.id = format!("flow-{n}");
@@ -2173,6 +2176,27 @@ async fn concurrent_read_then_write_transactions_all_succeed(backend: TestBacken
                     .await
                     .unwrap();
                 assert_eq!(reviewed.status, PaymentStatus::Assigned);
+                // Assistance: the event and the change id are read, then the status moves.
+                let event_id = format!("ase_{n}_{i}");
+                db.assistance()
+                    .create_draft(travel, &event_id, &assistance_support::complete(), None)
+                    .await
+                    .unwrap();
+                let moved = db
+                    .assistance()
+                    .change_status(
+                        travel,
+                        &StatusWrite {
+                            change_id: format!("load-{n}-{i}"),
+                            event_id,
+                            to: EventStatus::Open,
+                            source: "load".into(),
+                            reason: None,
+                        },
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(moved.to, EventStatus::Open, "task {n}");
             }
         }
     };

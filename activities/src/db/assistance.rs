@@ -333,7 +333,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         provider: &Provider,
     ) -> anyhow::Result<()> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let now = now_millis();
         // `{city}|{name} {code}`: the city prefix serves the exact city filter, the rest the
         // text search.
@@ -438,7 +438,7 @@ impl AssistanceRepo<'_> {
         fields: &EventFields,
         request_hash: Option<&str>,
     ) -> Result<(AssistanceEvent, bool), AssistanceError> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         check_fields(&mut tx, fields).await?;
         let now = now_millis();
         let done = sqlx::query(
@@ -490,7 +490,7 @@ impl AssistanceRepo<'_> {
         event_id: &str,
         fields: &EventFields,
     ) -> Result<AssistanceEvent, AssistanceError> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         check_fields(&mut tx, fields).await?;
         let done = sqlx::query(
             "update assistance_event set category = $1, country = $2, city = $3,
@@ -544,7 +544,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         write: &StatusWrite,
     ) -> Result<StatusOutcome, AssistanceError> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         if let Some(done) = fetch_change(&mut tx, tenant_id, &write.change_id).await? {
             tx.commit().await?;
             return Ok(StatusOutcome {
@@ -617,7 +617,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         write: &ProviderWrite,
     ) -> Result<ProviderOutcome, AssistanceError> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let outcome = assign_in(&mut tx, tenant_id, write).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -630,7 +630,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         write: &ProviderWrite,
     ) -> Result<ProviderOutcome, AssistanceError> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let outcome = start_in(&mut tx, tenant_id, write).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -643,7 +643,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         write: &ProviderWrite,
     ) -> Result<ProviderOutcome, AssistanceError> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let outcome = resolve_in(&mut tx, tenant_id, write).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -660,7 +660,7 @@ impl AssistanceRepo<'_> {
         change_id: &str,
     ) -> Result<(TrackingOutcome, bool), AssistanceError> {
         let step = MokStep::TrackingMok.as_str();
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         if let Some(entry) = fetch_log(&mut tx, tenant_id, &event.event_id, step).await? {
             tx.commit().await?;
             let outcome = serde_json::from_value(entry.detail["outcome"].clone())
@@ -784,7 +784,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         note: &NewNote<'_>,
     ) -> Result<(Note, bool), AssistanceError> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let result = add_note_in(&mut tx, tenant_id, note).await?;
         tx.commit().await?;
         Ok(result)
@@ -812,7 +812,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         c: &NewConsultation<'_>,
     ) -> Result<(PhoneConsultation, bool), AssistanceError> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         if fetch_event(&mut tx, tenant_id, c.event_id).await?.is_none() {
             return Err(AssistanceError::NotFound(format!(
                 "assistance event `{}`",
@@ -900,7 +900,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         entry: &LogWrite<'_>,
     ) -> anyhow::Result<bool> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+        let mut tx = self.db.begin_write_for(tenant_id).await?;
         let new = log_in(&mut tx, tenant_id, entry).await?;
         tx.commit().await?;
         Ok(new)
