@@ -141,12 +141,10 @@ impl Desk<'_> {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|e| {
-            retryable(format!(
-                "Chatwoot {method} {path}: {}",
-                e.without_url().to_string()
-            ))
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| retryable(format!("Chatwoot {method} {path}: {}", e.without_url())))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
@@ -162,7 +160,8 @@ impl Desk<'_> {
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<Value, ActivityError> {
-        self.call(reqwest::Method::POST, path, &[], Some(body)).await
+        self.call(reqwest::Method::POST, path, &[], Some(body))
+            .await
     }
 
     async fn post_message(
@@ -251,9 +250,13 @@ impl ChatwootActivities {
         let email = email_of(&mirror.channel, &mirror.contact);
         let inbox = desk.settings.inbox_id;
         let mut found = None;
-        for q in [Some(identifier.as_str()), phone.as_deref(), email.as_deref()]
-            .into_iter()
-            .flatten()
+        for q in [
+            Some(identifier.as_str()),
+            phone.as_deref(),
+            email.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let answer = desk
                 .call(reqwest::Method::GET, "contacts/search", &[("q", q)], None)
@@ -321,7 +324,8 @@ impl ChatwootActivities {
         Ok((contact_id, source_id))
     }
 
-    /// Posts `content` once under `key` (looked up first, stored right after).
+    /// Posts `content` once under `key` (looked up first, stored right after): a private
+    /// note, or else the customer's message (`incoming`).
     async fn post_once(
         &self,
         desk: &Desk<'_>,
@@ -329,9 +333,9 @@ impl ChatwootActivities {
         key: &str,
         conversation: i64,
         content: &str,
-        message_type: &str,
         private: bool,
     ) -> Result<i64, ActivityError> {
+        let message_type = if private { "outgoing" } else { "incoming" };
         let repo = self.db.chatwoot();
         if let Some(id) = repo.posted(tenant, key).await? {
             return Ok(id);
@@ -409,7 +413,6 @@ impl ChatwootActivities {
                 &format!("transcript/{}", mirror.handoff_key),
                 conversation,
                 &transcript_text(&mirror.transcript),
-                "outgoing",
                 true,
             )
             .await?;
@@ -431,7 +434,6 @@ impl ChatwootActivities {
             &format!("note/{}", mirror.handoff_key),
             conversation,
             &note,
-            "outgoing",
             true,
         )
         .await?;
@@ -461,7 +463,6 @@ impl ChatwootActivities {
             &message.message_key,
             message.chatwoot_conversation_id,
             &message.text,
-            "incoming",
             false,
         )
         .await?;

@@ -2100,8 +2100,14 @@ async fn chatwoot_settings_links_and_posted_messages_stay_in_their_tenant(backen
     repo.save_link(&a, &link).await.unwrap();
     link.chatwoot_conversation_id = Some(501);
     repo.save_link(&a, &link).await.unwrap();
-    assert_eq!(repo.link(&a, &link.handoff_key).await.unwrap(), Some(link.clone()));
-    assert_eq!(repo.link_by_conversation(&a, 501).await.unwrap(), Some(link.clone()));
+    assert_eq!(
+        repo.link(&a, &link.handoff_key).await.unwrap(),
+        Some(link.clone())
+    );
+    assert_eq!(
+        repo.link_by_conversation(&a, 501).await.unwrap(),
+        Some(link.clone())
+    );
     assert_eq!(repo.link_by_conversation(&b, 501).await.unwrap(), None);
     assert_eq!(repo.link(&b, &link.handoff_key).await.unwrap(), None);
 

@@ -371,10 +371,7 @@ async fn agent_message(
     if text.is_empty() {
         return Ok(answer("ignored", "no text content"));
     }
-    let Some(conversation) = event
-        .pointer("/conversation/id")
-        .and_then(Value::as_i64)
-    else {
+    let Some(conversation) = event.pointer("/conversation/id").and_then(Value::as_i64) else {
         return Err(ApiError::bad_request(
             ErrorCode::MalformedJson,
             "message_created without `conversation.id`",
@@ -469,7 +466,10 @@ async fn resolved(
                 .await?;
             Ok(answer("returned", "the conversation is back with the bot"))
         }
-        Ok(_) => Ok(answer("ignored", "not handed off to this conversation any more")),
+        Ok(_) => Ok(answer(
+            "ignored",
+            "not handed off to this conversation any more",
+        )),
         Err(e) => {
             let closed = ApiError::not_found("closed");
             let error = crate::error::update_error(e, closed, "AgentDeskResolved");

@@ -609,8 +609,7 @@ impl ConversationWorkflow {
                 s.session.turns += 1;
                 // Mirrored (or being mirrored) to Chatwoot: the agent sees it there.
                 let mirrored = s.carry.desk.is_some()
-                    || s
-                        .carry
+                    || s.carry
                         .desk_jobs
                         .iter()
                         .any(|j| matches!(j, DeskJob::Mirror(_)));
@@ -649,9 +648,9 @@ impl ConversationWorkflow {
                     .build(),
             )
             .build();
-        let Some(job) = ctx.state_mut(|s| {
-            (!s.carry.desk_jobs.is_empty()).then(|| s.carry.desk_jobs.remove(0))
-        }) else {
+        let Some(job) =
+            ctx.state_mut(|s| (!s.carry.desk_jobs.is_empty()).then(|| s.carry.desk_jobs.remove(0)))
+        else {
             return;
         };
         let tenant = ctx.state(|s| s.conversation.tenant.clone());

@@ -190,7 +190,11 @@ impl ChatwootRepo<'_> {
     }
 
     /// The Chatwoot id of a message ZEngine posted under `message_key`, if it did.
-    pub async fn posted(&self, tenant: &TenantId, message_key: &str) -> anyhow::Result<Option<i64>> {
+    pub async fn posted(
+        &self,
+        tenant: &TenantId,
+        message_key: &str,
+    ) -> anyhow::Result<Option<i64>> {
         let mut tx = self.db.begin_for(tenant).await?;
         let id: Option<i64> = sqlx::query_scalar(
             "select chatwoot_message_id from chatwoot_message
@@ -228,7 +232,11 @@ impl ChatwootRepo<'_> {
     }
 
     /// Whether a Chatwoot message id is one ZEngine posted (a webhook about it is an echo).
-    pub async fn is_ours(&self, tenant: &TenantId, chatwoot_message_id: i64) -> anyhow::Result<bool> {
+    pub async fn is_ours(
+        &self,
+        tenant: &TenantId,
+        chatwoot_message_id: i64,
+    ) -> anyhow::Result<bool> {
         let mut tx = self.db.begin_for(tenant).await?;
         let found: Option<String> = sqlx::query_scalar(
             "select message_key from chatwoot_message

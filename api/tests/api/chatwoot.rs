@@ -148,7 +148,10 @@ impl Chatwoot {
     pub async fn wait(&self, what: &str, check: impl Fn(&Self) -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !check(self) {
-            assert!(std::time::Instant::now() < deadline, "Chatwoot never saw {what}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Chatwoot never saw {what}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -266,7 +269,11 @@ fn texts(entries: &[Value]) -> Vec<String> {
 /// The whole round trip on webchat: handoff mirrored, a customer message forwarded, an agent
 /// reply delivered (once, however often the webhook comes), echoes/notes/incoming ignored,
 /// resolve → back to the bot. Returns the conversation's workflow id.
-pub(crate) async fn round_trip(app: &TestApp, chatwoot: &Chatwoot, first_conversation: i64) -> String {
+pub(crate) async fn round_trip(
+    app: &TestApp,
+    chatwoot: &Chatwoot,
+    first_conversation: i64,
+) -> String {
     configure(app, chatwoot).await;
     publish_desk_flow(app).await;
     let s = session();
@@ -276,17 +283,24 @@ pub(crate) async fn round_trip(app: &TestApp, chatwoot: &Chatwoot, first_convers
 
     // Mirrored: one contact, one conversation (with the contact inbox's source_id), then the
     // transcript and the handoff note as private notes.
-    chatwoot.wait("the transcript and the note", |c| c.messages().len() >= 2).await;
+    chatwoot
+        .wait("the transcript and the note", |c| c.messages().len() >= 2)
+        .await;
     assert_eq!(chatwoot.contacts(), 1);
     let created = chatwoot.conversations_created();
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].body["source_id"], "src-100");
     assert_eq!(created[0].body["inbox_id"], INBOX);
-    let contact = &chatwoot.fake.seen(&format!("POST /api/v1/accounts/{ACCOUNT}/contacts"))[0];
+    let contact = &chatwoot
+        .fake
+        .seen(&format!("POST /api/v1/accounts/{ACCOUNT}/contacts"))[0];
     assert_eq!(contact.body["identifier"], format!("zengine:webchat:{s}"));
     let messages = chatwoot.messages();
     let transcript = messages[0].1["content"].as_str().unwrap();
-    assert!(transcript.contains("Customer: pizza grande"), "{transcript}");
+    assert!(
+        transcript.contains("Customer: pizza grande"),
+        "{transcript}"
+    );
     assert!(transcript.contains("Bot: ¿Qué pides?"), "{transcript}");
     assert_eq!(messages[0].1["private"], true);
     let note = messages[1].1["content"].as_str().unwrap();
@@ -297,23 +311,49 @@ pub(crate) async fn round_trip(app: &TestApp, chatwoot: &Chatwoot, first_convers
     // A customer message while handed off: the bot is silent, Chatwoot gets it as incoming.
     let waiting = chat(app, &s, "desk", "¿hay alguien?").await;
     assert_eq!(waiting["replies"], json!([]));
-    chatwoot.wait("the customer message", |c| c.messages().len() >= 3).await;
+    chatwoot
+        .wait("the customer message", |c| c.messages().len() >= 3)
+        .await;
     let (forwarded_id, forwarded) = chatwoot.messages()[2].clone();
     assert_eq!(forwarded["message_type"], "incoming");
     assert_eq!(forwarded["content"], "¿hay alguien?");
     assert_eq!(forwarded["private"], false);
 
     let conversation = first_conversation;
-    let before = app.outbox(&s, 0).await["messages"].as_array().unwrap().len();
+    let before = app.outbox(&s, 0).await["messages"]
+        .as_array()
+        .unwrap()
+        .len();
     // Ignored: Chatwoot's webhook about the customer message, a private note, our own echo.
-    let incoming = message_created(forwarded_id, conversation, "incoming", false, "contact", "¿hay alguien?");
+    let incoming = message_created(
+        forwarded_id,
+        conversation,
+        "incoming",
+        false,
+        "contact",
+        "¿hay alguien?",
+    );
     assert_eq!(webhook(app, incoming).await["result"], "ignored");
     let note = message_created(7001, conversation, "outgoing", true, "user", "nota interna");
     assert_eq!(webhook(app, note).await["reason"], "private note");
-    let echo = message_created(forwarded_id, conversation, "outgoing", false, "user", "¿hay alguien?");
+    let echo = message_created(
+        forwarded_id,
+        conversation,
+        "outgoing",
+        false,
+        "user",
+        "¿hay alguien?",
+    );
     assert_eq!(webhook(app, echo).await["reason"], "our own message");
     // The agent's reply, delivered 10 times: one message to the customer.
-    let reply = message_created(7002, conversation, "outgoing", false, "user", "Hola, soy Ana. ¿En qué te ayudo?");
+    let reply = message_created(
+        7002,
+        conversation,
+        "outgoing",
+        false,
+        "user",
+        "Hola, soy Ana. ¿En qué te ayudo?",
+    );
     let mut results = Vec::new();
     for _ in 0..10 {
         results.push(webhook(app, reply.clone()).await["result"].clone());
@@ -322,7 +362,10 @@ pub(crate) async fn round_trip(app: &TestApp, chatwoot: &Chatwoot, first_convers
     assert!(results[1..].iter().all(|r| r == "duplicate"), "{results:?}");
     let outbox = app.wait_outbox(&s, 0, before + 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let outbox_now = app.outbox(&s, 0).await["messages"].as_array().unwrap().clone();
+    let outbox_now = app.outbox(&s, 0).await["messages"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(outbox_now.len(), outbox.len());
     let agent: Vec<_> = texts(&outbox_now)
         .into_iter()
@@ -334,10 +377,21 @@ pub(crate) async fn round_trip(app: &TestApp, chatwoot: &Chatwoot, first_convers
     assert_eq!(webhook(app, stranger).await["result"], "ignored");
 
     // Resolved in Chatwoot: back to the bot (once), and the bot answers again.
-    assert_eq!(webhook(app, resolved(conversation)).await["result"], "returned");
-    assert_eq!(webhook(app, resolved(conversation)).await["result"], "ignored");
+    assert_eq!(
+        webhook(app, resolved(conversation)).await["result"],
+        "returned"
+    );
+    assert_eq!(
+        webhook(app, resolved(conversation)).await["result"],
+        "ignored"
+    );
     let back = app.wait_outbox(&s, 0, outbox_now.len() + 1).await;
-    assert!(texts(&back).iter().any(|t| t.contains("De vuelta con el bot.")), "{back:?}");
+    assert!(
+        texts(&back)
+            .iter()
+            .any(|t| t.contains("De vuelta con el bot.")),
+        "{back:?}"
+    );
     let again = chat(app, &s, "desk", "hola otra vez").await;
     assert_eq!(again["mode"], "BOT");
     assert!(!again["replies"].as_array().unwrap().is_empty(), "{again}");
@@ -373,18 +427,29 @@ async fn chatwoot_down_during_handoff_is_retried_without_duplicates() {
     chat(&app, &s, "desk", "hola").await;
     let handed = chat(&app, &s, "desk", "pizza").await;
     assert_eq!(handed["mode"], "AGENT_HANDOFF");
-    chatwoot.wait("the note after the retries", |c| c.messages().len() >= 2).await;
+    chatwoot
+        .wait("the note after the retries", |c| c.messages().len() >= 2)
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(chatwoot.contacts(), 1);
     assert_eq!(chatwoot.conversations_created().len(), 1);
     assert_eq!(chatwoot.messages().len(), 2);
-    assert!(chatwoot.fake.seen(&format!("GET {base}/contacts/search")).len() >= 3);
+    assert!(
+        chatwoot
+            .fake
+            .seen(&format!("GET {base}/contacts/search"))
+            .len()
+            >= 3
+    );
     // Still with the agent.
     let waiting = chat(&app, &s, "desk", "¿sigues ahí?").await;
     assert_eq!(waiting["mode"], "AGENT_HANDOFF");
 
     // An operator returns it to the bot outside Chatwoot: the Chatwoot conversation is resolved.
-    assert_eq!(app.return_to_bot(&s, Some(ADMIN_TOKEN)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.return_to_bot(&s, Some(ADMIN_TOKEN)).await.status(),
+        StatusCode::OK
+    );
     chatwoot
         .wait("toggle_status", |c| {
             !c.fake
@@ -402,14 +467,21 @@ async fn chatwoot_tenants_without_it_keep_the_plain_handoff() {
     publish_desk_flow(&app).await;
     let s = session();
     chat(&app, &s, "desk", "hola").await;
-    assert_eq!(chat(&app, &s, "desk", "pizza").await["mode"], "AGENT_HANDOFF");
+    assert_eq!(
+        chat(&app, &s, "desk", "pizza").await["mode"],
+        "AGENT_HANDOFF"
+    );
     assert_eq!(chat(&app, &s, "desk", "¿hola?").await["replies"], json!([]));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(chatwoot.fake.seen("").is_empty());
     // Its webhook does not exist.
-    let (status, _) = webhook_raw(&app, resolved(1).to_string().into_bytes(), Some(SECRET), 0).await;
+    let (status, _) =
+        webhook_raw(&app, resolved(1).to_string().into_bytes(), Some(SECRET), 0).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(app.return_to_bot(&s, Some(ADMIN_TOKEN)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.return_to_bot(&s, Some(ADMIN_TOKEN)).await.status(),
+        StatusCode::OK
+    );
     app.shutdown().await;
 }
 
@@ -425,15 +497,26 @@ async fn chatwoot_config_and_webhook_reject_bad_input() {
         ("base_url", json!("ftp://chat.example"), "base_url"),
         ("inbox_id", Value::Null, "inbox_id"),
         ("account_id", json!(0), "account_id"),
-        ("api_access_token", json!("plain-token-value"), "api_access_token"),
+        (
+            "api_access_token",
+            json!("plain-token-value"),
+            "api_access_token",
+        ),
         ("webhook_secret", Value::Null, "webhook_secret"),
     ] {
         let mut body = good.clone();
         body[field] = value;
         let response = put_config(&app, body).await;
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}"
+        );
         let error: Value = response.json().await.unwrap();
-        assert!(error["error"]["message"].as_str().unwrap().contains(named), "{error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(named),
+            "{error}"
+        );
     }
     let unauthenticated = app
         .http
@@ -471,7 +554,9 @@ async fn chatwoot_config_and_webhook_reject_bad_input() {
     let s = session();
     chat(&app, &s, "desk", "hola").await;
     chat(&app, &s, "desk", "pizza").await;
-    chatwoot.wait("the handoff", |c| c.messages().len() >= 2).await;
+    chatwoot
+        .wait("the handoff", |c| c.messages().len() >= 2)
+        .await;
     let reply = message_created(8001, 801, "outgoing", false, "user", "respuesta").to_string();
     let body = reply.clone().into_bytes();
     for (secret, age, expected) in [
@@ -501,7 +586,10 @@ async fn chatwoot_config_and_webhook_reject_bad_input() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = webhook_raw(&app, b"[1,2]".to_vec(), Some(SECRET), 0).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let huge = format!("{{\"event\":\"x\",\"pad\":\"{}\"}}", "a".repeat(1024 * 1024 + 10));
+    let huge = format!(
+        "{{\"event\":\"x\",\"pad\":\"{}\"}}",
+        "a".repeat(1024 * 1024 + 10)
+    );
     let (status, _) = webhook_raw(&app, huge.into_bytes(), Some(SECRET), 0).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let unknown = app
@@ -517,7 +605,10 @@ async fn chatwoot_config_and_webhook_reject_bad_input() {
     let outbox = app.outbox(&s, 0).await;
     assert!(!outbox.to_string().contains("respuesta"), "{outbox}");
     // The properly signed one does.
-    assert_eq!(webhook(&app, serde_json::from_str(&reply).unwrap()).await["result"], "delivered");
+    assert_eq!(
+        webhook(&app, serde_json::from_str(&reply).unwrap()).await["result"],
+        "delivered"
+    );
     app.wait_outbox(&s, 0, 1).await;
     app.shutdown().await;
 }
