@@ -609,6 +609,100 @@ async fn chatwoot_config_and_webhook_reject_bad_input() {
         webhook(&app, serde_json::from_str(&reply).unwrap()).await["result"],
         "delivered"
     );
-    app.wait_outbox(&s, 0, 1).await;
+    let delivered = app.wait_outbox(&s, 0, 1).await.len();
+    // A suspended tenant's webhook is answered 2xx and not processed.
+    let suspend = app
+        .http
+        .post(format!("{}/v1/tenants/demo/suspend", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suspend.status(), StatusCode::OK);
+    let later = message_created(8002, 801, "outgoing", false, "user", "¿sigues?");
+    assert_eq!(webhook(&app, later).await["reason"], "tenant suspended");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.outbox(&s, 0).await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        delivered
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn chatwoot_agent_replies_reach_whatsapp_customers_through_the_graph_api() {
+    use crate::whatsapp::{fake_graph, post_webhook, sign, text_webhook, use_fake, wait_sends};
+    use zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
+    let app = spawn_app().await;
+    let (graph, sends) = fake_graph().await;
+    use_fake(&app, &graph, None).await;
+    let chatwoot = Chatwoot::start(1001).await;
+    configure(&app, &chatwoot).await;
+    publish_desk_flow(&app).await;
+    // WhatsApp conversations run the tenant's main flow: make it the desk flow.
+    let demo = zengine_domain::TenantId::parse("demo").unwrap();
+    let db = &app.database.as_ref().unwrap().db;
+    db.tenants().upsert(&demo, "Demo", "desk").await.unwrap();
+    let phone = format!("519{:08}", uuid::Uuid::new_v4().as_u128() % 100_000_000);
+    let say = |n: usize, text: &str| {
+        text_webhook(
+            DEMO_WHATSAPP_PHONE_NUMBER_ID,
+            &phone,
+            &format!("wamid.cw-{phone}-{n}"),
+            text,
+        )
+    };
+    for (n, text) in ["hola", "pizza"].iter().enumerate() {
+        let body = say(n, text);
+        assert_eq!(
+            post_webhook(&app, &body, Some(sign(&body))).await.status(),
+            StatusCode::OK
+        );
+        wait_sends(&sends, n + 1).await;
+    }
+    chatwoot
+        .wait("the handoff", |c| c.messages().len() >= 2)
+        .await;
+    let contact = &chatwoot
+        .fake
+        .seen(&format!("POST /api/v1/accounts/{ACCOUNT}/contacts"))[0];
+    assert_eq!(contact.body["phone_number"], format!("+{phone}"));
+    assert_eq!(
+        contact.body["identifier"],
+        format!("zengine:whatsapp:{phone}")
+    );
+    // While handed off the customer's message goes to Chatwoot, nothing to the customer.
+    let body = say(2, "¿me atienden?");
+    post_webhook(&app, &body, Some(sign(&body))).await;
+    chatwoot
+        .wait("the customer message", |c| c.messages().len() >= 3)
+        .await;
+    assert_eq!(chatwoot.messages()[2].1["content"], "¿me atienden?");
+    assert_eq!(sends.lock().unwrap().seen().len(), 2);
+
+    // The agent's reply goes out through the Graph API, once.
+    let reply = message_created(
+        7100,
+        1001,
+        "outgoing",
+        false,
+        "user",
+        "Hola, soy Ana del local.",
+    );
+    for _ in 0..3 {
+        webhook(&app, reply.clone()).await;
+    }
+    let sent = wait_sends(&sends, 3).await;
+    assert_eq!(sent[2].body["to"], phone);
+    assert_eq!(sent[2].body["text"]["body"], "Hola, soy Ana del local.");
+    // Resolved: the bot speaks again, on WhatsApp.
+    assert_eq!(webhook(&app, resolved(1001)).await["result"], "returned");
+    let sent = wait_sends(&sends, 4).await;
+    assert_eq!(sent[3].body["text"]["body"], "De vuelta con el bot.");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(sends.lock().unwrap().seen().len(), 4);
     app.shutdown().await;
 }
