@@ -197,6 +197,9 @@ pub struct ConversationStatus {
     pub agent_queue: usize,
     /// Sequence number of the newest outbox entry.
     pub outbox_seq: u64,
+    /// The mirrored Chatwoot conversation, while handed off to the agent desk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_desk_url: Option<String>,
 }
 
 /// Result of a completed conversation run.
@@ -499,6 +502,7 @@ impl ConversationWorkflow {
             variables: self.session.vars.keys().cloned().collect(),
             agent_queue: self.carry.agent_queue.len(),
             outbox_seq: self.carry.next_seq,
+            agent_desk_url: self.carry.desk.as_ref().map(|d| d.url.clone()),
         }
     }
 

@@ -444,6 +444,32 @@ async fn chatwoot_down_during_handoff_is_retried_without_duplicates() {
     // Still with the agent.
     let waiting = chat(&app, &s, "desk", "¿sigues ahí?").await;
     assert_eq!(waiting["mode"], "AGENT_HANDOFF");
+    // The console's handoff list links the Chatwoot conversation.
+    let handoffs: Value = app
+        .http
+        .get(format!("{}/v1/conversations/handoffs", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-tenant-id", "demo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mine = handoffs["handoffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["workflow_id"] == format!("demo/conversation/webchat/{s}"))
+        .unwrap_or_else(|| panic!("{handoffs}"))
+        .clone();
+    assert_eq!(
+        mine["agent_desk_url"],
+        format!(
+            "{}/app/accounts/{ACCOUNT}/conversations/601",
+            chatwoot.fake.url
+        )
+    );
 
     // An operator returns it to the bot outside Chatwoot: the Chatwoot conversation is resolved.
     assert_eq!(
