@@ -387,23 +387,53 @@ impl ChatwootActivities {
         let conversation = match link.chatwoot_conversation_id {
             Some(id) => id,
             None => {
-                let answer = desk
-                    .post(
-                        "conversations",
-                        json!({
-                            "source_id": source_id,
-                            "inbox_id": desk.settings.inbox_id,
-                            "contact_id": contact_id,
-                            "status": "open",
-                            "additional_attributes": {"zengine_conversation": mirror.workflow_id},
-                        }),
+                // A conversation created by an attempt whose answer was lost carries our
+                // handoff key: find it before creating one.
+                let existing = desk
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("contacts/{contact_id}/conversations"),
+                        &[],
+                        None,
                     )
                     .await?;
-                let id =
-                    id_of(&answer).ok_or_else(|| retryable("Chatwoot conversation has no id"))?;
-                link.chatwoot_conversation_id = Some(id);
-                repo.save_link(tenant, &link).await?;
-                id
+                let found = existing
+                    .get("payload")
+                    .and_then(Value::as_array)
+                    .and_then(|list| {
+                        list.iter().find(|c| {
+                            c.pointer("/additional_attributes/zengine_handoff")
+                                .and_then(Value::as_str)
+                                == Some(mirror.handoff_key.as_str())
+                        })
+                    })
+                    .and_then(id_of);
+                if let Some(id) = found {
+                    link.chatwoot_conversation_id = Some(id);
+                    repo.save_link(tenant, &link).await?;
+                    id
+                } else {
+                    let answer = desk
+                        .post(
+                            "conversations",
+                            json!({
+                                "source_id": source_id,
+                                "inbox_id": desk.settings.inbox_id,
+                                "contact_id": contact_id,
+                                "status": "open",
+                                "additional_attributes": {
+                                    "zengine_conversation": mirror.workflow_id,
+                                    "zengine_handoff": mirror.handoff_key,
+                                },
+                            }),
+                        )
+                        .await?;
+                    let id = id_of(&answer)
+                        .ok_or_else(|| retryable("Chatwoot conversation has no id"))?;
+                    link.chatwoot_conversation_id = Some(id);
+                    repo.save_link(tenant, &link).await?;
+                    id
+                }
             }
         };
         if !mirror.transcript.is_empty() {

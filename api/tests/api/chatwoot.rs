@@ -26,6 +26,9 @@ pub(crate) struct Chatwoot {
     contacts: Arc<Mutex<Vec<Value>>>,
     /// Ids of the messages it created, with their bodies.
     messages: Arc<Mutex<Vec<(i64, Value)>>>,
+    conversations: Arc<Mutex<Vec<Value>>>,
+    /// The next conversation create succeeds but answers 502.
+    pub lose_answer: Arc<Mutex<bool>>,
     _files: tempfile::TempDir,
     pub token_ref: String,
     pub secret_ref: String,
@@ -87,9 +90,32 @@ impl Chatwoot {
                 Answer::json(200, json!({"payload": {"contact": contact, "contact_inbox": inbox}}))
             });
         }
+        let conversations: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let lose_answer: Arc<Mutex<bool>> = Arc::default();
+        {
+            let conversations = conversations.clone();
+            fake.on(&format!("GET {base}/contacts/"), move |seen, _| {
+                if !authorized(seen) {
+                    return unauthorized();
+                }
+                let list: Vec<Value> = conversations
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| {
+                        seen.path
+                            .contains(&format!("/contacts/{}/", c["contact_id"]))
+                    })
+                    .cloned()
+                    .collect();
+                Answer::json(200, json!({"payload": list}))
+            });
+        }
         {
             let messages = messages.clone();
+            let conversations = conversations.clone();
             let next_conversation = Arc::new(Mutex::new(first_conversation));
+            let lose = lose_answer.clone();
             fake.on(&format!("POST {base}/conversations"), move |seen, _| {
                 if !authorized(seen) {
                     return unauthorized();
@@ -109,8 +135,15 @@ impl Chatwoot {
                 let mut next = next_conversation.lock().unwrap();
                 let id = *next;
                 *next += 1;
-                Answer::json(200, json!({"id": id, "account_id": ACCOUNT, "inbox_id": INBOX,
-                    "status": "open"}))
+                let conversation = json!({"id": id, "account_id": ACCOUNT, "inbox_id": INBOX,
+                    "status": "open", "contact_id": seen.body["contact_id"],
+                    "additional_attributes": seen.body["additional_attributes"]});
+                conversations.lock().unwrap().push(conversation.clone());
+                // Told to: created, but the answer is lost (a 502 from a proxy).
+                if std::mem::take(&mut *lose.lock().unwrap()) {
+                    return Answer::json(502, json!({}));
+                }
+                Answer::json(200, conversation)
             });
         }
         let files = tempfile::tempdir().unwrap();
@@ -122,6 +155,8 @@ impl Chatwoot {
             fake,
             contacts,
             messages,
+            conversations,
+            lose_answer,
             token_ref: format!("file:{}", token.display()),
             secret_ref: format!("file:{}", secret.display()),
             _files: files,
@@ -134,6 +169,11 @@ impl Chatwoot {
 
     pub fn messages(&self) -> Vec<(i64, Value)> {
         self.messages.lock().unwrap().clone()
+    }
+
+    /// Conversations that exist in the fake.
+    pub fn conversations(&self) -> usize {
+        self.conversations.lock().unwrap().len()
     }
 
     pub fn conversations_created(&self) -> Vec<Seen> {
@@ -423,6 +463,8 @@ async fn chatwoot_down_during_handoff_is_retried_without_duplicates() {
         &format!("POST {base}/conversations/"),
         [Answer::json(500, json!({"error": "boom"}))],
     );
+    // And the first conversation create succeeds in Chatwoot but its answer is lost.
+    *chatwoot.lose_answer.lock().unwrap() = true;
     let s = session();
     chat(&app, &s, "desk", "hola").await;
     let handed = chat(&app, &s, "desk", "pizza").await;
@@ -432,7 +474,12 @@ async fn chatwoot_down_during_handoff_is_retried_without_duplicates() {
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(chatwoot.contacts(), 1);
-    assert_eq!(chatwoot.conversations_created().len(), 1);
+    assert_eq!(
+        chatwoot.conversations_created().len(),
+        1,
+        "no second create"
+    );
+    assert_eq!(chatwoot.conversations(), 1);
     assert_eq!(chatwoot.messages().len(), 2);
     assert!(
         chatwoot
