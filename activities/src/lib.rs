@@ -7,6 +7,7 @@
 pub mod assistance;
 pub mod aws;
 pub mod channels;
+pub mod chatwoot;
 pub mod conversation;
 pub mod db;
 pub mod files;

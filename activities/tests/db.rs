@@ -56,6 +56,7 @@ on_both_backends!(
     assistance_settings_round_trip_and_reject_bad_rules,
     old_orders_are_purged_with_everything_keyed_by_them_once,
     concurrent_read_then_write_transactions_all_succeed,
+    chatwoot_settings_links_and_posted_messages_stay_in_their_tenant,
 );
 
 async fn migrations_are_idempotent(backend: TestBackend) {
@@ -2202,5 +2203,69 @@ async fn concurrent_read_then_write_transactions_all_succeed(backend: TestBacken
     };
     futures::future::join_all((0..TASKS).map(task)).await;
     assert_eq!(paid_orders(&t, &acme).await.len(), TASKS * OPS);
+    t.drop_db().await.unwrap();
+}
+
+async fn chatwoot_settings_links_and_posted_messages_stay_in_their_tenant(backend: TestBackend) {
+    use zengine_activities::db::{ChatwootLink, ChatwootSettings};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let (a, b) = (
+        TenantId::parse("cw-a").unwrap(),
+        TenantId::parse("cw-b").unwrap(),
+    );
+    for tenant in [&a, &b] {
+        t.db.tenants().upsert(tenant, "T", "main").await.unwrap();
+    }
+    let repo = t.db.chatwoot();
+    assert_eq!(repo.settings(&a).await.unwrap(), None);
+    let mut settings = ChatwootSettings {
+        base_url: "https://chat.example".into(),
+        account_id: 1,
+        inbox_id: 2,
+        api_token_ref: "env:CW_TOKEN".into(),
+        webhook_secret_ref: "file:/run/cw".into(),
+    };
+    repo.put_settings(&a, &settings).await.unwrap();
+    settings.inbox_id = 3;
+    repo.put_settings(&a, &settings).await.unwrap();
+    assert_eq!(repo.settings(&a).await.unwrap(), Some(settings.clone()));
+    assert_eq!(repo.settings(&b).await.unwrap(), None);
+
+    // A link is stored as it grows, and found by its Chatwoot conversation in its tenant only.
+    let mut link = ChatwootLink {
+        handoff_key: "a/conversation/webchat/s/effect-2".into(),
+        workflow_id: "a/conversation/webchat/s".into(),
+        channel: "webchat".into(),
+        contact: "s".into(),
+        ..ChatwootLink::default()
+    };
+    repo.save_link(&a, &link).await.unwrap();
+    link.chatwoot_contact_id = Some(100);
+    link.source_id = Some("src".into());
+    repo.save_link(&a, &link).await.unwrap();
+    link.chatwoot_conversation_id = Some(501);
+    repo.save_link(&a, &link).await.unwrap();
+    assert_eq!(
+        repo.link(&a, &link.handoff_key).await.unwrap(),
+        Some(link.clone())
+    );
+    assert_eq!(
+        repo.link_by_conversation(&a, 501).await.unwrap(),
+        Some(link.clone())
+    );
+    assert_eq!(repo.link_by_conversation(&b, 501).await.unwrap(), None);
+    assert_eq!(repo.link(&b, &link.handoff_key).await.unwrap(), None);
+
+    // Posted messages: the first id stays; echoes are recognised per tenant.
+    repo.save_posted(&a, "note/k", 9000).await.unwrap();
+    repo.save_posted(&a, "note/k", 9001).await.unwrap();
+    assert_eq!(repo.posted(&a, "note/k").await.unwrap(), Some(9000));
+    assert_eq!(repo.posted(&b, "note/k").await.unwrap(), None);
+    assert!(repo.is_ours(&a, 9000).await.unwrap());
+    assert!(!repo.is_ours(&a, 9001).await.unwrap());
+    assert!(!repo.is_ours(&b, 9000).await.unwrap());
+
+    assert!(repo.delete_settings(&a).await.unwrap());
+    assert!(!repo.delete_settings(&a).await.unwrap());
     t.drop_db().await.unwrap();
 }

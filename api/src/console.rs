@@ -215,6 +215,9 @@ pub struct Handoff {
     /// Customer messages waiting for the agent.
     pub agent_queue: u64,
     pub turns: u64,
+    /// The conversation in Chatwoot's dashboard, when mirrored to the agent desk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_desk_url: Option<String>,
 }
 
 /// `GET /v1/conversations/handoffs`.
@@ -262,6 +265,7 @@ pub async fn handoffs(
             queue: event.payload["queue"].as_str().map(str::to_owned),
             agent_queue: status["agent_queue"].as_u64().unwrap_or(0),
             turns: status["turns"].as_u64().unwrap_or(0),
+            agent_desk_url: status["agent_desk_url"].as_str().map(str::to_owned),
         });
     }
     Ok(Json(json!({ "handoffs": waiting })).into_response())

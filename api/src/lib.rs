@@ -10,6 +10,7 @@ mod assistance;
 pub mod auth;
 mod cache;
 mod channels;
+mod chatwoot;
 pub mod codec;
 pub mod console;
 mod error;
@@ -230,6 +231,16 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route("/v1/webhooks/{provider}", post(webhooks::receive))
+        .route(
+            "/v1/webhooks/chatwoot/{tenant}",
+            post(chatwoot::webhook).layer(DefaultBodyLimit::max(webhooks::MAX_WEBHOOK_BYTES)),
+        )
+        .route(
+            "/v1/tenants/{tenant}/chatwoot",
+            get(chatwoot::get_settings)
+                .put(chatwoot::put_settings)
+                .delete(chatwoot::delete_settings),
+        )
         .route("/v1/conversations/handoffs", get(console::handoffs))
         .route("/v1/events", get(channels::events))
         .route("/v1/channels/dead-letters", get(channels::dead_letters))

@@ -409,6 +409,14 @@ pub fn operations() -> Vec<Operation> {
         .errors(&[400, 401, 403, 404, 409, 422, 503]),
         op(
             "post",
+            "/v1/webhooks/chatwoot/{tenant}",
+            "Chatwoot's webhook of a tenant (agent replies, resolved conversations)",
+        )
+        .auth(Auth::Webhook)
+        .body(Body::Raw)
+        .errors(&[400, 401, 404, 413, 503]),
+        op(
+            "post",
             "/v1/webchat/media",
             "Upload an image into a webchat conversation",
         )
@@ -704,6 +712,29 @@ pub fn operations() -> Vec<Operation> {
             "delete",
             "/v1/tenants/{tenant}/channels/{strategy}",
             "Remove a channel strategy of the tenant",
+        )
+        .auth(Auth::Admin)
+        .ok(&[204])
+        .errors(&[404]),
+        op(
+            "get",
+            "/v1/tenants/{tenant}/chatwoot",
+            "The tenant's Chatwoot (agent desk) configuration",
+        )
+        .auth(Auth::Admin)
+        .errors(&[404]),
+        op(
+            "put",
+            "/v1/tenants/{tenant}/chatwoot",
+            "Configure the tenant's Chatwoot (agent desk)",
+        )
+        .auth(Auth::Admin)
+        .json::<crate::chatwoot::ChatwootBody>()
+        .errors(&[400, 404, 422]),
+        op(
+            "delete",
+            "/v1/tenants/{tenant}/chatwoot",
+            "Remove the tenant's Chatwoot configuration",
         )
         .auth(Auth::Admin)
         .ok(&[204])

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use zengine_activities::Database;
 use zengine_activities::assistance::AssistanceActivities;
 use zengine_activities::channels::ChannelActivities;
+use zengine_activities::chatwoot::ChatwootActivities;
 use zengine_activities::conversation::ConversationActivities;
 use zengine_activities::orders::OrderActivities;
 use zengine_activities::payments::{OcrActivities, PaymentActivities};
@@ -248,7 +249,8 @@ fn worker_options(
     let builder = match base {
         queues::CONVERSATIONS => builder
             .register_workflow::<ConversationWorkflow>()?
-            .register_activities(ConversationActivities::new(db.clone())),
+            .register_activities(ConversationActivities::new(db.clone()))
+            .register_activities(ChatwootActivities::new(db.clone())),
         queues::CHANNELS => builder
             .register_workflow::<ChannelHealthWorkflow>()?
             .register_workflow::<RedriveWorkflow>()?

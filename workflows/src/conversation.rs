@@ -26,6 +26,10 @@ use zengine_activities::channels::{
     CIRCUIT_OPEN, ChannelActivities, DeadLetter, DeliverReply, NOT_CONFIGURED, SECRET_MISSING,
     SEND_REJECTED, pushes_replies,
 };
+use zengine_activities::chatwoot::{
+    CHATWOOT_REJECTED, ChatwootActivities, DeskLink, ForwardMessage, HandoffMirror,
+    ResolveConversation, TRANSCRIPT_LINES, TranscriptLine,
+};
 use zengine_activities::conversation::{
     COMMAND_REJECTED, CommandRequest, ConversationActivities, EventRecord, SurveyRecord,
 };
@@ -52,6 +56,15 @@ pub const QUERY_OUTBOX: &str = "Outbox";
 pub const SIGNAL_INBOUND: &str = "Inbound";
 /// Signal from a payment workflow this conversation started ([`PaymentUpdate`]).
 pub const SIGNAL_PAYMENT_UPDATE: &str = "PaymentUpdate";
+/// Update the Chatwoot webhook sends when an agent resolves the mirrored conversation
+/// ([`DeskResolved`]): the same return to the bot as `ReturnToBot`, for that Chatwoot
+/// conversation only.
+pub const UPDATE_DESK_RESOLVED: &str = "AgentDeskResolved";
+/// Signal carrying an agent's reply from Chatwoot ([`AgentReply`]), delivered to the customer
+/// through the conversation's own channel (the outbox).
+pub const SIGNAL_AGENT_REPLY: &str = "AgentReply";
+/// Patch: a handoff is mirrored into the tenant's Chatwoot inbox (agent desk).
+const PATCH_HANDOFF_CHATWOOT: &str = "handoff-chatwoot";
 /// Patch: `payment.verify` runs the payment workflow as a child instead of an activity.
 const PATCH_PAYMENT_VERIFY: &str = "payment-verify-workflow";
 /// Patch: `payment.verify` accepts images sent on WhatsApp (`whatsapp:<media id>`).
@@ -107,6 +120,45 @@ pub struct Carry {
     /// Outbox entries up to this sequence number went out through the channel (push channels).
     #[serde(default)]
     pub delivered_seq: u64,
+    /// The latest lines of the conversation, posted to the agent desk on handoff.
+    #[serde(default)]
+    pub transcript: Vec<TranscriptLine>,
+    /// Agent desk work not done yet, in order (run by the main loop, outside any handler).
+    #[serde(default)]
+    pub desk_jobs: Vec<DeskJob>,
+    /// The Chatwoot conversation the current handoff is mirrored to.
+    #[serde(default)]
+    pub desk: Option<DeskLink>,
+}
+
+/// One piece of agent desk (Chatwoot) work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum DeskJob {
+    /// Mirror a handoff: contact, conversation, transcript, note.
+    Mirror(HandoffMirror),
+    /// Forward a customer message received while handed off.
+    Forward { message_key: String, text: String },
+    /// Resolve the Chatwoot conversation (an operator returned the conversation to the bot).
+    Resolve { chatwoot_conversation_id: i64 },
+}
+
+/// An agent's reply from Chatwoot (signal [`SIGNAL_AGENT_REPLY`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentReply {
+    pub chatwoot_conversation_id: i64,
+    /// Chatwoot's message id: a redelivered webhook is delivered once.
+    pub chatwoot_message_id: i64,
+    pub text: String,
+}
+
+/// Answer of the [`UPDATE_DESK_RESOLVED`] update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeskResolved {
+    /// Whether the conversation went back to the bot now (false: it was not handed off to
+    /// that Chatwoot conversation, e.g. a repeated webhook).
+    pub returned: bool,
+    pub replies: Vec<Reply>,
 }
 
 /// The bot's answer to one message.
@@ -145,6 +197,9 @@ pub struct ConversationStatus {
     pub agent_queue: usize,
     /// Sequence number of the newest outbox entry.
     pub outbox_seq: u64,
+    /// The mirrored Chatwoot conversation, while handed off to the agent desk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_desk_url: Option<String>,
 }
 
 /// Result of a completed conversation run.
@@ -248,6 +303,10 @@ impl ConversationWorkflow {
                 Self::deliver_outbox(ctx).await;
                 continue;
             }
+            if ctx.state(|s| !s.carry.desk_jobs.is_empty()) {
+                Self::run_desk_job(ctx).await;
+                continue;
+            }
             if let Some(seconds) = ctx.state_mut(|s| s.wait_requested.take()) {
                 // The flow's durable wait. Customer messages meanwhile are noted, not answered.
                 ctx.timer(Duration::from_secs(seconds)).await;
@@ -266,6 +325,7 @@ impl ConversationWorkflow {
                     || s.wait_requested.is_some()
                     || !s.carry.inbox.is_empty()
                     || s.undelivered()
+                    || !s.carry.desk_jobs.is_empty()
             }));
             match futures::future::select(timer, event).await {
                 Either::Left(_) => {
@@ -345,10 +405,87 @@ impl ConversationWorkflow {
             Self::end_event(ctx);
             return Err("the conversation is not with an agent".into());
         }
-        let turn = ctx.state_mut(|s| s.flow.on_return_to_bot(&mut s.session));
+        let turn = ctx.state_mut(|s| {
+            // Mirrored to Chatwoot: resolve it there too (only runs that took the
+            // `handoff-chatwoot` patch have a desk link).
+            if let Some(link) = s.carry.desk.take() {
+                s.carry.desk_jobs.push(DeskJob::Resolve {
+                    chatwoot_conversation_id: link.chatwoot_conversation_id,
+                });
+            }
+            s.flow.on_return_to_bot(&mut s.session)
+        });
         let replies = Self::drive(ctx, turn).await;
         Self::finish_to_outbox(ctx, replies.clone());
         Ok(replies)
+    }
+
+    /// The agent resolved the mirrored Chatwoot conversation: back to the bot, like
+    /// `ReturnToBot`. Idempotent: for any other Chatwoot conversation, or when the
+    /// conversation is no longer handed off, nothing happens (`returned: false`).
+    #[update(name = UPDATE_DESK_RESOLVED)]
+    pub async fn desk_resolved(
+        ctx: &mut WorkflowContext<Self>,
+        chatwoot_conversation_id: i64,
+    ) -> Result<DeskResolved, HandlerError> {
+        Self::begin(ctx).await?;
+        let mine = ctx.state(|s| {
+            s.session.mode == Mode::AgentHandoff
+                && s.carry
+                    .desk
+                    .as_ref()
+                    .is_some_and(|d| d.chatwoot_conversation_id == chatwoot_conversation_id)
+        });
+        if !mine {
+            Self::end_event(ctx);
+            return Ok(DeskResolved {
+                returned: false,
+                replies: Vec::new(),
+            });
+        }
+        let turn = ctx.state_mut(|s| {
+            s.carry.desk = None;
+            s.flow.on_return_to_bot(&mut s.session)
+        });
+        let replies = Self::drive(ctx, turn).await;
+        Self::finish_to_outbox(ctx, replies.clone());
+        Ok(DeskResolved {
+            returned: true,
+            replies,
+        })
+    }
+
+    /// An agent's reply in the mirrored Chatwoot conversation: to the customer through the
+    /// outbox (push channels deliver it with the usual retries and dead letters). Replies to
+    /// another Chatwoot conversation, and redeliveries, are ignored.
+    #[signal(name = SIGNAL_AGENT_REPLY)]
+    pub fn agent_reply(&mut self, _ctx: &mut SyncWorkflowContext<Self>, reply: AgentReply) {
+        let key = format!("chatwoot/{}", reply.chatwoot_message_id);
+        let text = reply.text.trim();
+        if text.is_empty()
+            || text.len() > MAX_TEXT_BYTES
+            || self.carry.recent_ids.contains(&key)
+            || self
+                .carry
+                .desk
+                .as_ref()
+                .is_none_or(|d| d.chatwoot_conversation_id != reply.chatwoot_conversation_id)
+        {
+            return;
+        }
+        self.carry.recent_ids.push(key);
+        if self.carry.recent_ids.len() > 2 * MAX_KEPT {
+            self.carry.recent_ids.drain(..MAX_KEPT);
+        }
+        self.carry.next_seq += 1;
+        let seq = self.carry.next_seq;
+        push_bounded(
+            &mut self.carry.outbox,
+            OutboxEntry {
+                seq,
+                reply: Reply::text(text),
+            },
+        );
     }
 
     #[query(name = QUERY_STATUS)]
@@ -365,6 +502,7 @@ impl ConversationWorkflow {
             variables: self.session.vars.keys().cloned().collect(),
             agent_queue: self.carry.agent_queue.len(),
             outbox_seq: self.carry.next_seq,
+            agent_desk_url: self.carry.desk.as_ref().map(|d| d.url.clone()),
         }
     }
 
@@ -428,6 +566,36 @@ impl ConversationWorkflow {
     }
 }
 
+/// What a customer message says, for the agent desk.
+fn message_text(message: &InboundMessage) -> String {
+    let text = message.text.trim();
+    if !text.is_empty() {
+        return text.to_owned();
+    }
+    if message.media.is_some() {
+        "[media]".to_owned()
+    } else if message.location.is_some() {
+        "[location]".to_owned()
+    } else {
+        message.reply_id.clone().unwrap_or_default()
+    }
+}
+
+/// Keeps the latest [`TRANSCRIPT_LINES`] lines of the conversation.
+fn note_line(transcript: &mut Vec<TranscriptLine>, from: &str, text: String) {
+    if text.is_empty() {
+        return;
+    }
+    transcript.push(TranscriptLine {
+        from: from.to_owned(),
+        text,
+    });
+    if transcript.len() > TRANSCRIPT_LINES {
+        let excess = transcript.len() - TRANSCRIPT_LINES;
+        transcript.drain(..excess);
+    }
+}
+
 fn push_bounded<T>(items: &mut Vec<T>, item: T) {
     items.push(item);
     if items.len() > MAX_KEPT {
@@ -443,12 +611,107 @@ impl ConversationWorkflow {
         if ctx.state(|s| s.session.mode == Mode::AgentHandoff) {
             ctx.state_mut(|s| {
                 s.session.turns += 1;
+                // Mirrored (or being mirrored) to Chatwoot: the agent sees it there.
+                let mirrored = s.carry.desk.is_some()
+                    || s.carry
+                        .desk_jobs
+                        .iter()
+                        .any(|j| matches!(j, DeskJob::Mirror(_)));
+                if mirrored {
+                    s.carry.desk_jobs.push(DeskJob::Forward {
+                        message_key: format!("in/{}/{}", s.own_id, message.message_id),
+                        text: message_text(&message),
+                    });
+                }
                 push_bounded(&mut s.carry.agent_queue, message);
             });
             return Vec::new();
         }
+        ctx.state_mut(|s| note_line(&mut s.carry.transcript, "customer", message_text(&message)));
         let turn = ctx.state_mut(|s| s.flow.on_message(&mut s.session, &message));
-        Self::drive(ctx, turn).await
+        let replies = Self::drive(ctx, turn).await;
+        ctx.state_mut(|s| {
+            for reply in &replies {
+                note_line(&mut s.carry.transcript, "bot", reply.plain_text());
+            }
+        });
+        replies
+    }
+
+    /// Runs the oldest agent desk job. Desk trouble never changes the conversation: the
+    /// handoff stands (the operator console still lists it) even when Chatwoot stays down.
+    async fn run_desk_job(ctx: &mut WorkflowContext<Self>) {
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_secs(1))
+                    .backoff_coefficient(2.0)
+                    .maximum_interval(Duration::from_secs(30))
+                    .maximum_attempts(8)
+                    .non_retryable_error_types([CHATWOOT_REJECTED, SECRET_MISSING])
+                    .build(),
+            )
+            .build();
+        let Some(job) =
+            ctx.state_mut(|s| (!s.carry.desk_jobs.is_empty()).then(|| s.carry.desk_jobs.remove(0)))
+        else {
+            return;
+        };
+        let tenant = ctx.state(|s| s.conversation.tenant.clone());
+        match job {
+            DeskJob::Mirror(mirror) => {
+                let linked = ctx
+                    .execute_activity(ChatwootActivities::mirror_handoff, mirror, options)
+                    .await;
+                let Ok(Some(link)) = linked else {
+                    // Not configured, or Chatwoot kept failing: messages stay in the agent
+                    // queue only.
+                    ctx.state_mut(|s| {
+                        s.carry
+                            .desk_jobs
+                            .retain(|j| !matches!(j, DeskJob::Forward { .. }))
+                    });
+                    return;
+                };
+                ctx.state_mut(|s| {
+                    if s.session.mode == Mode::AgentHandoff {
+                        s.carry.desk = Some(link);
+                    } else {
+                        // Returned to the bot while mirroring: close it in Chatwoot too.
+                        s.carry.desk_jobs.push(DeskJob::Resolve {
+                            chatwoot_conversation_id: link.chatwoot_conversation_id,
+                        });
+                    }
+                });
+            }
+            DeskJob::Forward { message_key, text } => {
+                let Some(conversation) =
+                    ctx.state(|s| s.carry.desk.as_ref().map(|d| d.chatwoot_conversation_id))
+                else {
+                    return;
+                };
+                let forward = ForwardMessage {
+                    tenant_id: tenant,
+                    chatwoot_conversation_id: conversation,
+                    message_key,
+                    text,
+                };
+                let _ = ctx
+                    .execute_activity(ChatwootActivities::forward_message, forward, options)
+                    .await;
+            }
+            DeskJob::Resolve {
+                chatwoot_conversation_id,
+            } => {
+                let request = ResolveConversation {
+                    tenant_id: tenant,
+                    chatwoot_conversation_id,
+                };
+                let _ = ctx
+                    .execute_activity(ChatwootActivities::resolve, request, options)
+                    .await;
+            }
+        }
     }
 
     /// Whether outbox entries wait to go out through a push channel.
@@ -660,6 +923,24 @@ impl ConversationWorkflow {
                             record_options(),
                         )
                         .await;
+                    // Mirror it to the tenant's Chatwoot (if any) from the main loop, so the
+                    // customer's answer does not wait for Chatwoot.
+                    if ctx.patched(PATCH_HANDOFF_CHATWOOT) {
+                        ctx.state_mut(|s| {
+                            let mirror = HandoffMirror {
+                                tenant_id: s.conversation.tenant.clone(),
+                                workflow_id: s.own_id.clone(),
+                                handoff_key: step.clone(),
+                                channel: s.conversation.channel.as_str().to_owned(),
+                                contact: s.conversation.contact.as_str().to_owned(),
+                                node,
+                                queue,
+                                transcript: s.carry.transcript.clone(),
+                            };
+                            s.carry.desk = None;
+                            s.carry.desk_jobs.push(DeskJob::Mirror(mirror));
+                        });
+                    }
                 }
                 Effect::SurveyCompleted(result) => {
                     let survey = ctx.state(|s| SurveyRecord {

@@ -8,6 +8,7 @@
 mod api_keys;
 pub mod assistance;
 mod channels;
+mod chatwoot;
 mod events;
 mod idempotency;
 mod orders;
@@ -33,6 +34,7 @@ pub use assistance::{AssistanceError, AssistanceRepo};
 pub use channels::{
     ChannelAccount, ChannelHealth, ChannelRepo, ConnectParticipant, HealthChange, OutboundRecord,
 };
+pub use chatwoot::{ChatwootLink, ChatwootRepo, ChatwootSettings};
 pub use events::{EventPage, EventRepo, NewEvent, StoredEvent};
 pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use orders::{
@@ -305,6 +307,10 @@ impl Database {
 
     pub fn reports(&self) -> ReportRepo<'_> {
         ReportRepo { db: self }
+    }
+
+    pub fn chatwoot(&self) -> ChatwootRepo<'_> {
+        ChatwootRepo { db: self }
     }
 
     pub fn api_keys(&self) -> ApiKeyRepo<'_> {

@@ -175,3 +175,17 @@ async fn histories_conversation_command_handoff_and_return() {
     .await;
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn histories_conversation_chatwoot_handoff_and_resolve() {
+    let app = spawn_app().await;
+    let chatwoot = crate::chatwoot::Chatwoot::start(901).await;
+    let workflow_id = crate::chatwoot::round_trip(&app, &chatwoot, 901).await;
+    record(
+        &app,
+        &workflow_id,
+        "conversation__chatwoot_handoff_resolved",
+    )
+    .await;
+    app.shutdown().await;
+}

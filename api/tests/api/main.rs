@@ -6,6 +6,7 @@ mod assistance;
 mod auth;
 mod aws;
 mod channels;
+mod chatwoot;
 mod codec;
 mod connectors;
 mod email;
