@@ -643,6 +643,52 @@ async fn chatwoot_config_and_webhook_reject_bad_input() {
         let (status, answer) = webhook_raw(&app, body.clone(), secret, age).await;
         assert_eq!(status, expected, "{secret:?} {age}: {answer}");
     }
+    // A second tenant with its own Chatwoot and secret: each secret opens only its own tenant.
+    let created = app
+        .http
+        .post(format!("{}/v1/tenants", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"tenant_id": "cw-other", "name": "Other"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let other_secret = chatwoot._files.path().join("other-secret");
+    std::fs::write(&other_secret, "other-tenant-secret").unwrap();
+    let other = app
+        .http
+        .put(format!("{}/v1/tenants/cw-other/chatwoot", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"base_url": chatwoot.fake.url, "account_id": ACCOUNT, "inbox_id": INBOX,
+                      "api_access_token": chatwoot.token_ref,
+                      "webhook_secret": format!("file:{}", other_secret.display())}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+    let post_to = |tenant: &'static str, secret: &'static str| {
+        let (app, body) = (&app, body.clone());
+        async move {
+            let ts = chrono::Utc::now().timestamp();
+            app.http
+                .post(format!("{}/v1/webhooks/chatwoot/{tenant}", app.address))
+                .header("content-type", "application/json")
+                .header("x-chatwoot-signature", sign(secret, ts, &body))
+                .header("x-chatwoot-timestamp", ts.to_string())
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        post_to("cw-other", SECRET).await,
+        StatusCode::UNAUTHORIZED,
+        "demo's secret must not open another tenant's webhook"
+    );
+    // Its own secret is accepted (and ignored: that tenant has no such conversation).
+    assert_eq!(post_to("cw-other", "other-tenant-secret").await, StatusCode::OK);
     // A tampered body with the original signature.
     let ts = chrono::Utc::now().timestamp();
     let tampered = app
