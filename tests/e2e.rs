@@ -15,6 +15,8 @@ use zengine_workers::testing::{shared_dev_server, temporal_binary, unique_prefix
 mod faults;
 #[path = "e2e/properties.rs"]
 mod properties;
+#[path = "e2e/otlp.rs"]
+mod otlp;
 
 /// The number after `label` in a tool's report (`Tested: 62` → 62); 0 when absent.
 fn count_after(report: &str, label: &str) -> usize {
