@@ -42,7 +42,12 @@ fn cpu_seconds(pid: u32) -> f64 {
     // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // After ")": field 3 (state) is index 0, so utime (14) is 11 and stime (15) is 12.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -183,11 +188,15 @@ async fn run(workers: usize, conversations: usize, turns: usize, concurrency: us
         say(format!("warm-{i}"), 0).await;
     }
 
-    let processes: Vec<(String, u32)> = std::iter::once(("temporal dev server".to_owned(), server.pid()))
-        .chain(std::iter::once((api.name.clone(), api.pid())))
-        .chain(worker_procs.iter().map(|w| (w.name.clone(), w.pid())))
-        .chain(std::iter::once(("bench client".to_owned(), std::process::id())))
-        .collect();
+    let processes: Vec<(String, u32)> =
+        std::iter::once(("temporal dev server".to_owned(), server.pid()))
+            .chain(std::iter::once((api.name.clone(), api.pid())))
+            .chain(worker_procs.iter().map(|w| (w.name.clone(), w.pid())))
+            .chain(std::iter::once((
+                "bench client".to_owned(),
+                std::process::id(),
+            )))
+            .collect();
     let before: Vec<f64> = processes.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -251,7 +260,10 @@ async fn main() {
     println!(
         "## Throughput: {conversations} webchat conversations x {turns} turns (demo flow), \
          {concurrency} concurrent clients; load average before: {}",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let mut rows = Vec::new();
     for &workers in &counts {

@@ -13,10 +13,10 @@ use zengine_workers::testing::{shared_dev_server, temporal_binary, unique_prefix
 
 #[path = "e2e/faults.rs"]
 mod faults;
-#[path = "e2e/properties.rs"]
-mod properties;
 #[path = "e2e/otlp.rs"]
 mod otlp;
+#[path = "e2e/properties.rs"]
+mod properties;
 
 /// The number after `label` in a tool's report (`Tested: 62` → 62); 0 when absent.
 fn count_after(report: &str, label: &str) -> usize {

@@ -195,7 +195,13 @@ async fn spans_of_api_and_worker_reach_an_otlp_collector_and_nothing_is_sent_wit
         if reply["mode"] != "BOT" {
             break;
         }
-        reply = say_hotel(&cluster.base, "otlp-1", &format!("otlp-1-{attempt}"), "no sé").await;
+        reply = say_hotel(
+            &cluster.base,
+            "otlp-1",
+            &format!("otlp-1-{attempt}"),
+            "no sé",
+        )
+        .await;
     }
     assert_ne!(reply["mode"], "BOT", "handed off to an agent: {reply}");
     say(&quiet_base, "otlp-2", "otlp-2", "hola").await;
@@ -225,7 +231,9 @@ async fn spans_of_api_and_worker_reach_an_otlp_collector_and_nothing_is_sent_wit
         // (`zengine migrate --seed-demo` of Cluster::new exported and flushed at its exit.)
         let spans = exported.spans.lock().unwrap();
         assert!(
-            spans.iter().any(|s| s.service == "zengine-migrate" && s.name == "Upsert tenant"),
+            spans
+                .iter()
+                .any(|s| s.service == "zengine-migrate" && s.name == "Upsert tenant"),
             "the migrate process flushed its spans at exit"
         );
         let early: Vec<_> = spans
