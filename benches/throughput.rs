@@ -9,7 +9,8 @@
 //! window (utime + stime from /proc/PID/stat), as a Markdown table.
 //!
 //! Run with `cargo bench --bench throughput` (part of `make bench`). Knobs: `BENCH_CONVERSATIONS`
-//! (400), `BENCH_TURNS` (3), `BENCH_CONCURRENCY` (40), `BENCH_WORKERS` (`1,2`).
+//! (400), `BENCH_TURNS` (3), `BENCH_CONCURRENCY` (40), `BENCH_WORKERS` (`1,2`),
+//! `BENCH_TEMPORAL_DB` (`file`, or `memory` for the dev server's SQLite in memory).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -110,7 +111,10 @@ async fn run(workers: usize, conversations: usize, turns: usize, concurrency: us
         binary: temporal_binary(),
         port: temporal_port,
         ui_port: None,
-        db_file: Some(dir.path().join("temporal.db")),
+        // `BENCH_TEMPORAL_DB=memory`: the dev server keeps its SQLite in memory (no fsync),
+        // to tell disk latency from CPU as the limit.
+        db_file: (std::env::var("BENCH_TEMPORAL_DB").as_deref() != Ok("memory"))
+            .then(|| dir.path().join("temporal.db")),
         log_file: Some(dir.path().join("temporal.log")),
         ..DevServerSettings::default()
     })
@@ -257,9 +261,11 @@ async fn main() {
         .filter_map(|n| n.trim().parse().ok())
         .collect();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let temporal_db = std::env::var("BENCH_TEMPORAL_DB").unwrap_or_else(|_| "file".to_owned());
     println!(
         "## Throughput: {conversations} webchat conversations x {turns} turns (demo flow), \
-         {concurrency} concurrent clients; load average before: {}",
+         {concurrency} concurrent clients, dev server SQLite: {temporal_db}; load average \
+         before: {}",
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
