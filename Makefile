@@ -53,6 +53,7 @@ bench: tools
 	$(CARGO) bench --bench webchat
 	$(CARGO) bench --bench flows
 	$(CARGO) bench --bench whatsapp
+	$(CARGO) bench --bench throughput
 	$(CARGO) bench -p zengine-ocr --bench ocr
 
 ## Fuzz every parser target for FUZZ_SECONDS each (default 60; docs/fuzzing.md)

@@ -15,7 +15,7 @@ use zengine_activities::db::DatabaseSettings;
 use zengine_api::ApiSettings;
 use zengine_workers::{DevServerSettings, TemporalSettings, WorkerSettings};
 
-/// Log output.
+/// Log output, and optional OpenTelemetry trace export.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetrySettings {
@@ -23,6 +23,19 @@ pub struct TelemetrySettings {
     pub format: String,
     /// `tracing` filter directives; `RUST_LOG` overrides.
     pub filter: String,
+    /// OTLP/HTTP (protobuf) collector base URL, e.g. `http://otel-collector:4318`; spans are
+    /// POSTed to `{otlp_endpoint}/v1/traces` (a URL already ending in `/v1/traces` is used as is).
+    /// Empty (the default): no trace export.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans; empty: `zengine-api`, `zengine-worker`,
+    /// `zengine-dev` (per subcommand).
+    pub service_name: String,
+    /// Fraction of new traces sampled, 0.0 to 1.0 (children follow their parent's decision).
+    pub sampling_ratio: f64,
+    /// Timeout of one export request, in milliseconds.
+    pub otlp_timeout_ms: u64,
+    /// How long finished spans wait to be batched into one export request, in milliseconds.
+    pub otlp_batch_delay_ms: u64,
 }
 
 impl Default for TelemetrySettings {
@@ -30,6 +43,11 @@ impl Default for TelemetrySettings {
         Self {
             format: "json".to_owned(),
             filter: "info".to_owned(),
+            otlp_endpoint: String::new(),
+            service_name: String::new(),
+            sampling_ratio: 1.0,
+            otlp_timeout_ms: 5_000,
+            otlp_batch_delay_ms: 1_000,
         }
     }
 }

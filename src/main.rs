@@ -227,10 +227,20 @@ async fn serve(cli: Cli) -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    if let Err(e) = telemetry::init(&settings.telemetry) {
-        eprintln!("zengine: {e:#}");
-        return std::process::ExitCode::from(2);
-    }
+    let process = match cli.command {
+        Command::Api => "api",
+        Command::Worker { .. } => "worker",
+        Command::Dev => "dev",
+        Command::Migrate { .. } => "migrate",
+        _ => "cli",
+    };
+    let telemetry = match telemetry::init(&settings.telemetry, process) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("zengine: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Dev => dev(settings).await,
         Command::Api => api(settings).await,
@@ -249,6 +259,8 @@ async fn serve(cli: Cli) -> std::process::ExitCode {
         }
         Command::Route { command } => route::run(command),
     };
+    // After SIGTERM the services have stopped: export the spans still queued.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -13,6 +13,8 @@ use zengine_workers::testing::{shared_dev_server, temporal_binary, unique_prefix
 
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/otlp.rs"]
+mod otlp;
 #[path = "e2e/properties.rs"]
 mod properties;
 

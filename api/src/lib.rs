@@ -467,18 +467,33 @@ async fn request_context(request: Request<axum::body::Body>, next: Next) -> Resp
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // The route template (`/v1/webchat/{tenant_id}/messages`), not the path: bounded
+    // cardinality, and the span name of the OTLP export (`POST /v1/...`).
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!(
         "http",
         method = %request.method(),
         path = %request.uri().path(),
+        route = %route,
         correlation_id = %correlation_id,
         tenant_id = tracing::field::Empty,
         workflow_id = tracing::field::Empty,
         status = tracing::field::Empty,
+        otel.name = %format!("{} {route}", request.method()),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
     );
     async move {
         let mut response = next.run(request).await;
-        tracing::Span::current().record("status", response.status().as_u16());
+        let span = tracing::Span::current();
+        span.record("status", response.status().as_u16());
+        if response.status().is_server_error() {
+            span.record("otel.status_code", "error");
+        }
         tracing::info!("request finished");
         if let Ok(v) = HeaderValue::from_str(&correlation_id) {
             response.headers_mut().insert(CORRELATION_HEADER, v);
