@@ -57,7 +57,10 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
         }
         p
     }
@@ -155,7 +158,10 @@ async fn main() {
     );
     let mut results = Vec::new();
     // (workflows per round, activities per workflow): same activities per round.
-    for (shape, workflows) in [("200 per workflow", per_round / 200), ("5 per workflow", per_round / 5)] {
+    for (shape, workflows) in [
+        ("200 per workflow", per_round / 200),
+        ("5 per workflow", per_round / 5),
+    ] {
         let per_workflow = per_round / workflows;
         let (mut acts, mut wfs) = (0u64, 0u64);
         let mut points = Vec::new();

@@ -311,13 +311,19 @@ impl Ctx {
                     self.stats.record(kind, at, at.elapsed());
                     Some(serde_json::from_str(&body).unwrap_or(Value::Null))
                 } else {
-                    self.stats
-                        .error(kind, format!("{status}: {}", body.chars().take(300).collect::<String>()));
+                    self.stats.error(
+                        kind,
+                        format!("{status}: {}", body.chars().take(300).collect::<String>()),
+                    );
                     None
                 }
             }
             Err(e) => {
-                let what = if e.is_timeout() { "timeout" } else { "transport" };
+                let what = if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "transport"
+                };
                 self.stats.error(kind, format!("{what}: {e}"));
                 None
             }
@@ -385,8 +391,10 @@ async fn webchat_session(ctx: Ctx, n: u64) {
                 let first = body["replies"][0]["text"].as_str().unwrap_or("");
                 let right = got == replies && first.contains(expect) && body["turn"] == i + 1;
                 if !right {
-                    ctx.stats
-                        .error("webchat turn", format!("{session} turn {}: wrong reply {body}", i + 1));
+                    ctx.stats.error(
+                        "webchat turn",
+                        format!("{session} turn {}: wrong reply {body}", i + 1),
+                    );
                 }
                 right
             }
@@ -433,23 +441,19 @@ async fn whatsapp_contact(ctx: Ctx, n: u64) {
 
 /// One payment: a pickup order for the receipt's amount, the receipt uploaded, polled to its
 /// decision. `first_use` says whether the receipt's operation code is still unused.
-async fn payment(
-    ctx: Ctx,
-    n: u64,
-    receipt: (String, Arc<Vec<u8>>, String),
-    first_use: bool,
-) {
+async fn payment(ctx: Ctx, n: u64, receipt: (String, Arc<Vec<u8>>, String), first_use: bool) {
     let (name, image, amount) = receipt;
     ctx.begin("payment settled");
     let order = ctx
         .call(
             "order POST",
-            ctx.admin(ctx.http.post(format!("{}/v1/orders", ctx.base))).json(&json!({
-                "client_order_key": format!("soak-pay-{n}"),
-                "customer": {"phone": "+51 999 000 111"},
-                "type": "pickup",
-                "items": [{"name": "Pedido", "quantity": 1, "unit_price": amount}],
-            })),
+            ctx.admin(ctx.http.post(format!("{}/v1/orders", ctx.base)))
+                .json(&json!({
+                    "client_order_key": format!("soak-pay-{n}"),
+                    "customer": {"phone": "+51 999 000 111"},
+                    "type": "pickup",
+                    "items": [{"name": "Pedido", "quantity": 1, "unit_price": amount}],
+                })),
             &[201],
         )
         .await;
@@ -508,7 +512,10 @@ async fn payment(
         Some(p) => {
             ctx.stats.error(
                 "payment settled",
-                format!("{name} for {order_id}: {} instead of {expected}: {}", p["status"], p["reasons"]),
+                format!(
+                    "{name} for {order_id}: {} instead of {expected}: {}",
+                    p["status"], p["reasons"]
+                ),
             );
             false
         }
@@ -564,18 +571,20 @@ async fn route_plan(ctx: Ctx, n: u64) {
         return;
     };
     let plan = ctx
-        .poll(
-            "route done",
-            &format!("/v1/routes/{route_id}"),
-            at,
-            |p| p["status"] != "RUNNING" && p["status"] != "PENDING",
-        )
+        .poll("route done", &format!("/v1/routes/{route_id}"), at, |p| {
+            p["status"] != "RUNNING" && p["status"] != "PENDING"
+        })
         .await;
     let ok = match plan {
         Some(p) if p["status"] == "DONE" && p["result"]["unassigned"] == json!([]) => true,
         Some(p) => {
-            ctx.stats
-                .error("route done", format!("{route_id}: {}", p.to_string().chars().take(300).collect::<String>()));
+            ctx.stats.error(
+                "route done",
+                format!(
+                    "{route_id}: {}",
+                    p.to_string().chars().take(300).collect::<String>()
+                ),
+            );
             false
         }
         None => false,
@@ -651,7 +660,10 @@ async fn main() {
         ("ZENGINE_API__ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
         ("ZENGINE_API__WHATSAPP_APP_SECRET".into(), APP_SECRET.into()),
         ("ZENGINE_API__WEBCHAT_TIMEOUT_MS".into(), "55000".into()),
-        ("ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY".into(), "true".into()),
+        (
+            "ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY".into(),
+            "true".into(),
+        ),
         ("ZENGINE_TELEMETRY__FILTER".into(), "warn".into()),
         (
             "ZENGINE_WORKER__METRICS_ADDR".into(),
@@ -931,7 +943,10 @@ async fn main() {
     for (kind, (started_n, ok)) in ctx.done.lock().unwrap().iter() {
         println!("{kind}: {ok} of {started_n} reached their final effect");
         if ok != started_n {
-            failures.push(format!("{kind}: {} of {started_n} lost or wrong", started_n - ok));
+            failures.push(format!(
+                "{kind}: {} of {started_n} lost or wrong",
+                started_n - ok
+            ));
         }
     }
 
@@ -1001,10 +1016,7 @@ async fn main() {
         .iter()
         .filter(|s| s.at <= load_ended + SAMPLE_EVERY / 2)
         .collect();
-    let after_warmup = load
-        .iter()
-        .find(|s| s.at.as_secs_f64() >= warmup)
-        .copied();
+    let after_warmup = load.iter().find(|s| s.at.as_secs_f64() >= warmup).copied();
     match (after_warmup, load.last()) {
         (Some(w), Some(end)) if end.at > w.at => {
             println!(
@@ -1018,7 +1030,12 @@ async fn main() {
                 ("temporal (not checked)", w.temporal, end.temporal),
             ] {
                 let growth = (b as f64 - a as f64) / a.max(1) as f64;
-                println!("| {name} | {} MiB | {} MiB | {:+.1} % |", mib(a), mib(b), growth * 100.0);
+                println!(
+                    "| {name} | {} MiB | {} MiB | {:+.1} % |",
+                    mib(a),
+                    mib(b),
+                    growth * 100.0
+                );
                 if !name.starts_with("temporal") && growth >= MAX_GROWTH {
                     failures.push(format!(
                         "{name} RSS grew {:.1} % after warm-up ({} → {} MiB)",
@@ -1057,7 +1074,11 @@ async fn main() {
         for f in &failures {
             println!("- {f}");
         }
-        println!("\napi log tail:\n{}\n\nworker log tail:\n{}", api.tail(20), worker.tail(20));
+        println!(
+            "\napi log tail:\n{}\n\nworker log tail:\n{}",
+            api.tail(20),
+            worker.tail(20)
+        );
     }
     if keep || !failures.is_empty() {
         let kept = dir.keep();
