@@ -7,7 +7,7 @@ export ZENGINE_SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 export OMP_THREAD_LIMIT ?= 1
 CARGO ?= cargo
 
-.PHONY: run test tools postgres console build lint fmt histories bench clean-data fuzz test-api-properties
+.PHONY: run test tools postgres console build lint fmt histories bench soak clean-data fuzz test-api-properties
 
 ## make run: install what is missing, build, start `zengine dev` (API :8080, Temporal UI :8233)
 run: tools console
@@ -55,6 +55,10 @@ bench: tools
 	$(CARGO) bench --bench whatsapp
 	$(CARGO) bench --bench throughput
 	$(CARGO) bench -p zengine-ocr --bench ocr
+
+## Soak: 10 minutes of mixed traffic, checks errors, lost messages and RSS growth (SOAK_SECONDS=600)
+soak: tools
+	$(CARGO) bench --bench soak
 
 ## Fuzz every parser target for FUZZ_SECONDS each (default 60; docs/fuzzing.md)
 fuzz:
