@@ -9,7 +9,8 @@
 //!   one send at the Graph API fake;
 //! - payments: a pickup order and a receipt image from `$ZENGINE_SHARED_DIR/data/ocr/dev`
 //!   uploaded through the payments API → OCR → ASSIGNED (order PAID) the first time a receipt is
-//!   used, REJECTED (duplicate operation code) after that;
+//!   used (or MANUAL_REVIEW, with its reasons, for a receipt the OCR reads with low confidence),
+//!   REJECTED (duplicate operation code) after a use that paid;
 //! - routes: eight delivery orders and a two-driver `POST /v1/routes`, polled until `DONE`.
 //!
 //! At the end (after a drain period) the bench checks: no error (non-2xx, transport error or
@@ -275,6 +276,9 @@ struct Ctx {
     done: Arc<Mutex<BTreeMap<&'static str, (u64, u64)>>>,
     /// Set when the load stops: polls give up after it.
     deadline: Arc<Mutex<Option<Instant>>>,
+    /// Per receipt image, the decision its first use got (`ASSIGNED`, or `MANUAL_REVIEW` for a
+    /// receipt the OCR reads with low confidence).
+    receipts: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Ctx {
@@ -488,10 +492,34 @@ async fn payment(ctx: Ctx, n: u64, receipt: (String, Arc<Vec<u8>>, String), firs
             |p| p["status"] != "PENDING",
         )
         .await;
-    let expected = if first_use { "ASSIGNED" } else { "REJECTED" };
+    // A receipt pays at most once. Its first use is ASSIGNED (order PAID), or MANUAL_REVIEW
+    // when the OCR reads a key field with low confidence (a correct outcome: an operator
+    // decides). A later use of a receipt that paid is REJECTED (duplicate operation code); of
+    // one that went to review, REJECTED or MANUAL_REVIEW again. Anything else is wrong.
+    let first = ctx.receipts.lock().unwrap().get(&name).cloned();
+    let allowed: &[&str] = match (first_use, first.as_deref()) {
+        (true, _) => &["ASSIGNED", "MANUAL_REVIEW"],
+        (false, Some("ASSIGNED")) => &["REJECTED"],
+        (false, _) => &["REJECTED", "MANUAL_REVIEW"],
+    };
     let ok = match settled {
-        Some(p) if p["status"] == expected => {
+        Some(p) if allowed.iter().any(|a| p["status"] == *a) => {
+            let status = p["status"].as_str().unwrap_or_default().to_owned();
+            let reviewed_with_reasons =
+                p["reasons"].as_array().is_some_and(|r| !r.is_empty());
+            if status == "MANUAL_REVIEW" && !reviewed_with_reasons {
+                ctx.stats.error(
+                    "payment settled",
+                    format!("{name} for {order_id}: MANUAL_REVIEW without a reason: {p}"),
+                );
+            }
             if first_use {
+                ctx.receipts
+                    .lock()
+                    .unwrap()
+                    .insert(name.clone(), status.clone());
+            }
+            if status == "ASSIGNED" {
                 let order = ctx
                     .call(
                         "status GET",
@@ -506,14 +534,14 @@ async fn payment(ctx: Ctx, n: u64, receipt: (String, Arc<Vec<u8>>, String), firs
                 }
                 paid
             } else {
-                true
+                status != "MANUAL_REVIEW" || reviewed_with_reasons
             }
         }
         Some(p) => {
             ctx.stats.error(
                 "payment settled",
                 format!(
-                    "{name} for {order_id}: {} instead of {expected}: {}",
+                    "{name} for {order_id}: {} instead of one of {allowed:?} (first use: {first:?}): {}",
                     p["status"], p["reasons"]
                 ),
             );
@@ -791,6 +819,7 @@ async fn main() {
         inbound: Arc::default(),
         done: Arc::default(),
         deadline: Arc::default(),
+        receipts: Arc::default(),
     };
     let started = stats.started;
     let until = started + Duration::from_secs_f64(seconds);
