@@ -505,8 +505,7 @@ async fn payment(ctx: Ctx, n: u64, receipt: (String, Arc<Vec<u8>>, String), firs
     let ok = match settled {
         Some(p) if allowed.iter().any(|a| p["status"] == *a) => {
             let status = p["status"].as_str().unwrap_or_default().to_owned();
-            let reviewed_with_reasons =
-                p["reasons"].as_array().is_some_and(|r| !r.is_empty());
+            let reviewed_with_reasons = p["reasons"].as_array().is_some_and(|r| !r.is_empty());
             if status == "MANUAL_REVIEW" && !reviewed_with_reasons {
                 ctx.stats.error(
                     "payment settled",

@@ -2069,10 +2069,10 @@ async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestB
 async fn concurrent_read_then_write_transactions_all_succeed(backend: TestBackend) {
     use zengine_activities::channels::breaker::BreakerSettings;
     use zengine_activities::db::assistance::StatusWrite;
-    use zengine_domain::assistance::EventStatus;
     use zengine_activities::db::{
         HealthChange, NewApiKey, PaymentStatus, Revoked, Settlement, Verdict,
     };
+    use zengine_domain::assistance::EventStatus;
     const TASKS: usize = 8;
     const OPS: usize = 10;
     let t = TestDatabase::new(backend).await.unwrap();

@@ -659,9 +659,11 @@ async fn chatwoot_config_and_webhook_reject_bad_input() {
         .http
         .put(format!("{}/v1/tenants/cw-other/chatwoot", app.address))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"base_url": chatwoot.fake.url, "account_id": ACCOUNT, "inbox_id": INBOX,
+        .json(
+            &json!({"base_url": chatwoot.fake.url, "account_id": ACCOUNT, "inbox_id": INBOX,
                       "api_access_token": chatwoot.token_ref,
-                      "webhook_secret": format!("file:{}", other_secret.display())}))
+                      "webhook_secret": format!("file:{}", other_secret.display())}),
+        )
         .send()
         .await
         .unwrap();
@@ -688,7 +690,10 @@ async fn chatwoot_config_and_webhook_reject_bad_input() {
         "demo's secret must not open another tenant's webhook"
     );
     // Its own secret is accepted (and ignored: that tenant has no such conversation).
-    assert_eq!(post_to("cw-other", "other-tenant-secret").await, StatusCode::OK);
+    assert_eq!(
+        post_to("cw-other", "other-tenant-secret").await,
+        StatusCode::OK
+    );
     // A tampered body with the original signature.
     let ts = chrono::Utc::now().timestamp();
     let tampered = app
