@@ -74,10 +74,7 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant(&state.db, &tenant).await?;
-    let body = crate::read_body(body)?;
-    let body: CreateBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let body: CreateBody = crate::read_json(body)?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         return Err(invalid("field `name`: 1 to 64 printable characters"));

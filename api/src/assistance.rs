@@ -137,15 +137,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
     })
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let body = crate::read_body(body)?;
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -229,7 +220,7 @@ pub async fn create_draft(
 ) -> Result<Response, ApiError> {
     let tenant = actor(&state, &headers).await?;
     let key = idempotency_key(&headers)?;
-    let fields: EventFields = json_body(body)?;
+    let fields: EventFields = crate::read_json(body)?;
     let problems = fields.problems();
     if !problems.is_empty() {
         return Err(invalid(problems));
@@ -275,7 +266,7 @@ pub async fn update_draft(
 ) -> Result<Response, ApiError> {
     let tenant = actor(&state, &headers).await?;
     let event_id = path_id("assistance event", &event_id)?.to_owned();
-    let fields: EventFields = json_body(body)?;
+    let fields: EventFields = crate::read_json(body)?;
     let problems = fields.problems();
     if !problems.is_empty() {
         return Err(invalid(problems));
@@ -332,7 +323,7 @@ pub async fn change_status(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = actor(&state, &headers).await?;
-    let body: StatusBody = json_body(body)?;
+    let body: StatusBody = crate::read_json(body)?;
     let to: EventStatus = body
         .status
         .parse()
@@ -400,7 +391,7 @@ pub async fn assign_provider(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = actor(&state, &headers).await?;
-    let body: AssignBody = json_body(body)?;
+    let body: AssignBody = crate::read_json(body)?;
     if body.provider_id.is_empty() || body.provider_id.len() > 64 {
         return Err(unprocessable("field `provider_id`: 1 to 64 characters"));
     }
@@ -512,9 +503,7 @@ pub async fn resolve_provider(
     let body: ResolveBody = if raw.is_empty() {
         ResolveBody::default()
     } else {
-        serde_json::from_slice(&raw).map_err(|e| {
-            ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-        })?
+        crate::parse_json(&raw)?
     };
     if body.note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
         return Err(unprocessable("field `note`: at most 2000 characters"));
@@ -593,7 +582,7 @@ pub async fn add_note(
 ) -> Result<Response, ApiError> {
     let tenant = actor(&state, &headers).await?;
     let key = idempotency_key(&headers)?;
-    let body: NoteBody = json_body(body)?;
+    let body: NoteBody = crate::read_json(body)?;
     let mut problems = Vec::new();
     if body.text.trim().is_empty() || body.text.chars().count() > 4000 {
         problems.push("field `text`: 1 to 4000 characters".to_owned());
@@ -958,10 +947,7 @@ pub async fn post_mok_event(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = actor(&state, &headers).await?;
-    let raw = crate::read_body(body)?;
-    let request: MokEventRequest = serde_json::from_slice(&raw).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let request: MokEventRequest = crate::read_json(body)?;
     let event = request.validate().map_err(invalid)?;
     if let Some(at) = &event.occurred_at
         && chrono::DateTime::parse_from_rfc3339(at).is_err()

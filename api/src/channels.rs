@@ -253,10 +253,7 @@ pub async fn create_template(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let account = templates_account(&state, &headers, Role::Admin).await?;
-    let body = crate::read_body(body)?;
-    let template: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let template: Value = crate::read_json(body)?;
     let name = template.get("name").and_then(Value::as_str).unwrap_or("");
     if name.is_empty()
         || name.len() > 512
@@ -326,10 +323,7 @@ pub async fn register_connect_contact(
 ) -> Result<Response, ApiError> {
     let caller = caller_of(&state, &headers, Role::Operator).await?;
     let tenant_id = caller.tenant;
-    let body = crate::read_body(body)?;
-    let contact: ConnectContact = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let contact: ConnectContact = crate::read_json(body)?;
     zengine_domain::SessionId::parse(contact.contact_id.as_str())
         .map_err(|e| invalid("contact_id", &e.to_string()))?;
     if contact.participant_token.trim().is_empty() || contact.participant_token.len() > 4096 {

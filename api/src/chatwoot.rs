@@ -158,10 +158,7 @@ pub async fn put_settings(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant(&state.db, &tenant).await?;
-    let body = crate::read_body(body)?;
-    let body: ChatwootBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let body: ChatwootBody = crate::read_json(body)?;
     let settings = validate(body)?;
     state.db.chatwoot().put_settings(&tenant, &settings).await?;
     let shown = settings_json(&tenant, &settings);
@@ -290,9 +287,7 @@ async fn handle(
         secret.expose_secret().as_bytes(),
         chrono::Utc::now().timestamp(),
     )?;
-    let event: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let event: Value = crate::parse_json(&body)?;
     if !event.is_object() {
         return Err(ApiError::bad_request(
             ErrorCode::MalformedJson,

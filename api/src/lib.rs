@@ -432,6 +432,22 @@ pub(crate) fn query_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u
     }
 }
 
+/// A JSON request body as `T`: 413 when it is over `api.max_body_bytes` ([`read_body`]), 400
+/// `malformed_json` when it does not parse ([`parse_json`]).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    parse_json(&read_body(body)?)
+}
+
+/// Body bytes already read (e.g. after a signature check) as JSON `T`: 400 `malformed_json`
+/// naming what is wrong.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
+    })
+}
+
 /// The request body, or 413 when it is over `api.max_body_bytes`.
 pub(crate) fn read_body(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,

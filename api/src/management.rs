@@ -60,9 +60,7 @@ pub async fn publish_flow(
     let body = crate::read_body(body)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request(ErrorCode::MalformedJson, "the body is not UTF-8"))?;
-    let mut doc: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let mut doc: serde_json::Value = crate::parse_json(text.as_bytes())?;
     if !doc.is_object() {
         return Err(ApiError::bad_request(
             ErrorCode::MalformedJson,

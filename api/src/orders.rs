@@ -59,10 +59,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let tenant_id = caller.tenant.clone();
-    let body = crate::read_body(body)?;
-    let request: CreateOrderRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let request: CreateOrderRequest = crate::read_json(body)?;
     let (order, created) = create_order(&state.db, &tenant_id, &request)
         .await
         .map_err(|e| match e {
@@ -203,10 +200,7 @@ pub async fn change_status(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let tenant_id = caller.tenant.clone();
-    let body = crate::read_body(body)?;
-    let body: StatusBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let body: StatusBody = crate::read_json(body)?;
     let to: OrderStatus = body.status.parse().map_err(|e: String| {
         ApiError::bad_request(ErrorCode::InvalidField, format!("field `status`: {e}"))
     })?;

@@ -198,10 +198,7 @@ pub async fn submit(
         (format!("upload:{media_id}"), media_id)
     } else if content_type.starts_with("application/json") {
         let body: Result<Bytes, BytesRejection> = Bytes::from_request(request, &state).await;
-        let body = crate::read_body(body)?;
-        let body: MediaBody = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-        })?;
+        let body: MediaBody = crate::read_json(body)?;
         let media_id = body
             .media_ref
             .strip_prefix("upload:")
@@ -442,10 +439,7 @@ pub async fn review(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let tenant_id = caller.tenant.clone();
-    let body = crate::read_body(body)?;
-    let body: ReviewBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let body: ReviewBody = crate::read_json(body)?;
     let approve = match body.decision.as_str() {
         "approve" => true,
         "reject" => false,

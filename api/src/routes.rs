@@ -32,10 +32,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let tenant_id = caller.tenant.clone();
-    let body = crate::read_body(body)?;
-    let request: RouteRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let request: RouteRequest = crate::read_json(body)?;
     if request.order_ids.is_empty() || request.order_ids.len() > 500 {
         return Err(invalid("field `order_ids`: 1 to 500 orders"));
     }

@@ -26,15 +26,6 @@ fn invalid(message: impl Into<String>) -> ApiError {
     )
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let body = crate::read_body(body)?;
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })
-}
-
 fn event_id() -> String {
     format!("tenant-admin/{}", uuid::Uuid::new_v4())
 }
@@ -82,7 +73,7 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     caller.require_platform()?;
-    let body: CreateBody = parse_json(body)?;
+    let body: CreateBody = crate::read_json(body)?;
     let tenant_id =
         TenantId::parse(&body.tenant_id).map_err(|e| invalid(format!("field `tenant_id`: {e}")))?;
     name_field("name", &body.name)?;
@@ -191,7 +182,7 @@ pub async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant(&state.db, &tenant).await?;
-    let body: UpdateBody = parse_json(body)?;
+    let body: UpdateBody = crate::read_json(body)?;
     if body.name.is_none() && body.main_flow_id.is_none() {
         return Err(invalid("give `name` and/or `main_flow_id`"));
     }
@@ -412,7 +403,7 @@ pub async fn update_settings(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant(&state.db, &tenant).await?;
-    let body: SettingsBody = parse_json(body)?;
+    let body: SettingsBody = crate::read_json(body)?;
     let hosts = body.allowed_http_hosts.map(|h| {
         h.iter()
             .map(|h| h.trim().to_ascii_lowercase())
@@ -596,7 +587,7 @@ pub async fn put_channel(
             ))
         })?
         .to_string();
-    let body: ChannelBody = parse_json(body)?;
+    let body: ChannelBody = crate::read_json(body)?;
     let key = body.account_key.trim();
     if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
         return Err(invalid(

@@ -47,10 +47,7 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let tenant_id = caller.tenant.clone();
-    let body = crate::read_body(body)?;
-    let body: TrackingBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })?;
+    let body: TrackingBody = crate::read_json(body)?;
     if body.event_id.trim().is_empty() || body.event_id.len() > 128 {
         return Err(invalid("event_id", "must be 1 to 128 characters"));
     }

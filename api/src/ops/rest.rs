@@ -74,9 +74,7 @@ fn body<T: DeserializeOwned + Default>(body: Result<Bytes, BytesRejection>) -> R
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(ErrorCode::MalformedJson, format!("invalid JSON body: {e}"))
-    })
+    crate::parse_json(&body)
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
