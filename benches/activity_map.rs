@@ -22,8 +22,7 @@ use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{ActivityOptions, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
-use zengine_workers::devserver::DevServer;
-use zengine_workers::testing::ephemeral_settings;
+use zengine_workers::testing::start_ephemeral;
 use zengine_workers::{TemporalSettings, connect};
 
 /// Bytes currently allocated through the global allocator.
@@ -127,10 +126,7 @@ fn rss_kib() -> u64 {
 async fn main() {
     let rounds = env_u64("PROBE_ROUNDS", 6).max(2);
     let per_round = env_u64("PROBE_ACTIVITIES", 2000).max(100);
-    let server = DevServer::start(&ephemeral_settings()).expect("the Temporal dev server starts");
-    server
-        .wait_ready(Duration::from_secs(60))
-        .expect("the Temporal dev server becomes ready");
+    let server = start_ephemeral();
     let settings = TemporalSettings {
         address: server.address().to_owned(),
         ..TemporalSettings::default()

@@ -41,8 +41,8 @@ use sha2::Sha256;
 use zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 use zengine_activities::db::{ChannelAccount, PaymentSettings};
 use zengine_domain::TenantId;
-use zengine_workers::devserver::{DevServer, free_port};
-use zengine_workers::testing::{ephemeral_settings, temporal_binary};
+use zengine_workers::devserver::free_port;
+use zengine_workers::testing::{start_ephemeral, temporal_binary};
 
 const APP_SECRET: &str = "soak-app-secret";
 const ADMIN_TOKEN: &str = "soak-admin-token";
@@ -673,10 +673,7 @@ async fn main() {
     let root = dir.path().to_owned();
 
     // The Temporal dev server (in memory), then the deployment on its own SQLite file.
-    let temporal = DevServer::start(&ephemeral_settings()).expect("the Temporal dev server starts");
-    temporal
-        .wait_ready(Duration::from_secs(60))
-        .expect("the Temporal dev server becomes ready");
+    let temporal = start_ephemeral();
     let api_port = free_port();
     let metrics_port = free_port();
     let db_url = format!("sqlite://{}/zengine.db", root.display());

@@ -122,6 +122,73 @@ async fn wait_healthy_logged(base: &str, proc_name: &str, log: Option<&Path>) {
     }
 }
 
+/// The ports of one `zengine dev` ([`start_dev`]).
+struct DevPorts {
+    api: u16,
+    temporal: u16,
+    ui: u16,
+}
+
+impl DevPorts {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api)
+    }
+}
+
+/// Starts `zengine dev` in `dir` on fresh ports (`configure` adds settings) and waits until it
+/// is healthy. The Temporal dev server picks some of its own ports by binding port 0 and
+/// binding the port again a moment later; when another process takes one in between, it dies
+/// during start-up, and so does `zengine dev`: such a start is retried on new ports (three
+/// attempts). Any other failure panics with the log.
+async fn start_dev(dir: &Path, log: &str, configure: impl Fn(&mut Command)) -> (Proc, DevPorts) {
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        let ports = DevPorts {
+            api: free_port(),
+            temporal: free_port(),
+            ui: free_port(),
+        };
+        let mut cmd = zengine(dir, log);
+        cmd.arg("dev")
+            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{}", ports.api))
+            .env("ZENGINE_DEV_SERVER__PORT", ports.temporal.to_string())
+            .env("ZENGINE_DEV_SERVER__UI_PORT", ports.ui.to_string());
+        configure(&mut cmd);
+        let mut dev = Proc::spawn("zengine dev", cmd);
+        let base = ports.base();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
+                && r.status().is_success()
+            {
+                return (dev, ports);
+            }
+            let exited = dev.child.as_mut().unwrap().try_wait().unwrap();
+            let text = || std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+            if let Some(status) = exited {
+                let text = text();
+                if attempt < ATTEMPTS
+                    && text.contains("the Temporal dev server exited during start-up")
+                {
+                    eprintln!(
+                        "zengine dev: the Temporal dev server died starting (attempt {attempt}); retrying:\n{text}"
+                    );
+                    break;
+                }
+                panic!("zengine dev exited ({status}) before it was healthy; its log:\n{text}");
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "zengine dev did not become healthy at {base}; its log:\n{}",
+                    text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
 async fn say(base: &str, session: &str, key: &str, text: &str) -> Value {
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/webchat/messages"))
@@ -153,8 +220,10 @@ fn port_open(port: u16) -> bool {
 #[tokio::test]
 async fn dev_runs_everything_stops_cleanly_on_sigterm_and_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let (api_port, temporal_port, ui_port) = (free_port(), free_port(), free_port());
-    let base = format!("http://127.0.0.1:{api_port}");
+    let (dev, ports) = start_dev(dir.path(), "dev-1.log", |_| {}).await;
+    let (api_port, temporal_port, ui_port) = (ports.api, ports.temporal, ports.ui);
+    let base = ports.base();
+    // The restart reuses the same ports (and so the same addresses for clients).
     let start = |log: &str| {
         let mut cmd = zengine(dir.path(), log);
         cmd.arg("dev")
@@ -164,8 +233,6 @@ async fn dev_runs_everything_stops_cleanly_on_sigterm_and_resumes_where_it_stopp
         Proc::spawn("zengine dev", cmd)
     };
 
-    let dev = start("dev-1.log");
-    wait_healthy(&base, "zengine dev").await;
     let first = say(&base, "tour", "tour-1", "hola").await;
     let second = say(&base, "tour", "tour-2", "Ana").await;
     assert!(first_text(&first).contains("¿Cómo te llamas?"));

@@ -15,9 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use zengine_workers::devserver::free_port;
 
-use super::{Proc, wait_healthy_logged, zengine};
+use super::Proc;
 
 /// The checks every response must pass. The rest of `--checks all` judge what an API *should*
 /// accept from the schema alone: `positive_data_acceptance` wants every schema-valid body to
@@ -195,22 +194,17 @@ async fn every_operation_answers_as_its_openapi_document_says() {
         st.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let (api_port, temporal_port, ui_port) = (free_port(), free_port(), free_port());
-    let base = format!("http://127.0.0.1:{api_port}");
     let key = uuid::Uuid::new_v4().simple().to_string();
-    let mut cmd = zengine(dir.path(), "dev.log");
-    cmd.arg("dev")
-        .env("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}"))
-        .env("ZENGINE_DEV_SERVER__PORT", temporal_port.to_string())
-        .env("ZENGINE_DEV_SERVER__UI_PORT", ui_port.to_string())
-        .env(
+    let (dev, ports) = super::start_dev(dir.path(), "dev.log", |cmd| {
+        cmd.env(
             "ZENGINE_API__AUTH__JWT__HS256_SECRET",
             "env:PROPERTIES_JWT_KEY",
         )
         .env("PROPERTIES_JWT_KEY", &key)
         .env("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "5000");
-    let dev = Proc::spawn("zengine dev", cmd);
-    wait_healthy_logged(&base, "zengine dev", Some(&dir.path().join("dev.log"))).await;
+    })
+    .await;
+    let base = ports.base();
     let token = demo_admin_token(&key);
     let pins = seed(&base, &token).await;
     std::fs::write(dir.path().join("schemathesis.toml"), config(&token, &pins)).unwrap();

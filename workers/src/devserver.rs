@@ -67,7 +67,10 @@ impl DevServerSettings {
 pub struct DevServer {
     pid: Pid,
     address: String,
+    log_file: Option<PathBuf>,
     exited: mpsc::Receiver<std::io::Result<ExitStatus>>,
+    /// Set once the exit status has been received: the pid is reaped and must not be signalled.
+    gone: std::sync::OnceLock<String>,
 }
 
 impl DevServer {
@@ -147,7 +150,9 @@ impl DevServer {
         Ok(Self {
             pid: Pid::from_raw(pid as i32),
             address: settings.address(),
+            log_file: settings.log_file.clone(),
             exited: exit_rx,
+            gone: std::sync::OnceLock::new(),
         })
     }
 
@@ -166,9 +171,16 @@ impl DevServer {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(status) = self.exited.try_recv() {
-                anyhow::bail!(
-                    "the Temporal dev server exited during start-up ({status:?}); see its log"
-                );
+                let _ = self.gone.set(format!("{status:?}"));
+                let log = match &self.log_file {
+                    Some(path) => format!(
+                        "; the end of its log ({}):\n{}",
+                        path.display(),
+                        log_tail(path)
+                    ),
+                    None => "; it was started without a log file".to_owned(),
+                };
+                anyhow::bail!("the Temporal dev server exited during start-up ({status:?}){log}");
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
@@ -184,6 +196,10 @@ impl DevServer {
 
     /// Stops the server: SIGTERM, then SIGKILL after `grace`. Blocks until it has exited.
     pub fn stop(self, grace: Duration) -> anyhow::Result<()> {
+        if let Some(status) = self.gone.get() {
+            tracing::info!(status, "Temporal dev server had already exited");
+            return Ok(());
+        }
         let _ = kill(self.pid, Signal::SIGTERM);
         match self.exited.recv_timeout(grace) {
             Ok(status) => {
@@ -202,10 +218,64 @@ impl DevServer {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (for tests and ephemeral servers).
+/// The last lines of a log file (what a failed start-up printed), or why it cannot be read.
+fn log_tail(path: &std::path::Path) -> String {
+    const LINES: usize = 20;
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(LINES)..].join("\n")
+        }
+        Err(e) => format!("(cannot read it: {e})"),
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (for tests and ephemeral servers), chosen *below* the kernel's
+/// ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`).
+///
+/// A port from `bind(0)` is only free until someone else takes it, and the ephemeral range is
+/// where everyone else takes ports: outgoing connections, and the Temporal dev server itself,
+/// which picks five more ports (HTTP, metrics, history, matching, worker) with `bind(0)` and
+/// binds them a moment later. A port handed out from that range can collide with one of
+/// those and the server dies during start-up. Below the range only callers of this function
+/// take ports, and one process-wide counter (from a random start) never hands out the same port
+/// twice; each candidate is checked by binding it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const SPAN: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low < 1_024 + SPAN {
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free port on 127.0.0.1");
+    }
+    let low = ephemeral_low - SPAN;
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        random_start(SPAN),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (low + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {low}..{ephemeral_low}")
+}
+
+/// A start offset in `0..span` that differs between processes (pid and clock; not secret).
+fn random_start(span: u32) -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (std::process::id().wrapping_mul(2_654_435_761) ^ nanos) % span
 }

@@ -39,14 +39,42 @@ pub fn ephemeral_settings() -> DevServerSettings {
 pub fn shared_dev_server() -> &'static str {
     // Only the address is kept: the server lives until the test process exits.
     static SERVER: OnceLock<String> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = DevServer::start(&ephemeral_settings())
+    SERVER.get_or_init(|| start_ephemeral().address().to_owned())
+}
+
+/// Starts a throwaway dev server ([`ephemeral_settings`]) and waits until it is ready.
+///
+/// The server picks five of its ports itself, by binding port 0 and binding the port again a
+/// moment later; another process can take one in between, and the server then dies during
+/// start-up. Such a start is retried (three attempts, each on a new port), and a failure shows
+/// the end of the server's log (written to a temporary file, unlinked once it is ready).
+pub fn start_ephemeral() -> DevServer {
+    const ATTEMPTS: usize = 3;
+    let mut failures = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let mut settings = ephemeral_settings();
+        let log = std::env::temp_dir().join(format!(
+            "zengine-temporal-{}-{}.log",
+            std::process::id(),
+            settings.port
+        ));
+        settings.log_file = Some(log.clone());
+        let server = DevServer::start(&settings)
             .expect("the Temporal dev server starts (run `make tools` first)");
-        server
-            .wait_ready(Duration::from_secs(60))
-            .expect("the Temporal dev server becomes ready");
-        server.address().to_owned()
-    })
+        let ready = server.wait_ready(Duration::from_secs(60));
+        let _ = std::fs::remove_file(&log);
+        match ready {
+            Ok(()) => return server,
+            Err(e) => {
+                let _ = server.stop(Duration::from_secs(5));
+                failures.push(format!("{e:#}"));
+            }
+        }
+    }
+    panic!(
+        "the Temporal dev server did not start in {ATTEMPTS} attempts:\n{}",
+        failures.join("\n---\n")
+    )
 }
 
 /// A unique task-queue prefix for one test.
