@@ -57,6 +57,7 @@ on_both_backends!(
     old_orders_are_purged_with_everything_keyed_by_them_once,
     concurrent_read_then_write_transactions_all_succeed,
     chatwoot_settings_links_and_posted_messages_stay_in_their_tenant,
+    racing_delivery_statuses_never_move_a_message_back,
 );
 
 async fn migrations_are_idempotent(backend: TestBackend) {
@@ -2267,5 +2268,87 @@ async fn chatwoot_settings_links_and_posted_messages_stay_in_their_tenant(backen
 
     assert!(repo.delete_settings(&a).await.unwrap());
     assert!(!repo.delete_settings(&a).await.unwrap());
+    t.drop_db().await.unwrap();
+}
+
+/// A status storm on one database: 24 sent messages, each getting `sent`, `delivered` and `read`
+/// four times over (half with the callback data, half without), all shuffled and applied at
+/// once. Every message ends READ, its `read` moved it exactly once, `delivered` at most once
+/// (not at all when a `read` got there first), `sent` never. A read-then-write form of the
+/// update fails here: on PostgreSQL a `delivered` that read SENT before a `read` committed
+/// writes DELIVERED after it; on SQLite a reading transaction cannot take the write lock.
+async fn racing_delivery_statuses_never_move_a_message_back(backend: TestBackend) {
+    const MESSAGES: usize = 24;
+    const COPIES: usize = 4;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    let channels = t.db.channels();
+    let payload = serde_json::json!({"type": "text", "text": "hola"});
+    for m in 0..MESSAGES {
+        let client = format!("storm/out-{m}");
+        channels
+            .begin_send(&acme, &client, "whatsapp-meta-cloud", "519", &payload)
+            .await
+            .unwrap();
+        channels
+            .mark_sent(&acme, &client, &format!("wamid.storm-{m}"))
+            .await
+            .unwrap();
+    }
+    let mut statuses = Vec::new();
+    for m in 0..MESSAGES {
+        for state in ["SENT", "DELIVERED", "READ"] {
+            for copy in 0..COPIES {
+                statuses.push((m, state, copy % 2 == 0));
+            }
+        }
+    }
+    // A fixed shuffle (xorshift), so a failure can be run again as it was.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in (1..statuses.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        statuses.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+    let applied = futures::future::join_all(statuses.iter().map(|&(m, state, linked)| {
+        let (channels, acme) = (t.db.channels(), &acme);
+        async move {
+            let client = format!("storm/out-{m}");
+            let moved = channels
+                .apply_status(
+                    acme,
+                    &format!("wamid.storm-{m}"),
+                    linked.then_some(client.as_str()),
+                    state,
+                    None,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{state} of message {m}: {e:#}"));
+            (m, state, moved)
+        }
+    }))
+    .await;
+    for m in 0..MESSAGES {
+        let moves = |state: &str| {
+            applied
+                .iter()
+                .filter(|&&(n, s, moved)| n == m && s == state && moved)
+                .count()
+        };
+        let record = channels
+            .outbound(&acme, &format!("storm/out-{m}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, "READ", "message {m}");
+        assert_eq!(moves("READ"), 1, "message {m}: `read` moved it once");
+        assert!(
+            moves("DELIVERED") <= 1,
+            "message {m}: `delivered` moved it twice"
+        );
+        assert_eq!(moves("SENT"), 0, "message {m}: `sent` moved a SENT message");
+    }
     t.drop_db().await.unwrap();
 }

@@ -67,6 +67,11 @@ pub struct OutboundRecord {
     pub updated_at: i64,
 }
 
+/// [`state_rank`] of the `state` column in SQL; a final state (FAILED, DEAD) or an unknown one
+/// ranks 4, so nothing moves it.
+const STATE_RANK_SQL: &str = "(case state when 'PENDING' then 0 when 'SENT' then 1 \
+     when 'DELIVERED' then 2 when 'READ' then 3 else 4 end)";
+
 /// Forward-only order of delivery states (FAILED and DEAD end it).
 fn state_rank(state: &str) -> i32 {
     match state {
@@ -707,33 +712,25 @@ impl ChannelRepo<'_> {
             .execute(&mut *tx)
             .await?;
         }
-        let current: Option<String> = sqlx::query_scalar(
-            "select state from outbound_message where tenant_id = $1 and provider_message_id = $2",
-        )
+        // One conditional update, not a read and then a write: two statuses of the same message
+        // racing (`read` and a late `delivered`, say) must not let the slower one move the
+        // state back, and on SQLite a transaction that reads first cannot take the write lock
+        // once another writer committed.
+        let moved = sqlx::query(&format!(
+            "update outbound_message set state = $1, last_error = coalesce($2, last_error),
+                 updated_at = $3
+             where tenant_id = $4 and provider_message_id = $5 and {STATE_RANK_SQL} < $6"
+        ))
+        .bind(state)
+        .bind(error)
+        .bind(now_millis())
         .bind(tenant_id.as_str())
         .bind(provider_message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let moved = match current {
-            Some(current)
-                if state_rank(state) > state_rank(&current) && state_rank(&current) < 4 =>
-            {
-                sqlx::query(
-                    "update outbound_message set state = $1, last_error = coalesce($2, last_error),
-                         updated_at = $3
-                     where tenant_id = $4 and provider_message_id = $5",
-                )
-                .bind(state)
-                .bind(error)
-                .bind(now_millis())
-                .bind(tenant_id.as_str())
-                .bind(provider_message_id)
-                .execute(&mut *tx)
-                .await?;
-                true
-            }
-            _ => false,
-        };
+        .bind(state_rank(state))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
         tx.commit().await?;
         Ok(moved)
     }

@@ -331,6 +331,126 @@ async fn a_signed_message_is_answered_through_the_graph_api_once() {
     app.shutdown().await;
 }
 
+/// A status storm across many messages at once: six customers are answered, then every reply's
+/// `sent`, `delivered` and `read` arrive batched three to a webhook (as Meta batches them, across
+/// messages), each webhook delivered three times, the lot shuffled and sent eight at a time.
+/// Every webhook is answered 200, every reply ends READ, and each has exactly one
+/// `MessageDelivered` event.
+#[tokio::test]
+async fn a_status_storm_across_many_messages_ends_read_with_one_delivery_each() {
+    use futures::StreamExt;
+    const CUSTOMERS: usize = 6;
+    let app = spawn_app().await;
+    let (graph, fake) = fake_graph().await;
+    use_fake(&app, &graph, None).await;
+    for i in 0..CUSTOMERS {
+        let body = text_webhook(
+            DEMO_WHATSAPP_PHONE_NUMBER_ID,
+            &format!("1650555{:04}", 2100 + i),
+            &format!("wamid.storm-in-{i}"),
+            "hola",
+        );
+        assert_eq!(
+            post_webhook(&app, &body, Some(sign(&body))).await.status(),
+            StatusCode::OK
+        );
+    }
+    wait_sends(&fake, CUSTOMERS).await;
+    // Let every reply of these turns go out, then take them all.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let db = &app.database.as_ref().unwrap().db;
+    let tenant = TenantId::parse("demo").unwrap();
+    let sent = fake.lock().unwrap().seen.clone();
+    let mut replies = Vec::new();
+    for seen in &sent {
+        let client = seen.body["biz_opaque_callback_data"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let record = db
+            .channels()
+            .outbound(&tenant, &client)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, "SENT", "{client}");
+        replies.push((client, record.provider_message_id.unwrap()));
+    }
+    assert!(replies.len() >= CUSTOMERS, "{replies:?}");
+
+    let mut statuses: Vec<(&str, &str, &str)> = replies
+        .iter()
+        .flat_map(|(client, wamid)| {
+            ["sent", "delivered", "read"].map(|s| (wamid.as_str(), s, client.as_str()))
+        })
+        .collect();
+    // A fixed shuffle (xorshift): statuses of a message arrive in any order, mixed with others'.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut shuffle = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for i in (1..statuses.len()).rev() {
+        statuses.swap(i, shuffle(i + 1));
+    }
+    let mut bodies: Vec<Vec<u8>> = statuses
+        .chunks(3)
+        .map(|batch| {
+            let statuses: Vec<Value> = batch
+                .iter()
+                .map(|(wamid, status, callback)| {
+                    json!({"id": wamid, "status": status, "timestamp": "1750030000",
+                           "recipient_id": "16505552100", "biz_opaque_callback_data": callback})
+                })
+                .collect();
+            json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+                "changes": [{"field": "messages", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881",
+                                 "phone_number_id": DEMO_WHATSAPP_PHONE_NUMBER_ID},
+                    "statuses": statuses}}]}]})
+            .to_string()
+            .into_bytes()
+        })
+        .flat_map(|body| [body.clone(), body.clone(), body])
+        .collect();
+    for i in (1..bodies.len()).rev() {
+        bodies.swap(i, shuffle(i + 1));
+    }
+    let answers: Vec<StatusCode> = futures::stream::iter(bodies.iter())
+        .map(|body| async { post_webhook(&app, body, Some(sign(body))).await.status() })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(
+        answers.iter().all(|s| *s == StatusCode::OK),
+        "every webhook of the storm is accepted: {answers:?}"
+    );
+
+    let delivered = db
+        .events()
+        .list(&tenant, "Conversation.MessageDelivered")
+        .await
+        .unwrap();
+    for (client, wamid) in &replies {
+        let record = db
+            .channels()
+            .outbound(&tenant, client)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, "READ", "{client}");
+        let events = delivered
+            .iter()
+            .filter(|e| e.payload["provider_message_id"] == wamid.as_str())
+            .count();
+        assert_eq!(events, 1, "{client}: one delivery event, not {events}");
+    }
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn bad_webhooks_are_refused_and_unknown_numbers_are_recorded() {
     let app = spawn_app().await;
