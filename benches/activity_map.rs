@@ -9,8 +9,14 @@
 //! activities in few workflows, and few activities in many workflows — tell per-activity from
 //! per-workflow growth.
 //!
+//! A third shape measures what a workflow evicted from the cache while it waits leaves behind:
+//! rounds of workflows that each start a one-hour timer and wait, on a second worker whose cache
+//! holds 10, so all but the last ten of every round are evicted with their timer pending. The
+//! upstream workflow crate leaked the whole context of each such run (a reference cycle through
+//! the cancellation token; patched in `vendor/temporalio-workflow`, see `vendor/README.md`).
+//!
 //! Run with `cargo bench --bench activity_map`. Knobs: `PROBE_ROUNDS` (6), `PROBE_ACTIVITIES`
-//! (activities per round, 2000).
+//! (activities per round, 2000), `PROBE_WAITERS` (waiting workflows per round, 300).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -104,6 +110,20 @@ impl ProbeWorkflow {
     }
 }
 
+/// Waits on a one-hour timer: evicted from a small cache while the timer is pending.
+#[workflow]
+#[derive(Default)]
+pub struct ProbeWaiter;
+
+#[workflow_methods]
+impl ProbeWaiter {
+    #[run(name = "ProbeWaiter")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, _n: u64) -> WorkflowResult<u64> {
+        ctx.timer(Duration::from_secs(3600)).await;
+        Ok(0)
+    }
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -147,6 +167,21 @@ async fn main() {
     let handle = tokio::runtime::Handle::current();
     let worker_thread = std::thread::spawn(move || {
         let _ = handle.block_on(worker.run());
+    });
+    let mut waiter_worker = Worker::new(
+        &runtime,
+        client.clone(),
+        WorkerOptions::new("eviction-probe")
+            .register_workflow::<ProbeWaiter>()
+            .unwrap()
+            .max_cached_workflows(10_usize)
+            .build(),
+    )
+    .unwrap();
+    let stop_waiter_worker = waiter_worker.shutdown_handle();
+    let handle = tokio::runtime::Handle::current();
+    let waiter_thread = std::thread::spawn(move || {
+        let _ = handle.block_on(waiter_worker.run());
     });
 
     println!(
@@ -202,7 +237,56 @@ async fn main() {
         }
         results.push((shape, points));
     }
+    // Waiting workflows, evicted with their timer pending.
+    let waiters = env_u64("PROBE_WAITERS", 300).max(20);
+    let mut points = Vec::new();
+    for round in 0..rounds {
+        let started = Instant::now();
+        let starts = (0..waiters).map(|w| {
+            let client = client.clone();
+            async move {
+                client
+                    .start_workflow(
+                        ProbeWaiter::run,
+                        w,
+                        WorkflowStartOptions::new("eviction-probe", format!("waiter-{round}-{w}"))
+                            .build(),
+                    )
+                    .await
+                    .expect("start")
+            }
+        });
+        let mut pending = starts.collect::<Vec<_>>();
+        while !pending.is_empty() {
+            let batch: Vec<_> = pending.drain(..pending.len().min(20)).collect();
+            join_all(batch).await;
+        }
+        // Every waiter's first task (start the timer) has run by then; all but ten evicted.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let live = LIVE.load(Ordering::Relaxed);
+        let wfs = (round + 1) * waiters;
+        println!(
+            "| waiting, evicted | {} | 0 | {wfs} | {:.2} | {:.1} | {:.1} s |",
+            round + 1,
+            live as f64 / 1048576.0,
+            rss_kib() as f64 / 1024.0,
+            started.elapsed().as_secs_f64()
+        );
+        points.push((0, wfs, live));
+    }
+    let (_, w0, l0) = points[0];
+    let (_, w1, l1) = *points.last().unwrap();
+    let evicted_growth = (
+        (l1 - l0) as f64 / 1048576.0,
+        w1 - w0,
+        (l1 - l0) as f64 / (w1 - w0) as f64,
+    );
+
     println!();
+    println!(
+        "waiting, evicted: live heap grew {:.2} MiB over {} workflows evicted while waiting after the first round = {:.0} bytes per evicted workflow",
+        evicted_growth.0, evicted_growth.1, evicted_growth.2
+    );
     for (shape, points) in &results {
         // Growth from the end of the first (warm-up) round to the end of the last.
         let (a0, w0, l0) = points[0];
@@ -217,6 +301,8 @@ async fn main() {
         );
     }
     stop_worker();
+    stop_waiter_worker();
     let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
+    let _ = tokio::task::spawn_blocking(move || waiter_thread.join()).await;
     let _ = server.stop(Duration::from_secs(10));
 }

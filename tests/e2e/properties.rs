@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-
 /// The checks every response must pass. The rest of `--checks all` judge what an API *should*
 /// accept from the schema alone: `positive_data_acceptance` wants every schema-valid body to
 /// succeed, but the `JsonObject` bodies are checked by the domain (docs/api.md: an empty order
