@@ -22,7 +22,7 @@ test: tools postgres console
 ## PROPERTY_EXAMPLES examples per operation (default 100; `make test` runs it with 10)
 PROPERTY_EXAMPLES ?= 100
 test-api-properties: tools
-	ZENGINE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) $(CARGO) test -p zengine --test e2e properties -- --nocapture
+	PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) $(CARGO) test -p zengine --test e2e properties -- --nocapture
 
 tools:
 	@./scripts/install-tools.sh

@@ -7,8 +7,9 @@
 //! conversation, assistance event) and pins the path parameters of their `GET`s to them, so
 //! the typed success schemas are checked against real 200 bodies, not only against 404s.
 //!
-//! `ZENGINE_PROPERTY_EXAMPLES` sets the examples per operation (default 10, under a minute on
-//! two cores); `make test-api-properties` runs it with more.
+//! `PROPERTY_EXAMPLES` sets the examples per operation (default 10, under a minute on two cores);
+//! `make test-api-properties` runs it with more. Not `ZENGINE_PROPERTY_EXAMPLES`: `zengine dev`
+//! inherits the environment and reads every `ZENGINE_` variable as configuration.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -208,7 +209,7 @@ async fn every_operation_answers_as_its_openapi_document_says() {
     std::fs::write(dir.path().join("schemathesis.toml"), config(&token, &pins)).unwrap();
     let seeded = started.elapsed();
 
-    let examples = std::env::var("ZENGINE_PROPERTY_EXAMPLES").unwrap_or_else(|_| "10".into());
+    let examples = std::env::var("PROPERTY_EXAMPLES").unwrap_or_else(|_| "10".into());
     let mut run = Command::new(&st);
     run.current_dir(dir.path())
         .arg("--config-file")
@@ -222,7 +223,7 @@ async fn every_operation_answers_as_its_openapi_document_says() {
         // its lambdas) intermittently fails with "AST constructor recursion depth mismatch".
         .args(["--workers", "1"])
         .args(["--request-timeout", "20"])
-        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--suppress-health-check", "all"])
         .arg("--no-shrink")
         // The webchat widget names its tenant; the other operations take it from the JWT.
@@ -246,7 +247,10 @@ async fn every_operation_answers_as_its_openapi_document_says() {
     );
     // It really tested every operation (a schema it cannot load tests nothing).
     let operations = super::count_after(&stdout, "Tested:");
-    assert!(operations >= 60, "only {operations} operations tested");
+    assert!(operations >= 80, "only {operations} operations tested");
+    // The stateful phase ran scenarios along the links schemathesis inferred.
+    let scenarios = super::count_after(&stdout, "Scenarios:");
+    assert!(scenarios > 0, "the stateful phase ran no scenario");
     assert!(alive, "zengine dev died under the property tests");
     drop(dev);
 }
