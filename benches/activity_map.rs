@@ -28,7 +28,7 @@ use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{ActivityOptions, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
-use zengine_workers::testing::start_ephemeral;
+use zengine_workers::testing::{WorkerThread, start_ephemeral};
 use zengine_workers::{TemporalSettings, connect};
 
 /// Bytes currently allocated through the global allocator.
@@ -142,6 +142,28 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs `runs` at most 20 at a time: the dev server's SQLite is the bottleneck anyway.
+async fn in_batches<F: std::future::Future>(runs: impl IntoIterator<Item = F>) {
+    let mut pending = runs.into_iter().collect::<Vec<_>>();
+    while !pending.is_empty() {
+        let batch: Vec<_> = pending.drain(..pending.len().min(20)).collect();
+        join_all(batch).await;
+    }
+}
+
+/// Prints one row of the table (after round `round`, counted from 0); returns the live heap.
+fn report(shape: &str, round: u64, acts: u64, wfs: u64, started: Instant) -> isize {
+    let live = LIVE.load(Ordering::Relaxed);
+    println!(
+        "| {shape} | {} | {acts} | {wfs} | {:.2} | {:.1} | {:.1} s |",
+        round + 1,
+        live as f64 / 1048576.0,
+        rss_kib() as f64 / 1024.0,
+        started.elapsed().as_secs_f64()
+    );
+    live
+}
+
 #[tokio::main]
 async fn main() {
     let rounds = env_u64("PROBE_ROUNDS", 6).max(2);
@@ -153,36 +175,30 @@ async fn main() {
     };
     let client = connect(&settings, "probe").await.unwrap();
     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).unwrap();
-    let mut worker = Worker::new(
-        &runtime,
-        client.clone(),
-        WorkerOptions::new("activity-probe")
-            .register_workflow::<ProbeWorkflow>()
-            .unwrap()
-            .register_activities(ProbeActivities)
-            .build(),
-    )
-    .unwrap();
-    let stop_worker = worker.shutdown_handle();
-    let handle = tokio::runtime::Handle::current();
-    let worker_thread = std::thread::spawn(move || {
-        let _ = handle.block_on(worker.run());
-    });
-    let mut waiter_worker = Worker::new(
-        &runtime,
-        client.clone(),
-        WorkerOptions::new("eviction-probe")
-            .register_workflow::<ProbeWaiter>()
-            .unwrap()
-            .max_cached_workflows(10_usize)
-            .build(),
-    )
-    .unwrap();
-    let stop_waiter_worker = waiter_worker.shutdown_handle();
-    let handle = tokio::runtime::Handle::current();
-    let waiter_thread = std::thread::spawn(move || {
-        let _ = handle.block_on(waiter_worker.run());
-    });
+    let worker = WorkerThread::spawn(
+        Worker::new(
+            &runtime,
+            client.clone(),
+            WorkerOptions::new("activity-probe")
+                .register_workflow::<ProbeWorkflow>()
+                .unwrap()
+                .register_activities(ProbeActivities)
+                .build(),
+        )
+        .unwrap(),
+    );
+    let waiter_worker = WorkerThread::spawn(
+        Worker::new(
+            &runtime,
+            client.clone(),
+            WorkerOptions::new("eviction-probe")
+                .register_workflow::<ProbeWaiter>()
+                .unwrap()
+                .max_cached_workflows(10_usize)
+                .build(),
+        )
+        .unwrap(),
+    );
 
     println!(
         "| shape | round | activities so far | workflows so far | live heap (MiB) | RSS (MiB) | round time |\n|---|---|---|---|---|---|---|"
@@ -198,7 +214,7 @@ async fn main() {
         let mut points = Vec::new();
         for round in 0..rounds {
             let started = Instant::now();
-            let runs = (0..workflows).map(|w| {
+            in_batches((0..workflows).map(|w| {
                 let client = client.clone();
                 let id = format!("probe-{}-{round}-{w}", shape.split(' ').next().unwrap());
                 async move {
@@ -215,77 +231,49 @@ async fn main() {
                         .await
                         .expect("result")
                 }
-            });
-            // At most 20 workflows at once: the dev server's SQLite is the bottleneck anyway.
-            let mut pending = runs.collect::<Vec<_>>();
-            while !pending.is_empty() {
-                let batch: Vec<_> = pending.drain(..pending.len().min(20)).collect();
-                join_all(batch).await;
-            }
+            }))
+            .await;
             acts += workflows * per_workflow;
             wfs += workflows;
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let live = LIVE.load(Ordering::Relaxed);
-            println!(
-                "| {shape} | {} | {acts} | {wfs} | {:.2} | {:.1} | {:.1} s |",
-                round + 1,
-                live as f64 / 1048576.0,
-                rss_kib() as f64 / 1024.0,
-                started.elapsed().as_secs_f64()
-            );
-            points.push((acts, wfs, live));
+            points.push((acts, wfs, report(shape, round, acts, wfs, started)));
         }
         results.push((shape, points));
     }
     // Waiting workflows, evicted with their timer pending.
+    let shape = "waiting, evicted";
     let waiters = env_u64("PROBE_WAITERS", 300).max(20);
     let mut points = Vec::new();
     for round in 0..rounds {
         let started = Instant::now();
-        let starts = (0..waiters).map(|w| {
+        in_batches((0..waiters).map(|w| {
             let client = client.clone();
+            let id = format!("waiter-{round}-{w}");
             async move {
                 client
                     .start_workflow(
                         ProbeWaiter::run,
                         w,
-                        WorkflowStartOptions::new("eviction-probe", format!("waiter-{round}-{w}"))
-                            .build(),
+                        WorkflowStartOptions::new("eviction-probe", id).build(),
                     )
                     .await
                     .expect("start")
             }
-        });
-        let mut pending = starts.collect::<Vec<_>>();
-        while !pending.is_empty() {
-            let batch: Vec<_> = pending.drain(..pending.len().min(20)).collect();
-            join_all(batch).await;
-        }
+        }))
+        .await;
         // Every waiter's first task (start the timer) has run by then; all but ten evicted.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let live = LIVE.load(Ordering::Relaxed);
         let wfs = (round + 1) * waiters;
-        println!(
-            "| waiting, evicted | {} | 0 | {wfs} | {:.2} | {:.1} | {:.1} s |",
-            round + 1,
-            live as f64 / 1048576.0,
-            rss_kib() as f64 / 1024.0,
-            started.elapsed().as_secs_f64()
-        );
-        points.push((0, wfs, live));
+        points.push((wfs, report(shape, round, 0, wfs, started)));
     }
-    let (_, w0, l0) = points[0];
-    let (_, w1, l1) = *points.last().unwrap();
-    let evicted_growth = (
-        (l1 - l0) as f64 / 1048576.0,
-        w1 - w0,
-        (l1 - l0) as f64 / (w1 - w0) as f64,
-    );
+    let ((w0, l0), (w1, l1)) = (points[0], *points.last().unwrap());
 
     println!();
     println!(
-        "waiting, evicted: live heap grew {:.2} MiB over {} workflows evicted while waiting after the first round = {:.0} bytes per evicted workflow",
-        evicted_growth.0, evicted_growth.1, evicted_growth.2
+        "{shape}: live heap grew {:.2} MiB over {} workflows evicted while waiting after the first round = {:.0} bytes per evicted workflow",
+        (l1 - l0) as f64 / 1048576.0,
+        w1 - w0,
+        (l1 - l0) as f64 / (w1 - w0) as f64,
     );
     for (shape, points) in &results {
         // Growth from the end of the first (warm-up) round to the end of the last.
@@ -300,9 +288,7 @@ async fn main() {
             (l1 - l0) as f64 / (w1 - w0) as f64,
         );
     }
-    stop_worker();
-    stop_waiter_worker();
-    let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
-    let _ = tokio::task::spawn_blocking(move || waiter_thread.join()).await;
+    worker.stop().await;
+    waiter_worker.stop().await;
     let _ = server.stop(Duration::from_secs(10));
 }

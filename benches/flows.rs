@@ -17,7 +17,7 @@ use temporalio_client::{WorkflowIdConflictPolicy, WorkflowUpdateWithStartOptions
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{SyncWorkflowContext, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
 use zengine_workers::devserver::free_port;
-use zengine_workers::testing::temporal_binary;
+use zengine_workers::testing::{WorkerThread, temporal_binary};
 use zengine_workers::{TemporalSettings, connect};
 
 /// The cheapest workflow that answers an update: the limit for a request/response workflow.
@@ -127,20 +127,17 @@ async fn main() {
     };
     let client = connect(&settings, "bench").await.unwrap();
     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).unwrap();
-    let mut worker = Worker::new(
-        &runtime,
-        client.clone(),
-        WorkerOptions::new("bench-noop")
-            .register_workflow::<NoopWorkflow>()
-            .unwrap()
-            .build(),
-    )
-    .unwrap();
-    let stop_worker = worker.shutdown_handle();
-    let handle = tokio::runtime::Handle::current();
-    let worker_thread = std::thread::spawn(move || {
-        let _ = handle.block_on(worker.run());
-    });
+    let worker = WorkerThread::spawn(
+        Worker::new(
+            &runtime,
+            client.clone(),
+            WorkerOptions::new("bench-noop")
+                .register_workflow::<NoopWorkflow>()
+                .unwrap()
+                .build(),
+        )
+        .unwrap(),
+    );
 
     let client = Arc::new(client);
     let started = Instant::now();
@@ -179,8 +176,7 @@ async fn main() {
     .flatten()
     .collect();
     let raw_elapsed = started.elapsed();
-    stop_worker();
-    let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
+    worker.stop().await;
 
     // The restaurant flow through the HTTP API.
     let started = Instant::now();

@@ -27,7 +27,7 @@ use zengine_activities::db::ChannelAccount;
 use zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 use zengine_domain::TenantId;
 use zengine_workers::devserver::free_port;
-use zengine_workers::testing::temporal_binary;
+use zengine_workers::testing::{WorkerThread, temporal_binary};
 use zengine_workers::{TemporalSettings, connect};
 
 const APP_SECRET: &str = "dev-app-secret";
@@ -185,20 +185,17 @@ async fn main() {
     };
     let client = connect(&settings, "bench").await.unwrap();
     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).unwrap();
-    let mut worker = Worker::new(
-        &runtime,
-        client.clone(),
-        WorkerOptions::new("bench-sink")
-            .register_workflow::<SignalSink>()
-            .unwrap()
-            .build(),
-    )
-    .unwrap();
-    let stop_worker = worker.shutdown_handle();
-    let handle = tokio::runtime::Handle::current();
-    let worker_thread = std::thread::spawn(move || {
-        let _ = handle.block_on(worker.run());
-    });
+    let worker = WorkerThread::spawn(
+        Worker::new(
+            &runtime,
+            client.clone(),
+            WorkerOptions::new("bench-sink")
+                .register_workflow::<SignalSink>()
+                .unwrap()
+                .build(),
+        )
+        .unwrap(),
+    );
     let client = Arc::new(client);
     let started = Instant::now();
     let raw: Vec<Duration> = join_all((0..concurrency).map(|task| {
@@ -231,8 +228,7 @@ async fn main() {
     .flatten()
     .collect();
     let raw_elapsed = started.elapsed();
-    stop_worker();
-    let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
+    worker.stop().await;
 
     // Signed webhooks through the API.
     let started = Instant::now();

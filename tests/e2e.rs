@@ -105,20 +105,49 @@ async fn wait_healthy(base: &str, proc_name: &str) {
 
 /// Like [`wait_healthy`]; on failure the panic shows the process's log.
 async fn wait_healthy_logged(base: &str, proc_name: &str, log: Option<&Path>) {
+    if let Err(failure) = poll_healthy(base, || None).await {
+        let log = log
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        panic!("{proc_name} {failure}; its log:\n{log}");
+    }
+}
+
+/// Polls `{base}/healthz` for up to 90 s until it answers 2xx. `exited` is asked on every
+/// round whether the process has exited (so a dead process fails at once, not after 90 s).
+async fn poll_healthy(
+    base: &str,
+    mut exited: impl FnMut() -> Option<ExitStatus>,
+) -> Result<(), NotHealthy> {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
             && r.status().is_success()
         {
-            return;
+            return Ok(());
+        }
+        if let Some(status) = exited() {
+            return Err(NotHealthy::Exited(status));
         }
         if Instant::now() >= deadline {
-            let log = log
-                .and_then(|p| std::fs::read_to_string(p).ok())
-                .unwrap_or_default();
-            panic!("{proc_name} did not become healthy at {base}; its log:\n{log}");
+            return Err(NotHealthy::Timeout(base.to_owned()));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Why [`poll_healthy`] gave up.
+enum NotHealthy {
+    Exited(ExitStatus),
+    Timeout(String),
+}
+
+impl std::fmt::Display for NotHealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited(status) => write!(f, "exited ({status}) before it was healthy"),
+            Self::Timeout(base) => write!(f, "did not become healthy at {base}"),
+        }
     }
 }
 
@@ -132,6 +161,16 @@ struct DevPorts {
 impl DevPorts {
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.api)
+    }
+
+    /// `zengine dev` in `dir` on these ports, logging to `dir/log`.
+    fn command(&self, dir: &Path, log: &str) -> Command {
+        let mut cmd = zengine(dir, log);
+        cmd.arg("dev")
+            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{}", self.api))
+            .env("ZENGINE_DEV_SERVER__PORT", self.temporal.to_string())
+            .env("ZENGINE_DEV_SERVER__UI_PORT", self.ui.to_string());
+        cmd
     }
 }
 
@@ -148,42 +187,25 @@ async fn start_dev(dir: &Path, log: &str, configure: impl Fn(&mut Command)) -> (
             temporal: free_port(),
             ui: free_port(),
         };
-        let mut cmd = zengine(dir, log);
-        cmd.arg("dev")
-            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{}", ports.api))
-            .env("ZENGINE_DEV_SERVER__PORT", ports.temporal.to_string())
-            .env("ZENGINE_DEV_SERVER__UI_PORT", ports.ui.to_string());
+        let mut cmd = ports.command(dir, log);
         configure(&mut cmd);
         let mut dev = Proc::spawn("zengine dev", cmd);
-        let base = ports.base();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
-                && r.status().is_success()
-            {
-                return (dev, ports);
-            }
-            let exited = dev.child.as_mut().unwrap().try_wait().unwrap();
-            let text = || std::fs::read_to_string(dir.join(log)).unwrap_or_default();
-            if let Some(status) = exited {
-                let text = text();
+        let healthy = poll_healthy(&ports.base(), || {
+            dev.child.as_mut().unwrap().try_wait().unwrap()
+        })
+        .await;
+        let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+        match healthy {
+            Ok(()) => return (dev, ports),
+            Err(NotHealthy::Exited(_))
                 if attempt < ATTEMPTS
-                    && text.contains("the Temporal dev server exited during start-up")
-                {
-                    eprintln!(
-                        "zengine dev: the Temporal dev server died starting (attempt {attempt}); retrying:\n{text}"
-                    );
-                    break;
-                }
-                panic!("zengine dev exited ({status}) before it was healthy; its log:\n{text}");
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "zengine dev did not become healthy at {base}; its log:\n{}",
-                    text()
+                    && text.contains("the Temporal dev server exited during start-up") =>
+            {
+                eprintln!(
+                    "zengine dev: the Temporal dev server died starting (attempt {attempt}); retrying:\n{text}"
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(failure) => panic!("zengine dev {failure}; its log:\n{text}"),
         }
     }
     unreachable!("the last attempt returns or panics")
@@ -223,15 +245,6 @@ async fn dev_runs_everything_stops_cleanly_on_sigterm_and_resumes_where_it_stopp
     let (dev, ports) = start_dev(dir.path(), "dev-1.log", |_| {}).await;
     let (api_port, temporal_port, ui_port) = (ports.api, ports.temporal, ports.ui);
     let base = ports.base();
-    // The restart reuses the same ports (and so the same addresses for clients).
-    let start = |log: &str| {
-        let mut cmd = zengine(dir.path(), log);
-        cmd.arg("dev")
-            .env("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}"))
-            .env("ZENGINE_DEV_SERVER__PORT", temporal_port.to_string())
-            .env("ZENGINE_DEV_SERVER__UI_PORT", ui_port.to_string());
-        Proc::spawn("zengine dev", cmd)
-    };
 
     let first = say(&base, "tour", "tour-1", "hola").await;
     let second = say(&base, "tour", "tour-2", "Ana").await;
@@ -257,7 +270,8 @@ async fn dev_runs_everything_stops_cleanly_on_sigterm_and_resumes_where_it_stopp
     assert!(!port_open(api_port));
 
     // Same folder, same files: the conversation continues where it stopped.
-    let dev = start("dev-2.log");
+    // The restart reuses the same ports (and so the same addresses for clients).
+    let dev = Proc::spawn("zengine dev", ports.command(dir.path(), "dev-2.log"));
     wait_healthy(&base, "zengine dev (restarted)").await;
     let third = say(&base, "tour", "tour-3", "quiero un pedido").await;
     assert_eq!(third["turn"], 3);

@@ -77,6 +77,32 @@ pub fn start_ephemeral() -> DevServer {
     )
 }
 
+/// An SDK [`temporalio_sdk::Worker`] running on its own thread, driven by the current tokio
+/// runtime (its run future is not `Send`), for benches and probes that host a worker in process.
+pub struct WorkerThread {
+    stop: Box<dyn Fn()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WorkerThread {
+    /// Starts `worker`; call from inside a tokio runtime.
+    pub fn spawn(mut worker: temporalio_sdk::Worker) -> Self {
+        let stop = Box::new(worker.shutdown_handle());
+        let handle = tokio::runtime::Handle::current();
+        let thread = std::thread::spawn(move || {
+            let _ = handle.block_on(worker.run());
+        });
+        Self { stop, thread }
+    }
+
+    /// Initiates the worker's shutdown and waits for its thread to end.
+    pub async fn stop(self) {
+        (self.stop)();
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
 /// A unique task-queue prefix for one test.
 pub fn unique_prefix(test: &str) -> String {
     format!(

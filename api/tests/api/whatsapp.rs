@@ -153,13 +153,25 @@ pub fn text_webhook(phone_number_id: &str, from: &str, wamid: &str, text: &str) 
 }
 
 fn status_webhook(wamid: &str, status: &str, callback: &str) -> Vec<u8> {
+    statuses_webhook(&[(wamid, status, callback)])
+}
+
+/// One webhook carrying several statuses, (wamid, status, callback data) each, as Meta batches
+/// them.
+fn statuses_webhook(statuses: &[(&str, &str, &str)]) -> Vec<u8> {
+    let statuses: Vec<Value> = statuses
+        .iter()
+        .map(|(wamid, status, callback)| {
+            json!({"id": wamid, "status": status, "timestamp": "1750030000",
+                   "recipient_id": "16505551234", "biz_opaque_callback_data": callback})
+        })
+        .collect();
     json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
         "field": "messages",
         "value": {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "15550783881", "phone_number_id": DEMO_WHATSAPP_PHONE_NUMBER_ID},
-            "statuses": [{"id": wamid, "status": status, "timestamp": "1750030000",
-                          "recipient_id": "16505551234", "biz_opaque_callback_data": callback}]
+            "statuses": statuses
         }}]}]})
     .to_string()
     .into_bytes()
@@ -397,23 +409,7 @@ async fn a_status_storm_across_many_messages_ends_read_with_one_delivery_each() 
     }
     let mut bodies: Vec<Vec<u8>> = statuses
         .chunks(3)
-        .map(|batch| {
-            let statuses: Vec<Value> = batch
-                .iter()
-                .map(|(wamid, status, callback)| {
-                    json!({"id": wamid, "status": status, "timestamp": "1750030000",
-                           "recipient_id": "16505552100", "biz_opaque_callback_data": callback})
-                })
-                .collect();
-            json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
-                "changes": [{"field": "messages", "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {"display_phone_number": "15550783881",
-                                 "phone_number_id": DEMO_WHATSAPP_PHONE_NUMBER_ID},
-                    "statuses": statuses}}]}]})
-            .to_string()
-            .into_bytes()
-        })
+        .map(statuses_webhook)
         .flat_map(|body| [body.clone(), body.clone(), body])
         .collect();
     for i in (1..bodies.len()).rev() {
