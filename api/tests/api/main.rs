@@ -25,6 +25,7 @@ mod reports;
 mod retention;
 mod route_matrix;
 mod routes;
+mod security;
 mod sms;
 mod tenants;
 mod webchat;

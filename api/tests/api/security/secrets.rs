@@ -1,0 +1,1 @@
+//! Security: see mod.rs.
