@@ -35,7 +35,11 @@ pub struct ConsoleSettings {
     /// OIDC authorize endpoint for the login button (e.g. Cognito's hosted UI
     /// `https://<domain>/oauth2/authorize`); empty: operators paste a token.
     pub oidc_authorize_url: String,
-    /// OIDC client id of the console (implicit flow, `response_type=id_token`).
+    /// OIDC token endpoint (Cognito: `https://<domain>/oauth2/token`): the console redeems the
+    /// authorization code there with its PKCE verifier. Required with `oidc_authorize_url`.
+    pub oidc_token_url: String,
+    /// OIDC client id of the console: a public client (no secret), authorization code flow
+    /// with PKCE (S256); the ID token's `nonce` is checked against the one the login sent.
     pub oidc_client_id: String,
     /// Scopes asked for at login.
     pub oidc_scope: String,
@@ -50,6 +54,7 @@ impl Default for ConsoleSettings {
         Self {
             dir: "console/dist".to_owned(),
             oidc_authorize_url: String::new(),
+            oidc_token_url: String::new(),
             oidc_client_id: String::new(),
             oidc_scope: "openid".to_owned(),
             temporal_ui_url: "http://127.0.0.1:8233".to_owned(),
@@ -175,9 +180,10 @@ pub async fn file(
 /// `GET /console/config.json`.
 pub async fn config(State(state): State<AppState>) -> Response {
     let c = &state.settings.console;
-    let oidc = (!c.oidc_authorize_url.is_empty()).then(|| {
+    let oidc = (!c.oidc_authorize_url.is_empty() && !c.oidc_token_url.is_empty()).then(|| {
         json!({
             "authorize_url": c.oidc_authorize_url,
+            "token_url": c.oidc_token_url,
             "client_id": c.oidc_client_id,
             "scope": c.oidc_scope,
         })

@@ -13,7 +13,7 @@
 //
 // Exits 0 when every step passed; otherwise prints the failed step and exits 1.
 
-import { createHmac, randomUUID } from "node:crypto";
+import { createHash, createHmac, randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
@@ -43,31 +43,78 @@ function jwt(claims, secret = key) {
 const now = Math.floor(Date.now() / 1000);
 const operator = { sub: "ana@demo", tenant_id: "demo", role: "operator", exp: now + 3600 };
 
-// The fake OIDC provider: the authorize endpoint signs the operator in at once and sends the
-// browser back with an id_token in the fragment (implicit flow), echoing `state`.
+// The fake OIDC provider: authorization code flow with PKCE. The authorize endpoint signs the
+// operator in at once and sends the browser back with a one-time code (echoing `state`); the
+// token endpoint redeems it only with the verifier whose S256 challenge came with the request,
+// and answers an ID token carrying the request's nonce — or, when `forgeNonce` is set, another
+// nonce (a token issued for some other sign-in), which the console must refuse.
 let authorizeRequests = 0;
+let tokenRequests = 0;
+let forgeNonce = false;
+const codes = new Map();
+const cors = { "access-control-allow-origin": base, "access-control-allow-headers": "content-type" };
 const idp = createServer((req, res) => {
   const url = new URL(req.url, `http://127.0.0.1:${idpPort}`);
+  if (req.method === "OPTIONS") {
+    res.writeHead(204, { ...cors, "access-control-allow-methods": "POST" }).end();
+    return;
+  }
+  if (url.pathname === "/token" && req.method === "POST") {
+    let body = "";
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => {
+      tokenRequests += 1;
+      const form = new URLSearchParams(body);
+      const grant = codes.get(form.get("code"));
+      codes.delete(form.get("code"));
+      const verifier = form.get("code_verifier") ?? "";
+      const problems = [];
+      if (form.get("grant_type") !== "authorization_code") problems.push("grant_type");
+      if (!grant) problems.push("code");
+      else {
+        if (createHash("sha256").update(verifier).digest("base64url") !== grant.challenge) {
+          problems.push("code_verifier");
+        }
+        if (form.get("redirect_uri") !== grant.redirect) problems.push("redirect_uri");
+      }
+      if (form.get("client_id") !== "zengine-console") problems.push("client_id");
+      if (problems.length) {
+        res.writeHead(400, { ...cors, "content-type": "application/json" });
+        res.end(JSON.stringify({ error: "invalid_grant", error_description: `${problems}` }));
+        return;
+      }
+      const nonce = forgeNonce ? "some-other-sign-in" : grant.nonce;
+      res.writeHead(200, { ...cors, "content-type": "application/json" });
+      res.end(JSON.stringify({ id_token: jwt({ ...operator, nonce }), token_type: "Bearer" }));
+    });
+    return;
+  }
   if (url.pathname !== "/authorize") {
     res.writeHead(404).end();
     return;
   }
   authorizeRequests += 1;
   const problems = [];
-  if (url.searchParams.get("response_type") !== "id_token") problems.push("response_type");
+  if (url.searchParams.get("response_type") !== "code") problems.push("response_type");
   if (url.searchParams.get("client_id") !== "zengine-console") problems.push("client_id");
   if (!url.searchParams.get("state")) problems.push("state");
+  if (!url.searchParams.get("nonce")) problems.push("nonce");
+  if (url.searchParams.get("code_challenge_method") !== "S256") problems.push("pkce");
+  if ((url.searchParams.get("code_challenge") ?? "").length < 43) problems.push("code_challenge");
   const redirect = url.searchParams.get("redirect_uri") ?? "";
   if (!redirect.startsWith(base)) problems.push("redirect_uri");
   if (problems.length) {
     res.writeHead(400, { "content-type": "text/plain" }).end(`bad authorize request: ${problems}`);
     return;
   }
-  const fragment = new URLSearchParams({
-    id_token: jwt({ ...operator, nonce: url.searchParams.get("nonce") }),
-    state: url.searchParams.get("state"),
+  const code = randomUUID();
+  codes.set(code, {
+    challenge: url.searchParams.get("code_challenge"),
+    nonce: url.searchParams.get("nonce"),
+    redirect,
   });
-  res.writeHead(302, { location: `${redirect}#${fragment}` }).end();
+  const query = new URLSearchParams({ code, state: url.searchParams.get("state") });
+  res.writeHead(302, { location: `${redirect}?${query}` }).end();
 });
 await new Promise((resolve) => idp.listen(idpPort, "127.0.0.1", resolve));
 
@@ -111,11 +158,20 @@ try {
   await expectText("#login-error", /refused/);
   await shot("01-login-refused");
 
+  step = "an ID token issued for another sign-in (wrong nonce) is refused";
+  forgeNonce = true;
+  await page.locator("#sso").click();
+  await expectText("#flash", /nonce/);
+  forgeNonce = false;
+  if (tokenRequests !== 1) throw new Error(`token requests: ${tokenRequests}`);
+
   step = "sign in through the OIDC provider";
+  await page.goto(`${base}/console/`);
   await page.locator("#sso").click();
   await page.waitForURL(/#\/payments/);
   await expectText("#who", /ana@demo/);
-  if (authorizeRequests !== 1) throw new Error(`authorize requests: ${authorizeRequests}`);
+  if (authorizeRequests !== 2) throw new Error(`authorize requests: ${authorizeRequests}`);
+  if (tokenRequests !== 2) throw new Error(`token requests: ${tokenRequests}`);
 
   step = "review a payment";
   const row = page.locator(`#payments tr[data-payment="${paymentId}"]`);

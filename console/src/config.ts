@@ -1,7 +1,7 @@
 // What the API tells the page before login (`GET /console/config.json`).
 
 export interface ConsoleConfig {
-  oidc: { authorize_url: string; client_id: string; scope: string } | null;
+  oidc: { authorize_url: string; token_url: string; client_id: string; scope: string } | null;
   temporal_ui: { url: string; namespace: string } | null;
 }
 

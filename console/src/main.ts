@@ -74,6 +74,6 @@ logout.addEventListener("click", () => {
 });
 
 await loadConfig();
-const redirect = acceptRedirect();
+const redirect = await acceptRedirect();
 if (redirect.error) flash(redirect.error, "error");
 await route();
