@@ -681,6 +681,7 @@ async fn main() {
         ("TEMPORAL_ADDRESS".into(), temporal.address().to_owned()),
         ("DATABASE_URL".into(), db_url.clone()),
         ("ZENGINE_API__ADDR".into(), format!("127.0.0.1:{api_port}")),
+        ("ZENGINE_API__ANONYMOUS__ENABLED".into(), "false".into()),
         ("ZENGINE_API__ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
         ("ZENGINE_API__WHATSAPP_APP_SECRET".into(), APP_SECRET.into()),
         ("ZENGINE_API__WEBCHAT_TIMEOUT_MS".into(), "55000".into()),

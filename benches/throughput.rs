@@ -129,6 +129,7 @@ async fn run(workers: usize, conversations: usize, turns: usize, concurrency: us
             format!("sqlite://{}/zengine.db", dir.path().display()),
         ),
         ("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}")),
+        ("ZENGINE_API__ANONYMOUS__ENABLED", "false".to_owned()),
         ("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "120000".to_owned()),
         ("ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY", "true".to_owned()),
     ]

@@ -33,6 +33,7 @@ impl Dev {
             .env_remove("TEMPORAL_ADDRESS")
             .env_remove("DATABASE_URL")
             .env("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}"))
+            .env("ZENGINE_API__ANONYMOUS__ENABLED", "false")
             .env("ZENGINE_DEV_SERVER__PORT", temporal_port.to_string())
             .env("ZENGINE_DEV_SERVER__UI_PORT", ui_port.to_string())
             .env(

@@ -52,6 +52,16 @@ impl Default for TelemetrySettings {
     }
 }
 
+/// `[secrets]`: where tenants' own secrets live (`docs/security.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsSettings {
+    /// Root of the tenant secret store: a tenant's `secret:NAME` reference is the file
+    /// `<tenant_dir>/<tenant>/NAME`. Empty: `/run/secrets/zengine-tenants` (`data/tenant-secrets`
+    /// under `zengine dev`).
+    pub tenant_dir: String,
+}
+
 /// Everything a process can be told.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -62,6 +72,7 @@ pub struct Settings {
     pub dev_server: DevServerSettings,
     pub database: DatabaseSettings,
     pub telemetry: TelemetrySettings,
+    pub secrets: SecretsSettings,
 }
 
 impl Settings {

@@ -260,6 +260,11 @@ async fn serve(cli: Cli) -> std::process::ExitCode {
         Command::Migrate { .. } => "migrate",
         _ => "cli",
     };
+    zengine_activities::secrets::set_tenant_dir(match settings.secrets.tenant_dir.as_str() {
+        "" if process == "dev" => "data/tenant-secrets",
+        "" => zengine_activities::secrets::DEFAULT_TENANT_DIR,
+        dir => dir,
+    });
     let telemetry = match telemetry::init(&settings.telemetry, process) {
         Ok(t) => t,
         Err(e) => {
@@ -445,6 +450,9 @@ fn report_exit(name: &str, result: anyhow::Result<()>) -> anyhow::Result<()> {
 }
 
 async fn api(settings: Settings) -> anyhow::Result<()> {
+    settings
+        .api
+        .check_keys(settings.temporal.codec.allow_dev_key)?;
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "api").await?;
     let db = settings.database.connect().await?;

@@ -168,6 +168,8 @@ impl DevPorts {
         let mut cmd = zengine(dir, log);
         cmd.arg("dev")
             .env("ZENGINE_API__ADDR", format!("127.0.0.1:{}", self.api))
+            // Many requests from one address; the limits have their own tests.
+            .env("ZENGINE_API__ANONYMOUS__ENABLED", "false")
             .env("ZENGINE_DEV_SERVER__PORT", self.temporal.to_string())
             .env("ZENGINE_DEV_SERVER__UI_PORT", self.ui.to_string());
         cmd
@@ -305,6 +307,7 @@ impl Cluster {
             ("DATABASE_URL", db_url.clone()),
             ("ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX", unique_prefix(name)),
             ("ZENGINE_API__ADDR", format!("127.0.0.1:{api_port}")),
+            ("ZENGINE_API__ANONYMOUS__ENABLED", "false".to_owned()),
             ("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "60000".to_owned()),
             // Test clusters encrypt payloads with the public development key.
             ("ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY", "true".to_owned()),
@@ -442,6 +445,41 @@ fn config_shows_secrets_redacted_and_rejects_unknown_keys() {
     assert_eq!(output.status.code(), Some(2));
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains("no_such_key"), "{error}");
+}
+
+#[test]
+fn the_api_refuses_to_run_without_a_contact_id_key_outside_development() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("codec.key");
+    std::fs::write(&key, "00".repeat(32)).unwrap();
+    let config = dir.path().join("zengine.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[temporal.codec.keys]]\nid = \"k1\"\nsecret_ref = \"file:{}\"\nprimary = true\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let run = |contact_key: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zengine"));
+        cmd.current_dir(dir.path())
+            .arg("api")
+            .env("ZENGINE_CONFIG", &config)
+            .env("TEMPORAL_ADDRESS", "127.0.0.1:1")
+            .env("ZENGINE_TEMPORAL__CONNECT_TIMEOUT_SECS", "1");
+        if let Some(k) = contact_key {
+            cmd.env("ZENGINE_API__CONTACT_ID_KEY", k);
+        }
+        let output = cmd.output().unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let error = run(None);
+    assert!(error.contains("api.contact_id_key is not set"), "{error}");
+    // With a key the check passes and the next failure is the connection.
+    let error = run(Some("a-random-deployment-secret"));
+    assert!(!error.contains("contact_id_key"), "{error}");
 }
 
 #[test]
@@ -950,6 +988,10 @@ async fn operator_console_reviews_a_payment_redrives_a_message_and_opens_a_repor
             (
                 "ZENGINE_API__CONSOLE__OIDC_AUTHORIZE_URL",
                 &format!("http://127.0.0.1:{idp_port}/authorize"),
+            ),
+            (
+                "ZENGINE_API__CONSOLE__OIDC_TOKEN_URL",
+                &format!("http://127.0.0.1:{idp_port}/token"),
             ),
             ("ZENGINE_API__CONSOLE__OIDC_CLIENT_ID", "zengine-console"),
             ("CONSOLE_E2E_WA_TOKEN", "console-wa-token"),

@@ -230,7 +230,7 @@ impl ChatwootActivities {
         let Some(settings) = self.db.chatwoot().settings(tenant).await? else {
             return Ok(None);
         };
-        let token = crate::secrets::resolve(&settings.api_token_ref)
+        let token = crate::secrets::resolve_for(tenant, &settings.api_token_ref)
             .map_err(|e| failure(SECRET_MISSING, e.to_string(), false))?;
         Ok(Some(Desk {
             http: &self.http,

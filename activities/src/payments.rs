@@ -437,7 +437,8 @@ impl OcrActivities {
         if let Some(cloud) = settings.cloud_ocr {
             // The tenant chose a cloud provider: same result shape, same extraction.
             let started = std::time::Instant::now();
-            let read = crate::vision::read(&self.media.env.http, &cloud, &bytes).await;
+            let read =
+                crate::vision::read(&self.media.env.http, &input.tenant_id, &cloud, &bytes).await;
             crate::meter::ocr_read(
                 match &read {
                     Ok(_) => "read",

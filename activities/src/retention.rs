@@ -72,11 +72,23 @@ impl RetentionActivities {
         _ctx: ActivityContext,
         input: PurgeOrders,
     ) -> Result<PurgeCounts, ActivityError> {
-        let counts = self
+        let mut counts = self
             .db
             .retention()
             .purge_orders_before(&input.tenant_id, input.cutoff_ms, PURGE_BATCH)
             .await?;
+        // Anonymous uploads no payment took: kept a day, whatever the tenant's retention.
+        // Wall-clock time is fine here (an activity, not the workflow).
+        let unlinked_cutoff =
+            chrono::Utc::now().timestamp_millis() - crate::db::UNLINKED_MEDIA_TTL_MS;
+        counts.unlinked_media = self
+            .db
+            .retention()
+            .purge_unlinked_media(&input.tenant_id, unlinked_cutoff)
+            .await?;
+        if counts.unlinked_media > 0 {
+            tracing::info!(tenant_id = %input.tenant_id, uploads = counts.unlinked_media, "Unlinked uploads purged");
+        }
         if counts.orders > 0 {
             tracing::info!(tenant_id = %input.tenant_id, orders = counts.orders, payments = counts.payments, "Old orders purged");
         }

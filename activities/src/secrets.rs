@@ -1,18 +1,106 @@
 //! Secret references: settings never hold secret values, only where to find them.
 //!
+//! Platform references (configuration files, and tenant settings written by a platform
+//! administrator):
 //! - `env:NAME`: the environment variable `NAME`;
 //! - `file:/path`: the contents of a file (trailing newline trimmed), e.g. a Kubernetes secret
 //!   volume.
 //!
+//! Tenant references (what a tenant administrator may write, `docs/security.md`):
+//! - `secret:NAME`: the file `NAME` in the tenant's own folder of the platform's tenant secret
+//!   store, `<secrets.tenant_dir>/<tenant>/NAME` (one Kubernetes secret volume per tenant, say).
+//!   A tenant can name nothing outside its folder: `NAME` is one path segment of
+//!   `[A-Za-z0-9_.-]`, never `.` or `..`, and the tenant is the account's, not the reference's.
+//!
+//! A tenant's settings are resolved with [`resolve_for`] (its `secret:` references in its own
+//! folder); process configuration with [`resolve`], which refuses `secret:`.
+//!
 //! A missing secret fails fast with an error that names the *reference*, never a value; callers
 //! turn it into a non-retryable failure (retrying does not make a secret appear).
 
+use std::path::PathBuf;
+use std::sync::RwLock;
+
 use secrecy::SecretString;
+use zengine_domain::TenantId;
+
+/// Where tenant secret folders are when nothing is configured.
+pub const DEFAULT_TENANT_DIR: &str = "/run/secrets/zengine-tenants";
+
+static TENANT_DIR: RwLock<Option<PathBuf>> = RwLock::new(None);
+
+/// Sets the root of the tenant secret store (`secrets.tenant_dir`); processes call it once at
+/// start-up, before resolving any tenant reference.
+pub fn set_tenant_dir(dir: impl Into<PathBuf>) {
+    *TENANT_DIR.write().unwrap_or_else(|e| e.into_inner()) = Some(dir.into());
+}
+
+/// The root of the tenant secret store.
+pub fn tenant_dir() -> PathBuf {
+    TENANT_DIR
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_TENANT_DIR))
+}
+
+/// Whether `name` may follow `secret:`: one path segment of `[A-Za-z0-9_.-]`, 1 to 128 bytes,
+/// not `.` or `..`.
+pub fn valid_tenant_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// What kind of reference `value` is, if it is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceKind {
+    /// `env:` or `file:`: only the platform may write these.
+    Platform,
+    /// `secret:NAME`: the tenant's own store.
+    Tenant,
+}
+
+/// The kind of a well-formed reference; `None` for anything else.
+pub fn reference_kind(value: &str) -> Option<ReferenceKind> {
+    match value.split_once(':') {
+        Some(("env" | "file", rest)) if !rest.is_empty() => Some(ReferenceKind::Platform),
+        Some(("secret", name)) if valid_tenant_secret_name(name) => Some(ReferenceKind::Tenant),
+        _ => None,
+    }
+}
+
+/// The platform reference that a tenant's `reference` stands for: `secret:NAME` becomes the
+/// file in `tenant`'s folder; `env:` and `file:` (written by a platform administrator) stay.
+pub fn scoped(tenant: &TenantId, reference: &str) -> Result<String, SecretError> {
+    match reference.split_once(':') {
+        Some(("secret", name)) if valid_tenant_secret_name(name) => Ok(format!(
+            "file:{}",
+            tenant_dir().join(tenant.as_str()).join(name).display()
+        )),
+        Some(("secret", _)) => Err(SecretError::BadReference(reference.to_owned())),
+        _ => Ok(reference.to_owned()),
+    }
+}
+
+/// Resolves a reference found in `tenant`'s settings (see the module docs).
+pub fn resolve_for(tenant: &TenantId, reference: &str) -> Result<SecretString, SecretError> {
+    let scoped = scoped(tenant, reference)?;
+    // Errors name the tenant's reference, not the platform path behind it.
+    resolve(&scoped).map_err(|e| match e {
+        SecretError::Missing(_) => SecretError::Missing(reference.to_owned()),
+        SecretError::BadReference(_) => SecretError::BadReference(reference.to_owned()),
+    })
+}
 
 /// Why a secret could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
-    #[error("secret reference `{0}` is not `env:NAME` or `file:/path`")]
+    #[error("secret reference `{0}` is not `env:NAME`, `file:/path` or `secret:NAME`")]
     BadReference(String),
     #[error("secret `{0}` is not set")]
     Missing(String),
@@ -64,5 +152,47 @@ mod tests {
             Err(SecretError::BadReference(_))
         ));
         assert!(matches!(resolve("env:"), Err(SecretError::BadReference(_))));
+        // Process configuration has no tenant: `secret:` means nothing there.
+        assert!(matches!(
+            resolve("secret:token"),
+            Err(SecretError::BadReference(_))
+        ));
+    }
+
+    #[test]
+    fn tenant_references_stay_in_the_tenant_folder() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let root = tenant_dir();
+        assert_eq!(
+            scoped(&tenant, "secret:wa-token").unwrap(),
+            format!("file:{}", root.join("acme").join("wa-token").display())
+        );
+        for escape in [
+            "secret:../demo/wa-token",
+            "secret:..",
+            "secret:.",
+            "secret:a/b",
+            "secret:",
+            "secret:/etc/passwd",
+            "secret:a\\b",
+        ] {
+            assert!(
+                matches!(scoped(&tenant, escape), Err(SecretError::BadReference(_))),
+                "{escape}"
+            );
+            assert_eq!(reference_kind(escape), None, "{escape}");
+        }
+        assert_eq!(
+            reference_kind("secret:wa-token"),
+            Some(ReferenceKind::Tenant)
+        );
+        assert_eq!(reference_kind("env:X"), Some(ReferenceKind::Platform));
+        assert_eq!(reference_kind("file:/x"), Some(ReferenceKind::Platform));
+        assert_eq!(reference_kind("plain"), None);
+        // A missing tenant secret names the tenant's reference, not the platform's path.
+        assert_eq!(
+            resolve_for(&tenant, "secret:surely-missing").unwrap_err(),
+            SecretError::Missing("secret:surely-missing".into())
+        );
     }
 }

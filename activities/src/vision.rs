@@ -61,6 +61,7 @@ pub struct VisionReading {
 /// Reads `image` with the tenant's cloud provider.
 pub async fn read(
     http: &reqwest::Client,
+    tenant: &zengine_domain::TenantId,
     settings: &CloudOcrSettings,
     image: &[u8],
 ) -> Result<VisionReading, VisionError> {
@@ -70,8 +71,8 @@ pub async fn read(
             settings.provider
         )));
     }
-    let key =
-        secrets::resolve(&settings.api_key).map_err(|e| VisionError::Refused(e.to_string()))?;
+    let key = secrets::resolve_for(tenant, &settings.api_key)
+        .map_err(|e| VisionError::Refused(e.to_string()))?;
     let endpoint = settings
         .endpoint
         .as_deref()

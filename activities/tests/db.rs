@@ -55,6 +55,7 @@ on_both_backends!(
     mok_tracking_applies_its_action_and_log_row_together_once,
     assistance_settings_round_trip_and_reject_bad_rules,
     old_orders_are_purged_with_everything_keyed_by_them_once,
+    unlinked_uploads_are_purged_after_their_ttl_and_linked_ones_kept,
     concurrent_read_then_write_transactions_all_succeed,
     chatwoot_settings_links_and_posted_messages_stay_in_their_tenant,
     racing_delivery_statuses_never_move_a_message_back,
@@ -1900,6 +1901,75 @@ async fn age_order(db: &zengine_activities::Database, tenant: &TenantId, order_i
     tx.commit().await.unwrap();
 }
 
+async fn unlinked_uploads_are_purged_after_their_ttl_and_linked_ones_kept(backend: TestBackend) {
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let beta = TenantId::parse("beta").unwrap();
+    t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
+    t.db.tenants().upsert(&beta, "Beta", "main").await.unwrap();
+    let payments = t.db.payments();
+    let (unlinked, _) = payments
+        .put_media(&acme, "image/png", b"spam")
+        .await
+        .unwrap();
+    let (beta_unlinked, _) = payments
+        .put_media(&beta, "image/png", b"spam")
+        .await
+        .unwrap();
+    let (lines, total) = lines();
+    let (order, _) =
+        t.db.orders()
+            .create(new_order(&acme, "o", "h", "+51987654321", &lines, total))
+            .await
+            .unwrap();
+    let (linked, _) = payments
+        .put_media(&acme, "image/png", b"receipt")
+        .await
+        .unwrap();
+    payments
+        .create(
+            &acme,
+            "pay_linked",
+            &order.order_id,
+            &format!("upload:{linked}"),
+        )
+        .await
+        .unwrap();
+    // Nothing is old enough yet.
+    let now = chrono::Utc::now().timestamp_millis();
+    let retention = t.db.retention();
+    assert_eq!(
+        retention
+            .purge_unlinked_media(&acme, now - 60_000)
+            .await
+            .unwrap(),
+        0
+    );
+    // A cut-off after every upload: only acme's unlinked one goes.
+    assert_eq!(
+        retention
+            .purge_unlinked_media(&acme, now + 60_000)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        payments
+            .get_media(&acme, &unlinked)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(payments.get_media(&acme, &linked).await.unwrap().is_some());
+    assert!(
+        payments
+            .get_media(&beta, &beta_unlinked)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestBackend) {
     use zengine_activities::db::{ORDERS_PURGED, PurgeCounts, TrackingEvent};
     const DAY: i64 = 24 * 60 * 60 * 1000;
@@ -1985,6 +2055,7 @@ async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestB
             payments: 2,
             media_uploads: 1,
             tracking_events: 1,
+            unlinked_media: 0,
         }
     );
     let orders = t.db.orders();

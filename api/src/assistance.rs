@@ -42,10 +42,8 @@ use zengine_workflows::{AssistanceWorkflow, MokWorkflow};
 use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
-/// Who is calling: the one place partner authentication is decided (today the management
-/// bearer token and `x-tenant-id`, like the orders API; swap this function for JWT / API keys).
-/// The caller's tenant. Reads need the viewer role, changes the operator role (an API key of
-/// a partner integration has at most that).
+/// Who is calling: the caller's tenant, from a JWT or the admin token (API keys get 403: the
+/// assistance desk is an operators' tool). Reads need the viewer role, changes the operator role.
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
     Ok(
         crate::auth::caller_of(state, headers, crate::auth::Role::Viewer)

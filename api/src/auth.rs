@@ -507,7 +507,8 @@ impl Authenticator {
     }
 }
 
-/// The caller of a handler that reads its own headers, with at least `role`.
+/// The caller of an operator-facing handler that reads its own headers, with at least `role`.
+/// API keys get 403: they reach only the partner endpoints ([`PartnerCaller`]).
 pub async fn caller_of(
     state: &AppState,
     headers: &HeaderMap,
@@ -518,28 +519,58 @@ pub async fn caller_of(
         .auth
         .authenticate(&state.db, credentials, None)
         .await?;
+    caller.require_operator_credential()?;
     caller.require(role)?;
     Ok(caller)
 }
 
+async fn authenticate_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let path_tenant = RawPathParams::from_request_parts(parts, state)
+        .await
+        .ok()
+        .and_then(|params| {
+            params
+                .iter()
+                .find(|(name, _)| *name == "tenant")
+                .map(|(_, value)| value.to_owned())
+        });
+    let credentials = Credentials::from_headers(&parts.headers)?;
+    state
+        .auth
+        .authenticate(&state.db, credentials, path_tenant.as_deref())
+        .await
+}
+
+/// The extractor of operator-facing handlers (the default): a JWT or the admin token. API keys
+/// get 403, so an endpoint added later is closed to them unless it asks for [`PartnerCaller`].
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let path_tenant = RawPathParams::from_request_parts(parts, state)
-            .await
-            .ok()
-            .and_then(|params| {
-                params
-                    .iter()
-                    .find(|(name, _)| *name == "tenant")
-                    .map(|(_, value)| value.to_owned())
-            });
-        let credentials = Credentials::from_headers(&parts.headers)?;
-        state
-            .auth
-            .authenticate(&state.db, credentials, path_tenant.as_deref())
-            .await
+        let caller = authenticate_parts(parts, state).await?;
+        caller.require_operator_credential()?;
+        Ok(caller)
+    }
+}
+
+/// The caller of a partner endpoint (orders, payments, tracking, routes): an API key, a JWT or
+/// the admin token.
+#[derive(Debug, Clone)]
+pub struct PartnerCaller(pub Caller);
+
+impl std::ops::Deref for PartnerCaller {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
+}
+
+impl FromRequestParts<AppState> for PartnerCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticate_parts(parts, state).await.map(PartnerCaller)
     }
 }
 
@@ -588,6 +619,13 @@ impl JwtVerifier {
         if hs256.is_none() && jwks.is_none() {
             return Ok(None);
         }
+        // An identity provider's keys sign tokens for every application it serves: without
+        // an issuer and an audience, a token minted for another application (or another
+        // provider tenant sharing the keys) would be accepted here.
+        anyhow::ensure!(
+            jwks.is_none() || (!settings.issuer.is_empty() && !settings.audience.is_empty()),
+            "api.auth.jwt: with jwks_url or jwks_file, set issuer and audience too"
+        );
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .build()

@@ -53,7 +53,7 @@ fn unauthorized(message: &str) -> ApiError {
 }
 
 fn is_reference(value: &str) -> bool {
-    matches!(value.split_once(':'), Some(("env" | "file", rest)) if !rest.is_empty())
+    zengine_activities::secrets::reference_kind(value).is_some()
 }
 
 /// Body of `PUT /v1/tenants/{tenant}/chatwoot`.
@@ -109,7 +109,7 @@ fn validate(body: ChatwootBody) -> Result<ChatwootSettings, ApiError> {
             .filter(|v| is_reference(v) && v.len() <= 512)
             .ok_or_else(|| {
                 invalid(format!(
-                    "field `{field}`: a secret reference (`env:NAME` or `file:/path`), never a value"
+                    "field `{field}`: a secret reference (`secret:NAME`, or `env:NAME` / `file:/path` set by a platform administrator), never a value"
                 ))
             })
     };
@@ -160,8 +160,17 @@ pub async fn put_settings(
     let tenant = caller.tenant(&state.db, &tenant).await?;
     let body: ChatwootBody = crate::read_json(body)?;
     let settings = validate(body)?;
-    state.db.chatwoot().put_settings(&tenant, &settings).await?;
+    let stored = state
+        .db
+        .chatwoot()
+        .settings(&tenant)
+        .await?
+        .map(|s| settings_json(&tenant, &s));
+    // The desk's `base_url` is the tenant's to choose (its own Chatwoot; outbound calls are
+    // guarded); its secrets come from its own store.
     let shown = settings_json(&tenant, &settings);
+    crate::tenants::guard_settings(&caller, &shown, stored.as_ref(), &["base_url"])?;
+    state.db.chatwoot().put_settings(&tenant, &settings).await?;
     state
         .db
         .events()
@@ -273,7 +282,7 @@ async fn handle(
         .settings(&tenant)
         .await?
         .ok_or_else(not_configured)?;
-    let secret = zengine_activities::secrets::resolve(&settings.webhook_secret_ref).map_err(|e| {
+    let secret = zengine_activities::secrets::resolve_for(&tenant, &settings.webhook_secret_ref).map_err(|e| {
         tracing::error!(tenant_id = %tenant, error.message = %e, "Chatwoot webhook secret missing");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod ops;
 mod orders;
 mod payments;
+pub mod quota;
 mod ratelimit;
 mod reports;
 mod routes;
@@ -101,6 +102,8 @@ pub struct ApiSettings {
     pub codec_max_body_bytes: usize,
     /// The operator console at `/console/` (`[api.console]`, `docs/console.md`).
     pub console: console::ConsoleSettings,
+    /// Limits of unauthenticated webchat traffic (`[api.anonymous]`, `docs/security.md`).
+    pub anonymous: quota::AnonymousLimits,
 }
 
 impl Default for ApiSettings {
@@ -127,7 +130,24 @@ impl Default for ApiSettings {
             ],
             codec_max_body_bytes: 32 * 1024 * 1024,
             console: console::ConsoleSettings::default(),
+            anonymous: quota::AnonymousLimits::default(),
         }
+    }
+}
+
+impl ApiSettings {
+    /// Refuses a production start without `contact_id_key`: the public development key would
+    /// make the phone hashes in workflow ids reversible by enumerating phone numbers. `dev`
+    /// (`temporal.codec.allow_dev_key`, set by `zengine dev`) allows it.
+    pub fn check_keys(&self, dev: bool) -> anyhow::Result<()> {
+        use secrecy::ExposeSecret;
+        anyhow::ensure!(
+            dev || !self.contact_id_key.expose_secret().is_empty(),
+            "api.contact_id_key is not set: phone numbers in workflow ids would be hashed with \
+             the public development key (set ZENGINE_API__CONTACT_ID_KEY to a random secret, or \
+             temporal.codec.allow_dev_key = true for development)"
+        );
+        Ok(())
     }
 }
 
@@ -150,6 +170,8 @@ pub struct AppState {
     pub files: Arc<dyn zengine_activities::files::FileStore>,
     /// Checks JWTs, API keys and the admin token ([`auth::Caller`]).
     pub auth: Arc<auth::Authenticator>,
+    /// What anonymous webchat clients have spent ([`quota::Quotas`]).
+    pub quotas: Arc<quota::Quotas>,
 }
 
 impl AppState {
@@ -176,6 +198,7 @@ impl AppState {
             files: settings.attachments.build()?,
             settings: Arc::new(settings),
             auth,
+            quotas: Arc::default(),
         })
     }
 
@@ -493,7 +516,8 @@ async fn request_context(request: Request<axum::body::Body>, next: Next) -> Resp
     let span = tracing::info_span!(
         "http",
         method = %request.method(),
-        path = %request.uri().path(),
+        // The route template only: raw paths carry phone numbers and contact ids
+        // (`/v1/conversations/{tenant}/{channel}/{contact}/…`), which logs must not.
         route = %route,
         correlation_id = %correlation_id,
         tenant_id = tracing::field::Empty,

@@ -23,8 +23,8 @@ use serde_json::{Map, Value, json};
 pub enum Auth {
     /// No credential (health, metrics, this document).
     Public,
-    /// A [`crate::auth::Caller`]: JWT, API key (bearer or `x-api-key`) or the admin token with
-    /// `x-tenant-id`.
+    /// An authenticated caller: a JWT or the admin token with `x-tenant-id`; API keys (bearer or
+    /// `x-api-key`) on the partner endpoints only (orders, payments, tracking, routes).
     Caller,
     /// The admin role on the tenant of the path (admin token, or a JWT with the admin role).
     Admin,
@@ -182,7 +182,7 @@ pub fn operations() -> Vec<Operation> {
             "Repeats with the same key get the first answer",
         )
         .body(Body::JsonObject)
-        .errors(&[400, 404, 409, 422, 503, 504]),
+        .errors(&[400, 404, 409, 422, 429, 503, 504]),
         webchat_headers(
             op(
                 "get",
@@ -256,7 +256,7 @@ pub fn operations() -> Vec<Operation> {
         .caller()
         .body(Body::Multipart("image"))
         .ok(&[200, 201, 202])
-        .errors(&[400, 404, 409, 415, 422, 503]),
+        .errors(&[400, 404, 409, 415, 422, 429, 503]),
         op(
             "get",
             "/v1/orders/{id}/payments",

@@ -19,7 +19,7 @@ use zengine_domain::order_workflow_id;
 use zengine_workflows::OrderWorkflow;
 use zengine_workflows::order::{ChangeStatus, OrderInput};
 
-use crate::auth::{Caller, Role};
+use crate::auth::{PartnerCaller, Role};
 use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
@@ -54,7 +54,7 @@ fn order_json(order: &Order) -> serde_json::Value {
 /// workflow. 201 when created, 200 with the same order when the key was seen before.
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
@@ -121,7 +121,7 @@ pub struct ListQuery {
 /// `GET /v1/orders?customer_phone=&status=&limit=&before=`: newest first, keyset pagination.
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
@@ -169,7 +169,7 @@ pub async fn list(
 /// `GET /v1/orders/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
@@ -194,7 +194,7 @@ pub struct StatusBody {
 /// `POST /v1/orders/{id}/status` `{status, reason}`: an operator moves the order.
 pub async fn change_status(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     Path(order_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

@@ -26,7 +26,7 @@ use zengine_workflows::PaymentWorkflow;
 use zengine_workflows::names::queues;
 use zengine_workflows::payment::{PaymentInput, Review, workflow_id};
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Caller, PartnerCaller, Role};
 use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
@@ -152,6 +152,18 @@ pub async fn upload_webchat_media(
             format!("tenant `{tenant_id}` does not exist"),
         ));
     }
+    // Charged before the body is read: what it says it is, or the largest upload.
+    let client = crate::quota::ClientAddr::of(request.extensions(), request.headers(), &state);
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(state.settings.max_upload_bytes as u64)
+        .min(state.settings.max_upload_bytes as u64);
+    state
+        .quotas
+        .media(&state.settings.anonymous, &tenant_id, client.0, declared)?;
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -176,7 +188,7 @@ pub async fn upload_webchat_media(
 pub async fn submit(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
-    caller: Caller,
+    caller: PartnerCaller,
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
@@ -288,7 +300,7 @@ async fn start_workflow(
 /// `GET /v1/orders/{id}/payments`.
 pub async fn list_for_order(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
@@ -330,7 +342,7 @@ pub struct ListQuery {
 /// `GET /v1/payments?status=`: the tenant's payments in one status, oldest first.
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
@@ -368,7 +380,7 @@ pub async fn list(
 /// `GET /v1/payments/{id}/receipt`: the receipt image the payment was verified from.
 pub async fn receipt(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     Path(payment_id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
@@ -407,7 +419,7 @@ pub async fn receipt(
 /// `GET /v1/payments/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     Path(payment_id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
@@ -425,7 +437,10 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReviewBody {
     decision: String,
-    reviewer: String,
+    /// Accepted for older clients and ignored: the review records the authenticated caller.
+    #[serde(default)]
+    #[allow(dead_code)]
+    reviewer: Option<String>,
     #[serde(default)]
     note: Option<String>,
 }
@@ -471,7 +486,8 @@ pub async fn review(
         .get_workflow_handle::<PaymentWorkflow>(workflow_id(&tenant_id, &payment_id));
     let review = Review {
         approve,
-        reviewer: body.reviewer,
+        // Who reviewed is who authenticated, never what the body claims.
+        reviewer: caller.subject.clone(),
         note: body.note,
     };
     match handle

@@ -1,4 +1,4 @@
-//! Token buckets per API key, in this process's memory.
+//! Token buckets per API key and per anonymous client, in this process's memory.
 //!
 //! Why not in the database: a shared bucket costs a write per request on the hot path of every
 //! partner call, and the limit exists to protect this service from one runaway integration, not
@@ -30,8 +30,21 @@ impl RateLimiter {
         if rate_per_minute == 0 {
             return Ok(());
         }
-        let rate = f64::from(rate_per_minute) / 60.0;
-        let capacity = f64::from(burst.max(1));
+        self.take(
+            key,
+            f64::from(rate_per_minute) / 60.0,
+            f64::from(burst.max(1)),
+            1.0,
+        )
+    }
+
+    /// Takes `cost` tokens (e.g. bytes) from `key`'s bucket of `capacity` tokens refilled at
+    /// `rate` tokens per second. A cost above the capacity can never be paid: it fails with the
+    /// time a full bucket would take. A rate of zero disables the limit.
+    pub fn take(&self, key: &str, rate: f64, capacity: f64, cost: f64) -> Result<(), Duration> {
+        if rate <= 0.0 {
+            return Ok(());
+        }
         let now = Instant::now();
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
         if buckets.len() >= PRUNE_AT && !buckets.contains_key(key) {
@@ -47,11 +60,14 @@ impl RateLimiter {
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
         bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= cost {
+            bucket.tokens -= cost;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+            Err(
+                Duration::from_secs_f64((cost.min(capacity) - bucket.tokens).max(0.0) / rate)
+                    .max(Duration::from_millis(1)),
+            )
         }
     }
 }

@@ -303,6 +303,9 @@ fn routes(facts: &[Fact]) -> Table {
 fn csv_field(value: &Value) -> String {
     let text = match value {
         Value::Null => String::new(),
+        // A text cell a spreadsheet would run as a formula (`=HYPERLINK(…)`, `+cmd|…`, `@SUM`)
+        // is neutralised with a leading `'` (OWASP CSV injection); numbers are left alone.
+        Value::String(s) if s.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{s}"),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
@@ -313,7 +316,7 @@ fn csv_field(value: &Value) -> String {
     }
 }
 
-/// `GET /v1/reports/{name}` (viewer and up, API keys included).
+/// `GET /v1/reports/{name}` (viewer and up; an operator's tool, so API keys get 403).
 pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -461,6 +464,22 @@ mod tests {
             ]
         );
         assert_eq!(csv_field(&json!("a,\"b\"")), "\"a,\"\"b\"\"\"");
+        // Formulas a customer typed (a name, a note) reach the spreadsheet as text.
+        for formula in [
+            "=HYPERLINK(\"http://x\")",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+        ] {
+            assert!(
+                csv_field(&json!(formula))
+                    .trim_start_matches('"')
+                    .starts_with('\''),
+                "{formula}"
+            );
+        }
+        assert_eq!(csv_field(&json!(-5)), "-5");
         let c = csat(&[
             fact("csat", "d", "rating", "c1", 5.0),
             fact("csat", "d", "rating", "c2", 2.0),

@@ -12,7 +12,7 @@ use zengine_activities::routing::{RouteRequest, driver_shifts};
 use zengine_workflows::RouteOptimisationWorkflow;
 use zengine_workflows::routing::RouteInput;
 
-use crate::auth::{Caller, Role};
+use crate::auth::{PartnerCaller, Role};
 use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
@@ -27,7 +27,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
 /// Starts an optimisation; 202 with the plan id, then poll `GET /v1/routes/{id}`.
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
@@ -142,7 +142,7 @@ pub async fn create(
 /// Status, progress and (when done) the routes and unassigned orders.
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     Path(plan_id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
@@ -167,7 +167,7 @@ pub async fn get(
 /// The routes assigned to a driver, newest first.
 pub async fn for_driver(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     Path(driver_id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;

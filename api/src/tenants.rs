@@ -76,6 +76,13 @@ pub async fn create(
     let body: CreateBody = crate::read_json(body)?;
     let tenant_id =
         TenantId::parse(&body.tenant_id).map_err(|e| invalid(format!("field `tenant_id`: {e}")))?;
+    if tenant_id.as_str().starts_with('_') {
+        // `_system` owns the platform's own workflows (health checks, retention); a tenant of
+        // that name would see them in its lists.
+        return Err(invalid(
+            "field `tenant_id`: ids starting with `_` are reserved for the platform",
+        ));
+    }
     name_field("name", &body.name)?;
     let main_flow_id = body.main_flow_id.as_deref().unwrap_or("main");
     flow_id_field(main_flow_id)?;
@@ -501,7 +508,95 @@ fn is_secret_name(name: &str) -> bool {
 }
 
 fn is_reference(value: &str) -> bool {
-    matches!(value.split_once(':'), Some(("env" | "file", rest)) if !rest.is_empty())
+    zengine_activities::secrets::reference_kind(value).is_some()
+}
+
+/// Whether a setting says where a provider is (`api_base`, `base_url`, `endpoint_url`,
+/// `login_host`, `participant_endpoint`, `cert_url_prefix`, …): a tenant that could set one
+/// would choose the host its credentials (and the platform's, for SES) are sent to, or the
+/// host a signature certificate is fetched from.
+fn is_endpoint_setting(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "endpoint"
+        || ["_url", "_base", "_endpoint", "_host", "_prefix"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
+}
+
+/// What a tenant administrator may write into settings the platform resolves: secrets only
+/// as `secret:NAME` (the tenant's own store), no provider endpoints. `env:`/`file:` references
+/// and endpoint overrides are the platform administrator's; a tenant administrator may send
+/// one back unchanged (`old` holds what is stored), so a read-modify-write keeps working.
+/// `allowed_endpoints` names endpoint settings this form lets tenants choose (Chatwoot's
+/// `base_url`: their own desk, reached through the outbound guard).
+pub(crate) fn guard_settings(
+    caller: &AdminCaller,
+    new: &Value,
+    old: Option<&Value>,
+    allowed_endpoints: &[&str],
+) -> Result<(), ApiError> {
+    fn walk(
+        new: &Value,
+        old: Option<&Value>,
+        path: &str,
+        tenant: bool,
+        allowed_endpoints: &[&str],
+    ) -> Result<(), ApiError> {
+        match new {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let path = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    let old = old.and_then(|o| o.get(k));
+                    if tenant
+                        && is_endpoint_setting(k)
+                        && !allowed_endpoints.contains(&k.as_str())
+                        && old != Some(v)
+                    {
+                        return Err(forbidden(format!(
+                            "field `{path}`: provider endpoints are fixed per strategy; only a platform administrator overrides them"
+                        )));
+                    }
+                    walk(v, old, &path, tenant, allowed_endpoints)?;
+                }
+                Ok(())
+            }
+            Value::Array(items) => items.iter().enumerate().try_for_each(|(i, v)| {
+                walk(
+                    v,
+                    old.and_then(|o| o.get(i)),
+                    &format!("{path}[{i}]"),
+                    tenant,
+                    allowed_endpoints,
+                )
+            }),
+            Value::String(s) => {
+                use zengine_activities::secrets::{ReferenceKind, reference_kind};
+                if s.starts_with("secret:") && reference_kind(s).is_none() {
+                    return Err(invalid(format!(
+                        "field `{path}`: `secret:NAME` names one secret of the tenant's store (letters, digits, `_`, `.`, `-`)"
+                    )));
+                }
+                if tenant && reference_kind(s) == Some(ReferenceKind::Platform) && old != Some(new)
+                {
+                    return Err(forbidden(format!(
+                        "field `{path}`: a tenant's secrets are `secret:NAME` references to its own store; `env:` and `file:` references are set by a platform administrator"
+                    )));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    let tenant = matches!(caller, AdminCaller::Tenant(_));
+    walk(new, old, "", tenant, allowed_endpoints)
+}
+
+fn forbidden(message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
 }
 
 /// Settings as the API shows them: a secret-named value that is not a reference (stored
@@ -597,8 +692,32 @@ pub async fn put_channel(
     let settings = Value::Object(body.settings.unwrap_or_default());
     if let Some(path) = inline_secret(&settings, "") {
         return Err(invalid(format!(
-            "field `settings.{path}`: secrets are given as references (`env:NAME` or `file:/path`), never as values"
+            "field `settings.{path}`: secrets are given as references (`secret:NAME`, or `env:NAME` / `file:/path` set by a platform administrator), never as values"
         )));
+    }
+    // This tenant's account under this key, if there is one (another tenant's is 409 below).
+    let stored = state
+        .db
+        .channels()
+        .route(&strategy_name, key)
+        .await?
+        .filter(|a| a.tenant_id == tenant);
+    guard_settings(
+        &caller,
+        &settings,
+        stored.as_ref().map(|a| &a.settings),
+        &[],
+    )?;
+    if let AdminCaller::Tenant(_) = caller {
+        // The account key routes inbound traffic (a WhatsApp `phone_number_id`): a tenant
+        // that could claim an unregistered one would receive that number's customers. Tenant
+        // administrators change the settings of accounts they have; a platform administrator
+        // registers (or re-keys) them.
+        if stored.is_none() {
+            return Err(forbidden(format!(
+                "account `{key}` of `{strategy_name}` is not registered to this tenant; a platform administrator registers channel accounts"
+            )));
+        }
     }
     if let Some(owner) = state.db.channels().route(&strategy_name, key).await?
         && owner.tenant_id != tenant

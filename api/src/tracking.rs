@@ -17,7 +17,7 @@ use zengine_domain::{Location, order_workflow_id};
 use zengine_workflows::OrderWorkflow;
 use zengine_workflows::order::ChangeStatus;
 
-use crate::auth::{Caller, Role};
+use crate::auth::{PartnerCaller, Role};
 use crate::{ApiError, AppState, ErrorCode};
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -42,7 +42,7 @@ fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
 
 pub async fn put(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
@@ -170,7 +170,7 @@ pub struct TimelineQuery {
 
 pub async fn timeline(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PartnerCaller,
     query: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;

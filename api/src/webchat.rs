@@ -136,6 +136,7 @@ pub async fn preflight(headers: HeaderMap) -> Response {
 pub async fn post_message(
     state: State<AppState>,
     headers: HeaderMap,
+    client: crate::quota::ClientAddr,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let origin = headers
@@ -162,7 +163,7 @@ pub async fn post_message(
         },
         _ => None,
     };
-    let mut response = match post_message_inner(state, headers, body).await {
+    let mut response = match post_message_inner(state, headers, client, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
@@ -183,6 +184,7 @@ pub async fn post_message(
 async fn post_message_inner(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: crate::quota::ClientAddr,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     // Everything is checked before anything reaches Temporal.
@@ -251,6 +253,14 @@ async fn post_message_inner(
         )
     })?;
 
+    // A replayed message above cost nothing; a new one (and a new session, which starts a
+    // workflow) is counted against the client's and the tenant's limits.
+    state.quotas.message(
+        &state.settings.anonymous,
+        &tenant_id,
+        client.0,
+        parsed.session.as_str(),
+    )?;
     let conversation = ConversationId::new(tenant_id.clone(), Channel::Webchat, parsed.session);
     let workflow_id = conversation.workflow_id();
     tracing::Span::current().record("workflow_id", workflow_id.as_str());

@@ -309,7 +309,7 @@ async fn ingest(
 
 /// The address a request came from: the socket peer, or — when the peer is a trusted proxy —
 /// the rightmost `X-Forwarded-For` address that is not one.
-fn source_address(
+pub(crate) fn source_address(
     peer: Option<IpAddr>,
     forwarded_for: Option<&str>,
     trusted: &[String],

@@ -158,8 +158,18 @@ impl OutboundStrategy for SesEmail {
                 object.remove(key);
             }
         }
-        let parsed: SesEmailAccount = serde_json::from_value(settings)
+        let mut parsed: SesEmailAccount = serde_json::from_value(settings)
             .map_err(|e| ConfigError::invalid(SES_EMAIL, e.to_string()))?;
+        // The tenant's `secret:` references become paths in its own folder of the store.
+        for reference in [
+            &mut parsed.aws.access_key_id,
+            &mut parsed.aws.secret_access_key,
+            &mut parsed.aws.session_token,
+        ] {
+            if !reference.is_empty() {
+                *reference = crate::secrets::scoped(&account.tenant_id, reference)?;
+            }
+        }
         let address = parsed
             .from
             .rsplit_once('<')

@@ -27,9 +27,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use zengine_domain::Channel;
 use zengine_domain::channel::five9;
 use zengine_domain::channel::whatsapp::constant_time_eq;
+use zengine_domain::{Channel, TenantId};
 
 use super::sdk::{
     ConfigError, Health, InboundError, InboundEvent, InboundRequest, InboundStrategy,
@@ -340,8 +340,8 @@ fn basic_credentials(header: Option<&str>) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-fn resolve_logged(reference: &str) -> Result<SecretString, InboundError> {
-    secrets::resolve(reference).map_err(|e| {
+fn resolve_logged(tenant: &TenantId, reference: &str) -> Result<SecretString, InboundError> {
+    secrets::resolve_for(tenant, reference).map_err(|e| {
         tracing::error!(error.message = %e, "five9-digital webhook credential does not resolve");
         InboundError::Unauthorized("wrong credentials".into())
     })
@@ -384,8 +384,8 @@ impl InboundStrategy for Five9Inbound {
                 .and_then(Value::as_str)
                 .ok_or_else(unauthorized)
         };
-        let expected_user = resolve_logged(field("webhook_username")?)?;
-        let expected_password = resolve_logged(field("webhook_password")?)?;
+        let expected_user = resolve_logged(&account.tenant_id, field("webhook_username")?)?;
+        let expected_password = resolve_logged(&account.tenant_id, field("webhook_password")?)?;
         // Both compared, always, in constant time.
         let user_ok = constant_time_eq(user.as_bytes(), expected_user.expose_secret().as_bytes());
         let password_ok = constant_time_eq(

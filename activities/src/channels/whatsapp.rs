@@ -352,7 +352,10 @@ impl OutboundStrategy for MetaCloud {
         account: &ChannelAccount,
         env: &StrategyEnv,
     ) -> Result<Box<dyn OutboundConnection>, ConfigError> {
-        let token = secrets::resolve(setting(account, WHATSAPP_META_CLOUD, "access_token")?)?;
+        let token = secrets::resolve_for(
+            &account.tenant_id,
+            setting(account, WHATSAPP_META_CLOUD, "access_token")?,
+        )?;
         let base = setting_or(account, "api_base", META_API_BASE).trim_end_matches('/');
         let version = setting_or(account, "api_version", META_API_VERSION);
         let number = &account.account_key;
@@ -415,7 +418,10 @@ impl OutboundStrategy for Dialog360 {
         account: &ChannelAccount,
         env: &StrategyEnv,
     ) -> Result<Box<dyn OutboundConnection>, ConfigError> {
-        let key = secrets::resolve(setting(account, self.strategy(), "api_key")?)?;
+        let key = secrets::resolve_for(
+            &account.tenant_id,
+            setting(account, self.strategy(), "api_key")?,
+        )?;
         let base = dialog360_base(account);
         Ok(Box::new(WhatsAppConnection {
             strategy: self.strategy(),
@@ -461,8 +467,11 @@ pub mod templates {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, TemplateError> {
-        let key = secrets::resolve(setting(account, DIALOG360_TEMPLATES, "api_key")?)
-            .map_err(ConfigError::from)?;
+        let key = secrets::resolve_for(
+            &account.tenant_id,
+            setting(account, DIALOG360_TEMPLATES, "api_key")?,
+        )
+        .map_err(ConfigError::from)?;
         let url = format!("{}/{path}", dialog360_base(account));
         let mut request = env
             .http
@@ -727,7 +736,7 @@ impl InboundStrategy for Dialog360Inbound {
             .get("webhook_secret")
             .and_then(Value::as_str)
             .ok_or_else(unauthorized)?;
-        let expected = secrets::resolve(reference).map_err(|e| {
+        let expected = secrets::resolve_for(&account.tenant_id, reference).map_err(|e| {
             // Our configuration is broken, not the caller's request: say so in the log.
             tracing::error!(error.message = %e, "360dialog webhook secret does not resolve");
             unauthorized()

@@ -45,7 +45,7 @@ pub use payments::{
     Settlement, Verdict, payment_id_for,
 };
 pub use reports::{Fact, REPORTS, ReportRepo, fact_of};
-pub use retention::{ORDERS_PURGED, PurgeCounts, RetentionRepo};
+pub use retention::{ORDERS_PURGED, PurgeCounts, RetentionRepo, UNLINKED_MEDIA_TTL_MS};
 pub use routes::{RoutePlan, RouteRepo};
 pub use tenants::{
     Audit, Created, FlowVersionInfo, FlowVersions, SettingsChange, Tenant, TenantRecord, TenantRepo,

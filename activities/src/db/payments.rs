@@ -509,7 +509,8 @@ impl PaymentRepo<'_> {
         let mut tx = self.db.begin_for(tenant_id).await?;
         sqlx::query(
             "insert into media_upload (tenant_id, media_id, content_type, sha256, size_bytes, content, created_at)
-             values ($1, $2, $3, $4, $5, $6, $7) on conflict (tenant_id, media_id) do nothing",
+             values ($1, $2, $3, $4, $5, $6, $7)
+             on conflict (tenant_id, media_id) do update set created_at = excluded.created_at",
         )
         .bind(tenant_id.as_str())
         .bind(&media_id)

@@ -19,7 +19,15 @@ pub struct PurgeCounts {
     pub payments: u64,
     pub media_uploads: u64,
     pub tracking_events: u64,
+    /// Uploads no payment links, removed after [`UNLINKED_MEDIA_TTL_MS`] (absent from
+    /// histories recorded before it existed).
+    #[serde(default)]
+    pub unlinked_media: u64,
 }
+
+/// How long an upload no payment links is kept (`POST /v1/webchat/media` is anonymous: what a
+/// flow never used must not stay forever).
+pub const UNLINKED_MEDIA_TTL_MS: i64 = 24 * 3600 * 1000;
 
 impl PurgeCounts {
     fn add(&mut self, other: PurgeCounts) {
@@ -28,6 +36,7 @@ impl PurgeCounts {
         self.payments += other.payments;
         self.media_uploads += other.media_uploads;
         self.tracking_events += other.tracking_events;
+        self.unlinked_media += other.unlinked_media;
     }
 }
 
@@ -42,6 +51,29 @@ const BATCH: &str = "select order_id from sales_order where tenant_id = $1 and c
      order by created_at, order_id limit $3";
 
 impl RetentionRepo<'_> {
+    /// Deletes the tenant's uploads created before `cutoff_ms` that no payment links.
+    pub async fn purge_unlinked_media(
+        &self,
+        tenant_id: &TenantId,
+        cutoff_ms: i64,
+    ) -> anyhow::Result<u64> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let deleted = sqlx::query(
+            "delete from media_upload where tenant_id = $1 and created_at < $2
+               and not exists (select 1 from payment
+                                where payment.tenant_id = $1
+                                  and payment.media_ref = 'upload:' || media_upload.media_id)",
+        )
+        .bind(tenant_id.as_str())
+        .bind(cutoff_ms)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to purge unlinked media")?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     /// Deletes the tenant's orders created before `cutoff_ms` (epoch ms) and everything keyed
     /// by them, `batch_size` orders per transaction. Idempotent: a second call with the same
     /// cut-off finds nothing. When something was deleted, records one `Orders.Purged` event

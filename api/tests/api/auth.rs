@@ -437,6 +437,14 @@ async fn rs256_tokens_verify_against_a_jwks_url_and_follow_key_rotation() {
     let file = std::env::temp_dir().join(format!("zengine-jwks-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&file, jwks(&["two"])).unwrap();
     options.api.auth.jwt.jwks_file = file.display().to_string();
+    // A JWKS without issuer and audience is refused at start-up.
+    assert!(
+        zengine_api::auth::authenticator(String::new().into(), &options.api.auth)
+            .err()
+            .is_some_and(|e| e.to_string().contains("set issuer and audience")),
+    );
+    options.api.auth.jwt.issuer = ISSUER.into();
+    options.api.auth.jwt.audience = vec![AUDIENCE.into()];
     let app = spawn_app_with(options).await;
     let response = call(
         &app,

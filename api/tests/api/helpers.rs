@@ -72,6 +72,8 @@ impl Default for AppOptions {
                 admin_token: ADMIN_TOKEN.to_owned().into(),
                 whatsapp_app_secret: WHATSAPP_APP_SECRET.to_owned().into(),
                 whatsapp_verify_token: WHATSAPP_VERIFY_TOKEN.to_owned().into(),
+                // Every test talks from 127.0.0.1; the limits have their own tests.
+                anonymous: zengine_api::quota::AnonymousLimits::unlimited(),
                 ..ApiSettings::default()
             },
             codec: CodecSettings::default(),
@@ -83,8 +85,25 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
+/// The tenant secret store of this test binary (`secrets.tenant_dir`): one folder per tenant.
+static TENANT_SECRETS: LazyLock<std::path::PathBuf> = LazyLock::new(|| {
+    let dir = std::env::temp_dir().join(format!("zengine-tenant-secrets-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("a tenant secret store");
+    zengine_activities::secrets::set_tenant_dir(&dir);
+    dir
+});
+
+/// Puts `value` into `tenant`'s secret store as `name`: what the tenant then references as
+/// `secret:<name>`.
+pub fn put_tenant_secret(tenant: &str, name: &str, value: &str) {
+    let dir = TENANT_SECRETS.join(tenant);
+    std::fs::create_dir_all(&dir).expect("a tenant folder");
+    std::fs::write(dir.join(name), format!("{value}\n")).expect("a tenant secret");
+}
+
 pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
     LazyLock::force(&TRACING);
+    LazyLock::force(&TENANT_SECRETS);
     // Attachments of the local backend go to a folder of this app only.
     let files_dir = tempfile::tempdir().expect("a temporary folder");
     if options.api.attachments.backend == "local" {

@@ -156,6 +156,7 @@ async fn old_orders_are_purged_per_tenant_retention_once() {
         payments: 1,
         media_uploads: 1,
         tracking_events: 0,
+        unlinked_media: 0,
     };
     assert_eq!(counts_of(&report, &demo), one, "{report:?}");
     assert_eq!(counts_of(&report, &brief), one, "{report:?}");

@@ -2,6 +2,7 @@
 //! attacker would send it, against the real API, worker, Temporal and database. Every test here
 //! failed on the code before its fix.
 
+mod anonymous;
 mod api_keys;
 mod query;
 mod secrets;
