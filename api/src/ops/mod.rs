@@ -3,8 +3,10 @@
 //! ([`routes`]), the gRPC service ([`crate::grpc`]) and the `zengine workflows` CLI.
 //!
 //! Every operation is confined to one tenant: lists AND their visibility query with
-//! `TenantId = '<tenant>'` ([`query`]); single-workflow operations first describe the workflow
-//! and answer "not found" when it belongs to another tenant, exactly as when it does not exist.
+//! `TenantId = '<tenant>'` ([`query`], which parses a caller's free query and renders it back)
+//! and drop any execution not tagged with the tenant; single-workflow operations first describe
+//! the workflow and answer "not found" when it belongs to another tenant, exactly as when it
+//! does not exist.
 
 pub mod dead_letters;
 mod history;
