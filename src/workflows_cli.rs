@@ -53,7 +53,8 @@ pub enum WorkflowsCommand {
         /// Started at or before (RFC 3339).
         #[arg(long)]
         started_before: Option<String>,
-        /// A Temporal visibility query, ANDed with the tenant restriction.
+        /// A filter in the subset of Temporal's visibility language of docs/operators.md (no
+        /// comments, no `TenantId`), ANDed with the tenant restriction.
         #[arg(long)]
         query: Option<String>,
         /// At most this many workflows.

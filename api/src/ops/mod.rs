@@ -3,8 +3,10 @@
 //! ([`routes`]), the gRPC service ([`crate::grpc`]) and the `zengine workflows` CLI.
 //!
 //! Every operation is confined to one tenant: lists AND their visibility query with
-//! `TenantId = '<tenant>'` ([`query`]); single-workflow operations first describe the workflow
-//! and answer "not found" when it belongs to another tenant, exactly as when it does not exist.
+//! `TenantId = '<tenant>'` ([`query`], which parses a caller's free query and renders it back)
+//! and drop any execution not tagged with the tenant; single-workflow operations first describe
+//! the workflow and answer "not found" when it belongs to another tenant, exactly as when it
+//! does not exist.
 
 pub mod dead_letters;
 mod history;
@@ -20,7 +22,9 @@ use temporalio_client::grpc::WorkflowService;
 use temporalio_client::tonic::{Code, IntoRequest, Status};
 use temporalio_client::{Client, NamespacedClient};
 use temporalio_common::data_converters::SerializationContextData;
-use temporalio_common::protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution};
+use temporalio_common::protos::temporal::api::common::v1::{
+    Payload, Payloads, SearchAttributes, WorkflowExecution,
+};
 use temporalio_common::protos::temporal::api::enums::v1::{
     EventType, PendingActivityState, WorkflowExecutionStatus,
 };
@@ -298,6 +302,21 @@ fn encode_token(token: Vec<u8>) -> Option<String> {
     (!token.is_empty()).then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token))
 }
 
+/// The `TenantId` search attribute of a workflow as JSON; `None` when it is not tagged.
+fn tenant_tag(attributes: Option<&SearchAttributes>) -> Option<Value> {
+    attributes
+        .and_then(|sa| {
+            sa.indexed_fields
+                .get(zengine_workflows::names::TENANT_ID.name())
+        })
+        .map(history::payload_json)
+}
+
+/// Whether a workflow's `TenantId` search attribute is `tenant` (untagged ones are not).
+fn tagged_with(attributes: Option<&SearchAttributes>, tenant: &TenantId) -> bool {
+    matches!(tenant_tag(attributes), Some(Value::String(owner)) if owner == tenant.as_str())
+}
+
 fn decode_token(token: Option<&str>) -> Result<Vec<u8>, OpsError> {
     match token.filter(|t| !t.is_empty()) {
         None => Ok(Vec::new()),
@@ -414,9 +433,21 @@ impl Operations {
                 .await
                 .map_err(|status| OpsError::from_status(status, ""))?
                 .into_inner();
-        let workflows = response
+        // The query already confines the list to the tenant; this check is the second lock, so
+        // a query that slips past the parser still shows nothing of another tenant.
+        let (mine, foreign): (Vec<_>, Vec<_>) = response
             .executions
             .iter()
+            .partition(|info| tagged_with(info.search_attributes.as_ref(), tenant));
+        if !foreign.is_empty() {
+            tracing::warn!(
+                tenant = tenant.as_str(),
+                dropped = foreign.len(),
+                "A workflow list answered workflows not tagged with the tenant; they were dropped"
+            );
+        }
+        let workflows = mine
+            .into_iter()
             .map(|info| WorkflowSummary {
                 workflow_id: info
                     .execution
@@ -470,15 +501,7 @@ impl Operations {
             .workflow_execution_info
             .as_ref()
             .ok_or_else(|| OpsError::not_found(workflow_id))?;
-        let tagged = info
-            .search_attributes
-            .as_ref()
-            .and_then(|sa| {
-                sa.indexed_fields
-                    .get(zengine_workflows::names::TENANT_ID.name())
-            })
-            .map(history::payload_json);
-        let owner_matches = match tagged {
+        let owner_matches = match tenant_tag(info.search_attributes.as_ref()) {
             Some(Value::String(owner)) => owner == tenant.as_str(),
             // Not tagged yet (its first workflow task has not run): every ZEngine workflow id
             // starts with its tenant (`{tenant}/…`).
@@ -870,5 +893,40 @@ impl Operations {
                 other => OpsError::Unavailable(other.to_string()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tagged(encoding: &str, data: &str) -> SearchAttributes {
+        let payload = Payload {
+            metadata: [("encoding".to_owned(), encoding.as_bytes().to_vec())].into(),
+            data: data.as_bytes().to_vec(),
+            ..Payload::default()
+        };
+        SearchAttributes {
+            indexed_fields: [(
+                zengine_workflows::names::TENANT_ID.name().to_owned(),
+                payload,
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_list_keeps_only_workflows_tagged_with_the_tenant() {
+        let demo = TenantId::parse("demo").unwrap();
+        assert!(tagged_with(Some(&tagged("json/plain", "\"demo\"")), &demo));
+        for other in [
+            tagged("json/plain", "\"acme\""),
+            tagged("json/plain", "[\"demo\"]"),
+            tagged("binary/plain", "demo"),
+            SearchAttributes::default(),
+        ] {
+            assert!(!tagged_with(Some(&other), &demo), "{other:?}");
+        }
+        assert!(!tagged_with(None, &demo));
     }
 }

@@ -85,6 +85,11 @@ pub(crate) struct ListQuery {
     status: Option<String>,
     started_after: Option<String>,
     started_before: Option<String>,
+    /// A filter in a subset of Temporal's visibility language: search attributes (not
+    /// `TenantId`) compared with `=`, `!=`, `<>`, `<`, `<=`, `>`, `>=`, `[NOT] IN (…)`,
+    /// `[NOT] BETWEEN … AND …`, `[NOT] STARTS_WITH`, `IS [NOT] NULL`; `AND`, `OR`, `NOT`,
+    /// parentheses; quoted strings, numbers, `true`, `false`. Anything else (comments, `;`,
+    /// `ORDER BY`, backslashes) is 400 naming the byte offset. At most 1024 bytes.
     query: Option<String>,
     page_size: Option<i32>,
     page_token: Option<String>,
