@@ -189,9 +189,9 @@ async fn a_tenant_admin_cannot_point_chatwoot_secrets_at_the_platform() {
     let tenant = crate::auth::unique_tenant("tc");
     add_tenant(&app, &tenant).await;
     let path = format!("/v1/tenants/{tenant}/chatwoot");
-    let body = |token_ref: &str| {
+    let body = |reference: &str| {
         json!({"base_url": "https://chatwoot.example", "account_id": 1, "inbox_id": 2,
-               "api_access_token": token_ref, "webhook_secret": "secret:cw-hook"})
+               "api_access_token": reference, "webhook_secret": reference})
     };
     let admin = token(&tenant, "admin");
     let response = call(
@@ -229,14 +229,15 @@ async fn a_tenant_admin_cannot_claim_a_whatsapp_number_it_was_not_given() {
     let body =
         |number: &str| json!({"account_key": number, "settings": {"access_token": "secret:wa"}});
     // An unregistered phone_number_id (nobody's yet, or a deleted tenant's): refused, so the
-    // number's customers' messages never route to the attacker.
+    // number's customers' messages never route to the attacker (sent with settings that hold
+    // no reference at all, so only the registration rule can refuse it).
     let claim = call(
         &app,
         Method::PUT,
         &path,
         Some(&token(&tenant, "admin")),
         None,
-        Some(body("109999000111")),
+        Some(json!({"account_key": "109999000111", "settings": {"api_version": "v23.0"}})),
     )
     .await;
     assert_eq!(error_code(claim, StatusCode::FORBIDDEN).await, "forbidden");
