@@ -155,11 +155,11 @@ impl OutboundGuard {
             .dns_resolver(Arc::new(GuardedResolver {
                 guard: self.clone(),
             }))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                match hops.check_url(attempt.url()) {
-                    Ok(()) => reqwest::redirect::Policy::default().redirect(attempt),
-                    Err(refused) => attempt.error(refused),
-                }
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| match hops
+                .check_url(attempt.url())
+            {
+                Ok(()) => reqwest::redirect::Policy::default().redirect(attempt),
+                Err(refused) => attempt.error(refused),
             }))
     }
 }
@@ -302,9 +302,8 @@ impl Resolve for GuardedResolver {
         let guard = self.guard.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused_kind = None;
             let kept: Vec<SocketAddr> = resolved
                 .into_iter()
@@ -513,7 +512,10 @@ mod tests {
         .guard()
         .unwrap();
         assert!(!refused(&guard, "10.20.3.4"));
-        assert!(!refused(&guard, "::ffff:10.20.3.4"), "mapped form of an opened address");
+        assert!(
+            !refused(&guard, "::ffff:10.20.3.4"),
+            "mapped form of an opened address"
+        );
         assert!(refused(&guard, "10.21.0.1"));
         assert!(!refused(&guard, "fd00::7"));
         assert!(refused(&guard, "fd00::8"));
@@ -549,7 +551,10 @@ mod tests {
             let message = error.to_string();
             assert!(message.contains("refused"), "{url}: {message}");
             assert!(!message.contains("s3cret"), "{url}: {message}");
-            assert!(!message.contains("/x") && !message.contains("admin"), "{message}");
+            assert!(
+                !message.contains("/x") && !message.contains("admin"),
+                "{message}"
+            );
         }
         assert!(
             strict

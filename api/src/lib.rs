@@ -101,6 +101,10 @@ pub struct ApiSettings {
     pub codec_max_body_bytes: usize,
     /// The operator console at `/console/` (`[api.console]`, `docs/console.md`).
     pub console: console::ConsoleSettings,
+    /// `[api.outbound]`: internal address ranges that the API's calls steered by tenants
+    /// (360dialog template management, SNS certificate and subscription URLs) may reach.
+    /// Default: none (see `zengine_activities::outbound`).
+    pub outbound: zengine_activities::outbound::OutboundSettings,
 }
 
 impl Default for ApiSettings {
@@ -127,6 +131,7 @@ impl Default for ApiSettings {
             ],
             codec_max_body_bytes: 32 * 1024 * 1024,
             console: console::ConsoleSettings::default(),
+            outbound: Default::default(),
         }
     }
 }
@@ -150,6 +155,8 @@ pub struct AppState {
     pub files: Arc<dyn zengine_activities::files::FileStore>,
     /// Checks JWTs, API keys and the admin token ([`auth::Caller`]).
     pub auth: Arc<auth::Authenticator>,
+    /// The guard of calls to destinations tenants choose (`api.outbound`).
+    pub outbound: zengine_activities::outbound::OutboundGuard,
 }
 
 impl AppState {
@@ -162,8 +169,13 @@ impl AppState {
         settings: ApiSettings,
     ) -> anyhow::Result<Self> {
         let auth = auth::authenticator(settings.admin_token.clone(), &settings.auth)?;
+        let outbound = settings
+            .outbound
+            .guard()
+            .map_err(|e| anyhow::anyhow!("api.{e}"))?;
         let channels = Registry::standard(InboundOptions {
             whatsapp_app_secret: settings.whatsapp_app_secret.clone(),
+            outbound: outbound.clone(),
         });
         Ok(Self {
             db,
@@ -176,6 +188,7 @@ impl AppState {
             files: settings.attachments.build()?,
             settings: Arc::new(settings),
             auth,
+            outbound,
         })
     }
 
