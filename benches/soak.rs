@@ -690,6 +690,11 @@ async fn main() {
             "true".into(),
         ),
         ("ZENGINE_TELEMETRY__FILTER".into(), "warn".into()),
+        // The fake Graph API listens on loopback, which the outbound guard refuses by default.
+        (
+            "ZENGINE_WORKER__OUTBOUND__ALLOW_CIDRS".into(),
+            r#"["127.0.0.0/8"]"#.into(),
+        ),
         (
             "ZENGINE_WORKER__METRICS_ADDR".into(),
             format!("127.0.0.1:{metrics_port}"),

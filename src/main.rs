@@ -386,6 +386,20 @@ async fn dev(mut settings: Settings) -> anyhow::Result<()> {
     {
         settings.api.whatsapp_verify_token = DEV_WHATSAPP_VERIFY_TOKEN.to_owned().into();
     }
+    // The local fakes of a development machine (a tenant backend, a Graph API, Chatwoot) listen
+    // on loopback: open it unless outbound ranges are configured. Production opens nothing.
+    for (name, outbound) in [
+        ("worker", &mut settings.worker.outbound),
+        ("api", &mut settings.api.outbound),
+    ] {
+        if outbound.allow_cidrs.is_empty() {
+            *outbound = zengine_activities::outbound::OutboundSettings::loopback();
+            tracing::info!(
+                allow_cidrs = ?outbound.allow_cidrs,
+                "zengine dev: {name}.outbound opens loopback to tenant-steered calls"
+            );
+        }
+    }
     let result = dev_services(&settings, started, shutdown).await;
     if let Some(server) = dev_server {
         tokio::task::block_in_place(|| server.stop(Duration::from_secs(20)))?;

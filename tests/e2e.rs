@@ -311,6 +311,16 @@ impl Cluster {
             ("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "60000".to_owned()),
             // Test clusters encrypt payloads with the public development key.
             ("ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY", "true".to_owned()),
+            // The fakes of tenant backends and provider APIs listen on loopback, which the
+            // outbound guard refuses by default.
+            (
+                "ZENGINE_WORKER__OUTBOUND__ALLOW_CIDRS",
+                r#"["127.0.0.0/8"]"#.to_owned(),
+            ),
+            (
+                "ZENGINE_API__OUTBOUND__ALLOW_CIDRS",
+                r#"["127.0.0.0/8"]"#.to_owned(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

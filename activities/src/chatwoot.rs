@@ -11,6 +11,9 @@
 //! Errors: network trouble, 429 and 5xx are retried by Temporal; any other 4xx fails with the
 //! non-retryable [`CHATWOOT_REJECTED`]; a missing token with [`SECRET_MISSING`]. A tenant
 //! without Chatwoot configured is not an error: nothing is mirrored.
+//!
+//! The tenant chooses `base_url`, so calls go through the [`crate::outbound`] guard: a Chatwoot
+//! URL pointing inside the platform fails with [`CHATWOOT_REJECTED`] and nothing is sent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,7 @@ use zengine_domain::TenantId;
 
 use crate::channels::SECRET_MISSING;
 use crate::db::{ChatwootLink, ChatwootSettings, Database};
+use crate::outbound::{OutboundClient, OutboundGuard};
 
 /// Failure type of a Chatwoot answer that retrying cannot fix (4xx other than 429).
 pub const CHATWOOT_REJECTED: &str = "ChatwootRejected";
@@ -82,19 +86,35 @@ pub struct ResolveConversation {
 /// Shared dependencies of the Chatwoot activities.
 pub struct ChatwootActivities {
     db: Database,
-    http: reqwest::Client,
+    http: OutboundClient,
 }
 
 impl ChatwootActivities {
+    /// With the strict outbound guard (every internal address refused).
     pub fn new(db: Database) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("zengine-agent-desk/1")
-            .build()
-            .expect("a TLS backend is available");
-        Self { db, http }
+        Self {
+            db,
+            http: desk_client(OutboundGuard::strict()),
+        }
     }
+
+    /// With the platform's outbound guard (`worker.outbound`).
+    pub fn with_outbound(self, guard: OutboundGuard) -> Self {
+        Self {
+            http: desk_client(guard),
+            ..self
+        }
+    }
+}
+
+fn desk_client(guard: OutboundGuard) -> OutboundClient {
+    OutboundClient::without_redirects(
+        guard,
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .user_agent("zengine-agent-desk/1"),
+    )
+    .expect("a TLS backend is available")
 }
 
 fn failure(kind: &str, message: String, retryable: bool) -> ActivityError {
@@ -112,7 +132,7 @@ fn retryable(message: impl Into<String>) -> ActivityError {
 
 /// A connected Chatwoot account of one tenant.
 struct Desk<'a> {
-    http: &'a reqwest::Client,
+    http: &'a OutboundClient,
     settings: ChatwootSettings,
     token: secrecy::SecretString,
 }
@@ -133,9 +153,17 @@ impl Desk<'_> {
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> Result<Value, ActivityError> {
+        let refused = |refused: &crate::outbound::OutboundRefused| {
+            failure(
+                CHATWOOT_REJECTED,
+                format!("Chatwoot {method} {path}: {refused}"),
+                false,
+            )
+        };
         let mut request = self
             .http
-            .request(method.clone(), self.url(path))
+            .request(method.clone(), &self.url(path))
+            .map_err(|e| refused(&e))?
             .header("api_access_token", self.token.expose_secret())
             .query(query);
         if let Some(body) = body {
@@ -144,7 +172,13 @@ impl Desk<'_> {
         let response = request
             .send()
             .await
-            .map_err(|e| retryable(format!("Chatwoot {method} {path}: {}", e.without_url())))?;
+            .map_err(|e| match crate::outbound::refusal(&e) {
+                Some(r) => refused(r),
+                None => retryable(format!(
+                    "Chatwoot {method} {path}: {}",
+                    crate::outbound::describe(&e)
+                )),
+            })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {

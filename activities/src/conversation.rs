@@ -2,9 +2,15 @@
 //! domain events.
 //!
 //! Errors say whether retrying helps: a command the flow can never complete (a host the tenant
-//! does not allow, a 4xx answer, a command this deployment does not offer) fails with the
-//! non-retryable type [`COMMAND_REJECTED`]; network trouble and 5xx answers are retried by
-//! Temporal with the workflow's retry policy.
+//! does not allow, an address the outbound guard refuses, a 4xx answer, a command this
+//! deployment does not offer) fails with the non-retryable type [`COMMAND_REJECTED`]; network
+//! trouble and 5xx answers are retried by Temporal with the workflow's retry policy.
+//!
+//! `http_request` checks the host twice: by name against the tenant's `allowed_http_hosts`, then
+//! by address through the [`crate::outbound`] guard (a tenant may list `localhost` or a name
+//! pointing inside the platform; the guard refuses those whatever the list says). Error messages
+//! name the URL's origin only: they reach the flow's `last_error`, the bot's reply and the
+//! workflow history, and a query string may carry a secret or a phone number.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +24,7 @@ use zengine_domain::TenantId;
 use zengine_domain::flow::CommandOutcome;
 
 use crate::db::{Database, NewEvent};
+use crate::outbound::{OutboundClient, OutboundGuard, origin};
 
 /// Failure type of a command that retrying cannot fix.
 pub const COMMAND_REJECTED: &str = "CommandRejected";
@@ -61,19 +68,36 @@ pub struct EventRecord {
 /// Shared dependencies of the conversation activities.
 pub struct ConversationActivities {
     db: Database,
-    http: reqwest::Client,
+    http: OutboundClient,
 }
 
 impl ConversationActivities {
+    /// With the strict outbound guard (every internal address refused).
     pub fn new(db: Database) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("zengine-flow/1")
-            .build()
-            .expect("a TLS backend is available");
-        Self { db, http }
+        Self {
+            db,
+            http: flow_client(OutboundGuard::strict()),
+        }
     }
+
+    /// With the platform's outbound guard (`worker.outbound`).
+    pub fn with_outbound(self, guard: OutboundGuard) -> Self {
+        Self {
+            http: flow_client(guard),
+            ..self
+        }
+    }
+}
+
+/// The client of `http_request`: follows no redirect (a 3xx is the flow's answer).
+fn flow_client(guard: OutboundGuard) -> OutboundClient {
+    OutboundClient::without_redirects(
+        guard,
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .user_agent("zengine-flow/1"),
+    )
+    .expect("a TLS backend is available")
 }
 
 fn rejected(message: impl Into<String>) -> ActivityError {
@@ -301,6 +325,7 @@ impl ConversationActivities {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(rejected("http_request only calls http(s) URLs"));
         }
+        let target = origin(&url);
         let host = url.host_str().unwrap_or_default();
         let allowed = self
             .db
@@ -320,7 +345,8 @@ impl ConversationActivities {
             .map_err(|_| rejected(format!("bad method `{method}`")))?;
         let mut call = self
             .http
-            .request(method, url)
+            .request_url(method, url)
+            .map_err(|refused| rejected(format!("http_request: {refused}")))?
             .header("idempotency-key", &request.idempotency_key);
         if let Some(headers) = params.get("headers").and_then(Value::as_object) {
             for (name, value) in headers {
@@ -335,14 +361,25 @@ impl ConversationActivities {
         let response = call
             .send()
             .await
-            .map_err(|e| retryable(format!("http_request failed: {e}")))?;
+            .map_err(|e| match crate::outbound::refusal(&e) {
+                // The name resolves only inside the platform: no retry will change that.
+                Some(refused) => rejected(format!("http_request: {refused}")),
+                None => retryable(format!(
+                    "http_request to {target} failed: {}",
+                    crate::outbound::describe(&e)
+                )),
+            })?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| retryable(format!("http_request body: {e}")))?;
+        let bytes = response.bytes().await.map_err(|e| {
+            retryable(format!(
+                "http_request to {target}: reading the body failed: {}",
+                crate::outbound::describe(&e)
+            ))
+        })?;
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(retryable(format!("http_request answered {status}")));
+            return Err(retryable(format!(
+                "http_request to {target} answered {status}"
+            )));
         }
         let body = &bytes[..bytes.len().min(MAX_RESPONSE_BYTES)];
         let value = serde_json::from_slice(body)

@@ -13,6 +13,7 @@ pub mod db;
 pub mod files;
 pub mod meter;
 pub mod orders;
+pub mod outbound;
 pub mod payments;
 pub mod retention;
 pub mod routing;

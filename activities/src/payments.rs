@@ -317,7 +317,14 @@ impl OcrActivities {
 
     /// Receipts downloaded from a channel may be at most this large (`worker.max_receipt_bytes`).
     pub fn with_max_receipt_bytes(mut self, max_bytes: u64) -> Self {
-        self.media = ReceiptMedia::new(max_bytes);
+        self.media.limits = MediaLimits::receipt_images(max_bytes);
+        self
+    }
+
+    /// Media downloads and cloud OCR calls go through the platform's outbound guard
+    /// (`worker.outbound`; strict by default): tenants choose `api_base` and the OCR endpoint.
+    pub fn with_outbound(mut self, guard: crate::outbound::OutboundGuard) -> Self {
+        self.media.env = StrategyEnv::with_guard(guard);
         self
     }
 }

@@ -60,7 +60,7 @@ pub struct VisionReading {
 
 /// Reads `image` with the tenant's cloud provider.
 pub async fn read(
-    http: &reqwest::Client,
+    http: &crate::outbound::OutboundClient,
     tenant: &zengine_domain::TenantId,
     settings: &CloudOcrSettings,
     image: &[u8],
@@ -84,14 +84,19 @@ pub async fn read(
         "imageContext": {"languageHints": ["es"]},
     }]});
     let started = Instant::now();
+    // The tenant chose the endpoint: an address inside the platform is refused for good.
     let response = http
-        .post(format!("{endpoint}/v1/images:annotate"))
+        .post(&format!("{endpoint}/v1/images:annotate"))
+        .map_err(|refused| VisionError::Refused(format!("cloud OCR: {refused}")))?
         .header("x-goog-api-key", key.expose_secret())
         .timeout(Duration::from_secs(30))
         .json(&body)
         .send()
         .await
-        .map_err(|e| VisionError::Unavailable(format!("cloud OCR: {}", e.without_url())))?;
+        .map_err(|e| match crate::outbound::refusal(&e) {
+            Some(refused) => VisionError::Refused(format!("cloud OCR: {refused}")),
+            None => VisionError::Unavailable(format!("cloud OCR: {}", e.without_url())),
+        })?;
     let status = response.status();
     let bytes = response
         .bytes()

@@ -240,7 +240,7 @@ pub async fn list_templates(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let account = templates_account(&state, &headers, Role::Viewer).await?;
-    let list = templates::list(&StrategyEnv::new(), &account)
+    let list = templates::list(&StrategyEnv::with_guard(state.outbound.clone()), &account)
         .await
         .map_err(template_error)?;
     Ok(Json(json!({"templates": list})).into_response())
@@ -285,9 +285,13 @@ pub async fn create_template(
     if !template.get("components").is_some_and(Value::is_array) {
         return Err(invalid("components", "must be an array"));
     }
-    let created = templates::create(&StrategyEnv::new(), &account, &template)
-        .await
-        .map_err(template_error)?;
+    let created = templates::create(
+        &StrategyEnv::with_guard(state.outbound.clone()),
+        &account,
+        &template,
+    )
+    .await
+    .map_err(template_error)?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
@@ -301,9 +305,13 @@ pub async fn delete_template(
     if name.is_empty() || name.len() > 512 {
         return Err(invalid("name", "must be 1 to 512 characters"));
     }
-    templates::delete(&StrategyEnv::new(), &account, &name)
-        .await
-        .map_err(template_error)?;
+    templates::delete(
+        &StrategyEnv::with_guard(state.outbound.clone()),
+        &account,
+        &name,
+    )
+    .await
+    .map_err(template_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -104,6 +104,10 @@ pub struct ApiSettings {
     pub console: console::ConsoleSettings,
     /// Limits of unauthenticated webchat traffic (`[api.anonymous]`, `docs/security.md`).
     pub anonymous: quota::AnonymousLimits,
+    /// `[api.outbound]`: internal address ranges that the API's calls steered by tenants
+    /// (360dialog template management, SNS certificate and subscription URLs) may reach.
+    /// Default: none (see `zengine_activities::outbound`).
+    pub outbound: zengine_activities::outbound::OutboundSettings,
 }
 
 impl Default for ApiSettings {
@@ -131,6 +135,7 @@ impl Default for ApiSettings {
             codec_max_body_bytes: 32 * 1024 * 1024,
             console: console::ConsoleSettings::default(),
             anonymous: quota::AnonymousLimits::default(),
+            outbound: Default::default(),
         }
     }
 }
@@ -172,6 +177,8 @@ pub struct AppState {
     pub auth: Arc<auth::Authenticator>,
     /// What anonymous webchat clients have spent ([`quota::Quotas`]).
     pub quotas: Arc<quota::Quotas>,
+    /// The guard of calls to destinations tenants choose (`api.outbound`).
+    pub outbound: zengine_activities::outbound::OutboundGuard,
 }
 
 impl AppState {
@@ -184,8 +191,13 @@ impl AppState {
         settings: ApiSettings,
     ) -> anyhow::Result<Self> {
         let auth = auth::authenticator(settings.admin_token.clone(), &settings.auth)?;
+        let outbound = settings
+            .outbound
+            .guard()
+            .map_err(|e| anyhow::anyhow!("api.{e}"))?;
         let channels = Registry::standard(InboundOptions {
             whatsapp_app_secret: settings.whatsapp_app_secret.clone(),
+            outbound: outbound.clone(),
         });
         Ok(Self {
             db,
@@ -199,6 +211,7 @@ impl AppState {
             settings: Arc::new(settings),
             auth,
             quotas: Arc::default(),
+            outbound,
         })
     }
 

@@ -64,6 +64,10 @@ pub struct WorkerSettings {
     pub routing: zengine_activities::routing::MatrixSettings,
     /// Largest receipt image the `ocr` worker downloads from a channel (WhatsApp media).
     pub max_receipt_bytes: u64,
+    /// `[worker.outbound]`: internal address ranges that calls steered by tenants (flow
+    /// `http_request`, Chatwoot, channel `api_base`s and endpoints, media, cloud OCR) may reach.
+    /// Default: none (see `zengine_activities::outbound`).
+    pub outbound: zengine_activities::outbound::OutboundSettings,
 }
 
 impl WorkerSettings {
@@ -111,6 +115,9 @@ impl WorkerSettings {
             self.max_receipt_bytes > 0,
             "worker.max_receipt_bytes must be positive"
         );
+        self.outbound
+            .guard()
+            .map_err(|e| anyhow::anyhow!("worker.{e}"))?;
         Ok(())
     }
 }
@@ -154,6 +161,7 @@ impl Default for WorkerSettings {
             retention_interval_secs: zengine_workflows::retention::RETENTION_INTERVAL.as_secs(),
             routing: zengine_activities::routing::MatrixSettings::default(),
             max_receipt_bytes: zengine_activities::payments::DEFAULT_MAX_RECEIPT_BYTES,
+            outbound: Default::default(),
         }
     }
 }
@@ -245,16 +253,22 @@ fn worker_options(
     settings: &WorkerSettings,
     db: &Database,
 ) -> anyhow::Result<Option<WorkerOptions>> {
+    let outbound = settings
+        .outbound
+        .guard()
+        .map_err(|e| anyhow::anyhow!("worker.{e}"))?;
     let builder = WorkerOptions::new(task_queue);
     let builder = match base {
         queues::CONVERSATIONS => builder
             .register_workflow::<ConversationWorkflow>()?
-            .register_activities(ConversationActivities::new(db.clone()))
-            .register_activities(ChatwootActivities::new(db.clone())),
+            .register_activities(
+                ConversationActivities::new(db.clone()).with_outbound(outbound.clone()),
+            )
+            .register_activities(ChatwootActivities::new(db.clone()).with_outbound(outbound)),
         queues::CHANNELS => builder
             .register_workflow::<ChannelHealthWorkflow>()?
             .register_workflow::<RedriveWorkflow>()?
-            .register_activities(ChannelActivities::new(db.clone())),
+            .register_activities(ChannelActivities::new(db.clone()).with_outbound(outbound)),
         queues::PAYMENTS => builder
             .register_workflow::<OrderWorkflow>()?
             .register_workflow::<PaymentWorkflow>()?
@@ -273,7 +287,8 @@ fn worker_options(
                 .context("Failed to start the OCR engines for the `ocr` queue")?;
             builder.register_activities(
                 OcrActivities::new(db.clone(), Arc::new(pool))
-                    .with_max_receipt_bytes(settings.max_receipt_bytes),
+                    .with_max_receipt_bytes(settings.max_receipt_bytes)
+                    .with_outbound(outbound),
             )
         }
         queues::ROUTING => builder

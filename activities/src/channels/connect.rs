@@ -85,7 +85,7 @@ pub fn client_token(client_message_id: &str) -> String {
 pub struct AmazonConnect;
 
 struct ConnectConnection {
-    http: reqwest::Client,
+    http: crate::outbound::OutboundClient,
     db: Database,
     endpoint: String,
     tenant: zengine_domain::TenantId,
@@ -122,7 +122,7 @@ impl ConnectConnection {
         }
         let response = self
             .http
-            .post(format!("{}/participant/connection", self.endpoint))
+            .post(&format!("{}/participant/connection", self.endpoint))?
             .header("x-amz-bearer", &participant.participant_token)
             .json(&json!({"Type": ["CONNECTION_CREDENTIALS"], "ConnectParticipant": true}))
             .send()
@@ -173,7 +173,7 @@ impl ConnectConnection {
             .collect();
         let response = self
             .http
-            .post(format!("{}/participant/message", self.endpoint))
+            .post(&format!("{}/participant/message", self.endpoint))?
             .header("x-amz-bearer", token)
             .json(&json!({
                 "ContentType": "text/plain",
@@ -254,7 +254,11 @@ impl OutboundConnection for ConnectConnection {
     async fn healthcheck(&self) -> Health {
         // The participant service has no unauthenticated read; reaching it is what can fail
         // for every contact at once.
-        match self.http.get(&self.endpoint).send().await {
+        let request = match self.http.get(&self.endpoint) {
+            Ok(request) => request,
+            Err(refused) => return Health::down(refused.to_string()),
+        };
+        match request.send().await {
             Ok(r) if r.status().is_server_error() => {
                 Health::down(format!("participant endpoint answered HTTP {}", r.status()))
             }
@@ -380,16 +384,19 @@ pub fn certificate_key(pem: &[u8]) -> Result<rsa::RsaPublicKey, String> {
 /// Amazon Connect chat streaming, delivered by SNS.
 #[derive(Clone)]
 pub struct AmazonConnectInbound {
-    http: reqwest::Client,
+    /// Fetches signing certificates and confirms subscriptions: URLs the (unauthenticated)
+    /// message names within the account's prefixes, which the tenant chooses; guarded.
+    http: crate::outbound::OutboundClient,
 }
 
 impl AmazonConnectInbound {
-    pub fn new() -> Self {
+    pub fn new(guard: crate::outbound::OutboundGuard) -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            http: crate::outbound::OutboundClient::build(
+                guard,
+                reqwest::Client::builder().timeout(Duration::from_secs(10)),
+            )
+            .expect("a TLS backend is available"),
         }
     }
 
@@ -404,9 +411,13 @@ impl AmazonConnectInbound {
         let response = self
             .http
             .get(url)
+            .map_err(|refused| InboundError::Unauthorized(refused.to_string()))?
             .send()
             .await
-            .map_err(|e| unavailable(e.without_url().to_string()))?;
+            .map_err(|e| match crate::outbound::refusal(&e) {
+                Some(refused) => InboundError::Unauthorized(refused.to_string()),
+                None => unavailable(e.without_url().to_string()),
+            })?;
         if !response.status().is_success() {
             return Err(unavailable(format!("HTTP {}", response.status())));
         }
@@ -427,8 +438,9 @@ impl AmazonConnectInbound {
 }
 
 impl Default for AmazonConnectInbound {
+    /// With the strict outbound guard.
     fn default() -> Self {
-        Self::new()
+        Self::new(crate::outbound::OutboundGuard::strict())
     }
 }
 
@@ -505,12 +517,19 @@ impl InboundStrategy for AmazonConnectInbound {
                 if !url.starts_with(&sns_prefix(&account, "subscribe_url_prefix")) {
                     return Err(unauthorized("SubscribeURL is not an SNS URL"));
                 }
-                let response = self.http.get(url).send().await.map_err(|e| {
-                    InboundError::Internal(format!(
-                        "confirming the subscription: {}",
-                        e.without_url()
-                    ))
-                })?;
+                let response = self
+                    .http
+                    .get(url)
+                    .map_err(|refused| InboundError::Unauthorized(refused.to_string()))?
+                    .send()
+                    .await
+                    .map_err(|e| match crate::outbound::refusal(&e) {
+                        Some(refused) => InboundError::Unauthorized(refused.to_string()),
+                        None => InboundError::Internal(format!(
+                            "confirming the subscription: {}",
+                            e.without_url()
+                        )),
+                    })?;
                 if !response.status().is_success() {
                     return Err(InboundError::Internal(format!(
                         "confirming the subscription: HTTP {}",

@@ -68,7 +68,7 @@ pub struct Five9 {
 }
 
 struct Five9Connection {
-    http: reqwest::Client,
+    http: crate::outbound::OutboundClient,
     login_host: String,
     tenant_name: String,
     key: (String, String),
@@ -80,7 +80,7 @@ impl Five9Connection {
         let url = format!("{}{API_PATH}/auth/anon?cookieless=true", self.login_host);
         let response = self
             .http
-            .post(url)
+            .post(&url)?
             .json(&json!({"tenantName": self.tenant_name}))
             .send()
             .await
@@ -168,7 +168,7 @@ impl Five9Connection {
         );
         let response = self
             .http
-            .post(url)
+            .post(&url)?
             .header("authorization", format!("Bearer-{}", session.token))
             .header("farmId", &session.farm_id)
             .json(&json!({"message": text, "messageType": "TEXT"}))

@@ -93,6 +93,9 @@ pub struct Registry {
 pub struct InboundOptions {
     /// Meta app secret (signs every WhatsApp Cloud API webhook); empty disables that ingress.
     pub whatsapp_app_secret: secrecy::SecretString,
+    /// Guards the calls inbound strategies make to URLs a message names (SNS certificates and
+    /// subscription confirmations); strict by default.
+    pub outbound: crate::outbound::OutboundGuard,
 }
 
 impl Registry {
@@ -115,7 +118,9 @@ impl Registry {
         )));
         registry.add_inbound(Arc::new(whatsapp::Dialog360Inbound));
         registry.add_inbound(Arc::new(five9::Five9Inbound));
-        registry.add_inbound(Arc::new(connect::AmazonConnectInbound::new()));
+        registry.add_inbound(Arc::new(connect::AmazonConnectInbound::new(
+            options.outbound,
+        )));
         registry
     }
 
@@ -278,12 +283,21 @@ pub struct ChannelActivities {
 }
 
 impl ChannelActivities {
+    /// With the strict outbound guard (every internal address refused).
     pub fn new(db: Database) -> Self {
         Self {
-            env: StrategyEnv::with_db(db.clone()),
+            env: StrategyEnv::new().with_db(db.clone()),
             db,
             registry: Registry::standard(InboundOptions::default()),
             status_wait: Duration::from_secs(5),
+        }
+    }
+
+    /// With the platform's outbound guard (`worker.outbound`) for every provider call.
+    pub fn with_outbound(self, guard: crate::outbound::OutboundGuard) -> Self {
+        Self {
+            env: StrategyEnv::with_guard(guard).with_db(self.db.clone()),
+            ..self
         }
     }
 

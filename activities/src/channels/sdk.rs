@@ -28,6 +28,7 @@ use zengine_domain::{Channel, InboundMessage, Reply, TenantId};
 
 use crate::Database;
 use crate::db::ChannelAccount;
+use crate::outbound::{OutboundClient, OutboundGuard};
 use crate::secrets::SecretError;
 
 /// One message to send.
@@ -122,6 +123,14 @@ pub enum SendError {
     },
 }
 
+/// The outbound guard refused the destination (an `api_base` or endpoint inside the platform, a
+/// media URL pointing there): retrying will not change it.
+impl From<crate::outbound::OutboundRefused> for SendError {
+    fn from(refused: crate::outbound::OutboundRefused) -> Self {
+        SendError::rejected(refused.to_string())
+    }
+}
+
 impl SendError {
     pub fn retryable(message: impl Into<String>) -> Self {
         SendError::Retryable {
@@ -207,28 +216,38 @@ impl Health {
 /// Shared resources strategies configure connections with.
 #[derive(Clone)]
 pub struct StrategyEnv {
-    /// One HTTP client per process (connection pools are reused), 15 s timeout.
-    pub http: reqwest::Client,
+    /// One HTTP client per process (connection pools are reused), 15 s timeout. Guarded
+    /// ([`crate::outbound`]): tenants choose `api_base`, endpoints, and (through them) the media
+    /// URLs providers answer with.
+    pub http: OutboundClient,
     /// The domain database, for strategies that keep per-contact state (Amazon Connect's
     /// participant connections). `None` where only management calls are made.
     pub db: Option<Database>,
 }
 
 impl StrategyEnv {
+    /// With the strict outbound guard (every internal address refused).
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
+        Self::with_guard(OutboundGuard::strict())
+    }
+
+    /// With the platform's outbound guard (`worker.outbound`, `api.outbound`).
+    pub fn with_guard(guard: OutboundGuard) -> Self {
+        let http = OutboundClient::build(
+            guard,
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .connect_timeout(Duration::from_secs(5)),
+        )
+        .expect("a TLS backend is available");
         Self { http, db: None }
     }
 
     /// With the domain database.
-    pub fn with_db(db: Database) -> Self {
+    pub fn with_db(self, db: Database) -> Self {
         Self {
             db: Some(db),
-            ..Self::new()
+            ..self
         }
     }
 }
@@ -452,7 +471,11 @@ pub fn setting_or<'a>(account: &'a ChannelAccount, field: &str, default: &'a str
 /// Classifies a transport error of an HTTP call (timeouts, refused connections): the outcome
 /// is unknown, so it is retryable.
 pub fn transport_error(strategy: &str, e: reqwest::Error) -> SendError {
-    SendError::retryable(format!("{strategy}: {}", e.without_url()))
+    match crate::outbound::refusal(&e) {
+        // A name resolving only inside the platform, or a redirect there.
+        Some(refused) => SendError::rejected(format!("{strategy}: {refused}")),
+        None => SendError::retryable(format!("{strategy}: {}", e.without_url())),
+    }
 }
 
 /// Parses `Retry-After` in seconds (an HTTP date is ignored).

@@ -30,6 +30,7 @@ use super::sdk::{
 };
 use crate::Database;
 use crate::db::ChannelAccount;
+use crate::outbound::OutboundClient;
 use crate::secrets;
 
 /// Meta's WhatsApp Business Cloud API.
@@ -79,7 +80,7 @@ enum Auth {
 /// A configured WhatsApp-family account.
 struct WhatsAppConnection {
     strategy: &'static str,
-    http: reqwest::Client,
+    http: OutboundClient,
     auth: Auth,
     send_url: String,
     health_url: String,
@@ -154,7 +155,7 @@ impl OutboundConnection for WhatsAppConnection {
             Some(&message.client_message_id),
         );
         let response = self
-            .request(self.http.post(&self.send_url))
+            .request(self.http.post(&self.send_url)?)
             .json(&body)
             .send()
             .await
@@ -202,7 +203,7 @@ impl OutboundConnection for WhatsAppConnection {
         }
         // 1. The media's URL, type, hash and size.
         let response = self
-            .request(self.http.get(format!("{}/{media_id}", self.media_base)))
+            .request(self.http.get(&format!("{}/{media_id}", self.media_base))?)
             .send()
             .await
             .map_err(|e| transport_error(strategy, e))?;
@@ -263,7 +264,7 @@ impl OutboundConnection for WhatsAppConnection {
 
         // 2. The bytes, with the same credentials, never more than the limit.
         let mut response = self
-            .request(self.http.get(&url))
+            .request(self.http.get(&url)?)
             .send()
             .await
             .map_err(|e| transport_error(strategy, e))?;
@@ -321,7 +322,11 @@ impl OutboundConnection for WhatsAppConnection {
     }
 
     async fn healthcheck(&self) -> Health {
-        match self.request(self.http.get(&self.health_url)).send().await {
+        let request = match self.http.get(&self.health_url) {
+            Ok(request) => self.request(request),
+            Err(refused) => return Health::down(refused.to_string()),
+        };
+        match request.send().await {
             Ok(r) if r.status().is_success() => Health::up(format!("HTTP {}", r.status())),
             Ok(r) => {
                 let status = r.status();
@@ -475,7 +480,8 @@ pub mod templates {
         let url = format!("{}/{path}", dialog360_base(account));
         let mut request = env
             .http
-            .request(method, url)
+            .request(method, &url)
+            .map_err(|refused| ConfigError::invalid(DIALOG360_TEMPLATES, refused.to_string()))?
             .header("D360-API-KEY", key.expose_secret());
         if let Some(body) = body {
             request = request.json(body);
@@ -483,7 +489,12 @@ pub mod templates {
         let response = request
             .send()
             .await
-            .map_err(|e| TemplateError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| match crate::outbound::refusal(&e) {
+                Some(refused) => {
+                    ConfigError::invalid(DIALOG360_TEMPLATES, refused.to_string()).into()
+                }
+                None => TemplateError::Unavailable(e.without_url().to_string()),
+            })?;
         let status = response.status();
         let hint = retry_after(response.headers());
         let bytes = response

@@ -58,6 +58,10 @@ pub struct AppOptions {
     pub worker_metrics_addr: String,
     /// `[worker.routing]` of the in-process worker (haversine by default).
     pub routing: zengine_activities::routing::MatrixSettings,
+    /// `worker.outbound` and `api.outbound` of the app. Default: loopback open, because the
+    /// fakes of provider APIs and tenant backends listen there; `Default::default()` is the
+    /// production default (every internal address refused), for the SSRF tests.
+    pub outbound: zengine_activities::outbound::OutboundSettings,
 }
 
 impl Default for AppOptions {
@@ -67,6 +71,7 @@ impl Default for AppOptions {
             run_worker: true,
             worker_metrics_addr: String::new(),
             routing: Default::default(),
+            outbound: zengine_activities::outbound::OutboundSettings::loopback(),
             api: ApiSettings {
                 addr: "127.0.0.1:0".into(),
                 admin_token: ADMIN_TOKEN.to_owned().into(),
@@ -134,6 +139,8 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
     };
     let worker_metrics_addr = options.worker_metrics_addr.clone();
     let routing = options.routing.clone();
+    let outbound = options.outbound.clone();
+    options.api.outbound = options.outbound.clone();
     let worker = options.run_worker.then(|| {
         let db = database.db.clone();
         let client = temporal.clone();
@@ -160,6 +167,7 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
                 .into(),
                 metrics_addr: worker_metrics_addr,
                 routing,
+                outbound,
                 graceful_shutdown_secs: 1,
                 ..WorkerSettings::default()
             };

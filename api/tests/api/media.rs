@@ -11,6 +11,7 @@ use zengine_activities::channels::sdk::{MediaLimits, OutboundConnection, SendErr
 use zengine_activities::channels::{InboundOptions, Registry};
 use zengine_activities::db::ChannelAccount;
 use zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
+use zengine_activities::outbound::OutboundSettings;
 use zengine_domain::TenantId;
 
 use crate::channels::file_secret;
@@ -35,7 +36,11 @@ fn connection(strategy: &str, settings: Value) -> Box<dyn OutboundConnection> {
     registry
         .outbound(strategy)
         .unwrap()
-        .configure(&account, &StrategyEnv::new())
+        // The fake provider listens on loopback, which the harness opens (as `worker.outbound`).
+        .configure(
+            &account,
+            &StrategyEnv::with_guard(OutboundSettings::loopback().guard().unwrap()),
+        )
         .unwrap()
 }
 
