@@ -470,6 +470,9 @@ async fn api(settings: Settings) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "api").await?;
     let db = settings.database.connect().await?;
+    if !settings.database.allow_rls_bypass {
+        db.check_row_level_security().await?;
+    }
     let app = Application::build(app_state(&settings, db.clone(), client)?).await?;
     let result = app.run_until_stopped(wait_for(shutdown)).await;
     db.close().await;
@@ -483,6 +486,9 @@ async fn worker(mut settings: Settings, queues: Option<Vec<String>>) -> anyhow::
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "worker").await?;
     let db = settings.database.connect().await?;
+    if !settings.database.allow_rls_bypass {
+        db.check_row_level_security().await?;
+    }
     let result = run_workers(
         client,
         &settings.temporal,

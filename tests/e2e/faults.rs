@@ -688,3 +688,45 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
         started.elapsed()
     );
 }
+
+/// On PostgreSQL, `zengine api` and `zengine worker` refuse to run as a role row-level security
+/// does not apply to (here the superuser the tests log in as, without `database.app_role`):
+/// tenancy would rest on the queries alone. With `app_role` they run (the database-outage test
+/// above starts a cluster so).
+#[test]
+fn api_and_worker_refuse_a_database_role_that_bypasses_row_level_security() {
+    let name = format!(
+        "zengine_test_rls_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    psql(&format!("CREATE DATABASE {name}"));
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["api", "worker"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_zengine"))
+            .current_dir(dir.path())
+            .arg(role)
+            .env_remove("ZENGINE_CONFIG")
+            .env(
+                "TEMPORAL_ADDRESS",
+                zengine_workers::testing::shared_dev_server(),
+            )
+            .env("ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY", "true")
+            .env(
+                "ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX",
+                zengine_workers::testing::unique_prefix("rls"),
+            )
+            .env(
+                "DATABASE_URL",
+                format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            )
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{role} ran as the superuser");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            error.contains("`postgres` is a superuser") && error.contains("database.app_role"),
+            "{role}: {error}"
+        );
+    }
+    psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
+}

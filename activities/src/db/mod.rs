@@ -26,8 +26,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
 
 pub use api_keys::{ApiKey, ApiKeyRepo, KEY_PREFIX, NewApiKey, Revoked, parse_key};
 pub use assistance::{AssistanceError, AssistanceRepo};
@@ -67,6 +67,10 @@ pub struct DatabaseSettings {
     /// PostgreSQL: the non-owner role every connection switches to (`SET ROLE`), so row-level
     /// security applies (migration 0004 creates `zengine_app`). Empty: stay the login role.
     pub app_role: String,
+    /// PostgreSQL: let `zengine api` / `zengine worker` run as a role that row-level security
+    /// does not apply to (a superuser, a `BYPASSRLS` role, or the tables' owner). Off: they
+    /// refuse to start so (set `app_role`); see `docs/security.md`.
+    pub allow_rls_bypass: bool,
 }
 
 impl Default for DatabaseSettings {
@@ -76,6 +80,7 @@ impl Default for DatabaseSettings {
             max_connections: 10,
             migrate_on_start: true,
             app_role: String::new(),
+            allow_rls_bypass: false,
         }
     }
 }
@@ -243,6 +248,40 @@ impl Database {
                 .context("Failed to set the platform context")?;
         }
         Ok(tx)
+    }
+
+    /// PostgreSQL: fails when the role the connections act as (after `app_role`) is one that
+    /// row-level security does not apply to — a superuser, a `BYPASSRLS` role, or the owner of
+    /// the tenant tables — naming why. SQLite: nothing to check.
+    pub async fn check_row_level_security(&self) -> anyhow::Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let row = sqlx::query(
+            "select current_user::text, r.rolsuper, r.rolbypassrls,
+                    (select count(*) from pg_tables t
+                      where t.schemaname = 'public' and t.tablename = 'tenant'
+                        and pg_has_role(current_user, t.tableowner, 'USAGE'))::bigint
+               from pg_roles r where r.rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("Failed to read the database role")?;
+        let role: String = row.get(0);
+        let why = if row.get::<bool, _>(1) {
+            "is a superuser"
+        } else if row.get::<bool, _>(2) {
+            "has BYPASSRLS"
+        } else if row.get::<i64, _>(3) > 0 {
+            "owns the tenant tables"
+        } else {
+            return Ok(());
+        };
+        anyhow::bail!(
+            "the database role `{role}` {why}, so row-level security does not apply to it: set \
+             database.app_role (e.g. zengine_app, created by the migrations) or connect as a \
+             non-owner role; database.allow_rls_bypass = true accepts it"
+        )
     }
 
     /// Applies pending migrations (forward only).
