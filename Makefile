@@ -7,7 +7,7 @@ export ZENGINE_SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 export OMP_THREAD_LIMIT ?= 1
 CARGO ?= cargo
 
-.PHONY: run test tools postgres console build lint fmt histories bench soak clean-data fuzz test-api-properties
+.PHONY: run test tools postgres console build lint deny fmt histories bench soak clean-data fuzz test-api-properties
 
 ## make run: install what is missing, build, start `zengine dev` (API :8080, Temporal UI :8233)
 run: tools console
@@ -40,6 +40,10 @@ build: tools
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Dependency policy (deny.toml): licenses, bans, sources
+deny:
+	@./scripts/deny.sh
 
 fmt:
 	$(CARGO) fmt --all

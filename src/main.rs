@@ -321,17 +321,24 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-async fn temporal_client(settings: &Settings, role: &str) -> anyhow::Result<Client> {
-    anyhow::ensure!(
-        !settings.temporal.address.is_empty(),
-        "no Temporal address: set TEMPORAL_ADDRESS or temporal.address (or use `zengine dev`)"
-    );
+/// Refuses to run without payload encryption keys unless the public development key is allowed.
+fn require_codec_keys(settings: &Settings) -> anyhow::Result<()> {
     let codec = &settings.temporal.codec;
     anyhow::ensure!(
         !codec.keys.is_empty() || codec.allow_dev_key,
         "no payload encryption keys: configure temporal.codec.keys (see docs/operators.md), \
          or set temporal.codec.allow_dev_key = true to run on the public development key"
     );
+    Ok(())
+}
+
+async fn temporal_client(settings: &Settings, role: &str) -> anyhow::Result<Client> {
+    anyhow::ensure!(
+        !settings.temporal.address.is_empty(),
+        "no Temporal address: set TEMPORAL_ADDRESS or temporal.address (or use `zengine dev`)"
+    );
+    require_codec_keys(settings)?;
+    let codec = &settings.temporal.codec;
     if codec.keys.is_empty() {
         tracing::warn!(
             key_id = zengine_workers::codec::DEV_KEY_ID,
@@ -464,6 +471,9 @@ fn report_exit(name: &str, result: anyhow::Result<()>) -> anyhow::Result<()> {
 }
 
 async fn api(settings: Settings) -> anyhow::Result<()> {
+    // Keys first, in this order, before any connection: payload encryption, then the contact-id
+    // hash key.
+    require_codec_keys(&settings)?;
     settings
         .api
         .check_keys(settings.temporal.codec.allow_dev_key)?;

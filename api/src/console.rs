@@ -127,21 +127,32 @@ async fn serve_file(state: &AppState, path: &str) -> Result<Response, ApiError> 
     } else {
         "no-cache"
     };
+    let csp = content_security_policy(settings);
     Ok((
         [
             (header::CONTENT_TYPE, content_type(&file)),
             (header::CACHE_CONTROL, cache),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::X_FRAME_OPTIONS, "DENY"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; \
-                 script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, csp.as_str()),
         ],
         bytes,
     )
         .into_response())
+}
+
+/// The page may talk to this API and, when OIDC sign-in is configured, to the provider's token
+/// endpoint (the code is redeemed from the browser), nothing else.
+fn content_security_policy(settings: &ConsoleSettings) -> String {
+    let token_origin = reqwest::Url::parse(&settings.oidc_token_url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    format!(
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; \
+         connect-src 'self'{token_origin}; frame-ancestors 'none'"
+    )
 }
 
 /// The console's files and its `config.json` (merged into the API's router; web pages, so

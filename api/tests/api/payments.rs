@@ -490,7 +490,7 @@ async fn bad_payment_requests_get_clear_errors_and_change_nothing() {
         &app,
         reqwest::Method::POST,
         "/v1/payments/pay_nope/review",
-        Some(json!({"decision": "approve"})),
+        Some(json!({"note": "no decision"})),
     )
     .await;
     assert_eq!(

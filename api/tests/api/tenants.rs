@@ -316,23 +316,30 @@ async fn admin_lifecycle(backend: TestBackend) {
     )
     .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    // The demo tenant's seeded WhatsApp account cannot be taken over.
+    // The demo tenant's seeded WhatsApp account cannot be taken over: a tenant admin registers
+    // no account keys at all (403), and the platform admin cannot move one to another tenant.
     let demo_key = zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
-    let r = call(
-        &app,
-        Method::PUT,
-        "/v1/tenants/acme/channels/whatsapp-meta-cloud",
-        Some(&acme_admin),
-        None,
-        Some(json!({"account_key": demo_key, "settings": {}})),
-    )
-    .await;
-    assert_eq!(error_code(r, StatusCode::CONFLICT).await, "conflict");
+    for (bearer, status, code) in [
+        (&acme_admin, StatusCode::FORBIDDEN, "forbidden"),
+        (&platform, StatusCode::CONFLICT, "conflict"),
+    ] {
+        let r = call(
+            &app,
+            Method::PUT,
+            "/v1/tenants/acme/channels/whatsapp-meta-cloud",
+            Some(bearer.as_str()),
+            None,
+            Some(json!({"account_key": demo_key, "settings": {}})),
+        )
+        .await;
+        assert_eq!(error_code(r, status).await, code);
+    }
+    // The platform admin registers acme's number, with a platform secret reference.
     json_of(
         send(
             Method::PUT,
             "/v1/tenants/acme/channels/whatsapp-meta-cloud",
-            Some(acme_admin.clone()),
+            Some(platform.clone()),
             Some(json!({"account_key": "555", "settings": {"access_token": "env:ACME_WA_TOKEN", "api_version": "v23.0"}})),
         )
         .await,
