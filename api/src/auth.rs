@@ -199,21 +199,26 @@ impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let path_tenant = RawPathParams::from_request_parts(parts, state)
-            .await
-            .ok()
-            .and_then(|params| {
-                params
-                    .iter()
-                    .find(|(name, _)| *name == "tenant")
-                    .map(|(_, value)| value.to_owned())
-            });
+        let path_tenant = path_tenant(parts, state).await;
         let credentials = Credentials::from_headers(&parts.headers)?;
         state
             .auth
             .authenticate_admin(&state.db, credentials, path_tenant.as_deref())
             .await
     }
+}
+
+/// The `{tenant}` of the route, if it has one.
+async fn path_tenant(parts: &mut Parts, state: &AppState) -> Option<String> {
+    RawPathParams::from_request_parts(parts, state)
+        .await
+        .ok()
+        .and_then(|params| {
+            params
+                .iter()
+                .find(|(name, _)| *name == "tenant")
+                .map(|(_, value)| value.to_owned())
+        })
 }
 
 fn subject_of(claims: &serde_json::Map<String, serde_json::Value>) -> String {
@@ -525,15 +530,7 @@ pub async fn caller_of(
 }
 
 async fn authenticate_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-    let path_tenant = RawPathParams::from_request_parts(parts, state)
-        .await
-        .ok()
-        .and_then(|params| {
-            params
-                .iter()
-                .find(|(name, _)| *name == "tenant")
-                .map(|(_, value)| value.to_owned())
-        });
+    let path_tenant = path_tenant(parts, state).await;
     let credentials = Credentials::from_headers(&parts.headers)?;
     state
         .auth

@@ -38,9 +38,10 @@ pub fn receipt(file: &str) -> Vec<u8> {
     std::fs::read(shared.join("data/ocr/dev").join(file)).expect("shared receipt images")
 }
 
-const BOUNDARY: &str = "zengine-test-boundary";
+pub const BOUNDARY: &str = "zengine-test-boundary";
 
-fn multipart(field: &str, bytes: &[u8]) -> Vec<u8> {
+/// A `multipart/form-data` body (boundary [`BOUNDARY`]) with one file field.
+pub fn multipart(field: &str, bytes: &[u8]) -> Vec<u8> {
     let mut body = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"r.img\"\r\n\
          Content-Type: application/octet-stream\r\n\r\n"

@@ -9,19 +9,7 @@ use zengine_api::quota::AnonymousLimits;
 use zengine_workflows::ConversationWorkflow;
 
 use crate::helpers::{AppOptions, error_code, spawn_app_with};
-
-const BOUNDARY: &str = "zengine-quota-boundary";
-
-fn multipart(bytes: &[u8]) -> Vec<u8> {
-    let mut body = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"r.png\"\r\n\
-         Content-Type: image/png\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
+use crate::payments::{BOUNDARY, multipart};
 
 #[tokio::test]
 async fn an_anonymous_client_cannot_start_workflows_or_store_bytes_without_limit() {
@@ -88,7 +76,7 @@ async fn an_anonymous_client_cannot_start_workflows_or_store_bytes_without_limit
                     "content-type",
                     format!("multipart/form-data; boundary={BOUNDARY}"),
                 )
-                .body(multipart(&bytes))
+                .body(multipart("image", &bytes))
                 .send()
                 .await
                 .unwrap()
