@@ -204,17 +204,11 @@ pub async fn change_status(
     let to: OrderStatus = body.status.parse().map_err(|e: String| {
         ApiError::bad_request(ErrorCode::InvalidField, format!("field `status`: {e}"))
     })?;
-    if state
-        .db
-        .orders()
-        .get(&tenant_id, &order_id)
-        .await?
-        .is_none()
-    {
+    let Some(stored) = state.db.orders().get(&tenant_id, &order_id).await? else {
         return Err(ApiError::not_found(format!(
             "order `{order_id}` does not exist"
         )));
-    }
+    };
     let handle = state
         .temporal
         .get_workflow_handle::<OrderWorkflow>(order_workflow_id(&tenant_id, &order_id));
@@ -223,14 +217,31 @@ pub async fn change_status(
         source: "operator".into(),
         reason: body.reason,
     };
-    match handle
-        .execute_update(
-            OrderWorkflow::change_status,
-            change,
-            WorkflowExecuteUpdateOptions::default(),
-        )
-        .await
-    {
+    // The payment workflow marks the order PAID in the database first and then signals the
+    // order workflow (after notifying the customer): a caller that saw PAID and moves on at once
+    // can reach the order workflow before that signal. A move that is valid from PAID is tried
+    // again for a few seconds while the signal is in flight, instead of a spurious 409.
+    let in_flight =
+        stored.status == OrderStatus::Paid && OrderStatus::Paid.can_become(to, stored.order_type);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let outcome = loop {
+        let outcome = handle
+            .execute_update(
+                OrderWorkflow::change_status,
+                change.clone(),
+                WorkflowExecuteUpdateOptions::default(),
+            )
+            .await;
+        match outcome {
+            Err(temporalio_client::errors::WorkflowUpdateError::Failed(_))
+                if in_flight && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => break other,
+        }
+    };
+    match outcome {
         Ok(view) => Ok(Json(view).into_response()),
         Err(e) => Err(crate::error::update_error(
             e,
