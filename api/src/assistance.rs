@@ -572,23 +572,30 @@ struct NoteBody {
     author: Option<String>,
 }
 
-/// `POST /v1/assistances/notes` `{event_id, text, author}`.
+/// `POST /v1/assistances/notes` `{event_id, text, author}`. The note's author is the
+/// authenticated caller (a token's `sub`); a body `author` is checked and ignored, so nobody
+/// writes notes in another operator's name.
 pub async fn add_note(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = actor(&state, &headers).await?;
+    let caller = crate::auth::caller_of(&state, &headers, crate::auth::Role::Operator).await?;
+    let tenant = caller.tenant.clone();
     let key = idempotency_key(&headers)?;
     let body: NoteBody = crate::read_json(body)?;
     let mut problems = Vec::new();
     if body.text.trim().is_empty() || body.text.chars().count() > 4000 {
         problems.push("field `text`: 1 to 4000 characters".to_owned());
     }
-    let author = body.author.clone().unwrap_or_else(|| "api".to_owned());
-    if author.trim().is_empty() || author.chars().count() > 100 {
+    if body
+        .author
+        .as_ref()
+        .is_some_and(|a| a.trim().is_empty() || a.chars().count() > 100)
+    {
         problems.push("field `author`: 1 to 100 characters".to_owned());
     }
+    let author = caller.subject.clone();
     if !problems.is_empty() {
         return Err(invalid(problems));
     }

@@ -767,6 +767,16 @@ async fn notes_and_phone_consultations_are_recorded_once_with_their_attachment()
         .await,
         "idempotency_key_reused"
     );
+    // The note is the authenticated caller's (the admin token here), whatever `author` the
+    // body claims.
+    let (_, event) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/assistances/events/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(event["notes"][0]["author"], "admin-token", "{event}");
     let (status, _) = call(
         &app,
         Method::POST,
