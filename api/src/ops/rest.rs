@@ -241,7 +241,8 @@ async fn reset(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ActionBody {
-    /// approve/reject_payment: who decided (default: the caller's subject).
+    /// approve/reject_payment: accepted for older clients and ignored — the review records the
+    /// authenticated caller's subject, never a name the body claims.
     #[serde(default)]
     pub reviewer: Option<String>,
     /// approve/reject_payment: a note for the record.
@@ -281,7 +282,7 @@ pub(crate) fn parse_action(
             unused(&[("to", body.to.is_some()), ("reason", body.reason.is_some())])?;
             Ok(OperatorAction::ReviewPayment {
                 approve: name == "approve_payment",
-                reviewer: body.reviewer.unwrap_or_else(|| caller.subject.clone()),
+                reviewer: caller.subject.clone(),
                 note: body.note,
             })
         }
@@ -386,4 +387,27 @@ async fn redrive(
         by = %caller.subject, workflow_id = %redriven.workflow_id, "Dead letter re-driven"
     );
     Ok((StatusCode::ACCEPTED, Json(redriven)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_review_is_recorded_as_the_caller_whatever_the_body_claims() {
+        let caller = Caller {
+            tenant: zengine_domain::TenantId::parse("demo").unwrap(),
+            role: crate::auth::Role::Operator,
+            subject: "ana@demo".into(),
+            via: crate::auth::Via::Jwt,
+        };
+        let body = ActionBody {
+            reviewer: Some("the-boss@demo".into()),
+            ..ActionBody::default()
+        };
+        match parse_action("approve_payment", body, &caller).unwrap() {
+            OperatorAction::ReviewPayment { reviewer, .. } => assert_eq!(reviewer, "ana@demo"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
