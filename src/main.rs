@@ -321,6 +321,17 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// The database of `zengine api` and `zengine worker`: connected (and migrated, when configured),
+/// and on PostgreSQL refused when row-level security would not apply to its role (unless
+/// `database.allow_rls_bypass`).
+async fn runtime_database(settings: &Settings) -> anyhow::Result<Database> {
+    let db = settings.database.connect().await?;
+    if !settings.database.allow_rls_bypass {
+        db.check_row_level_security().await?;
+    }
+    Ok(db)
+}
+
 /// Refuses to run without payload encryption keys unless the public development key is allowed.
 fn require_codec_keys(settings: &Settings) -> anyhow::Result<()> {
     let codec = &settings.temporal.codec;
@@ -479,10 +490,7 @@ async fn api(settings: Settings) -> anyhow::Result<()> {
         .check_keys(settings.temporal.codec.allow_dev_key)?;
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "api").await?;
-    let db = settings.database.connect().await?;
-    if !settings.database.allow_rls_bypass {
-        db.check_row_level_security().await?;
-    }
+    let db = runtime_database(&settings).await?;
     let app = Application::build(app_state(&settings, db.clone(), client)?).await?;
     let result = app.run_until_stopped(wait_for(shutdown)).await;
     db.close().await;
@@ -495,10 +503,7 @@ async fn worker(mut settings: Settings, queues: Option<Vec<String>>) -> anyhow::
     }
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "worker").await?;
-    let db = settings.database.connect().await?;
-    if !settings.database.allow_rls_bypass {
-        db.check_row_level_security().await?;
-    }
+    let db = runtime_database(&settings).await?;
     let result = run_workers(
         client,
         &settings.temporal,

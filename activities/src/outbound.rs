@@ -361,10 +361,6 @@ impl OutboundClient {
         })
     }
 
-    pub fn guard(&self) -> &OutboundGuard {
-        &self.guard
-    }
-
     /// A request to `url`, or the refusal when `url` is not http(s) or names a refused IP.
     pub fn request(
         &self,
@@ -395,10 +391,6 @@ impl OutboundClient {
 
     pub fn post(&self, url: &str) -> Result<reqwest::RequestBuilder, OutboundRefused> {
         self.request(reqwest::Method::POST, url)
-    }
-
-    pub fn delete(&self, url: &str) -> Result<reqwest::RequestBuilder, OutboundRefused> {
-        self.request(reqwest::Method::DELETE, url)
     }
 }
 

@@ -91,24 +91,18 @@ impl Caller {
         if self.role >= role {
             Ok(())
         } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                format!(
-                    "this needs the {} role; the caller is {}",
-                    role.as_str(),
-                    self.role.as_str()
-                ),
-            ))
+            Err(ApiError::forbidden(format!(
+                "this needs the {} role; the caller is {}",
+                role.as_str(),
+                self.role.as_str()
+            )))
         }
     }
 
     /// 403 for API keys: they are for the partner REST endpoints, not for operators' tools.
     pub fn require_operator_credential(&self) -> Result<(), ApiError> {
         if self.via == Via::ApiKey {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
+            Err(ApiError::forbidden(
                 "API keys are for the partner endpoints; use a JWT (or the admin token)",
             ))
         } else {
@@ -166,11 +160,9 @@ impl AdminCaller {
     pub fn require_platform(&self) -> Result<(), ApiError> {
         match self {
             AdminCaller::Platform { .. } => Ok(()),
-            AdminCaller::Tenant(_) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                "this needs the platform-admin role",
-            )),
+            AdminCaller::Tenant(_) => {
+                Err(ApiError::forbidden("this needs the platform-admin role"))
+            }
         }
     }
 
@@ -723,8 +715,7 @@ impl JwtVerifier {
         &self,
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Caller, ApiError> {
-        let forbidden =
-            |message: &str| ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message);
+        let forbidden = |message: &str| ApiError::forbidden(message);
         let tenant = self
             .settings
             .tenant_claims

@@ -52,10 +52,6 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
 }
 
-fn is_reference(value: &str) -> bool {
-    zengine_activities::secrets::reference_kind(value).is_some()
-}
-
 /// Body of `PUT /v1/tenants/{tenant}/chatwoot`.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -106,7 +102,7 @@ fn validate(body: ChatwootBody) -> Result<ChatwootSettings, ApiError> {
     let inbox_id = id("inbox_id", body.inbox_id)?;
     let reference = |field: &str, v: Option<String>| {
         v.map(|v| v.trim().to_owned())
-            .filter(|v| is_reference(v) && v.len() <= 512)
+            .filter(|v| crate::tenants::is_reference(v) && v.len() <= 512)
             .ok_or_else(|| {
                 invalid(format!(
                     "field `{field}`: a secret reference (`secret:NAME`, or `env:NAME` / `file:/path` set by a platform administrator), never a value"

@@ -149,8 +149,7 @@ async fn run(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if !bearer.is_some_and(|t| state.auth.is_admin_token(t)) {
-        let caller = caller_of(&state, &headers, Role::Operator).await?;
-        caller.require_operator_credential()?;
+        caller_of(&state, &headers, Role::Operator).await?;
     }
     if let Some(ns) = headers.get(&NAMESPACE_HEADER) {
         let expected = state.temporal.namespace();

@@ -243,7 +243,6 @@ pub async fn handoffs(
     caller: Caller,
     query: Result<Query<HandoffQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require_operator_credential()?;
     caller.require(Role::Viewer)?;
     let q = crate::read_query(query)?;
     let limit = crate::query_limit(q.limit.as_deref(), 50, 100)?;

@@ -53,7 +53,6 @@ pub async fn publish_flow(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require_operator_credential()?;
     caller.require(Role::Admin)?;
     let query = crate::read_query(query)?;
     let tenant = existing_tenant(&state, &caller, &tenant).await?;
@@ -107,7 +106,6 @@ pub async fn get_flow(
     Path((tenant, name)): Path<(String, String)>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.require_operator_credential()?;
     caller.require(Role::Viewer)?;
     let tenant = existing_tenant(&state, &caller, &tenant).await?;
     let flow = state
@@ -136,7 +134,6 @@ pub async fn return_to_bot(
     Path((tenant, channel, contact)): Path<(String, String, String)>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.require_operator_credential()?;
     caller.require(Role::Operator)?;
     caller.owns(&tenant)?;
     let id = conversation_id(&tenant, &channel, &contact)?;

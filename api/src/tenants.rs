@@ -507,7 +507,7 @@ fn is_secret_name(name: &str) -> bool {
     .any(|s| name.contains(s))
 }
 
-fn is_reference(value: &str) -> bool {
+pub(crate) fn is_reference(value: &str) -> bool {
     zengine_activities::secrets::reference_kind(value).is_some()
 }
 
@@ -556,7 +556,7 @@ pub(crate) fn guard_settings(
                         && !allowed_endpoints.contains(&k.as_str())
                         && old != Some(v)
                     {
-                        return Err(forbidden(format!(
+                        return Err(ApiError::forbidden(format!(
                             "field `{path}`: provider endpoints are fixed per strategy; only a platform administrator overrides them"
                         )));
                     }
@@ -582,7 +582,7 @@ pub(crate) fn guard_settings(
                 }
                 if tenant && reference_kind(s) == Some(ReferenceKind::Platform) && old != Some(new)
                 {
-                    return Err(forbidden(format!(
+                    return Err(ApiError::forbidden(format!(
                         "field `{path}`: a tenant's secrets are `secret:NAME` references to its own store; `env:` and `file:` references are set by a platform administrator"
                     )));
                 }
@@ -593,10 +593,6 @@ pub(crate) fn guard_settings(
     }
     let tenant = matches!(caller, AdminCaller::Tenant(_));
     walk(new, old, "", tenant, allowed_endpoints)
-}
-
-fn forbidden(message: String) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
 }
 
 /// Settings as the API shows them: a secret-named value that is not a reference (stored
@@ -695,31 +691,23 @@ pub async fn put_channel(
             "field `settings.{path}`: secrets are given as references (`secret:NAME`, or `env:NAME` / `file:/path` set by a platform administrator), never as values"
         )));
     }
-    // This tenant's account under this key, if there is one (another tenant's is 409 below).
-    let stored = state
-        .db
-        .channels()
-        .route(&strategy_name, key)
-        .await?
-        .filter(|a| a.tenant_id == tenant);
-    guard_settings(
-        &caller,
-        &settings,
-        stored.as_ref().map(|a| &a.settings),
-        &[],
-    )?;
+    // Who has this account key: another tenant (409 below), this one (its stored settings), or
+    // nobody yet.
+    let routed = state.db.channels().route(&strategy_name, key).await?;
+    let stored = routed.as_ref().filter(|a| a.tenant_id == tenant);
+    guard_settings(&caller, &settings, stored.map(|a| &a.settings), &[])?;
     if let AdminCaller::Tenant(_) = caller {
         // The account key routes inbound traffic (a WhatsApp `phone_number_id`): a tenant
         // that could claim an unregistered one would receive that number's customers. Tenant
         // administrators change the settings of accounts they have; a platform administrator
         // registers (or re-keys) them.
         if stored.is_none() {
-            return Err(forbidden(format!(
+            return Err(ApiError::forbidden(format!(
                 "account `{key}` of `{strategy_name}` is not registered to this tenant; a platform administrator registers channel accounts"
             )));
         }
     }
-    if let Some(owner) = state.db.channels().route(&strategy_name, key).await?
+    if let Some(owner) = &routed
         && owner.tenant_id != tenant
     {
         return Err(ApiError::new(

@@ -151,11 +151,9 @@ pub async fn post_message(
         (Some(origin), Some(tenant)) => match state.db.tenants().cors_origins(tenant).await {
             Ok(list) if list.iter().any(|o| o == origin) => Some(origin.clone()),
             Ok(list) if !list.is_empty() => {
-                return ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    ErrorCode::Forbidden,
-                    format!("origin `{origin}` is not allowed for this tenant"),
-                )
+                return ApiError::forbidden(format!(
+                    "origin `{origin}` is not allowed for this tenant"
+                ))
                 .into_response();
             }
             Ok(_) => None,

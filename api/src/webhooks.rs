@@ -19,10 +19,10 @@
 //!
 //! Nothing here logs message bodies or secrets.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
@@ -141,7 +141,7 @@ fn inbound_error(e: InboundError) -> ApiError {
         InboundError::Unauthorized(m) => {
             ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, m)
         }
-        InboundError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, m),
+        InboundError::Forbidden(m) => ApiError::forbidden(m),
         InboundError::Malformed(m) => ApiError::bad_request(ErrorCode::MalformedJson, m),
         InboundError::Disabled(m) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, m)
@@ -172,18 +172,7 @@ async fn ingest(
             })
         })
         .transpose()?;
-    let socket_peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let peer = source_address(
-        socket_peer,
-        request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok()),
-        &state.settings.trusted_proxies,
-    );
+    let peer = crate::quota::ClientAddr::of(request.extensions(), request.headers(), state).0;
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()

@@ -293,10 +293,15 @@ impl ChannelActivities {
         }
     }
 
-    /// With the platform's outbound guard (`worker.outbound`) for every provider call.
+    /// With the platform's outbound guard (`worker.outbound`) for every provider call, the
+    /// registry's strategies included.
     pub fn with_outbound(self, guard: crate::outbound::OutboundGuard) -> Self {
         Self {
-            env: StrategyEnv::with_guard(guard).with_db(self.db.clone()),
+            env: StrategyEnv::with_guard(guard.clone()).with_db(self.db.clone()),
+            registry: Registry::standard(InboundOptions {
+                outbound: guard,
+                ..InboundOptions::default()
+            }),
             ..self
         }
     }

@@ -53,12 +53,10 @@ impl From<OpsError> for ApiError {
 }
 
 fn reader(caller: &Caller) -> Result<(), ApiError> {
-    caller.require_operator_credential()?;
     caller.require(Role::Viewer)
 }
 
 fn actor(caller: &Caller) -> Result<(), ApiError> {
-    caller.require_operator_credential()?;
     caller.require(Role::Operator)
 }
 
