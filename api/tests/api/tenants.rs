@@ -76,6 +76,12 @@ async fn admin_lifecycle(backend: TestBackend) {
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
         ),
+        // The platform's own workflows run as `_system`: no tenant may take that name.
+        (
+            json!({"tenant_id": "_system", "name": "Platform"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
         (
             json!({"tenant_id": "acme", "name": "A", "colour": 1}),
             StatusCode::BAD_REQUEST,
