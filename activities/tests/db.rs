@@ -969,9 +969,16 @@ async fn channel_accounts_route_dedupe_and_delivery_states_move_forward(backend:
     );
     assert!(
         channels
-            .seen("whatsapp-meta-cloud", "wamid.1")
+            .seen(&acme, "whatsapp-meta-cloud", "wamid.1")
             .await
             .unwrap()
+    );
+    assert!(
+        !channels
+            .seen(&beta, "whatsapp-meta-cloud", "wamid.1")
+            .await
+            .unwrap(),
+        "a receipt is its tenant's"
     );
     channels
         .record_unroutable("wamid.x", "whatsapp-meta-cloud", "999")
@@ -2421,5 +2428,170 @@ async fn racing_delivery_statuses_never_move_a_message_back(backend: TestBackend
         );
         assert_eq!(moves("SENT"), 0, "message {m}: `sent` moved a SENT message");
     }
+    t.drop_db().await.unwrap();
+}
+
+/// The tables of `public` with a `tenant_id` column, read from the catalog (so a table added
+/// later is covered without editing a list).
+async fn tenant_tables(db: &zengine_activities::db::Database) -> Vec<String> {
+    sqlx::query_scalar(
+        "select c.relname::text from pg_class c
+           join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = 'public' and c.relkind = 'r'
+            and exists (select 1 from pg_attribute a where a.attrelid = c.oid
+                         and a.attname = 'tenant_id' and not a.attisdropped)
+          order by 1",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap()
+}
+
+/// Every table that holds tenants' rows has row-level security that its owner obeys too
+/// (`FORCE`) under at least one policy; the tables without a `tenant_id` are the platform's and
+/// are named here (each is justified in `docs/security.md`), and the application role cannot
+/// change or delete their rows.
+#[tokio::test]
+async fn postgres_every_tenant_table_forces_row_level_security_under_a_policy() {
+    use sqlx::Row;
+    let t = TestDatabase::new(TestBackend::Postgres).await.unwrap();
+    let rows = sqlx::query(
+        "select c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
+                exists (select 1 from pg_attribute a where a.attrelid = c.oid
+                         and a.attname = 'tenant_id' and not a.attisdropped),
+                (select count(*) from pg_policy p where p.polrelid = c.oid)::bigint,
+                has_table_privilege('zengine_app', c.oid, 'UPDATE')
+                  or has_table_privilege('zengine_app', c.oid, 'DELETE')
+           from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = 'public' and c.relkind = 'r' and c.relname <> '_sqlx_migrations'
+          order by 1",
+    )
+    .fetch_all(t.db.pool())
+    .await
+    .unwrap();
+    let (mut unconfined, mut platform) = (vec![], vec![]);
+    for row in &rows {
+        let name: String = row.get(0);
+        let (rls, force, tenant_column, policies, writable): (bool, bool, bool, i64, bool) =
+            (row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+        if !tenant_column {
+            platform.push((name, writable));
+        } else if !(rls && force && policies > 0) {
+            unconfined.push(format!(
+                "{name} (rls {rls}, force {force}, {policies} policies)"
+            ));
+        }
+    }
+    assert!(rows.len() > 30, "{} tables", rows.len());
+    assert!(unconfined.is_empty(), "not confined: {unconfined:?}");
+    assert_eq!(
+        platform,
+        [
+            ("master_item".to_owned(), false),
+            ("unroutable_webhook".to_owned(), false)
+        ],
+        "platform tables, and whether the application role may change them"
+    );
+    t.drop_db().await.unwrap();
+}
+
+/// As the role `zengine api` / `zengine worker` log in as, under tenant A's context: no SQL it
+/// can run shows or changes another tenant's row in any tenant table — not by leaving its role
+/// (`RESET ROLE`, `SET ROLE postgres`), nor in the channel routing tables.
+#[tokio::test]
+async fn postgres_the_runtime_role_sees_only_the_current_tenant_whatever_sql_it_runs() {
+    use zengine_activities::db::ChannelAccount;
+    let t = TestDatabase::new(TestBackend::PostgresRls).await.unwrap();
+    let (a, b) = (
+        TenantId::parse("tenant-a").unwrap(),
+        TenantId::parse("tenant-b").unwrap(),
+    );
+    let (lines, total) = lines();
+    for (tenant, key) in [(&a, "111"), (&b, "222")] {
+        t.db.tenants().upsert(tenant, "T", "main").await.unwrap();
+        t.db.orders()
+            .create(new_order(tenant, "k1", "h1", "+51911000001", &lines, total))
+            .await
+            .unwrap();
+        let channels = t.db.channels();
+        channels
+            .upsert_account(&ChannelAccount {
+                strategy: "whatsapp-meta-cloud".into(),
+                account_key: key.into(),
+                tenant_id: tenant.clone(),
+                settings: serde_json::json!({"access_token": "secret:TOKEN"}),
+            })
+            .await
+            .unwrap();
+        assert!(
+            channels
+                .first_receipt("whatsapp-meta-cloud", &format!("wamid.{key}"), tenant)
+                .await
+                .unwrap()
+        );
+    }
+    let tables = tenant_tables(&t.db).await;
+    assert!(tables.contains(&"channel_account".to_owned()), "{tables:?}");
+
+    for escape in [
+        "select 1",
+        "reset role",
+        "set session authorization default",
+    ] {
+        let mut tx = t.db.begin_for(&a).await.unwrap();
+        // An escape the role may not take aborts the transaction: then nothing is read at all.
+        if sqlx::query(escape).execute(&mut *tx).await.is_err() {
+            continue;
+        }
+        for table in &tables {
+            let foreign: i64 = sqlx::query_scalar(&format!(
+                "select count(*) from {table} where tenant_id <> 'tenant-a'"
+            ))
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+            assert_eq!(
+                foreign, 0,
+                "after `{escape}`, {table} shows another tenant's rows"
+            );
+        }
+        tx.rollback().await.unwrap();
+    }
+
+    let mut tx = t.db.begin_for(&a).await.unwrap();
+    assert!(
+        sqlx::query("set role postgres")
+            .execute(&mut *tx)
+            .await
+            .is_err(),
+        "the runtime role cannot become the superuser"
+    );
+    tx.rollback().await.unwrap();
+
+    // Webhook routing still finds either tenant's account by its key, and only that one.
+    let routed = t.db.channels().route("whatsapp-meta-cloud", "222").await;
+    assert_eq!(routed.unwrap().unwrap().tenant_id, b);
+
+    // The schema's owner (the migration role, not a superuser) obeys the policies too (FORCE):
+    // without a tenant context it sees no tenant's rows, under A's only A's.
+    let owner = zengine_activities::db::Database::connect(&t.owner_url, 1)
+        .await
+        .unwrap();
+    for table in &tables {
+        let seen: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(owner.pool())
+            .await
+            .unwrap();
+        assert_eq!(seen, 0, "the owner reads {table} without a tenant context");
+    }
+    let mut tx = owner.begin_for(&a).await.unwrap();
+    let foreign: i64 =
+        sqlx::query_scalar("select count(*) from sales_order where tenant_id <> 'tenant-a'")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(foreign, 0);
+    tx.rollback().await.unwrap();
+    owner.close().await;
     t.drop_db().await.unwrap();
 }

@@ -381,7 +381,7 @@ async fn agent_message(
         return Ok(answer("ignored", "not a conversation ZEngine handed off"));
     };
     let receipt = format!("{tenant}/{message_id}");
-    if state.db.channels().seen(RECEIPTS, &receipt).await? {
+    if state.db.channels().seen(tenant, RECEIPTS, &receipt).await? {
         return Ok(answer("duplicate", "message delivered before"));
     }
     let reply = AgentReply {

@@ -371,7 +371,7 @@ async fn accept_message(
         tally.unroutable += 1;
         return Ok(());
     };
-    if channels.seen(name, &message.message_id).await? {
+    if channels.seen(&tenant_id, name, &message.message_id).await? {
         tally.duplicates += 1;
         return Ok(());
     }

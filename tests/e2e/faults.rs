@@ -362,14 +362,22 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
     psql(&format!("CREATE DATABASE {name}"));
+    zengine_activities::db::testing::ensure_test_roles()
+        .await
+        .unwrap();
     let proxy = CuttableProxy::start("127.0.0.1:5432").await;
-    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    let owner = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    let url = zengine_activities::db::testing::with_user(
+        &owner,
+        zengine_activities::db::testing::TEST_RUNTIME_ROLE,
+    );
     let cluster = Cluster::new(
         "dbcut",
         &[
+            // As in production: migrations as the owner, the processes as a login that is only
+            // a member of zengine_app, so row-level security applies.
+            ("ZENGINE_DATABASE__MIGRATION_URL", &owner),
             ("DATABASE_URL", &url),
-            // Row-level security applies, as in production.
-            ("ZENGINE_DATABASE__APP_ROLE", "zengine_app"),
             ("ZENGINE_API__ADMIN_TOKEN", "t0ken"),
             ("ZENGINE_API__WEBCHAT_TIMEOUT_MS", "20000"),
         ],
@@ -689,44 +697,66 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
     );
 }
 
-/// On PostgreSQL, `zengine api` and `zengine worker` refuse to run as a role row-level security
-/// does not apply to (here the superuser the tests log in as, without `database.app_role`):
-/// tenancy would rest on the queries alone. With `app_role` they run (the database-outage test
-/// above starts a cluster so).
-#[test]
-fn api_and_worker_refuse_a_database_role_that_bypasses_row_level_security() {
+/// On PostgreSQL, `zengine api` and `zengine worker` refuse to log in as a role row-level
+/// security does not confine: the superuser the tests log in as, the schema's owner (not a
+/// superuser, as a production migration role), and a login that could `SET ROLE` to that
+/// owner. Tenancy would rest on the queries alone. As a login that is only a member of
+/// `zengine_app` they run (the database-outage test above starts a cluster so).
+#[tokio::test]
+async fn api_and_worker_refuse_a_database_login_that_row_level_security_does_not_confine() {
+    use zengine_activities::db::testing::{TEST_OWNER_ROLE, ensure_test_roles, with_user};
     let name = format!(
         "zengine_test_rls_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    psql(&format!("CREATE DATABASE {name}"));
+    ensure_test_roles().await.unwrap();
+    psql(&format!("CREATE DATABASE {name} OWNER {TEST_OWNER_ROLE}"));
+    let admin = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let owner = with_user(&admin, TEST_OWNER_ROLE);
+    // A login that is not the owner but may become it.
+    let climber = format!("zengine_test_climber_{}", &name[17..]);
+    psql(&format!(
+        "CREATE ROLE {climber} LOGIN IN ROLE zengine_app, {TEST_OWNER_ROLE}"
+    ));
     let dir = tempfile::tempdir().unwrap();
-    for role in ["api", "worker"] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_zengine"))
-            .current_dir(dir.path())
-            .arg(role)
-            .env_remove("ZENGINE_CONFIG")
-            .env(
-                "TEMPORAL_ADDRESS",
-                zengine_workers::testing::shared_dev_server(),
-            )
-            .env("ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY", "true")
-            .env(
-                "ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX",
-                zengine_workers::testing::unique_prefix("rls"),
-            )
-            .env(
-                "DATABASE_URL",
-                format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            )
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{role} ran as the superuser");
-        let error = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            error.contains("`postgres` is a superuser") && error.contains("database.app_role"),
-            "{role}: {error}"
-        );
+    let cases = [
+        (admin.clone(), "`postgres` is a superuser".to_owned()),
+        (
+            owner.clone(),
+            format!("`{TEST_OWNER_ROLE}` owns the tenant tables"),
+        ),
+        (
+            with_user(&admin, &climber),
+            format!("`{climber}` can become `{TEST_OWNER_ROLE}`, which owns the tenant tables"),
+        ),
+    ];
+    for (url, why) in &cases {
+        for role in ["api", "worker"] {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_zengine"))
+                .current_dir(dir.path())
+                .arg(role)
+                .env_remove("ZENGINE_CONFIG")
+                .env(
+                    "TEMPORAL_ADDRESS",
+                    zengine_workers::testing::shared_dev_server(),
+                )
+                .env("ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY", "true")
+                .env(
+                    "ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX",
+                    zengine_workers::testing::unique_prefix("rls"),
+                )
+                .env("ZENGINE_DATABASE__MIGRATION_URL", &owner)
+                .env("DATABASE_URL", url)
+                .output()
+                .unwrap();
+            assert!(!output.status.success(), "{role} ran as {url}");
+            let error = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                error.contains(why.as_str()) && error.contains("database.migration_url"),
+                "{role} as {url}: {error}"
+            );
+        }
     }
     psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
+    psql(&format!("DROP ROLE {climber}"));
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use zengine_domain::TenantId;
 
-use super::{Backend, Database, now_millis};
+use super::{Database, now_millis};
 
 /// Prefix of every key, so leaked keys are easy to recognise (and to scan for).
 pub const KEY_PREFIX: &str = "zk_";
@@ -195,19 +195,7 @@ impl ApiKeyRepo<'_> {
         let Some((key_id, secret)) = parse_key(presented) else {
             return Ok(None);
         };
-        let mut tx = self
-            .db
-            .pool()
-            .begin()
-            .await
-            .context("Failed to begin a transaction")?;
-        if self.db.backend() == Backend::Postgres {
-            sqlx::query("select set_config('app.api_key_id', $1, true)")
-                .bind(key_id)
-                .execute(&mut *tx)
-                .await
-                .context("Failed to set the key lookup context")?;
-        }
+        let mut tx = self.db.begin_with(&[("app.api_key_id", key_id)]).await?;
         let row = sqlx::query(&format!(
             "select {COLUMNS}, secret_hash from api_key where key_id = $1"
         ))

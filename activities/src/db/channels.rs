@@ -114,20 +114,29 @@ impl ChannelRepo<'_> {
         Ok(())
     }
 
-    /// The account a webhook names (before the tenant is known).
+    /// The account a webhook names (before the tenant is known). On PostgreSQL the transaction
+    /// may read this one account (policy `account_routing`), nothing else.
     pub async fn route(
         &self,
         strategy: &str,
         account_key: &str,
     ) -> anyhow::Result<Option<ChannelAccount>> {
+        let mut tx = self
+            .db
+            .begin_with(&[
+                ("app.channel_strategy", strategy),
+                ("app.channel_account", account_key),
+            ])
+            .await?;
         let row = sqlx::query(
             "select tenant_id, settings from channel_account where strategy = $1 and account_key = $2",
         )
         .bind(strategy)
         .bind(account_key)
-        .fetch_optional(self.db.pool())
+        .fetch_optional(&mut *tx)
         .await
         .context("Failed to route channel account")?;
+        tx.commit().await?;
         row.map(|r| account_of(strategy, account_key, r))
             .transpose()
     }
@@ -138,15 +147,17 @@ impl ChannelRepo<'_> {
         tenant_id: &TenantId,
         strategy: &str,
     ) -> anyhow::Result<Option<ChannelAccount>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let row = sqlx::query(
             "select tenant_id, settings, account_key from channel_account
              where tenant_id = $1 and strategy = $2",
         )
         .bind(tenant_id.as_str())
         .bind(strategy)
-        .fetch_optional(self.db.pool())
+        .fetch_optional(&mut *tx)
         .await
         .context("Failed to read channel account")?;
+        tx.commit().await?;
         row.map(|r| {
             let key: String = r.get(2);
             account_of(strategy, &key, r)
@@ -156,14 +167,16 @@ impl ChannelRepo<'_> {
 
     /// Every account of a tenant, by strategy name.
     pub async fn accounts(&self, tenant_id: &TenantId) -> anyhow::Result<Vec<ChannelAccount>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let rows = sqlx::query(
             "select tenant_id, settings, account_key, strategy from channel_account
              where tenant_id = $1 order by strategy",
         )
         .bind(tenant_id.as_str())
-        .fetch_all(self.db.pool())
+        .fetch_all(&mut *tx)
         .await
         .context("Failed to list channel accounts")?;
+        tx.commit().await?;
         rows.into_iter()
             .map(|r| {
                 let key: String = r.get(2);
@@ -173,13 +186,16 @@ impl ChannelRepo<'_> {
             .collect()
     }
 
-    /// Tenants with at least one channel account.
+    /// Tenants with at least one channel account (a platform query: on PostgreSQL through the
+    /// policy `platform_admin`).
     pub async fn tenants_with_accounts(&self) -> anyhow::Result<Vec<TenantId>> {
+        let mut tx = self.db.begin_platform().await?;
         let rows: Vec<String> =
             sqlx::query_scalar("select distinct tenant_id from channel_account order by tenant_id")
-                .fetch_all(self.db.pool())
+                .fetch_all(&mut *tx)
                 .await
                 .context("Failed to list tenants with channel accounts")?;
+        tx.commit().await?;
         rows.iter()
             .map(|t| TenantId::parse(t).map_err(|e| anyhow::anyhow!("stored tenant id: {e}")))
             .collect()
@@ -528,6 +544,7 @@ impl ChannelRepo<'_> {
         provider_message_id: &str,
         tenant_id: &TenantId,
     ) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let done = sqlx::query(
             "insert into inbound_receipt (strategy, provider_message_id, tenant_id, received_at)
              values ($1, $2, $3, $4) on conflict (strategy, provider_message_id) do nothing",
@@ -536,22 +553,32 @@ impl ChannelRepo<'_> {
         .bind(provider_message_id)
         .bind(tenant_id.as_str())
         .bind(now_millis())
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .context("Failed to record inbound receipt")?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Whether a provider message id was accepted before.
-    pub async fn seen(&self, strategy: &str, provider_message_id: &str) -> anyhow::Result<bool> {
+    /// Whether the tenant accepted a provider message id before.
+    pub async fn seen(
+        &self,
+        tenant_id: &TenantId,
+        strategy: &str,
+        provider_message_id: &str,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
         let found: Option<String> = sqlx::query_scalar(
-            "select tenant_id from inbound_receipt where strategy = $1 and provider_message_id = $2",
+            "select tenant_id from inbound_receipt
+             where tenant_id = $1 and strategy = $2 and provider_message_id = $3",
         )
+        .bind(tenant_id.as_str())
         .bind(strategy)
         .bind(provider_message_id)
-        .fetch_optional(self.db.pool())
+        .fetch_optional(&mut *tx)
         .await
         .context("Failed to read inbound receipt")?;
+        tx.commit().await?;
         Ok(found.is_some())
     }
 

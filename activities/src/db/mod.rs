@@ -56,20 +56,22 @@ pub use tracking::{Recorded, TrackingEvent, TrackingRepo};
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `sqlite://path/file.db` (embedded default) or `postgres://user@host/db`. May hold a
+    /// `sqlite://path/file.db` (embedded default) or `postgres://user@host/db`: the login of
+    /// `zengine api` and `zengine worker`. On PostgreSQL in production a role that is only a
+    /// member of `zengine_app`, never the owner (`docs/security.md`, "Database roles"). May hold a
     /// password, so it is a secret: never logged, `[REDACTED]` in debug output. The
     /// `DATABASE_URL` environment variable sets it too.
     pub url: secrecy::SecretString,
+    /// The login that owns the schema and applies migrations (`zengine migrate`, and
+    /// `migrate_on_start`). Empty: `url`. A secret, like `url`.
+    pub migration_url: secrecy::SecretString,
     /// Pool size.
     pub max_connections: u32,
     /// Apply pending migrations when a process starts (else only `zengine migrate` does).
     pub migrate_on_start: bool,
-    /// PostgreSQL: the non-owner role every connection switches to (`SET ROLE`), so row-level
-    /// security applies (migration 0004 creates `zengine_app`). Empty: stay the login role.
-    pub app_role: String,
-    /// PostgreSQL: let `zengine api` / `zengine worker` run as a role that row-level security
-    /// does not apply to (a superuser, a `BYPASSRLS` role, or the tables' owner). Off: they
-    /// refuse to start so (set `app_role`); see `docs/security.md`.
+    /// PostgreSQL: let `zengine api` / `zengine worker` log in as a role that row-level
+    /// security does not confine (a superuser, a `BYPASSRLS` role, the tables' owner, or a role
+    /// that can `SET ROLE` to one). Off: they refuse to start so; see `docs/security.md`.
     pub allow_rls_bypass: bool,
 }
 
@@ -77,27 +79,35 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://data/zengine.db".into(),
+            migration_url: String::new().into(),
             max_connections: 10,
             migrate_on_start: true,
-            app_role: String::new(),
             allow_rls_bypass: false,
         }
     }
 }
 
 impl DatabaseSettings {
-    /// Connects (and migrates, when configured).
+    /// Connects as `url` (after migrating as `migration_url`, when configured).
     pub async fn connect(&self) -> anyhow::Result<Database> {
         use secrecy::ExposeSecret;
-        let url = self.url.expose_secret();
         if self.migrate_on_start {
-            // Migrations run as the login role (the owner), never as the restricted app role.
-            let owner = Database::connect(url, 1).await?;
-            owner.migrate().await?;
-            owner.close().await;
+            self.migrate().await?;
         }
-        let role = Some(self.app_role.as_str()).filter(|r| !r.is_empty());
-        Database::connect_as(url, self.max_connections, role).await
+        Database::connect(self.url.expose_secret(), self.max_connections).await
+    }
+
+    /// Applies pending migrations as the schema's owner (`migration_url`, else `url`).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        use secrecy::ExposeSecret;
+        let url = match self.migration_url.expose_secret() {
+            "" => self.url.expose_secret(),
+            owner => owner,
+        };
+        let owner = Database::connect(url, 1).await?;
+        let migrated = owner.migrate().await;
+        owner.close().await;
+        migrated
     }
 }
 
@@ -136,27 +146,7 @@ impl Database {
     /// Connects to `url` (`sqlite://path/to/file.db` or `postgres://…`). A SQLite file and its
     /// folder are created when missing.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        Self::connect_as(url, max_connections, None).await
-    }
-
-    /// Like [`Database::connect`]; on PostgreSQL every connection then switches to `app_role`
-    /// (row-level security applies to it; see [`Database::begin_for`]).
-    pub async fn connect_as(
-        url: &str,
-        max_connections: u32,
-        app_role: Option<&str>,
-    ) -> anyhow::Result<Self> {
         install_default_drivers();
-        if let Some(role) = app_role {
-            anyhow::ensure!(
-                !role.is_empty()
-                    && role
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-                "database.app_role must be a lowercase SQL identifier"
-            );
-        }
-        let set_role = app_role.map(|r| format!("set role {r}"));
         let backend: Backend = url.parse()?;
         let url = match backend {
             Backend::Sqlite => sqlite_url(url)?,
@@ -166,11 +156,7 @@ impl Database {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
-                let set_role = set_role.clone();
                 Box::pin(async move {
-                    if let (Backend::Postgres, Some(set_role)) = (backend, &set_role) {
-                        sqlx::query(set_role).execute(&mut *conn).await?;
-                    }
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the writer; busy_timeout turns lock
                         // contention into a short wait instead of an error.
@@ -199,17 +185,34 @@ impl Database {
         &self,
         tenant: &zengine_domain::TenantId,
     ) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        self.begin_with(&[("app.tenant_id", tenant.as_str())]).await
+    }
+
+    /// A transaction that, on PostgreSQL, first sets each `(setting, value)` for itself only
+    /// (`set_config(…, true)`): the context the row-level-security policies read.
+    pub(crate) async fn begin_with(
+        &self,
+        context: &[(&str, &str)],
+    ) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
         let mut tx = self
             .pool
             .begin()
             .await
             .context("Failed to begin a transaction")?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("select set_config('app.tenant_id', $1, true)")
-                .bind(tenant.as_str())
+        if self.backend == Backend::Postgres && !context.is_empty() {
+            // One round trip: `select set_config($1, $2, true), set_config($3, $4, true), …`.
+            let calls: Vec<String> = (0..context.len())
+                .map(|i| format!("set_config(${}, ${}, true)", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!("select {}", calls.join(", "));
+            let mut query = sqlx::query(&sql);
+            for (setting, value) in context {
+                query = query.bind(*setting).bind(*value);
+            }
+            query
                 .execute(&mut *tx)
                 .await
-                .context("Failed to set the tenant context")?;
+                .context("Failed to set the transaction's tenant context")?;
         }
         Ok(tx)
     }
@@ -236,52 +239,53 @@ impl Database {
     /// (policy `platform_admin` of migration 0015) and no other tenant table. Only the
     /// platform-admin endpoints use it.
     pub async fn begin_platform(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .context("Failed to begin a transaction")?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("select set_config('app.platform_admin', 'on', true)")
-                .execute(&mut *tx)
-                .await
-                .context("Failed to set the platform context")?;
-        }
-        Ok(tx)
+        self.begin_with(&[("app.platform_admin", "on")]).await
     }
 
-    /// PostgreSQL: fails when the role the connections act as (after `app_role`) is one that
-    /// row-level security does not apply to — a superuser, a `BYPASSRLS` role, or the owner of
-    /// the tenant tables — naming why. SQLite: nothing to check.
+    /// PostgreSQL: fails when row-level security would not confine the login role — it is a
+    /// superuser, has `BYPASSRLS` or owns the tenant tables, or can `SET ROLE` to a role that
+    /// does — naming the role and why. (A `SET ROLE` to a restricted role would not do: any SQL
+    /// the application runs could `RESET ROLE`.) SQLite: nothing to check.
     pub async fn check_row_level_security(&self) -> anyhow::Result<()> {
         if self.backend != Backend::Postgres {
             return Ok(());
         }
-        let row = sqlx::query(
-            "select current_user::text, r.rolsuper, r.rolbypassrls,
-                    (select count(*) from pg_tables t
-                      where t.schemaname = 'public' and t.tablename = 'tenant'
-                        and pg_has_role(current_user, t.tableowner, 'USAGE'))::bigint
-               from pg_roles r where r.rolname = current_user",
+        let rows = sqlx::query(
+            "select session_user::text, r.rolname::text, r.rolsuper, r.rolbypassrls,
+                    exists (select 1 from pg_tables t
+                             where t.schemaname = 'public' and t.tablename = 'tenant'
+                               and t.tableowner = r.rolname)
+               from pg_roles r
+              where pg_has_role(session_user, r.oid, 'MEMBER')
+              order by r.rolname = session_user desc, r.rolname",
         )
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .context("Failed to read the database role")?;
-        let role: String = row.get(0);
-        let why = if row.get::<bool, _>(1) {
-            "is a superuser"
-        } else if row.get::<bool, _>(2) {
-            "has BYPASSRLS"
-        } else if row.get::<i64, _>(3) > 0 {
-            "owns the tenant tables"
-        } else {
-            return Ok(());
-        };
-        anyhow::bail!(
-            "the database role `{role}` {why}, so row-level security does not apply to it: set \
-             database.app_role (e.g. zengine_app, created by the migrations) or connect as a \
-             non-owner role; database.allow_rls_bypass = true accepts it"
-        )
+        .context("Failed to read the database roles")?;
+        for row in &rows {
+            let (login, role): (String, String) = (row.get(0), row.get(1));
+            let why = if row.get::<bool, _>(2) {
+                "is a superuser"
+            } else if row.get::<bool, _>(3) {
+                "has BYPASSRLS"
+            } else if row.get::<bool, _>(4) {
+                "owns the tenant tables"
+            } else {
+                continue;
+            };
+            let who = if login == role {
+                format!("the database login `{login}` {why}")
+            } else {
+                format!("the database login `{login}` can become `{role}`, which {why}")
+            };
+            anyhow::bail!(
+                "{who}, so row-level security does not confine it: log in (database.url) as a \
+                 role that is only a member of zengine_app and migrate as the owner \
+                 (database.migration_url), see docs/security.md \"Database roles\"; \
+                 database.allow_rls_bypass = true accepts it"
+            );
+        }
+        Ok(())
     }
 
     /// Applies pending migrations (forward only).

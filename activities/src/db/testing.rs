@@ -13,9 +13,20 @@ use super::{Backend, Database};
 /// drop; PostgreSQL databases are named `zengine_test_*` and dropped by [`TestDatabase::drop_db`]).
 pub struct TestDatabase {
     pub db: Database,
+    /// What `db` logged in as.
     pub url: String,
+    /// The login that owns the schema and ran the migrations (for SQLite and
+    /// [`TestBackend::Postgres`], `url`).
+    pub owner_url: String,
     _dir: Option<tempfile::TempDir>,
 }
+
+/// The login that owns a [`TestBackend::PostgresRls`] database: not a superuser, as a
+/// production migration role.
+pub const TEST_OWNER_ROLE: &str = "zengine_test_owner";
+/// The login of the application on a [`TestBackend::PostgresRls`] database: only a member of
+/// `zengine_app`, as `zengine api` / `zengine worker` log in in production.
+pub const TEST_RUNTIME_ROLE: &str = "zengine_test_runtime";
 
 /// The admin URL of the test PostgreSQL server.
 pub fn postgres_admin_url() -> String {
@@ -27,9 +38,11 @@ pub fn postgres_admin_url() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestBackend {
     Sqlite,
-    /// PostgreSQL as the owner (row-level security does not apply).
+    /// PostgreSQL as the superuser (row-level security does not apply).
     Postgres,
-    /// PostgreSQL as the restricted `zengine_app` role: row-level security applies.
+    /// PostgreSQL as production runs it: the schema belongs to [`TEST_OWNER_ROLE`] (not a
+    /// superuser), the application logs in as [`TEST_RUNTIME_ROLE`]: row-level security applies
+    /// to both.
     PostgresRls,
 }
 
@@ -53,6 +66,7 @@ impl TestDatabase {
                 db.migrate().await?;
                 Ok(Self {
                     db,
+                    owner_url: url.clone(),
                     url,
                     _dir: Some(dir),
                 })
@@ -63,19 +77,24 @@ impl TestDatabase {
                 db.migrate().await?;
                 Ok(Self {
                     db,
+                    owner_url: url.clone(),
                     url,
                     _dir: None,
                 })
             }
             TestBackend::PostgresRls => {
-                let url = create_postgres_database().await?;
-                let owner = Database::connect(&url, 1).await?;
+                ensure_test_roles().await?;
+                let admin = create_postgres_database_owned_by(Some(TEST_OWNER_ROLE)).await?;
+                let owner_url = with_user(&admin, TEST_OWNER_ROLE);
+                let owner = Database::connect(&owner_url, 1).await?;
                 owner.migrate().await?;
                 owner.close().await;
-                let db = Database::connect_as(&url, 5, Some("zengine_app")).await?;
+                let url = with_user(&admin, TEST_RUNTIME_ROLE);
+                let db = Database::connect(&url, 5).await?;
                 Ok(Self {
                     db,
                     url,
+                    owner_url,
                     _dir: None,
                 })
             }
@@ -96,8 +115,44 @@ impl TestDatabase {
     }
 }
 
+/// Creates the cluster-wide roles of [`TestBackend::PostgresRls`] when missing, as a database
+/// administrator would before the first deployment: `zengine_app` (the group the policies and
+/// grants name), [`TEST_OWNER_ROLE`] and [`TEST_RUNTIME_ROLE`] (a member of `zengine_app`).
+/// Safe to call from tests running at once.
+pub async fn ensure_test_roles() -> anyhow::Result<()> {
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
+    for create in [
+        "create role zengine_app nologin".to_owned(),
+        format!("create role {TEST_OWNER_ROLE} login"),
+        format!("create role {TEST_RUNTIME_ROLE} login in role zengine_app"),
+    ] {
+        // Roles are cluster-wide: another test may create the same one at the same moment.
+        sqlx::query(&format!(
+            "do $$ begin {create}; \
+             exception when duplicate_object or unique_violation then null; end $$"
+        ))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("Failed to {create}"))?;
+    }
+    Ok(())
+}
+
+/// `url` with its user replaced by `user` (and no password).
+pub fn with_user(url: &str, user: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}@{host}")
+}
+
 /// Creates `zengine_test_<uuid>` on the test server and returns its URL.
 pub async fn create_postgres_database() -> anyhow::Result<String> {
+    create_postgres_database_owned_by(None).await
+}
+
+/// Creates `zengine_test_<uuid>`, owned by `owner` (else the admin login), and returns its URL
+/// (as the admin login).
+pub async fn create_postgres_database_owned_by(owner: Option<&str>) -> anyhow::Result<String> {
     let admin_url = postgres_admin_url();
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
@@ -108,7 +163,8 @@ pub async fn create_postgres_database() -> anyhow::Result<String> {
             )
         })?;
     let name = format!("zengine_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("create database \"{name}\""))
+    let owner = owner.map(|o| format!(" owner {o}")).unwrap_or_default();
+    sqlx::query(&format!("create database \"{name}\"{owner}"))
         .execute(&mut admin)
         .await?;
     let base = admin_url

@@ -599,7 +599,7 @@ async fn suspension(backend: TestBackend) {
     // Nothing was signalled: the message is not even marked as received.
     assert!(
         !db.channels()
-            .seen("whatsapp-meta-cloud", &wamid)
+            .seen(&demo, "whatsapp-meta-cloud", &wamid)
             .await
             .unwrap()
     );
