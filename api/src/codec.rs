@@ -3,7 +3,10 @@
 //!
 //! Both take and return `{"payloads": [{"metadata": {key: base64}, "data": base64}]}` (proto3
 //! JSON of `temporal.api.common.v1.Payloads`) and run the payloads through the codec of the API's
-//! own Temporal client, i.e. the deployment's keyring (`temporal.codec`).
+//! own Temporal client, i.e. the deployment's keyring (`temporal.codec`). Every proto3-JSON form
+//! is accepted: absent or `null` fields are their defaults (the `temporal` CLI sends `{}` for an
+//! empty list), and bytes may be standard or URL-safe base64, padded or not; answers use standard
+//! padded base64 and always carry `payloads`.
 //!
 //! Who may call: the admin token, or a JWT with the operator or admin role. Viewers get 403
 //! because decoded payloads are message texts, phone numbers and receipt images; API keys get 403
@@ -23,7 +26,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use temporalio_client::NamespacedClient;
@@ -42,22 +47,40 @@ pub const MAX_PAYLOADS: usize = 1_000;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonPayloads {
+    #[serde(default, deserialize_with = "null_is_default")]
     payloads: Vec<JsonPayload>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonPayload {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     metadata: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     data: String,
 }
 
+/// proto3 JSON: `null` means the field's default.
+fn null_is_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// proto3 JSON `bytes`: standard or URL-safe alphabet, padded or not.
 fn decode_base64(what: &str, value: &str) -> Result<Vec<u8>, ApiError> {
-    STANDARD.decode(value).map_err(|_| {
-        ApiError::bad_request(ErrorCode::InvalidField, format!("{what} is not base64"))
-    })
+    const LENIENT: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const STANDARD_ANY: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+    const URL_SAFE_ANY: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+    STANDARD_ANY
+        .decode(value)
+        .or_else(|_| URL_SAFE_ANY.decode(value))
+        .map_err(|_| {
+            ApiError::bad_request(ErrorCode::InvalidField, format!("{what} is not base64"))
+        })
 }
 
 impl JsonPayload {

@@ -109,7 +109,6 @@ async fn the_codec_endpoint_round_trips_and_refuses_bad_callers_and_bodies() {
     // Malformed bodies: 400; a tampered ciphertext or unknown key id: 422; oversized: 413.
     for bad in [
         "not json".to_owned(),
-        "{}".to_owned(),
         json!({"payloads": "x"}).to_string(),
         json!({"payloads": [{"metadata": {}, "data": "%%%"}]}).to_string(),
         json!({"payloads": [{"metadata": {"encoding": "!!"}, "data": ""}]}).to_string(),
@@ -188,6 +187,46 @@ async fn the_codec_endpoint_round_trips_and_refuses_bad_callers_and_bodies() {
             .get("access-control-allow-origin")
             .is_none()
     );
+    app.shutdown().await;
+}
+
+/// What the `temporal` CLI and other proto3-JSON clients send: `{}` for an empty list (the CLI's
+/// `workflow query` without input), `null`, payloads without metadata or data, and bytes in
+/// URL-safe or unpadded base64. Each is accepted and answered as `{"payloads": [...]}`.
+#[tokio::test]
+async fn every_proto3_json_form_of_payloads_is_accepted() {
+    let mut options = hs256_options();
+    options.run_worker = false;
+    let app = spawn_app_with(options).await;
+    let operator = token("demo", "operator");
+    for direction in ["encode", "decode"] {
+        for empty in [
+            json!({}),
+            json!({"payloads": null}),
+            json!({"payloads": []}),
+        ] {
+            assert_eq!(
+                codec_json(&app, direction, &operator, &empty).await,
+                json!({"payloads": []}),
+                "{direction} {empty}"
+            );
+        }
+    }
+    assert_eq!(
+        codec_json(&app, "decode", &operator, &json!({"payloads": [{}]})).await,
+        json!({"payloads": [{"metadata": {}, "data": ""}]})
+    );
+    // `"hi?>"` is `ImhpPz4i` in either alphabet; `"~?"` shows the difference (`In4_Ig` URL-safe
+    // unpadded, `In4/Ig==` standard).
+    let url_safe = json!({"payloads": [{
+        "metadata": {"encoding": "anNvbi9wbGFpbg"},
+        "data": "In4_Ig",
+    }]});
+    let sealed = codec_json(&app, "encode", &operator, &url_safe).await;
+    assert_eq!(meta(&sealed["payloads"][0], "encoding"), "binary/encrypted");
+    let opened = codec_json(&app, "decode", &operator, &sealed).await;
+    assert_eq!(opened["payloads"][0]["data"], "In4/Ig==");
+    assert_eq!(meta(&opened["payloads"][0], "encoding"), "json/plain");
     app.shutdown().await;
 }
 
