@@ -1,7 +1,9 @@
 //! Settings of every `zengine` process: defaults ← TOML file ← `ZENGINE_*` environment.
 //!
 //! The file is `--config PATH`, else `$ZENGINE_CONFIG`, else `zengine.toml` when it exists.
-//! Environment variables use `__` between levels: `ZENGINE_API__ADDR=0.0.0.0:8080`.
+//! Environment variables use `__` between levels: `ZENGINE_API__ADDR=0.0.0.0:8080`. A `ZENGINE_`
+//! variable without `__` that does not start with a section's name (`ZENGINE_JWT_KEY`) is not a
+//! setting and is left alone.
 //! `TEMPORAL_ADDRESS` and `DATABASE_URL` are honoured as the conventional shortcuts.
 //! The full reference is `docs/configuration.md`.
 
@@ -75,6 +77,27 @@ pub struct Settings {
     pub secrets: SecretsSettings,
 }
 
+/// The sections of [`Settings`]: the first part of every `ZENGINE_<SECTION>__<KEY>` variable
+/// (only used to refuse `ZENGINE_<SECTION>_<KEY>`, a `_` where `__` belongs).
+const SECTIONS: [&str; 7] = [
+    "api",
+    "worker",
+    "temporal",
+    "dev_server",
+    "database",
+    "telemetry",
+    "secrets",
+];
+
+/// Whether an environment variable (after `ZENGINE_`) starts with a section's name.
+fn names_a_section(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECTIONS.iter().any(|section| {
+        key.strip_prefix(section)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+    })
+}
+
 impl Settings {
     /// Loads the settings (see the module docs for the order).
     pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
@@ -91,7 +114,10 @@ impl Settings {
             );
             figment = figment.merge(Toml::file(file));
         }
-        // ZENGINE_CONFIG names the file; the others are test-harness variables, not settings.
+        // A variable is a setting when it has a `__` (`ZENGINE_API__ADDR`) or starts with a
+        // section's name (the misspelt `ZENGINE_API_ADDR`, which is then refused, not ignored);
+        // others, such as a user's `ZENGINE_JWT_KEY` read through `env:`, are not ours. ZENGINE_CONFIG names the file; the
+        // ignored ones are test-harness variables that happen to start with a section's name.
         figment = figment.merge(
             Env::prefixed("ZENGINE_")
                 .ignore(&[
@@ -102,6 +128,7 @@ impl Settings {
                     "record_histories",
                     "moto_server",
                 ])
+                .filter(|key| key.as_str().contains("__") || names_a_section(key.as_str()))
                 .split("__"),
         );
         let mut settings: Settings = figment.extract().context("Invalid configuration")?;

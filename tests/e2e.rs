@@ -451,10 +451,36 @@ fn config_shows_secrets_redacted_and_rejects_unknown_keys() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let output = zengine_output(dir.path(), &[("ZENGINE_API__NO_SUCH_KEY", "1")]);
-    assert_eq!(output.status.code(), Some(2));
-    let error = String::from_utf8_lossy(&output.stderr);
-    assert!(error.contains("no_such_key"), "{error}");
+    // So are a user's own variables that name no section (docs/operators.md keeps a JWT key in
+    // ZENGINE_JWT_KEY and points a setting at it with `env:`).
+    let output = zengine_output(
+        dir.path(),
+        &[
+            ("ZENGINE_JWT_KEY", "k"),
+            (
+                "ZENGINE_API__AUTH__JWT__HS256_SECRET",
+                "env:ZENGINE_JWT_KEY",
+            ),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // A variable that starts with a section's name is a setting: unknown keys and a single `_`
+    // where `__` belongs are refused, not ignored.
+    for (variable, named) in [
+        ("ZENGINE_API__NO_SUCH_KEY", "no_such_key"),
+        ("ZENGINE_API_ADMIN_TOKEN", "api_admin_token"),
+        ("ZENGINE_DATABASE", "DATABASE"),
+    ] {
+        let output = zengine_output(dir.path(), &[(variable, "1")]);
+        assert_eq!(output.status.code(), Some(2), "{variable}");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(error.contains(named), "{variable}: {error}");
+    }
 }
 
 #[test]
