@@ -409,13 +409,51 @@ async fn a_worker_killed_between_two_messages_loses_nothing() {
         "Mucho gusto, Ana. ¿En qué te puedo ayudar hoy?"
     );
 
+    // Paths that carry a phone number, routed (the contact is a path parameter) and not.
+    let http = reqwest::Client::new();
+    for (path, correlation) in [
+        (
+            "/v1/conversations/demo/whatsapp/+5215599887766/return-to-bot",
+            "corr-phone-routed",
+        ),
+        ("/v1/no-such-route/+5215599887766", "corr-phone-unmatched"),
+    ] {
+        let response = http
+            .post(format!("{base}{path}"))
+            .header("x-correlation-id", correlation)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error(), "{path}");
+    }
+
     worker.signal(Signal::SIGTERM);
     assert!(worker.wait(Duration::from_secs(30)).success());
     api.signal(Signal::SIGTERM);
     assert!(api.wait(Duration::from_secs(30)).success());
 
-    // JSON logs carry the business keys.
+    // Request logs name the route template, never the raw path: no phone number in the log.
     let log = std::fs::read_to_string(cluster.dir.path().join("api.log")).unwrap();
+    assert!(
+        !log.contains("5599887766"),
+        "a phone number reached the log"
+    );
+    for (correlation, route) in [
+        (
+            "corr-phone-routed",
+            "/v1/conversations/{tenant}/{channel}/{contact}/return-to-bot",
+        ),
+        ("corr-phone-unmatched", "unmatched"),
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(correlation) && l.contains("request finished"))
+            .unwrap_or_else(|| panic!("no request log line for {correlation}"));
+        let line: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(line["span"]["route"], route, "{line}");
+    }
+
+    // JSON logs carry the business keys.
     let line = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
