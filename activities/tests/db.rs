@@ -2595,3 +2595,40 @@ async fn postgres_the_runtime_role_sees_only_the_current_tenant_whatever_sql_it_
     owner.close().await;
     t.drop_db().await.unwrap();
 }
+
+/// A managed PostgreSQL that only speaks TLS: `sslmode=verify-full` with the server's CA
+/// connects (and the session is encrypted), a wrong CA is refused naming the certificate, and
+/// `sslmode=disable` is turned away by the server.
+#[tokio::test]
+async fn postgres_over_tls_verifies_the_server_against_the_configured_ca() {
+    use zengine_activities::db::Database;
+    use zengine_activities::db::testing::TlsPostgres;
+    let server = TlsPostgres::start().unwrap();
+    let verified = server.url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        server.ca.display()
+    ));
+    let db = Database::connect(&verified, 1).await.unwrap();
+    let encrypted: bool =
+        sqlx::query_scalar("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert!(encrypted);
+    db.migrate().await.unwrap();
+    db.close().await;
+
+    let wrong = server.url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        server.wrong_ca.display()
+    ));
+    let error = format!("{:#}", Database::connect(&wrong, 1).await.unwrap_err());
+    assert!(
+        error.contains("invalid peer certificate: UnknownIssuer"),
+        "{error}"
+    );
+
+    let plain = server.url("sslmode=disable");
+    let error = format!("{:#}", Database::connect(&plain, 1).await.unwrap_err());
+    assert!(error.contains("no encryption"), "{error}");
+}

@@ -94,17 +94,19 @@ impl DatabaseSettings {
         if self.migrate_on_start {
             self.migrate().await?;
         }
-        Database::connect(self.url.expose_secret(), self.max_connections).await
+        Database::connect(self.url.expose_secret(), self.max_connections)
+            .await
+            .context("database.url")
     }
 
     /// Applies pending migrations as the schema's owner (`migration_url`, else `url`).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         use secrecy::ExposeSecret;
-        let url = match self.migration_url.expose_secret() {
-            "" => self.url.expose_secret(),
-            owner => owner,
+        let (setting, url) = match self.migration_url.expose_secret() {
+            "" => ("database.url", self.url.expose_secret()),
+            owner => ("database.migration_url", owner),
         };
-        let owner = Database::connect(url, 1).await?;
+        let owner = Database::connect(url, 1).await.context(setting)?;
         let migrated = owner.migrate().await;
         owner.close().await;
         migrated

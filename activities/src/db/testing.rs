@@ -173,3 +173,229 @@ pub async fn create_postgres_database_owned_by(owner: Option<&str>) -> anyhow::R
         .unwrap_or(&admin_url);
     Ok(format!("{base}/{name}"))
 }
+
+/// A PostgreSQL server of its own that accepts only TLS connections (`hostssl`; plain TCP is
+/// rejected), with a certificate for `127.0.0.1` / `localhost` signed by a CA made for it:
+/// `initdb` in a temporary folder, stopped on drop. Run as the `postgres` system user when the
+/// tests run as root (PostgreSQL refuses to run as root).
+pub struct TlsPostgres {
+    pub port: u16,
+    /// PEM of the CA that signed the server's certificate.
+    pub ca: std::path::PathBuf,
+    /// PEM of another CA, which did not.
+    pub wrong_ca: std::path::PathBuf,
+    data: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TlsPostgres {
+    /// Generates the CAs and the server certificate (`openssl`), creates and starts the server.
+    pub fn start() -> anyhow::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().to_owned();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        let file = |name: &str| path.join(name).display().to_string();
+        let openssl = |args: &[&str]| run("openssl", args, None);
+        for ca in ["ca", "wrong-ca"] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &file(&format!("{ca}.key")),
+                "-out",
+                &file(&format!("{ca}.pem")),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=zengine {ca}"),
+            ])?;
+        }
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &file("server.key"),
+            "-out",
+            &file("server.csr"),
+            "-subj",
+            "/CN=127.0.0.1",
+        ])?;
+        std::fs::write(
+            path.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &file("server.csr"),
+            "-CA",
+            &file("ca.pem"),
+            "-CAkey",
+            &file("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &file("server.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &file("san.ext"),
+        ])?;
+        let as_root = nix_is_root();
+        if as_root {
+            run(
+                "chown",
+                &["-R", "postgres", &path.display().to_string()],
+                None,
+            )?;
+        }
+        let bin = postgres_bin_dir()?;
+        let data = path.join("data");
+        let pg = |tool: &str, args: &[&str]| {
+            run(
+                &bin.join(tool).display().to_string(),
+                args,
+                as_root.then_some("postgres"),
+            )
+        };
+        pg(
+            "initdb",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+            ],
+        )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))?;
+        std::io::Write::write_all(
+            &mut conf,
+            format!(
+                "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+                 ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nfsync = off\n",
+                path.display(),
+                file("server.crt"),
+                file("server.key"),
+            )
+            .as_bytes(),
+        )?;
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )?;
+        pg(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-l",
+                &file("server.log"),
+                "-w",
+                "start",
+            ],
+        )?;
+        Ok(Self {
+            port,
+            ca: path.join("ca.pem"),
+            wrong_ca: path.join("wrong-ca.pem"),
+            data,
+            dir,
+        })
+    }
+
+    /// A URL of the server's `postgres` database with these query parameters.
+    pub fn url(&self, query: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?{query}",
+            self.port
+        )
+    }
+}
+
+impl Drop for TlsPostgres {
+    fn drop(&mut self) {
+        if let Ok(bin) = postgres_bin_dir() {
+            let _ = run(
+                &bin.join("pg_ctl").display().to_string(),
+                &[
+                    "-D",
+                    &self.data.display().to_string(),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                nix_is_root().then_some("postgres"),
+            );
+        }
+        let _ = &self.dir;
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// The folder of `initdb` and `pg_ctl` (Debian keeps them out of `PATH`).
+fn postgres_bin_dir() -> anyhow::Result<std::path::PathBuf> {
+    let out = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output();
+    if let Ok(out) = out
+        && out.status.success()
+    {
+        let dir = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Ok(dir);
+        }
+    }
+    let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("PostgreSQL's server binaries (initdb) are not installed")?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop().context("no initdb under /usr/lib/postgresql")
+}
+
+/// Runs a command (as `user` through `runuser` when given), failing with its output.
+fn run(program: &str, args: &[&str], user: Option<&str>) -> anyhow::Result<()> {
+    let mut cmd = match user {
+        Some(user) => {
+            let mut cmd = std::process::Command::new("runuser");
+            cmd.args(["-u", user, "--", program]);
+            cmd
+        }
+        None => std::process::Command::new(program),
+    };
+    let out = cmd
+        .args(args)
+        .output()
+        .with_context(|| format!("Failed to run {program}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
