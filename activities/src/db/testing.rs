@@ -196,61 +196,44 @@ impl TlsPostgres {
         let path = dir.path().to_owned();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
         let file = |name: &str| path.join(name).display().to_string();
-        let openssl = |args: &[&str]| run("openssl", args, None);
+        // `openssl req` with a new P-256 key written to `key`, then `rest`.
+        let new_key = |key: &str, rest: &[&str]| {
+            let key = file(key);
+            let mut args = vec!["req", "-newkey", "ec", "-pkeyopt"];
+            args.extend(["ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key]);
+            args.extend_from_slice(rest);
+            run("openssl", &args, None)
+        };
         for ca in ["ca", "wrong-ca"] {
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &file(&format!("{ca}.key")),
-                "-out",
-                &file(&format!("{ca}.pem")),
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=zengine {ca}"),
-            ])?;
+            let (pem, subject) = (file(&format!("{ca}.pem")), format!("/CN=zengine {ca}"));
+            new_key(
+                &format!("{ca}.key"),
+                &["-x509", "-out", &pem, "-days", "2", "-subj", &subject],
+            )?;
         }
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &file("server.key"),
-            "-out",
-            &file("server.csr"),
-            "-subj",
-            "/CN=127.0.0.1",
-        ])?;
+        let csr = file("server.csr");
+        new_key("server.key", &["-out", &csr, "-subj", "/CN=127.0.0.1"])?;
         std::fs::write(
             path.join("san.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
         )?;
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &file("server.csr"),
-            "-CA",
-            &file("ca.pem"),
-            "-CAkey",
-            &file("ca.key"),
+        let (ca, ca_key, crt, ext) = (
+            file("ca.pem"),
+            file("ca.key"),
+            file("server.crt"),
+            file("san.ext"),
+        );
+        let sign = ["x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key];
+        let out = [
             "-CAcreateserial",
             "-out",
-            &file("server.crt"),
+            &crt,
             "-days",
             "2",
             "-extfile",
-            &file("san.ext"),
-        ])?;
+            &ext,
+        ];
+        run("openssl", &[&sign[..], &out[..]].concat(), None)?;
         let as_root = nix_is_root();
         if as_root {
             run(
