@@ -26,6 +26,9 @@ done
 # The operator console: built with Node.js/npm, its end-to-end test drives Debian's Chromium.
 command -v npm >/dev/null 2>&1 || need_pkgs+=(nodejs npm)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+# TLS peers of the tests: openssl makes their CAs, nginx terminates TLS in front of Temporal.
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "install-tools: apt-get install ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

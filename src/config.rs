@@ -4,7 +4,9 @@
 //! Environment variables use `__` between levels: `ZENGINE_API__ADDR=0.0.0.0:8080`. A `ZENGINE_`
 //! variable without `__` that does not start with a section's name (`ZENGINE_JWT_KEY`) is not a
 //! setting and is left alone.
-//! `TEMPORAL_ADDRESS` and `DATABASE_URL` are honoured as the conventional shortcuts.
+//! `TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE` and `DATABASE_URL` are honoured as the conventional
+//! shortcuts; the connection's TLS, client certificate and API key come from Temporal's own
+//! `TEMPORAL_TLS_*` / `TEMPORAL_API_KEY` variables or profile file (`zengine_workers::connect`).
 //! The full reference is `docs/configuration.md`.
 
 use std::path::{Path, PathBuf};
@@ -134,6 +136,9 @@ impl Settings {
         let mut settings: Settings = figment.extract().context("Invalid configuration")?;
         if let Ok(address) = std::env::var("TEMPORAL_ADDRESS") {
             settings.temporal.address = address;
+        }
+        if let Ok(namespace) = std::env::var("TEMPORAL_NAMESPACE") {
+            settings.temporal.namespace = namespace;
         }
         if let Ok(url) = std::env::var("DATABASE_URL") {
             settings.database.url = url.into();

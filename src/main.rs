@@ -386,6 +386,7 @@ async fn dev(mut settings: Settings) -> anyhow::Result<()> {
             return Err(e);
         }
         settings.temporal.address = server.address().to_owned();
+        settings.temporal.embedded = true;
         Some(server)
     } else {
         None

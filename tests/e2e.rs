@@ -469,12 +469,19 @@ fn config_shows_secrets_redacted_and_rejects_unknown_keys() {
     let dir = tempfile::tempdir().unwrap();
     let output = zengine_output(
         dir.path(),
-        &[("DATABASE_URL", "postgres://app:hunter2@db/zengine")],
+        &[
+            ("DATABASE_URL", "postgres://app:hunter2@db/zengine"),
+            ("TEMPORAL_NAMESPACE", "zengine-prod.a1b2c"),
+        ],
     );
     assert!(output.status.success());
     let shown = String::from_utf8_lossy(&output.stdout);
     assert!(
         shown.contains("REDACTED") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("namespace: \"zengine-prod.a1b2c\""),
         "{shown}"
     );
 

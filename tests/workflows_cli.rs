@@ -432,3 +432,156 @@ fn ok_json_with_db(db_url: &str, args: &[&str]) -> Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// nginx terminating TLS in front of the dev server: it requires a client certificate of its
+/// CA (mTLS) and the API key `Bearer zengine-test-key`, as Temporal Cloud does either.
+struct TlsFrontend {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for TlsFrontend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TlsFrontend {
+    fn start(
+        dir: &std::path::Path,
+        server: (&std::path::Path, &std::path::Path),
+        ca: &std::path::Path,
+    ) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/nginx.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl http2;
+    ssl_certificate {}; ssl_certificate_key {};
+    ssl_client_certificate {}; ssl_verify_client on;
+    location / {{
+      if ($http_authorization != \"Bearer zengine-test-key\") {{ return 401; }}
+      grpc_pass grpc://{};
+    }}
+  }}
+}}
+",
+            server.0.display(),
+            server.1.display(),
+            ca.display(),
+            shared_dev_server(),
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let nginx = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|n| std::path::Path::new(n).exists())
+            .unwrap_or("nginx");
+        let child = Command::new(nginx)
+            .args(["-e", &format!("{d}/nginx.log"), "-p", &d.to_string(), "-c"])
+            .arg(&path)
+            .spawn()
+            .expect("nginx (make test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen: {}",
+                std::fs::read_to_string(dir.join("nginx.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+/// Temporal behind TLS with client certificates and an API key (self-hosted with mTLS, or
+/// Temporal Cloud), configured the way Temporal's own SDKs and CLI are: `TEMPORAL_TLS_*` and
+/// `TEMPORAL_API_KEY`. With the right CA, certificate and key, `zengine workflows list` answers;
+/// a wrong CA, a missing client certificate, a wrong API key or plaintext each fail with an
+/// error that says so.
+#[test]
+fn temporal_is_reached_over_mtls_with_an_api_key_from_temporals_own_variables() {
+    use zengine_activities::db::testing::TestCa;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca").unwrap();
+    let wrong_ca = TestCa::new(dir.path(), "wrong-ca").unwrap();
+    let (server_crt, server_key) = ca
+        .issue("server", "localhost", Some("DNS:localhost,IP:127.0.0.1"))
+        .unwrap();
+    let (client_crt, client_key) = ca.issue("client", "zengine-worker", None).unwrap();
+    let frontend = TlsFrontend::start(dir.path(), (&server_crt, &server_key), &ca.pem());
+
+    let run = |env: &[(&str, &std::path::Path)], api_key: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zengine"));
+        cmd.current_dir(dir.path())
+            .args(["workflows", "list", "--tenant", "tls-check", "--json"])
+            .env_remove("ZENGINE_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("TEMPORAL_ADDRESS", format!("localhost:{}", frontend.port))
+            .env("ZENGINE_TEMPORAL__CONNECT_TIMEOUT_SECS", "1");
+        if !api_key.is_empty() {
+            cmd.env("TEMPORAL_API_KEY", api_key);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let ca_pem = ca.pem();
+    let wrong_pem = wrong_ca.pem();
+    let full: [(&str, &std::path::Path); 3] = [
+        ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", &ca_pem),
+        ("TEMPORAL_TLS_CLIENT_CERT_PATH", &client_crt),
+        ("TEMPORAL_TLS_CLIENT_KEY_PATH", &client_key),
+    ];
+    let ok = run(&full, "zengine-test-key");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(listed["workflows"], serde_json::json!([]));
+
+    let wrong = [
+        ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", wrong_pem.as_path()),
+        full[1],
+        full[2],
+    ];
+    for (case, env, key, expected) in [
+        ("wrong CA", &wrong[..], "zengine-test-key", "UnknownIssuer"),
+        (
+            "no client certificate",
+            &full[..1],
+            "zengine-test-key",
+            "Failed to connect to Temporal",
+        ),
+        (
+            "wrong API key",
+            &full[..],
+            "stolen",
+            "Failed to connect to Temporal",
+        ),
+    ] {
+        let out = run(env, key);
+        let error = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{case}: {error}");
+        assert!(!out.status.success(), "{case}: it connected");
+        assert!(error.contains(expected), "{case}: {error}");
+    }
+    // Plaintext to a TLS port: refused too.
+    let out = run(&[], "");
+    assert!(!out.status.success(), "plaintext connected");
+}

@@ -4,9 +4,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use temporalio_client::envconfig::{ClientConfigProfile, LoadClientConfigProfileOptions};
 use temporalio_client::grpc::OperatorService;
 use temporalio_client::tonic::{Code, IntoRequest};
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use temporalio_common::envconfig::load_client_config_profile;
 use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
 use temporalio_common::protos::temporal::api::operatorservice::v1::{
     AddSearchAttributesRequest, ListSearchAttributesRequest,
@@ -30,6 +32,11 @@ pub struct TemporalSettings {
     pub connect_timeout_secs: u64,
     /// Payload encryption keyring (see `crate::codec`).
     pub codec: CodecSettings,
+    /// Set by `zengine dev` when it runs its own dev server: Temporal's client configuration
+    /// (`TEMPORAL_TLS_*`, `TEMPORAL_API_KEY`, profile file), meant for a real cluster, is then
+    /// not read. Not a setting.
+    #[serde(skip)]
+    pub embedded: bool,
 }
 
 impl Default for TemporalSettings {
@@ -40,6 +47,7 @@ impl Default for TemporalSettings {
             task_queue_prefix: String::new(),
             connect_timeout_secs: 30,
             codec: CodecSettings::default(),
+            embedded: false,
         }
     }
 }
@@ -67,18 +75,11 @@ pub async fn connect_with_codec(
     identity: &str,
     codec: Option<EncryptionCodec>,
 ) -> anyhow::Result<Client> {
-    let target = if settings.address.contains("://") {
-        settings.address.clone()
-    } else {
-        format!("http://{}", settings.address)
-    };
-    let url = Url::parse(&target).with_context(|| format!("bad Temporal address `{target}`"))?;
+    let options = connection_options(settings, identity)?;
+    let target = options.target.to_string();
     let deadline = Instant::now() + Duration::from_secs(settings.connect_timeout_secs);
     let connection = loop {
-        let options = ConnectionOptions::new(url.clone())
-            .identity(identity.to_owned())
-            .build();
-        match Connection::connect(options).await {
+        match Connection::connect(options.clone()).await {
             Ok(c) => break c,
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(error.message = %e, "Temporal not reachable yet; retrying");
@@ -97,6 +98,36 @@ pub async fn connect_with_codec(
         None => ClientOptions::new(settings.namespace.clone()).build(),
     };
     Client::new(connection, options).context("Failed to create the Temporal client")
+}
+
+/// How to reach the frontend: Temporal's own client configuration (the `TEMPORAL_*` variables —
+/// `TEMPORAL_TLS_*`, `TEMPORAL_API_KEY`, `TEMPORAL_GRPC_META_*` — and the profile of
+/// `TEMPORAL_CONFIG_FILE` or `~/.config/temporalio/temporal.toml`, as Temporal's SDKs and CLI read
+/// them), with `settings.address` as the address. TLS is on when a TLS setting or an API key is
+/// given (`TEMPORAL_TLS=false` turns it off).
+fn connection_options(
+    settings: &TemporalSettings,
+    identity: &str,
+) -> anyhow::Result<ConnectionOptions> {
+    // ConfigError is not Send + Sync (it boxes a plain dyn Error): keep its text.
+    let mut profile = if settings.embedded {
+        ClientConfigProfile::default()
+    } else {
+        load_client_config_profile(LoadClientConfigProfileOptions::default(), None).map_err(
+            |e| anyhow::anyhow!("Temporal client configuration (TEMPORAL_* variables): {e}"),
+        )?
+    };
+    if !settings.address.is_empty() {
+        profile.address = Some(settings.address.clone());
+    }
+    let mut options = ConnectionOptions::try_from(profile).map_err(|e| {
+        anyhow::anyhow!(
+            "Temporal client configuration for `{}` (temporal.address, TEMPORAL_TLS_*): {e}",
+            settings.address
+        )
+    })?;
+    options.identity = identity.to_owned();
+    Ok(options)
 }
 
 /// Registers the search attributes ZEngine's workflows use, when they are missing.

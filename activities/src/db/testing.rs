@@ -174,6 +174,89 @@ pub async fn create_postgres_database_owned_by(owner: Option<&str>) -> anyhow::R
     Ok(format!("{base}/{name}"))
 }
 
+/// A certificate authority made with `openssl` for one test, in a folder of the test's: the CA
+/// is `<dir>/<name>.pem`, each certificate it issues `<dir>/<cert>.crt` with `<dir>/<cert>.key`
+/// (P-256 keys, valid two days).
+pub struct TestCa {
+    dir: std::path::PathBuf,
+    name: String,
+}
+
+impl TestCa {
+    pub fn new(dir: &std::path::Path, name: &str) -> anyhow::Result<Self> {
+        let ca = Self {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+        };
+        let (pem, subject) = (
+            ca.file(&format!("{name}.pem")),
+            format!("/CN=zengine {name}"),
+        );
+        ca.new_key(
+            &format!("{name}.key"),
+            &["-x509", "-out", &pem, "-days", "2", "-subj", &subject],
+        )?;
+        Ok(ca)
+    }
+
+    /// The CA's certificate (PEM).
+    pub fn pem(&self) -> std::path::PathBuf {
+        self.dir.join(format!("{}.pem", self.name))
+    }
+
+    /// Issues `<cert>.crt` / `<cert>.key` with common name `cn`, and `san` as subject alternative
+    /// names (`IP:127.0.0.1,DNS:localhost`) for a server; `None` for a client certificate.
+    /// Returns the certificate's and the key's paths.
+    pub fn issue(
+        &self,
+        cert: &str,
+        cn: &str,
+        san: Option<&str>,
+    ) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+        let (csr, key, crt) = (
+            self.file(&format!("{cert}.csr")),
+            format!("{cert}.key"),
+            self.file(&format!("{cert}.crt")),
+        );
+        self.new_key(&key, &["-out", &csr, "-subj", &format!("/CN={cn}")])?;
+        let ext = self.file(&format!("{cert}.ext"));
+        let usage = match san {
+            Some(san) => format!("subjectAltName={san}\nextendedKeyUsage=serverAuth\n"),
+            None => "extendedKeyUsage=clientAuth\n".to_owned(),
+        };
+        std::fs::write(&ext, usage)?;
+        let (ca, ca_key) = (
+            self.file(&format!("{}.pem", self.name)),
+            self.file(&format!("{}.key", self.name)),
+        );
+        let sign = ["x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key];
+        let out = [
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ];
+        run("openssl", &[&sign[..], &out[..]].concat(), None)?;
+        Ok((self.dir.join(format!("{cert}.crt")), self.dir.join(key)))
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// `openssl req` with a new P-256 key written to `key`, then `rest`.
+    fn new_key(&self, key: &str, rest: &[&str]) -> anyhow::Result<()> {
+        let key = self.file(key);
+        let mut args = vec!["req", "-newkey", "ec", "-pkeyopt"];
+        args.extend(["ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key]);
+        args.extend_from_slice(rest);
+        run("openssl", &args, None)
+    }
+}
+
 /// A PostgreSQL server of its own that accepts only TLS connections (`hostssl`; plain TCP is
 /// rejected), with a certificate for `127.0.0.1` / `localhost` signed by a CA made for it:
 /// `initdb` in a temporary folder, stopped on drop. Run as the `postgres` system user when the
@@ -196,44 +279,9 @@ impl TlsPostgres {
         let path = dir.path().to_owned();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
         let file = |name: &str| path.join(name).display().to_string();
-        // `openssl req` with a new P-256 key written to `key`, then `rest`.
-        let new_key = |key: &str, rest: &[&str]| {
-            let key = file(key);
-            let mut args = vec!["req", "-newkey", "ec", "-pkeyopt"];
-            args.extend(["ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key]);
-            args.extend_from_slice(rest);
-            run("openssl", &args, None)
-        };
-        for ca in ["ca", "wrong-ca"] {
-            let (pem, subject) = (file(&format!("{ca}.pem")), format!("/CN=zengine {ca}"));
-            new_key(
-                &format!("{ca}.key"),
-                &["-x509", "-out", &pem, "-days", "2", "-subj", &subject],
-            )?;
-        }
-        let csr = file("server.csr");
-        new_key("server.key", &["-out", &csr, "-subj", "/CN=127.0.0.1"])?;
-        std::fs::write(
-            path.join("san.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )?;
-        let (ca, ca_key, crt, ext) = (
-            file("ca.pem"),
-            file("ca.key"),
-            file("server.crt"),
-            file("san.ext"),
-        );
-        let sign = ["x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key];
-        let out = [
-            "-CAcreateserial",
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ];
-        run("openssl", &[&sign[..], &out[..]].concat(), None)?;
+        let ca = TestCa::new(&path, "ca")?;
+        TestCa::new(&path, "wrong-ca")?;
+        ca.issue("server", "127.0.0.1", Some("IP:127.0.0.1,DNS:localhost"))?;
         let as_root = nix_is_root();
         if as_root {
             run(
