@@ -203,8 +203,8 @@ pub fn operations() -> Vec<Operation> {
         .auth(Auth::Caller)
         .header(
             "x-namespace",
-            true,
-            "the Temporal namespace; must be the deployment's",
+            false,
+            "the Temporal namespace (the Web UI and CLI send it); when sent, must be the deployment's",
         )
         .body(Body::JsonObject)
         .errors(&[400, 413, 422]),
@@ -216,8 +216,8 @@ pub fn operations() -> Vec<Operation> {
         .auth(Auth::Caller)
         .header(
             "x-namespace",
-            true,
-            "the Temporal namespace; must be the deployment's",
+            false,
+            "the Temporal namespace (the Web UI and CLI send it); when sent, must be the deployment's",
         )
         .body(Body::JsonObject)
         .errors(&[400, 413, 422]),
