@@ -1568,3 +1568,78 @@ async fn a_worker_killed_while_reading_a_whatsapp_receipt_pays_once_and_confirms
     api.signal(Signal::SIGTERM);
     assert!(api.wait(Duration::from_secs(30)).success());
 }
+
+/// An operator reads and drives a conversation with the `temporal` CLI through the codec
+/// endpoint, the way `docs/operators.md` shows: query (the CLI sends `{}` for its empty query
+/// arguments), update with input, and the history; without the codec the CLI sees ciphertext,
+/// and a wrong token gets nothing decoded.
+#[tokio::test]
+async fn the_temporal_cli_queries_updates_and_reads_a_conversation_through_the_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, ports) = start_dev(dir.path(), "dev.log", |cmd| {
+        cmd.env("ZENGINE_API__ADMIN_TOKEN", "cli-admin");
+    })
+    .await;
+    let base = ports.base();
+    say(&base, "cli", "cli-1", "hola").await;
+    let cli = |args: &[&str], codec_token: Option<&str>| {
+        let mut cmd = Command::new(temporal_binary());
+        cmd.args(args)
+            .args(["--address", &format!("127.0.0.1:{}", ports.temporal)])
+            .args(["-w", "demo/conversation/webchat/cli"])
+            .env_remove("TEMPORAL_ADDRESS")
+            .env_remove("TEMPORAL_API_KEY")
+            .env_remove("TEMPORAL_CODEC_ENDPOINT")
+            .env_remove("TEMPORAL_CODEC_AUTH");
+        // As docs/operators.md sets them.
+        if let Some(token) = codec_token {
+            cmd.env("TEMPORAL_CODEC_ENDPOINT", format!("{base}/codec"))
+                .env("TEMPORAL_CODEC_AUTH", format!("Bearer {token}"));
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+
+    let (ok, status) = cli(
+        &["workflow", "query", "--type", "Status"],
+        Some("cli-admin"),
+    );
+    assert!(ok, "{status}");
+    assert!(status.contains(r#""node":"ask_name""#), "{status}");
+    let (ok, sealed) = cli(&["workflow", "query", "--type", "Status"], None);
+    assert!(ok, "{sealed}");
+    assert!(
+        !sealed.contains("ask_name") && sealed.contains("encryption-key-id"),
+        "{sealed}"
+    );
+    let (ok, _) = cli(&["workflow", "query", "--type", "Status"], Some("wrong"));
+    assert!(!ok, "a wrong codec token decoded the query result");
+
+    let (ok, updated) = cli(
+        &[
+            "workflow",
+            "update",
+            "execute",
+            "--name",
+            "HandleMessage",
+            "--input",
+            r#"{"message_id": "cli-2", "text": "Ana"}"#,
+        ],
+        Some("cli-admin"),
+    );
+    assert!(ok, "{updated}");
+    assert!(updated.contains("Mucho gusto, Ana."), "{updated}");
+
+    let (ok, history) = cli(&["workflow", "show", "--detailed"], Some("cli-admin"));
+    assert!(ok, "{history}");
+    assert!(history.contains("text: Ana"), "{history}");
+    let (_, raw) = cli(&["workflow", "show", "--detailed"], None);
+    assert!(
+        !raw.contains("text: Ana"),
+        "the history at rest holds the message"
+    );
+    dev.signal(Signal::SIGTERM);
+    assert!(dev.wait(Duration::from_secs(30)).success());
+}
