@@ -66,6 +66,14 @@ enum Command {
     },
     /// Print the effective configuration (secrets redacted).
     Config,
+    /// Run the checks `zengine api` / `zengine worker` make at start-up (keys and the secrets
+    /// they reference, the database login, Temporal) without serving; report every failure and
+    /// exit 1 if there is one.
+    CheckConfig {
+        /// Which process's checks: `api` or `worker`.
+        #[arg(long, default_value = "api", value_parser = ["api", "worker"])]
+        role: String,
+    },
     /// Work with conversation flow files: validate, simulate.
     Flow {
         #[command(subcommand)]
@@ -281,6 +289,7 @@ async fn serve(cli: Cli) -> std::process::ExitCode {
             println!("{settings:#?}");
             Ok(())
         }
+        Command::CheckConfig { role } => check_config(settings, &role).await,
         Command::Flow { .. }
         | Command::Ocr { .. }
         | Command::Workflows { .. }
@@ -515,6 +524,59 @@ async fn worker(mut settings: Settings, queues: Option<Vec<String>>) -> anyhow::
     .await;
     db.close().await;
     report_exit("worker", result)
+}
+
+/// `zengine check-config`: start-up's checks, each reported, none stopping the others.
+async fn check_config(settings: Settings, role: &str) -> anyhow::Result<()> {
+    let mut failures = 0;
+    let mut report = |check: &str, result: anyhow::Result<()>| match result {
+        Ok(()) => println!("ok    {check}"),
+        Err(e) => {
+            failures += 1;
+            println!("FAIL  {check}: {e:#}");
+        }
+    };
+    report(
+        "codec keys",
+        require_codec_keys(&settings)
+            .and_then(|()| zengine_workers::codec::from_settings(&settings.temporal.codec))
+            .map(drop),
+    );
+    if role == "api" {
+        report(
+            "contact id key",
+            settings
+                .api
+                .check_keys(settings.temporal.codec.allow_dev_key),
+        );
+    }
+    let mut database = settings.database.clone();
+    database.migrate_on_start = false;
+    let checked = async {
+        let db = database.connect().await?;
+        let checked = if settings.database.allow_rls_bypass {
+            db.ping().await
+        } else {
+            db.check_row_level_security().await
+        };
+        db.close().await;
+        checked
+    };
+    report("database", checked.await);
+    let identity = format!("zengine-check@{}", std::process::id());
+    let temporal = async {
+        anyhow::ensure!(
+            !settings.temporal.address.is_empty(),
+            "no Temporal address: set TEMPORAL_ADDRESS or temporal.address"
+        );
+        // Connectivity only: the keys have their own line above.
+        zengine_workers::connect_with_codec(&settings.temporal, &identity, None)
+            .await
+            .map(drop)
+    };
+    report("temporal", temporal.await);
+    anyhow::ensure!(failures == 0, "{failures} check(s) failed");
+    Ok(())
 }
 
 async fn migrate(settings: Settings, seed_demo: bool) -> anyhow::Result<()> {

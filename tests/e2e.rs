@@ -1643,3 +1643,69 @@ async fn the_temporal_cli_queries_updates_and_reads_a_conversation_through_the_c
     dev.signal(Signal::SIGTERM);
     assert!(dev.wait(Duration::from_secs(30)).success());
 }
+
+/// `zengine check-config` runs start-up's checks without serving: keys and the secrets they
+/// reference, the database login (row-level security), Temporal. A good configuration prints an
+/// `ok` line per check and exits 0; a bad one prints every failure, each naming its setting,
+/// and exits 1 — all of them at once, where start-up would stop at the first.
+#[test]
+fn check_config_reports_every_start_up_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |role: &str, env: &[(&str, String)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zengine"));
+        cmd.current_dir(dir.path())
+            .args(["check-config", "--role", role])
+            .env_remove("ZENGINE_CONFIG")
+            .env_remove("RUST_LOG")
+            .env_remove("DATABASE_URL")
+            .env("ZENGINE_TEMPORAL__CONNECT_TIMEOUT_SECS", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let good = [
+        ("TEMPORAL_ADDRESS", shared_dev_server().to_owned()),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/z.db", dir.path().display()),
+        ),
+        ("ZENGINE_TEMPORAL__CODEC__ALLOW_DEV_KEY", "true".to_owned()),
+    ];
+    for role in ["api", "worker"] {
+        let (code, report) = run(role, &good);
+        assert_eq!(code, Some(0), "{report}");
+        for check in ["codec keys", "database", "temporal"] {
+            assert!(report.contains(&format!("ok    {check}")), "{report}");
+        }
+    }
+
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[[temporal.codec.keys]]\nid = \"k1\"\nsecret_ref = \"file:/nonexistent/k1\"\n",
+    )
+    .unwrap();
+    let bad = [
+        ("ZENGINE_CONFIG", config.display().to_string()),
+        ("TEMPORAL_ADDRESS", "127.0.0.1:1".to_owned()),
+        (
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
+        ),
+    ];
+    let (code, report) = run("api", &bad);
+    assert_eq!(code, Some(1), "{report}");
+    for failure in [
+        "FAIL  codec keys: codec key `k1`",
+        "FAIL  contact id key: api.contact_id_key is not set",
+        "FAIL  database: the database login `postgres` is a superuser",
+        "FAIL  temporal: Failed to connect to Temporal at",
+    ] {
+        assert!(report.contains(failure), "{failure}\n{report}");
+    }
+}
