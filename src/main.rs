@@ -396,6 +396,20 @@ async fn dev(mut settings: Settings) -> anyhow::Result<()> {
         }
         settings.temporal.address = server.address().to_owned();
         settings.temporal.embedded = true;
+        // Its Web UI has no sign-in: while payloads are on the public development key (which
+        // decrypts them for anyone), the codec decodes for that UI's origin without a token.
+        if let (Some(port), true) = (
+            settings.dev_server.ui_port,
+            settings.temporal.codec.keys.is_empty(),
+        ) {
+            for host in [settings.dev_server.ip.as_str(), "localhost"] {
+                let origin = format!("http://{host}:{port}");
+                if !settings.api.codec_cors_origins.contains(&origin) {
+                    settings.api.codec_cors_origins.push(origin.clone());
+                }
+                settings.api.dev_ui_origins.push(origin);
+            }
+        }
         Some(server)
     } else {
         None
@@ -459,8 +473,9 @@ async fn dev_services(
     );
     if settings.dev_server.ui_port.is_some() {
         println!(
-            "Web UI codec endpoint: {} (Web UI > Settings > Codec Server; pass the admin token or \
-             an operator JWT as the bearer token)",
+            "Web UI codec endpoint: {} (payloads show decoded in this dev server's Web UI while \
+             they are on the development key; with temporal.codec.keys, Web UI > Settings > \
+             Codec Server with the admin token or an operator JWT)",
             settings
                 .dev_server
                 .ui_codec_endpoint

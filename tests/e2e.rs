@@ -1709,3 +1709,106 @@ fn check_config_reports_every_start_up_problem_at_once() {
         assert!(report.contains(failure), "{failure}\n{report}");
     }
 }
+
+/// `make run`'s Temporal Web UI shows a customer's message decoded, with no sign-in and no
+/// token: `zengine dev` (on the public development key) lets its own UI's origin call the codec
+/// from loopback. Checked in headless Chromium (`console/e2e/webui.e2e.mjs`: the browser's own
+/// CORS and codec calls). Another origin still needs a credential, and so does the UI once real
+/// payload keys are configured.
+#[tokio::test]
+async fn the_web_ui_of_zengine_dev_shows_a_customer_message_decoded() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let console = repo.join("console");
+    assert!(
+        console.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `make console` (make test does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, ports) = start_dev(dir.path(), "dev.log", |_| {}).await;
+    let base = ports.base();
+    let message = "quiero reservar una mesa para el viernes";
+    say(&base, "webui", "webui-1", message).await;
+    let http = reqwest::Client::new();
+    let decode = |origin: String| {
+        http.post(format!("{base}/codec/decode"))
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+    };
+    let ui = format!("http://127.0.0.1:{}", ports.ui);
+    assert_eq!(decode(ui.clone()).await.unwrap().status(), 200);
+    let other = format!("http://127.0.0.1:{}", ports.api);
+    let refused = decode(other).await.unwrap();
+    let status = refused.status();
+    let body = refused.text().await.unwrap();
+    assert!(status == 401 || status == 403, "{status} {body}");
+    assert!(!body.contains("payloads"), "{body}");
+
+    let workflow = "demo/conversation/webchat/webui";
+    let described = Command::new(temporal_binary())
+        .args(["workflow", "describe", "-o", "json", "-w", workflow])
+        .args(["--address", &format!("127.0.0.1:{}", ports.temporal)])
+        .output()
+        .unwrap();
+    let described: Value = serde_json::from_slice(&described.stdout).unwrap();
+    let run = described["workflowExecutionInfo"]["execution"]["runId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let artifacts = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo.join("target"))
+        .join("test-artifacts/webui");
+    let output = Command::new("node")
+        .arg("e2e/webui.e2e.mjs")
+        .current_dir(&console)
+        .env("ZENGINE_E2E_UI", &ui)
+        .env("ZENGINE_E2E_WORKFLOW", workflow)
+        .env("ZENGINE_E2E_RUN", &run)
+        .env("ZENGINE_E2E_TEXT", message)
+        .env("ZENGINE_E2E_ARTIFACTS", &artifacts)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "Web UI e2e failed (screenshot in {}):\n{}\n{}",
+        artifacts.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dev.signal(Signal::SIGTERM);
+    assert!(dev.wait(Duration::from_secs(30)).success());
+
+    // With real payload keys, `zengine dev` trusts no origin.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("codec.key");
+    std::fs::write(&key, "11".repeat(32)).unwrap();
+    std::fs::write(
+        dir.path().join("zengine.toml"),
+        format!(
+            "[[temporal.codec.keys]]\nid = \"k1\"\nsecret_ref = \"file:{}\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let (dev, ports) = start_dev(dir.path(), "dev.log", |cmd| {
+        cmd.env_remove("ZENGINE_CONFIG");
+    })
+    .await;
+    let base = ports.base();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/codec/decode"))
+        .header("origin", format!("http://127.0.0.1:{}", ports.ui))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert!(status == 401 || status == 403, "{status}");
+    dev.signal(Signal::SIGTERM);
+    assert!(dev.wait(Duration::from_secs(30)).success());
+}

@@ -15,6 +15,10 @@
 //! decided by access to Temporal itself). `X-Namespace`, when sent, must name the deployment's
 //! namespace.
 //!
+//! `zengine dev` (only while payloads are on the public development key, which anyone can use
+//! to decrypt them) names its own Web UI's origin: calls from a loopback peer with that `Origin`
+//! need no credential, so the UI of `make run` shows payloads decoded.
+//!
 //! CORS: the origins of `api.codec_cors_origins` (default: the dev Web UI at
 //! `http://127.0.0.1:8233` and `http://localhost:8233`) may call with credentials and the
 //! `Authorization`, `Content-Type` and `X-Namespace` headers.
@@ -37,6 +41,7 @@ use temporalio_common::protos::temporal::api::common::v1::Payload;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{Role, caller_of};
+use crate::quota::ClientAddr;
 use crate::{ApiError, AppState, ErrorCode, read_body};
 
 /// Header the Web UI names the namespace in.
@@ -145,23 +150,35 @@ enum Direction {
 
 async fn decode(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    run(state, headers, body, Direction::Decode).await
+    run(state, client, headers, body, Direction::Decode).await
 }
 
 async fn encode(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    run(state, headers, body, Direction::Encode).await
+    run(state, client, headers, body, Direction::Encode).await
+}
+
+/// A call of `zengine dev`'s own Web UI: its origin (named by `zengine dev` in
+/// `api.dev_ui_origins`, only while payloads are on the public development key) from a
+/// loopback peer.
+fn from_dev_web_ui(state: &AppState, client: &ClientAddr, headers: &HeaderMap) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    client.0.is_some_and(|ip| ip.is_loopback())
+        && origin.is_some_and(|o| state.settings.dev_ui_origins.iter().any(|d| d == o))
 }
 
 #[tracing::instrument(name = "Codec", skip_all, fields(direction, payloads))]
 async fn run(
     state: AppState,
+    client: ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
     direction: Direction,
@@ -171,7 +188,9 @@ async fn run(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if !bearer.is_some_and(|t| state.auth.is_admin_token(t)) {
+    if !bearer.is_some_and(|t| state.auth.is_admin_token(t))
+        && !from_dev_web_ui(&state, &client, &headers)
+    {
         caller_of(&state, &headers, Role::Operator).await?;
     }
     if let Some(ns) = headers.get(&NAMESPACE_HEADER) {

@@ -98,6 +98,11 @@ pub struct ApiSettings {
     pub contact_id_key: secrecy::SecretString,
     /// Origins (Temporal Web UI) allowed to call `/codec/*` from a browser, with credentials.
     pub codec_cors_origins: Vec<String>,
+    /// Set by `zengine dev` only, and only while payloads are on the public development key:
+    /// the origins of its own Web UI, whose `/codec/*` calls from a loopback peer need no
+    /// credential (the UI of the dev server has no sign-in). Not a setting.
+    #[serde(skip)]
+    pub dev_ui_origins: Vec<String>,
     /// Largest accepted `/codec/*` body, in bytes (receipt images travel through it).
     pub codec_max_body_bytes: usize,
     /// The operator console at `/console/` (`[api.console]`, `docs/console.md`).
@@ -132,6 +137,7 @@ impl Default for ApiSettings {
                 "http://127.0.0.1:8233".to_owned(),
                 "http://localhost:8233".to_owned(),
             ],
+            dev_ui_origins: Vec::new(),
             codec_max_body_bytes: 32 * 1024 * 1024,
             console: console::ConsoleSettings::default(),
             anonymous: quota::AnonymousLimits::default(),

@@ -358,3 +358,60 @@ async fn histories_at_rest_hold_no_message_text_or_receipt_image() {
     assert!(timeline.contains("texto-secreto-7Q2"), "{timeline}");
     app.shutdown().await;
 }
+
+/// `zengine dev`'s own Web UI decodes without a token: the codec accepts a call carrying the
+/// UI's `Origin` from a loopback peer when `zengine dev` named that origin (it does so only
+/// while payloads are on the public development key, which decrypts them for anyone anyway).
+/// Any other origin, or none, still needs a credential; outside `zengine dev` no origin is
+/// trusted.
+#[tokio::test]
+async fn the_dev_web_ui_decodes_without_a_token_and_nobody_else_does() {
+    let sealed = {
+        let mut options = hs256_options();
+        options.run_worker = false;
+        let app = spawn_app_with(options).await;
+        let plain = json!({"payloads": [json_payload(&json!({"text": "hola"}))]});
+        let sealed = codec_json(&app, "encode", ADMIN_TOKEN, &plain).await;
+        app.shutdown().await;
+        sealed
+    };
+    let call = |app: &TestApp, origin: Option<&'static str>| {
+        let mut request = app
+            .http
+            .post(format!("{}/codec/decode", app.address))
+            .header("content-type", "application/json")
+            .header("x-namespace", "default")
+            .body(sealed.to_string());
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+
+    let mut options = hs256_options();
+    options.run_worker = false;
+    options.api.dev_ui_origins = vec!["http://127.0.0.1:8233".to_owned()];
+    let dev = spawn_app_with(options).await;
+    let response = call(&dev, Some("http://127.0.0.1:8233")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let opened: Value = response.json().await.unwrap();
+    assert_eq!(meta(&opened["payloads"][0], "encoding"), "json/plain");
+    for origin in [
+        None,
+        Some("http://evil.example"),
+        Some("http://127.0.0.1:8234"),
+    ] {
+        let response = call(&dev, origin).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{origin:?}");
+    }
+    dev.shutdown().await;
+
+    let mut options = hs256_options();
+    options.run_worker = false;
+    let production = spawn_app_with(options).await;
+    let response = call(&production, Some("http://127.0.0.1:8233"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    production.shutdown().await;
+}
