@@ -412,38 +412,9 @@ pub fn router(state: AppState) -> Router {
 
 /// Ready when the database answers and Temporal's frontend answers (within 2 s each).
 async fn readyz(State(state): State<AppState>) -> Response {
-    use temporalio_client::grpc::WorkflowService;
-    use temporalio_client::tonic::IntoRequest;
-    use temporalio_common::protos::temporal::api::workflowservice::v1::GetSystemInfoRequest;
-
-    let limit = Duration::from_secs(2);
-    let database = matches!(
-        tokio::time::timeout(limit, state.db.ping()).await,
-        Ok(Ok(()))
-    );
-    let mut connection = state.temporal.connection().clone();
-    let temporal = matches!(
-        tokio::time::timeout(
-            limit,
-            WorkflowService::get_system_info(
-                &mut connection,
-                GetSystemInfoRequest {}.into_request()
-            )
-        )
-        .await,
-        Ok(Ok(_))
-    );
-    let body = Json(serde_json::json!({
-        "status": if database && temporal { "ready" } else { "not ready" },
-        "database": if database { "ok" } else { "unavailable" },
-        "temporal": if temporal { "ok" } else { "unavailable" },
-    }));
-    if database && temporal {
-        body.into_response()
-    } else {
-        tracing::warn!(database, temporal, "Not ready");
-        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
-    }
+    zengine_workers::health::probe(&state.db, &state.temporal)
+        .await
+        .into_response()
 }
 
 /// A query string that does not fit its struct (a repeated or mistyped parameter): 400 with the

@@ -33,6 +33,22 @@ async fn try_say(base: &str, session: &str, key: &str, text: &str) -> (u16, Valu
     }
 }
 
+/// `GET url`: its status and JSON body (0 and the error when it did not answer).
+async fn get_json(url: &str) -> (u16, Value) {
+    match reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
+        Err(e) => (0, json!(e.to_string())),
+    }
+}
+
 async fn readyz(base: &str) -> u16 {
     match reqwest::Client::new()
         .get(format!("{base}/readyz"))
@@ -282,8 +298,13 @@ fn psql_rows(db: &str, sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// How sqlx reports a PostgreSQL connection that went away (an I/O error).
-const DB_GONE: &str = "error communicating with database";
+/// How sqlx reports a PostgreSQL connection that went away: an I/O error on an open connection,
+/// or, on a connection the cut proxy closes at once, an empty answer to the TLS probe
+/// (`sslmode=prefer`, the default since sqlx is built with TLS).
+const DB_GONE: [&str; 2] = [
+    "error communicating with database",
+    "unexpected response from SSLRequest",
+];
 
 /// A failure's message followed by those of its causes.
 fn failure_chain(failure: &Failure) -> String {
@@ -385,10 +406,21 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
     let base = cluster.base.clone();
     let api = cluster.api();
     let mut worker_cmd = cluster.command("worker.log");
-    worker_cmd.args(["worker", "--queues", "conversations,payments"]);
+    // The worker's probes (Kubernetes liveness and readiness) on a port of their own.
+    let worker_health = format!(
+        "http://127.0.0.1:{}",
+        zengine_workers::devserver::free_port()
+    );
+    worker_cmd
+        .args(["worker", "--queues", "conversations,payments"])
+        .env(
+            "ZENGINE_WORKER__HEALTH_ADDR",
+            worker_health.trim_start_matches("http://"),
+        );
     let worker = super::Proc::spawn("zengine worker", worker_cmd);
     cluster.wait_api().await;
     wait_readyz(&base, 200, Duration::from_secs(30)).await;
+    wait_readyz(&worker_health, 200, Duration::from_secs(30)).await;
 
     let http = reqwest::Client::new();
     let (h, b) = (http.clone(), base.clone());
@@ -519,6 +551,15 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
         }
     });
     let unready_after = wait_readyz(&base, 503, Duration::from_secs(8)).await;
+    // The worker says so too, and stays alive (liveness is not readiness).
+    wait_readyz(&worker_health, 503, Duration::from_secs(8)).await;
+    let (status, body) = get_json(&format!("{worker_health}/readyz")).await;
+    assert_eq!(
+        (status, &body["database"], &body["temporal"]),
+        (503, &json!("unavailable"), &json!("ok")),
+        "{body}"
+    );
+    assert_eq!(get_json(&format!("{worker_health}/healthz")).await.0, 200);
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(cut_at.elapsed())).await;
     // The cut lasts until the probe's status write has failed at least once against it.
     let failed_attempt = loop {
@@ -539,6 +580,7 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
     let cut_for = cut_at.elapsed();
     proxy.restore();
     let ready_after = wait_readyz(&base, 200, Duration::from_secs(30)).await;
+    wait_readyz(&worker_health, 200, Duration::from_secs(30)).await;
 
     let results = tokio::time::timeout(Duration::from_secs(120), conversations)
         .await
@@ -629,7 +671,7 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
     );
     for failure in [&failed_attempt.1, &started_failure] {
         assert!(
-            failure.contains(DB_GONE),
+            DB_GONE.iter().any(|gone| failure.contains(gone)),
             "the failure names the database error: {failure}"
         );
     }

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod devserver;
+pub mod health;
 pub mod temporal;
 #[cfg(feature = "test-support")]
 pub mod testing;

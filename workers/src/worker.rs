@@ -50,6 +50,9 @@ pub struct WorkerSettings {
     pub graceful_shutdown_secs: u64,
     /// Where the SDK's Prometheus worker metrics are served; empty disables them.
     pub metrics_addr: String,
+    /// Where `/healthz` (the process runs) and `/readyz` (database and Temporal answer) are
+    /// served for liveness and readiness probes (`crate::health`); empty disables them.
+    pub health_addr: String,
     /// Per-queue tuning, by queue base name (`[worker.tuning.ocr] activity_slots = 2`).
     pub tuning: BTreeMap<String, QueueTuning>,
     /// How often every channel account's health is checked, in seconds (a Temporal schedule
@@ -156,6 +159,7 @@ impl Default for WorkerSettings {
             sticky_schedule_to_start_timeout_ms: 5_000,
             graceful_shutdown_secs: 20,
             metrics_addr: "127.0.0.1:9464".to_owned(),
+            health_addr: String::new(),
             tuning: BTreeMap::new(),
             channel_health_interval_secs: zengine_workflows::channels::HEALTH_INTERVAL.as_secs(),
             retention_interval_secs: zengine_workflows::retention::RETENTION_INTERVAL.as_secs(),
@@ -384,6 +388,17 @@ pub async fn run_workers(
     )?;
 
     settings.validate()?;
+    // Aborted when this function returns, whichever way.
+    let _probes = match settings.health_addr.as_str() {
+        "" => None,
+        addr => {
+            let addr: SocketAddr = addr
+                .parse()
+                .context("worker.health_addr is not an ip:port")?;
+            let task = crate::health::serve(addr, db.clone(), client.clone()).await?;
+            Some(AbortOnDrop(task))
+        }
+    };
     let mut running = Vec::new();
     for base in &settings.queues {
         let task_queue = temporal.task_queue(base);
@@ -465,6 +480,15 @@ pub async fn run_workers(
         }
     }
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]
