@@ -152,6 +152,49 @@ fn kubernetes_manifests_are_complete_and_consistent() {
             );
         }
     }
+    // KEDA owns the scale of the Deployments it targets: a `replicas` there would reset it on
+    // every apply.
+    let scaled: BTreeSet<&str> = docs
+        .iter()
+        .filter(|(_, d)| str_at(d, &["kind"]) == Some("ScaledObject"))
+        .filter_map(|(_, d)| str_at(d, &["spec", "scaleTargetRef", "name"]))
+        .collect();
+    for (file, doc) in &docs {
+        let name = str_at(doc, &["metadata", "name"]).unwrap_or_default();
+        if str_at(doc, &["kind"]) == Some("Deployment") && scaled.contains(name) {
+            assert!(
+                doc["spec"].get("replicas").is_none(),
+                "{file}: {name} is scaled by KEDA and must not set replicas"
+            );
+        }
+    }
+    // Every pod runs as the image's non-root user, without privilege escalation or capabilities.
+    for (file, doc) in &docs {
+        let Some(containers) = doc["spec"]["template"]["spec"]["containers"].as_sequence() else {
+            continue;
+        };
+        let name = str_at(doc, &["metadata", "name"]).unwrap_or_default();
+        let pod = &doc["spec"]["template"]["spec"]["securityContext"];
+        assert_eq!(pod["runAsNonRoot"].as_bool(), Some(true), "{file}: {name}");
+        assert_eq!(
+            pod["runAsUser"].as_u64(),
+            Some(10001),
+            "{file}: {name}: the image's USER"
+        );
+        for c in containers {
+            let sc = &c["securityContext"];
+            assert_eq!(
+                sc["allowPrivilegeEscalation"].as_bool(),
+                Some(false),
+                "{file}: {name}"
+            );
+            assert_eq!(
+                sc["capabilities"]["drop"][0].as_str(),
+                Some("ALL"),
+                "{file}: {name}"
+            );
+        }
+    }
     assert!(deployments.contains("zengine-api"));
     assert!(deployments.iter().any(|d| d.starts_with("zengine-worker-")));
 
