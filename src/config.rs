@@ -118,8 +118,9 @@ impl Settings {
         }
         // A variable is a setting when it has a `__` (`ZENGINE_API__ADDR`) or starts with a
         // section's name (the misspelt `ZENGINE_API_ADDR`, which is then refused, not ignored);
-        // others, such as a user's `ZENGINE_JWT_KEY` read through `env:`, are not ours. ZENGINE_CONFIG names the file; the
-        // ignored ones are test-harness variables that happen to start with a section's name.
+        // others, such as a user's `ZENGINE_JWT_KEY` read through `env:`, are not ours.
+        // ZENGINE_CONFIG names the file; the ignored ones are test-harness variables that
+        // happen to start with a section's name.
         figment = figment.merge(
             Env::prefixed("ZENGINE_")
                 .ignore(&[

@@ -20,6 +20,7 @@ use secrecy::ExposeSecret;
 use temporalio_client::Client;
 use tokio::sync::watch;
 use zengine_activities::Database;
+use zengine_activities::db::DatabaseSettings;
 use zengine_activities::db::seed::seed_demo_tenant;
 use zengine_api::{AppState, Application};
 use zengine_workers::{DevServer, connect, ensure_search_attributes, run_workers};
@@ -333,12 +334,20 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 /// The database of `zengine api` and `zengine worker`: connected (and migrated, when configured),
 /// and on PostgreSQL refused when row-level security would not apply to its role (unless
 /// `database.allow_rls_bypass`).
-async fn runtime_database(settings: &Settings) -> anyhow::Result<Database> {
-    let db = settings.database.connect().await?;
-    if !settings.database.allow_rls_bypass {
+async fn runtime_database(database: &DatabaseSettings) -> anyhow::Result<Database> {
+    let db = database.connect().await?;
+    if !database.allow_rls_bypass {
         db.check_row_level_security().await?;
     }
     Ok(db)
+}
+
+fn require_temporal_address(settings: &Settings) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !settings.temporal.address.is_empty(),
+        "no Temporal address: set TEMPORAL_ADDRESS or temporal.address (or use `zengine dev`)"
+    );
+    Ok(())
 }
 
 /// Refuses to run without payload encryption keys unless the public development key is allowed.
@@ -353,10 +362,7 @@ fn require_codec_keys(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn temporal_client(settings: &Settings, role: &str) -> anyhow::Result<Client> {
-    anyhow::ensure!(
-        !settings.temporal.address.is_empty(),
-        "no Temporal address: set TEMPORAL_ADDRESS or temporal.address (or use `zengine dev`)"
-    );
+    require_temporal_address(settings)?;
     require_codec_keys(settings)?;
     let codec = &settings.temporal.codec;
     if codec.keys.is_empty() {
@@ -403,11 +409,10 @@ async fn dev(mut settings: Settings) -> anyhow::Result<()> {
             settings.temporal.codec.keys.is_empty(),
         ) {
             for host in [settings.dev_server.ip.as_str(), "localhost"] {
-                let origin = format!("http://{host}:{port}");
-                if !settings.api.codec_cors_origins.contains(&origin) {
-                    settings.api.codec_cors_origins.push(origin.clone());
-                }
-                settings.api.dev_ui_origins.push(origin);
+                settings
+                    .api
+                    .dev_ui_origins
+                    .push(format!("http://{host}:{port}"));
             }
         }
         Some(server)
@@ -515,7 +520,7 @@ async fn api(settings: Settings) -> anyhow::Result<()> {
         .check_keys(settings.temporal.codec.allow_dev_key)?;
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "api").await?;
-    let db = runtime_database(&settings).await?;
+    let db = runtime_database(&settings.database).await?;
     let app = Application::build(app_state(&settings, db.clone(), client)?).await?;
     let result = app.run_until_stopped(wait_for(shutdown)).await;
     db.close().await;
@@ -528,7 +533,7 @@ async fn worker(mut settings: Settings, queues: Option<Vec<String>>) -> anyhow::
     }
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "worker").await?;
-    let db = runtime_database(&settings).await?;
+    let db = runtime_database(&settings.database).await?;
     let result = run_workers(
         client,
         &settings.temporal,
@@ -568,22 +573,13 @@ async fn check_config(settings: Settings, role: &str) -> anyhow::Result<()> {
     let mut database = settings.database.clone();
     database.migrate_on_start = false;
     let checked = async {
-        let db = database.connect().await?;
-        let checked = if settings.database.allow_rls_bypass {
-            db.ping().await
-        } else {
-            db.check_row_level_security().await
-        };
-        db.close().await;
-        checked
+        runtime_database(&database).await?.close().await;
+        Ok(())
     };
     report("database", checked.await);
     let identity = format!("zengine-check@{}", std::process::id());
     let temporal = async {
-        anyhow::ensure!(
-            !settings.temporal.address.is_empty(),
-            "no Temporal address: set TEMPORAL_ADDRESS or temporal.address"
-        );
+        require_temporal_address(&settings)?;
         // Connectivity only: the keys have their own line above.
         zengine_workers::connect_with_codec(&settings.temporal, &identity, None)
             .await

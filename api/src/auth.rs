@@ -715,22 +715,21 @@ impl JwtVerifier {
         &self,
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Caller, ApiError> {
-        let forbidden = |message: &str| ApiError::forbidden(message);
         let tenant = self
             .settings
             .tenant_claims
             .iter()
             .find_map(|c| claims.get(c).and_then(|v| v.as_str()))
-            .ok_or_else(|| forbidden("the token names no tenant"))?;
-        let tenant =
-            TenantId::parse(tenant).map_err(|_| forbidden("the token's tenant is invalid"))?;
+            .ok_or_else(|| ApiError::forbidden("the token names no tenant"))?;
+        let tenant = TenantId::parse(tenant)
+            .map_err(|_| ApiError::forbidden("the token's tenant is invalid"))?;
         let role = self
             .role_values(claims)
             .into_iter()
             .filter_map(Role::parse)
             .max()
             .ok_or_else(|| {
-                forbidden("the token grants no ZEngine role (admin, operator, viewer)")
+                ApiError::forbidden("the token grants no ZEngine role (admin, operator, viewer)")
             })?;
         let subject = subject_of(claims);
         Ok(Caller {

@@ -20,7 +20,7 @@
 //! need no credential, so the UI of `make run` shows payloads decoded.
 //!
 //! CORS: the origins of `api.codec_cors_origins` (default: the dev Web UI at
-//! `http://127.0.0.1:8233` and `http://localhost:8233`) may call with credentials and the
+//! `http://127.0.0.1:8233` and `http://localhost:8233`) and those `zengine dev` names may call with credentials and the
 //! `Authorization`, `Content-Type` and `X-Namespace` headers.
 
 use axum::Router;
@@ -119,10 +119,11 @@ impl JsonPayload {
 
 /// The codec routes with their CORS layer and body limit.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let origins: Vec<HeaderValue> = state
-        .settings
+    let settings = &state.settings;
+    let origins: Vec<HeaderValue> = settings
         .codec_cors_origins
         .iter()
+        .chain(&settings.dev_ui_origins)
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
     let cors = CorsLayer::new()

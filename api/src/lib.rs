@@ -100,7 +100,8 @@ pub struct ApiSettings {
     pub codec_cors_origins: Vec<String>,
     /// Set by `zengine dev` only, and only while payloads are on the public development key:
     /// the origins of its own Web UI, whose `/codec/*` calls from a loopback peer need no
-    /// credential (the UI of the dev server has no sign-in). Not a setting.
+    /// credential (the UI of the dev server has no sign-in); CORS admits them too. Not a
+    /// setting.
     #[serde(skip)]
     pub dev_ui_origins: Vec<String>,
     /// Largest accepted `/codec/*` body, in bytes (receipt images travel through it).

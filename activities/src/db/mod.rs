@@ -238,8 +238,9 @@ impl Database {
     }
 
     /// A transaction of the platform administrator: on PostgreSQL it may read every tenant row
-    /// (policy `platform_admin` of migration 0015) and no other tenant table. Only the
-    /// platform-admin endpoints use it.
+    /// and `channel_account` (policies `platform_admin` of migrations 0015 and 0020), write
+    /// nothing, and see no other tenant table. The platform-admin endpoints, retention and the
+    /// channel health schedule use it.
     pub async fn begin_platform(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
         self.begin_with(&[("app.platform_admin", "on")]).await
     }
