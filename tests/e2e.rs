@@ -1040,14 +1040,10 @@ async fn operator_console_reviews_a_payment_redrives_a_message_and_opens_a_repor
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let console = repo.join("console");
     assert!(
-        console.join("dist/index.html").exists() && console.join("node_modules").exists(),
+        console.join("dist/index.html").exists(),
         "the console is not built: run `make console` (make test does)"
     );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "{chromium} is missing: `make tools` installs Debian's chromium"
-    );
+    check_browser();
     let jwt_key = "console-e2e-hs256-key-0123456789abcdef";
     let idp_port = free_port();
     let app_secret = "console-app-secret";
@@ -1229,30 +1225,17 @@ async fn operator_console_reviews_a_payment_redrives_a_message_and_opens_a_repor
         .to_owned();
 
     // The browser does the rest.
-    let artifacts = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo.join("target"))
-        .join("test-artifacts/console");
-    let output = Command::new("node")
-        .arg("e2e/console.e2e.mjs")
-        .current_dir(&console)
-        .env("ZENGINE_E2E_BASE", &base)
-        .env("ZENGINE_E2E_JWT_KEY", jwt_key)
-        .env("ZENGINE_E2E_IDP_PORT", idp_port.to_string())
-        .env("ZENGINE_E2E_PAYMENT", &payment_id)
-        .env("ZENGINE_E2E_DEAD_LETTER", &dead_letter)
-        .env("ZENGINE_E2E_HANDOFF", &handoff)
-        .env("ZENGINE_E2E_REPORT", "orders")
-        .env("ZENGINE_E2E_ARTIFACTS", &artifacts)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node runs");
-    assert!(
-        output.status.success(),
-        "console e2e failed (screenshots in {}):\n{}\n{}",
-        artifacts.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let artifacts = run_browser_script(
+        "console",
+        &[
+            ("ZENGINE_E2E_BASE", &base),
+            ("ZENGINE_E2E_JWT_KEY", jwt_key),
+            ("ZENGINE_E2E_IDP_PORT", &idp_port.to_string()),
+            ("ZENGINE_E2E_PAYMENT", &payment_id),
+            ("ZENGINE_E2E_DEAD_LETTER", &dead_letter),
+            ("ZENGINE_E2E_HANDOFF", &handoff),
+            ("ZENGINE_E2E_REPORT", "orders"),
+        ],
     );
     for shot in [
         "02-payment-review",
@@ -1577,7 +1560,10 @@ async fn a_worker_killed_while_reading_a_whatsapp_receipt_pays_once_and_confirms
 async fn the_temporal_cli_queries_updates_and_reads_a_conversation_through_the_codec() {
     let dir = tempfile::tempdir().unwrap();
     let (dev, ports) = start_dev(dir.path(), "dev.log", |cmd| {
-        cmd.env("ZENGINE_API__ADMIN_TOKEN", "cli-admin");
+        cmd.env("ZENGINE_API__ADMIN_TOKEN", "cli-admin")
+            // A developer's Temporal Cloud key in the shell: `zengine dev` talks to its own
+            // plaintext dev server all the same (Temporal's client configuration is not read).
+            .env("TEMPORAL_API_KEY", "a-developers-cloud-key");
     })
     .await;
     let base = ports.base();
@@ -1717,34 +1703,16 @@ fn check_config_reports_every_start_up_problem_at_once() {
 /// payload keys are configured.
 #[tokio::test]
 async fn the_web_ui_of_zengine_dev_shows_a_customer_message_decoded() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let console = repo.join("console");
-    assert!(
-        console.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `make console` (make test does)"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    check_browser();
     let dir = tempfile::tempdir().unwrap();
     let (dev, ports) = start_dev(dir.path(), "dev.log", |_| {}).await;
     let base = ports.base();
     let message = "quiero reservar una mesa para el viernes";
     say(&base, "webui", "webui-1", message).await;
-    let http = reqwest::Client::new();
-    let decode = |origin: String| {
-        http.post(format!("{base}/codec/decode"))
-            .header("origin", origin)
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-    };
     let ui = format!("http://127.0.0.1:{}", ports.ui);
-    assert_eq!(decode(ui.clone()).await.unwrap().status(), 200);
+    assert_eq!(decode_from(&base, &ui).await, 200);
     let other = format!("http://127.0.0.1:{}", ports.api);
-    let refused = decode(other).await.unwrap();
-    let status = refused.status();
-    let body = refused.text().await.unwrap();
-    assert!(status == 401 || status == 403, "{status} {body}");
-    assert!(!body.contains("payloads"), "{body}");
+    assert_refused(decode_from(&base, &other).await);
 
     let workflow = "demo/conversation/webchat/webui";
     let described = Command::new(temporal_binary())
@@ -1757,27 +1725,14 @@ async fn the_web_ui_of_zengine_dev_shows_a_customer_message_decoded() {
         .as_str()
         .unwrap()
         .to_owned();
-    let artifacts = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo.join("target"))
-        .join("test-artifacts/webui");
-    let output = Command::new("node")
-        .arg("e2e/webui.e2e.mjs")
-        .current_dir(&console)
-        .env("ZENGINE_E2E_UI", &ui)
-        .env("ZENGINE_E2E_WORKFLOW", workflow)
-        .env("ZENGINE_E2E_RUN", &run)
-        .env("ZENGINE_E2E_TEXT", message)
-        .env("ZENGINE_E2E_ARTIFACTS", &artifacts)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node runs");
-    assert!(
-        output.status.success(),
-        "Web UI e2e failed (screenshot in {}):\n{}\n{}",
-        artifacts.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    run_browser_script(
+        "webui",
+        &[
+            ("ZENGINE_E2E_UI", &ui),
+            ("ZENGINE_E2E_WORKFLOW", workflow),
+            ("ZENGINE_E2E_RUN", &run),
+            ("ZENGINE_E2E_TEXT", message),
+        ],
     );
     dev.signal(Signal::SIGTERM);
     assert!(dev.wait(Duration::from_secs(30)).success());
@@ -1798,17 +1753,75 @@ async fn the_web_ui_of_zengine_dev_shows_a_customer_message_decoded() {
         cmd.env_remove("ZENGINE_CONFIG");
     })
     .await;
-    let base = ports.base();
-    let response = reqwest::Client::new()
+    let ui = format!("http://127.0.0.1:{}", ports.ui);
+    assert_refused(decode_from(&ports.base(), &ui).await);
+    dev.signal(Signal::SIGTERM);
+    assert!(dev.wait(Duration::from_secs(30)).success());
+}
+
+/// `POST {base}/codec/decode` with no credential, as a browser page of `origin` sends it.
+async fn decode_from(base: &str, origin: &str) -> u16 {
+    reqwest::Client::new()
         .post(format!("{base}/codec/decode"))
-        .header("origin", format!("http://127.0.0.1:{}", ports.ui))
+        .header("origin", origin)
         .header("content-type", "application/json")
         .body("{}")
         .send()
         .await
-        .unwrap();
-    let status = response.status();
-    assert!(status == 401 || status == 403, "{status}");
-    dev.signal(Signal::SIGTERM);
-    assert!(dev.wait(Duration::from_secs(30)).success());
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A codec call without a credential is refused: 401, or 403 where `zengine dev` runs without
+/// an admin token or JWT settings (the management API is then disabled altogether).
+fn assert_refused(status: u16) {
+    assert!(status == 401 || status == 403, "answered {status}");
+}
+
+/// Panics early, before a test starts its services, when the browser's parts are missing:
+/// playwright-core (`make console`) and Debian's Chromium (`make tools`).
+fn check_browser() {
+    let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
+    assert!(
+        console.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `make console` (make test does)"
+    );
+    let chromium = chromium();
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: `make tools` installs Debian's chromium"
+    );
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+/// Runs `console/e2e/<name>.e2e.mjs` (playwright-core driving Chromium) with `env`; its
+/// screenshots go to `<target>/test-artifacts/<name>` (`ZENGINE_E2E_ARTIFACTS`), which is
+/// returned. Panics with the script's output when it fails.
+fn run_browser_script(name: &str, env: &[(&str, &str)]) -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo.join("target"))
+        .join("test-artifacts")
+        .join(name);
+    let output = Command::new("node")
+        .arg(format!("e2e/{name}.e2e.mjs"))
+        .current_dir(repo.join("console"))
+        .envs(env.iter().copied())
+        .env("ZENGINE_E2E_ARTIFACTS", &artifacts)
+        .env("CHROMIUM", chromium())
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "{name} e2e failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    artifacts
 }

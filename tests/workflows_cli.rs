@@ -453,11 +453,7 @@ impl TlsFrontend {
         server: (&std::path::Path, &std::path::Path),
         ca: &std::path::Path,
     ) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = zengine_workers::devserver::free_port();
         let d = dir.display();
         let conf = format!(
             "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/nginx.log info;
@@ -484,9 +480,9 @@ http {{
         );
         let path = dir.join("nginx.conf");
         std::fs::write(&path, conf).unwrap();
-        let nginx = ["/usr/sbin/nginx", "nginx"]
-            .into_iter()
-            .find(|n| std::path::Path::new(n).exists())
+        // Debian installs it outside a normal user's PATH.
+        let nginx = Some("/usr/sbin/nginx")
+            .filter(|n| std::path::Path::new(n).exists())
             .unwrap_or("nginx");
         let child = Command::new(nginx)
             .args(["-e", &format!("{d}/nginx.log"), "-p", &d.to_string(), "-c"])

@@ -14,16 +14,10 @@
 // Exits 0 when every step passed; otherwise prints the failed step and exits 1.
 
 import { createHash, createHmac, randomUUID } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { artifactsDir, env, launch } from "./browser.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const base = env("ZENGINE_E2E_BASE");
 const key = env("ZENGINE_E2E_JWT_KEY");
 const idpPort = Number(env("ZENGINE_E2E_IDP_PORT"));
@@ -31,8 +25,7 @@ const paymentId = env("ZENGINE_E2E_PAYMENT");
 const deadLetter = env("ZENGINE_E2E_DEAD_LETTER");
 const handoff = env("ZENGINE_E2E_HANDOFF");
 const report = env("ZENGINE_E2E_REPORT");
-const artifacts = env("ZENGINE_E2E_ARTIFACTS");
-mkdirSync(artifacts, { recursive: true });
+const artifacts = artifactsDir();
 
 const b64 = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
 function jwt(claims, secret = key) {
@@ -118,18 +111,7 @@ const idp = createServer((req, res) => {
 });
 await new Promise((resolve) => idp.listen(idpPort, "127.0.0.1", resolve));
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
 const page = await context.newPage();
 const consoleErrors = [];

@@ -13,26 +13,16 @@
 // encrypted at rest: without the codec the UI shows `binary/encrypted` blobs); otherwise prints
 // why, with the codec calls the browser saw, and exits 1.
 
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { artifactsDir, env, launch } from "./browser.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const ui = env("ZENGINE_E2E_UI");
 const workflow = env("ZENGINE_E2E_WORKFLOW");
 const run = env("ZENGINE_E2E_RUN");
 const text = env("ZENGINE_E2E_TEXT");
-const artifacts = env("ZENGINE_E2E_ARTIFACTS");
-mkdirSync(artifacts, { recursive: true });
+const artifacts = artifactsDir();
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox"],
-});
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
 const decoded = [];
 const failed = [];

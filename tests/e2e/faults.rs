@@ -16,31 +16,28 @@ use super::{Cluster, first_text, say};
 
 /// A webchat message whose answer may be an error (the raw status and body).
 async fn try_say(base: &str, session: &str, key: &str, text: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(format!("{base}/v1/webchat/messages"))
         .header("x-tenant-id", "demo")
         .header("x-idempotency-key", key)
         .json(&json!({"session_id": session, "text": text}))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await;
-    match response {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.json().await.unwrap_or(Value::Null))
-        }
-        Err(e) => (0, json!(e.to_string())),
-    }
+        .timeout(Duration::from_secs(30));
+    answer(request).await
 }
 
-/// `GET url`: its status and JSON body (0 and the error when it did not answer).
+/// `GET url`: its status and JSON body.
 async fn get_json(url: &str) -> (u16, Value) {
-    match reqwest::Client::new()
-        .get(url)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-    {
+    answer(
+        reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(5)),
+    )
+    .await
+}
+
+/// The status and JSON body of `request` (0 and the error when nothing answered).
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    match request.send().await {
         Ok(r) => {
             let status = r.status().as_u16();
             (status, r.json().await.unwrap_or(Value::Null))
@@ -50,15 +47,7 @@ async fn get_json(url: &str) -> (u16, Value) {
 }
 
 async fn readyz(base: &str) -> u16 {
-    match reqwest::Client::new()
-        .get(format!("{base}/readyz"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-    {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
+    get_json(&format!("{base}/readyz")).await.0
 }
 
 /// Polls `/readyz` until it answers `want`.

@@ -226,7 +226,7 @@ impl TestCa {
         };
         std::fs::write(&ext, usage)?;
         let (ca, ca_key) = (
-            self.file(&format!("{}.pem", self.name)),
+            self.pem().display().to_string(),
             self.file(&format!("{}.key", self.name)),
         );
         let sign = ["x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key];
@@ -268,7 +268,10 @@ pub struct TlsPostgres {
     /// PEM of another CA, which did not.
     pub wrong_ca: std::path::PathBuf,
     data: std::path::PathBuf,
-    dir: tempfile::TempDir,
+    pg_ctl: String,
+    /// The system user the server runs as (`postgres` when the tests run as root).
+    user: Option<&'static str>,
+    _dir: tempfile::TempDir,
 }
 
 impl TlsPostgres {
@@ -278,12 +281,11 @@ impl TlsPostgres {
         let dir = tempfile::tempdir()?;
         let path = dir.path().to_owned();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-        let file = |name: &str| path.join(name).display().to_string();
         let ca = TestCa::new(&path, "ca")?;
-        TestCa::new(&path, "wrong-ca")?;
-        ca.issue("server", "127.0.0.1", Some("IP:127.0.0.1,DNS:localhost"))?;
-        let as_root = nix_is_root();
-        if as_root {
+        let wrong_ca = TestCa::new(&path, "wrong-ca")?;
+        let (crt, key) = ca.issue("server", "127.0.0.1", Some("IP:127.0.0.1,DNS:localhost"))?;
+        let user = is_root().then_some("postgres");
+        if user.is_some() {
             run(
                 "chown",
                 &["-R", "postgres", &path.display().to_string()],
@@ -292,23 +294,11 @@ impl TlsPostgres {
         }
         let bin = postgres_bin_dir()?;
         let data = path.join("data");
-        let pg = |tool: &str, args: &[&str]| {
-            run(
-                &bin.join(tool).display().to_string(),
-                args,
-                as_root.then_some("postgres"),
-            )
-        };
-        pg(
-            "initdb",
-            &[
-                "-D",
-                &data.display().to_string(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-            ],
-        )?;
+        let pg_ctl = bin.join("pg_ctl").display().to_string();
+        let data_dir = data.display().to_string();
+        let initdb = bin.join("initdb").display().to_string();
+        let initdb_args = ["-D", &data_dir, "-U", "postgres", "--auth=trust"];
+        run(&initdb, &initdb_args, user)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -321,8 +311,8 @@ impl TlsPostgres {
                 "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
                  ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nfsync = off\n",
                 path.display(),
-                file("server.crt"),
-                file("server.key"),
+                crt.display(),
+                key.display(),
             )
             .as_bytes(),
         )?;
@@ -331,23 +321,16 @@ impl TlsPostgres {
             "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
              hostnossl all all 127.0.0.1/32 reject\n",
         )?;
-        pg(
-            "pg_ctl",
-            &[
-                "-D",
-                &data.display().to_string(),
-                "-l",
-                &file("server.log"),
-                "-w",
-                "start",
-            ],
-        )?;
+        let log = path.join("server.log").display().to_string();
+        run(&pg_ctl, &["-D", &data_dir, "-l", &log, "-w", "start"], user)?;
         Ok(Self {
             port,
-            ca: path.join("ca.pem"),
-            wrong_ca: path.join("wrong-ca.pem"),
+            ca: ca.pem(),
+            wrong_ca: wrong_ca.pem(),
             data,
-            dir,
+            pg_ctl,
+            user,
+            _dir: dir,
         })
     }
 
@@ -362,24 +345,13 @@ impl TlsPostgres {
 
 impl Drop for TlsPostgres {
     fn drop(&mut self) {
-        if let Ok(bin) = postgres_bin_dir() {
-            let _ = run(
-                &bin.join("pg_ctl").display().to_string(),
-                &[
-                    "-D",
-                    &self.data.display().to_string(),
-                    "-m",
-                    "immediate",
-                    "stop",
-                ],
-                nix_is_root().then_some("postgres"),
-            );
-        }
-        let _ = &self.dir;
+        let data = self.data.display().to_string();
+        let stop = ["-D", &data, "-m", "immediate", "stop"];
+        let _ = run(&self.pg_ctl, &stop, self.user);
     }
 }
 
-fn nix_is_root() -> bool {
+fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
