@@ -5,6 +5,8 @@
 //! 5xx (a loopback fake speaking SES's query protocol) are retried, one `client_message_id`
 //! is one e-mail, tenants do not see each other's templates, and a missing secret fails fast.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_ses::types::Template;
@@ -364,6 +366,21 @@ async fn unverified_senders_missing_templates_and_bad_addresses_are_dead_lettere
     app.shutdown().await;
 }
 
+/// SES's `GetSendQuota` answer (what the channel health check asks).
+fn ses_quota() -> Answer {
+    Answer {
+        status: 200,
+        body: "<GetSendQuotaResponse xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\">\
+               <GetSendQuotaResult><SentLast24Hours>0.0</SentLast24Hours>\
+               <Max24HourSend>200.0</Max24HourSend><MaxSendRate>1.0</MaxSendRate>\
+               </GetSendQuotaResult><ResponseMetadata><RequestId>q-1</RequestId>\
+               </ResponseMetadata></GetSendQuotaResponse>"
+            .as_bytes()
+            .to_vec(),
+        headers: vec![("content-type".into(), "text/xml".into())],
+    }
+}
+
 fn ses_error(status: u16, code: &str, message: &str) -> Answer {
     Answer {
         status,
@@ -380,26 +397,44 @@ fn ses_error(status: u16, code: &str, message: &str) -> Answer {
 #[tokio::test]
 async fn throttling_and_5xx_are_retried_and_a_missing_secret_fails_fast() {
     let app = spawn_app().await;
-    // A loopback SES: throttled, then unavailable, then accepted.
+    // A loopback SES: sends are throttled, then unavailable, then accepted. The channel health
+    // schedule may call `GetSendQuota` on the same endpoint at any moment, so the script and
+    // the counts are about `SendTemplatedEmail` alone (the fake's own script would hand a
+    // health check the throttling answer meant for a send).
     let fake = FakeProvider::start().await;
-    fake.on("POST /", |_, n| Answer {
-        status: 200,
-        body: format!(
-            "<SendTemplatedEmailResponse xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\">\
-             <SendTemplatedEmailResult><MessageId>fake-{n}</MessageId></SendTemplatedEmailResult>\
-             <ResponseMetadata><RequestId>r-{n}</RequestId></ResponseMetadata>\
-             </SendTemplatedEmailResponse>"
-        )
-        .into_bytes(),
-        headers: vec![("content-type".into(), "text/xml".into())],
+    let sends_seen = Arc::new(AtomicUsize::new(0));
+    let counter = sends_seen.clone();
+    fake.on("POST /", move |seen, _| {
+        let form = seen.body.as_str().unwrap_or_default();
+        if !form.contains("Action=SendTemplatedEmail") {
+            return ses_quota();
+        }
+        match counter.fetch_add(1, Ordering::SeqCst) + 1 {
+            1 => ses_error(400, "Throttling", "Maximum sending rate exceeded."),
+            2 => ses_error(503, "ServiceUnavailable", "Service Unavailable"),
+            n => Answer {
+                status: 200,
+                body: format!(
+                    "<SendTemplatedEmailResponse xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\">\
+                     <SendTemplatedEmailResult><MessageId>fake-{n}</MessageId></SendTemplatedEmailResult>\
+                     <ResponseMetadata><RequestId>r-{n}</RequestId></ResponseMetadata>\
+                     </SendTemplatedEmailResponse>"
+                )
+                .into_bytes(),
+                headers: vec![("content-type".into(), "text/xml".into())],
+            },
+        }
     });
-    fake.script(
-        "POST /",
-        [
-            ses_error(400, "Throttling", "Maximum sending rate exceeded."),
-            ses_error(503, "ServiceUnavailable", "Service Unavailable"),
-        ],
-    );
+    let sends = |fake: &FakeProvider| {
+        fake.seen("POST /")
+            .into_iter()
+            .filter(|s| {
+                s.body
+                    .as_str()
+                    .is_some_and(|f| f.contains("Action=SendTemplatedEmail"))
+            })
+            .collect::<Vec<_>>()
+    };
     let t = email_tenant(
         &app,
         "mail-t",
@@ -408,12 +443,27 @@ async fn throttling_and_5xx_are_retried_and_a_missing_secret_fails_fast() {
                "configuration_set": "t-events", "reply_to": ["help@shop-t.pe"]}),
     )
     .await;
+    // A health check of this account, as the schedule may send one at any moment (it once
+    // landed mid-test on CI and took the throttling answer meant for the first send).
+    let creds = file_secret("testing");
+    let quota = EmailSender::from_settings(&AwsSettings {
+        region: "us-east-1".into(),
+        endpoint_url: fake.url.clone(),
+        access_key_id: creds.clone(),
+        secret_access_key: creds,
+        ..AwsSettings::default()
+    })
+    .await
+    .unwrap()
+    .quota()
+    .await;
+    assert!(quota.is_ok(), "{quota:?}");
     let db = &app.database.as_ref().unwrap().db;
     let to = fresh_address();
     let outcome = deliver(&app, &t, &to, "t-1/out-1", Reply::text("hola")).await;
     assert!(outcome.delivered, "{outcome:?}");
     assert_eq!(outcome.provider_message_id.as_deref(), Some("fake-3"));
-    let seen = fake.seen("POST /");
+    let seen = sends(&fake);
     assert_eq!(seen.len(), 3, "throttled, unavailable, accepted");
     let form = seen[2].body.as_str().unwrap();
     for part in [
@@ -454,11 +504,7 @@ async fn throttling_and_5xx_are_retried_and_a_missing_secret_fails_fast() {
         error.contains("env:ZENGINE_TEST_SURELY_UNSET_SES_KEY"),
         "{error}"
     );
-    assert_eq!(
-        fake.seen("POST /").len(),
-        3,
-        "no request without credentials"
-    );
+    assert_eq!(sends(&fake).len(), 3, "no request without credentials");
     let dead = db.channels().dead_letters(&s).await.unwrap();
     assert_eq!(dead.len(), 1);
     app.shutdown().await;
