@@ -65,6 +65,8 @@ extern crate self as temporalio_sdk;
 pub mod activities;
 pub mod error;
 pub mod interceptors;
+/// ZEngine patch: the workflow a payload belongs to, for payload codecs.
+pub mod payload_scope;
 /// Provides experimental OpenTelemetry tracing and context propagation.
 #[cfg(all(feature = "experimental", feature = "opentelemetry"))]
 pub mod opentelemetry;
@@ -1072,6 +1074,9 @@ impl Worker {
         let (wf_future_tx, wf_future_rx) =
             unbounded_channel::<WorkflowFutureHandle<TaskHandle<WorkflowResult<Payload>>>>();
         let (completions_tx, completions_rx) = unbounded_channel();
+        // ZEngine patch: run id → workflow id of the workflows this worker runs, so the codec
+        // encodes each completion in its workflow's payload scope.
+        let payload_scopes: Arc<std::sync::Mutex<HashMap<String, String>>> = Arc::default();
 
         // Workflows run in a LocalSet because they use Rc<RefCell> for state management.
         // This allows them to not require Send/Sync bounds. The WorkflowExecutor replaces
@@ -1090,6 +1095,7 @@ impl Worker {
                          run_id,
                      }| {
                         let wf_half = &*wf_half;
+                        let payload_scopes = &payload_scopes;
                         async move {
                             let result = join_handle.await.map_err(|e| WorkerRunError::Fatal {
                                 message: "workflow task dropped".into(),
@@ -1106,6 +1112,7 @@ impl Worker {
                                 });
                             }
                             debug!(run_id=%run_id, "Removing workflow from cache");
+                            payload_scopes.lock().unwrap().remove(&run_id);
                             wf_half.workflows.borrow_mut().remove(&run_id);
                             wf_half.workflow_removed_from_map.notify_one();
                             Ok(())
@@ -1117,8 +1124,13 @@ impl Worker {
         let wf_completion_processor = async {
             UnboundedReceiverStream::new(completions_rx)
                 .map(Ok)
-                .try_for_each_concurrent(None, |mut completion| async {
-                    encode_workflow_completion(&mut completion, &common.data_converter).await;
+                .try_for_each_concurrent(None, |mut completion: WorkflowActivationCompletion| async {
+                    let scope = payload_scopes.lock().unwrap().get(&completion.run_id).cloned();
+                    payload_scope::maybe_scope(
+                        scope,
+                        encode_workflow_completion(&mut completion, &common.data_converter),
+                    )
+                    .await;
                     for i in &common.worker_interceptors {
                         i.on_workflow_activation_completion(&completion).await;
                     }
@@ -1170,6 +1182,14 @@ impl Worker {
                                     ))
                                     .expect("Completion channel intact");
                                 continue;
+                            }
+                            for job in &activation.jobs {
+                                if let Some(Variant::InitializeWorkflow(init)) = &job.variant {
+                                    payload_scopes
+                                        .lock()
+                                        .unwrap()
+                                        .insert(activation.run_id.clone(), init.workflow_id.clone());
+                                }
                             }
                             for i in &common.worker_interceptors {
                                 i.on_workflow_activation(&activation).await.map_err(|source| {
@@ -1537,8 +1557,10 @@ impl ActivityHalf {
                     start,
                 );
                 let codec_data_converter = data_converter.clone();
+                // ZEngine patch: the result and heartbeats encode in the workflow's scope.
+                let scope = ctx.info().workflow_id.clone();
 
-                tokio::spawn(async move {
+                tokio::spawn(payload_scope::maybe_scope(scope, async move {
                     // Held until this task ends: its map entry is kept while it runs.
                     let _running = running;
                     let act_fut = async move {
@@ -1578,7 +1600,7 @@ impl ActivityHalf {
                     encode_activity_completion(&mut completion, &codec_data_converter).await;
                     worker.complete_activity_task(completion).await?;
                     Ok::<_, anyhow::Error>(())
-                });
+                }));
             }
             Some(activity_task::Variant::Cancel(_)) => {
                 if let Some((ct, _)) = self
