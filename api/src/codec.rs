@@ -10,10 +10,12 @@
 //!
 //! Who may call: the admin token, or a JWT with the operator or admin role. Viewers get 403
 //! because decoded payloads are message texts, phone numbers and receipt images; API keys get 403
-//! (partner credentials). The keyring is deployment-wide, so the endpoint is too: the caller's
-//! tenant does not restrict which payloads decode (who can read a namespace's histories is
-//! decided by access to Temporal itself). `X-Namespace`, when sent, must name the deployment's
-//! namespace.
+//! (partner credentials). What a caller may open follows the tenant: each tenant workflow's
+//! payloads are sealed under that tenant's key (`<key id>@<tenant>`, see
+//! `zengine_workflows::codec`), a tenant's operator decodes only those of its own tenant (every
+//! other payload comes back unchanged, still sealed) and encodes under its own tenant's key; the
+//! platform (admin token, `platform-admin` JWTs) opens every payload and encodes under the
+//! keyring key. `X-Namespace`, when sent, must name the deployment's namespace.
 //!
 //! `zengine dev` (only while payloads are on the public development key, which anyone can use
 //! to decrypt them) names its own Web UI's origin: calls from a loopback peer with that `Origin`
@@ -40,7 +42,11 @@ use temporalio_common::data_converters::SerializationContextData;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::auth::{Role, caller_of};
+use temporalio_sdk::payload_scope;
+use zengine_domain::TenantId;
+use zengine_workflows::codec::{self, Reader};
+
+use crate::auth::{AdminCaller, Credentials, Role};
 use crate::quota::ClientAddr;
 use crate::{ApiError, AppState, ErrorCode, read_body};
 
@@ -176,6 +182,41 @@ fn from_dev_web_ui(state: &AppState, client: &ClientAddr, headers: &HeaderMap) -
         && origin.is_some_and(|o| state.settings.dev_ui_origins.iter().any(|d| d == o))
 }
 
+/// Decodes what `tenant`'s operator may read; every other payload comes back as it was.
+async fn decode_for(
+    codec: &(dyn temporalio_common::data_converters::PayloadCodec + Send + Sync),
+    tenant: &TenantId,
+    payloads: Vec<Payload>,
+) -> Result<Vec<Payload>, temporalio_common::data_converters::PayloadConversionError> {
+    let mut readable = Vec::new();
+    let mut positions = Vec::new();
+    let mut answer = Vec::with_capacity(payloads.len());
+    for (i, payload) in payloads.into_iter().enumerate() {
+        match codec::readable_by(&payload, Reader::Tenant(tenant)) {
+            Ok(true) => {
+                positions.push(i);
+                readable.push(payload.clone());
+            }
+            Ok(false) => {}
+            Err(e) => {
+                return Err(
+                    temporalio_common::data_converters::PayloadConversionError::EncodingError(
+                        Box::new(e),
+                    ),
+                );
+            }
+        }
+        answer.push(payload);
+    }
+    let opened = codec
+        .decode(&SerializationContextData::None, readable)
+        .await?;
+    for (i, payload) in positions.into_iter().zip(opened) {
+        answer[i] = payload;
+    }
+    Ok(answer)
+}
+
 #[tracing::instrument(name = "Codec", skip_all, fields(direction, payloads))]
 async fn run(
     state: AppState,
@@ -184,16 +225,24 @@ async fn run(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
     direction: Direction,
 ) -> Result<Response, ApiError> {
-    // The admin token is deployment-wide here (the Web UI sends no tenant header).
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !bearer.is_some_and(|t| state.auth.is_admin_token(t))
-        && !from_dev_web_ui(&state, &client, &headers)
-    {
-        caller_of(&state, &headers, Role::Operator).await?;
-    }
+    // Whose payloads the caller may open: the platform (admin token, platform-admin JWTs,
+    // zengine dev's own UI while on the public dev key) all; a tenant's operator its own.
+    let reader = if from_dev_web_ui(&state, &client, &headers) {
+        None
+    } else {
+        let credentials = Credentials::from_headers(&headers)?;
+        match state
+            .auth
+            .authenticate_admin(&state.db, credentials, None)
+            .await?
+        {
+            AdminCaller::Platform { .. } => None,
+            AdminCaller::Tenant(caller) => {
+                caller.require(Role::Operator)?;
+                Some(caller.tenant)
+            }
+        }
+    };
     if let Some(ns) = headers.get(&NAMESPACE_HEADER) {
         let expected = state.temporal.namespace();
         if ns.to_str().ok() != Some(expected.as_str()) {
@@ -229,9 +278,18 @@ async fn run(
     let converter = state.temporal.data_converter();
     let codec = converter.codec();
     let context = SerializationContextData::None;
-    let result = match direction {
-        Direction::Encode => codec.encode(&context, payloads).await,
-        Direction::Decode => codec.decode(&context, payloads).await,
+    let result = match (direction, &reader) {
+        (Direction::Encode, None) => codec.encode(&context, payloads).await,
+        // A tenant's payloads are sealed under its own key: encode in a scope of that tenant.
+        (Direction::Encode, Some(tenant)) => {
+            // (`encode` reads the scope when called, so it is called inside it.)
+            payload_scope::scope(format!("{tenant}/codec"), async {
+                codec.encode(&context, payloads).await
+            })
+            .await
+        }
+        (Direction::Decode, None) => codec.decode(&context, payloads).await,
+        (Direction::Decode, Some(tenant)) => decode_for(codec, tenant, payloads).await,
     };
     let payloads = result.map_err(|e| {
         // Unknown key id, tampered or truncated ciphertext: the input, not the server.

@@ -9,7 +9,7 @@ pub use zengine_workflows::codec::{
 };
 
 /// The keyring of the payload codec (`[temporal.codec]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CodecSettings {
     /// Encryption keys. The one marked `primary` (else the first) encrypts; all decrypt.
@@ -18,6 +18,25 @@ pub struct CodecSettings {
     /// Let `zengine api`/`zengine worker` run on the development key when `keys` is empty.
     /// `zengine dev` sets it. Default: false (production must configure keys).
     pub allow_dev_key: bool,
+    /// Name of a secret in each tenant's folder of the tenant secret store
+    /// (`<secrets.tenant_dir>/<tenant>/<name>`, 32 bytes as base64 or hex) that each tenant's
+    /// data key also depends on. Removing a tenant's file erases its history payloads
+    /// (crypto-shredding). Empty (default): tenant keys come from the keyring alone.
+    pub tenant_key_secret: String,
+    /// How long a process keeps a tenant key derived with `tenant_key_secret` before reading
+    /// the file again (so an erasure takes effect within this time). Default: 60.
+    pub tenant_key_cache_secs: u64,
+}
+
+impl Default for CodecSettings {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            allow_dev_key: false,
+            tenant_key_secret: String::new(),
+            tenant_key_cache_secs: 60,
+        }
+    }
 }
 
 /// One key of the keyring.
@@ -34,8 +53,14 @@ pub struct CodecKeySettings {
 
 /// The codec of `settings`, resolving each key's secret reference.
 pub fn from_settings(settings: &CodecSettings) -> anyhow::Result<EncryptionCodec> {
+    let tenant_secret = |codec: EncryptionCodec| {
+        codec.with_tenant_secret(
+            &settings.tenant_key_secret,
+            std::time::Duration::from_secs(settings.tenant_key_cache_secs),
+        )
+    };
     if settings.keys.is_empty() {
-        return Ok(EncryptionCodec::dev());
+        return tenant_secret(EncryptionCodec::dev());
     }
     let primaries = settings.keys.iter().filter(|k| k.primary).count();
     anyhow::ensure!(
@@ -58,7 +83,7 @@ pub fn from_settings(settings: &CodecSettings) -> anyhow::Result<EncryptionCodec
         let primary = keys.remove(i);
         keys.insert(0, primary);
     }
-    EncryptionCodec::new(keys)
+    tenant_secret(EncryptionCodec::new(keys)?)
 }
 
 #[cfg(test)]
@@ -83,7 +108,7 @@ mod tests {
         };
         let settings = CodecSettings {
             keys: vec![key("a", "a", false), key("b", "b", true)],
-            allow_dev_key: false,
+            ..CodecSettings::default()
         };
         let codec = from_settings(&settings).unwrap();
         assert_eq!(codec.key_ids(), ["b", "a"]);

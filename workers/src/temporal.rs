@@ -62,7 +62,8 @@ impl TemporalSettings {
 /// Connects to the frontend at `settings.address`, retrying until `connect_timeout_secs`.
 ///
 /// The client (and every worker built on it, which inherits its data converter) encrypts and
-/// decrypts payloads with the keyring of `settings.codec`.
+/// decrypts payloads with the keyring of `settings.codec`, each workflow's payloads under its
+/// tenant's key (`zengine_workflows::codec`).
 pub async fn connect(settings: &TemporalSettings, identity: &str) -> anyhow::Result<Client> {
     let codec = crate::codec::from_settings(&settings.codec)?;
     connect_with_codec(settings, identity, Some(codec)).await
@@ -94,6 +95,9 @@ pub async fn connect_with_codec(
     let options = match codec {
         Some(codec) => ClientOptions::new(settings.namespace.clone())
             .data_converter(codec.data_converter())
+            .client_interceptors(vec![std::sync::Arc::new(
+                zengine_workflows::codec::PayloadScopeInterceptor,
+            )])
             .build(),
         None => ClientOptions::new(settings.namespace.clone()).build(),
     };

@@ -7,6 +7,18 @@
 //! no plaintext payloads; the operator codec endpoint (`/codec/decode`) and the clients built by
 //! `zengine_workers::connect` decrypt them.
 //!
+//! **Per-tenant keys.** A payload of a tenant's workflow (its id starts with `<tenant>/`) is
+//! sealed under that tenant's own data key, derived from the keyring key with HKDF-SHA256
+//! (info: the tenant id), and its key id names both: `<key id>@<tenant>`. The key id is the
+//! AES-GCM associated data, so a payload relabelled as another tenant's fails to authenticate.
+//! Which workflow a payload belongs to comes from the worker (the patched SDK runs every
+//! completion's and activity's encoding in `temporalio_sdk::payload_scope`) and from the
+//! client ([`PayloadScopeInterceptor`] scopes each call to its target workflow); payloads with
+//! no tenant workflow (platform workflows, schedules) use the keyring key itself, as every
+//! payload did before per-tenant keys, and those old payloads still decrypt. Decoding for a
+//! reader ([`Reader`]) opens only what the reader may see: a tenant's operators get other
+//! tenants' and the platform's payloads back sealed.
+//!
 //! Keys come from configuration as a keyring of `{id, secret_ref}` (secret references resolved
 //! by `zengine_activities::secrets`): the key marked `primary` (else the first) encrypts, every
 //! key decrypts, so rotation is "add the new key first, keep the old ones until no history needs
@@ -26,12 +38,14 @@ use anyhow::Context;
 use base64::Engine;
 use futures::future::BoxFuture;
 use prost::Message;
+use secrecy::ExposeSecret;
 use sha2::Digest;
 use temporalio_common::data_converters::{
     DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConversionError, PayloadConverter,
     SerializationContextData,
 };
 use temporalio_common::protos::temporal::api::common::v1::Payload;
+use zengine_domain::TenantId;
 
 /// `encoding` metadata value of an encrypted payload.
 pub const ENCRYPTED_ENCODING: &str = "binary/encrypted";
@@ -54,17 +68,130 @@ pub enum CodecError {
     Decrypt(String),
     #[error("decrypted payload is not a protobuf Payload")]
     Corrupt,
+    #[error(
+        "payload key `{0}` is erased: tenant `{1}` has no `{2}` in its secret store, so its \
+         payloads can no longer be decrypted"
+    )]
+    Erased(String, String, String),
 }
 
 struct Key {
     id: String,
+    /// The keyring key: the tenant keys are derived from it.
+    secret: [u8; 32],
     cipher: Aes256Gcm,
+}
+
+/// HKDF salt of the per-tenant data keys (a version label: a new derivation gets a new one).
+const TENANT_KEY_SALT: &[u8] = b"zengine payload codec: tenant data key v1";
+/// At most this many derived tenant ciphers are kept (then the cache starts over).
+const MAX_CACHED_TENANT_KEYS: usize = 10_000;
+
+/// Who reads payloads through [`EncryptionCodec::decrypt_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader<'a> {
+    /// The platform (its admin token, platform-admin JWTs, ZEngine's own processes): every
+    /// payload.
+    Platform,
+    /// A tenant's operator: that tenant's payloads only.
+    Tenant(&'a TenantId),
+}
+
+/// The tenant a workflow belongs to: the first segment of its id, when that is a tenant id
+/// (`demo/conversation/webchat/s-1` → `demo`). Platform workflows (`…_system/…`, tenant ids
+/// starting with `_` are reserved) and ids without a tenant segment have none.
+pub fn tenant_of_workflow(workflow_id: &str) -> Option<TenantId> {
+    let (first, _) = workflow_id.split_once('/')?;
+    if first.starts_with('_') || first.ends_with("_system") {
+        return None;
+    }
+    TenantId::parse(first).ok()
+}
+
+/// The key id of an encrypted payload and the tenant it names (`None` for a payload that
+/// is not `binary/encrypted`).
+pub fn sealed_by(payload: &Payload) -> Result<Option<(String, Option<TenantId>)>, CodecError> {
+    if payload.metadata.get("encoding").map(Vec::as_slice) != Some(ENCRYPTED_ENCODING.as_bytes()) {
+        return Ok(None);
+    }
+    let id = payload
+        .metadata
+        .get(KEY_ID_METADATA)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .ok_or(CodecError::MissingKeyId)?;
+    let tenant = KeyName::parse(&id)?.tenant;
+    Ok(Some((id, tenant)))
+}
+
+/// Whether `reader` may open `payload`: plain payloads and the platform, always; a tenant, only
+/// payloads sealed under its own key.
+pub fn readable_by(payload: &Payload, reader: Reader<'_>) -> Result<bool, CodecError> {
+    Ok(match (sealed_by(payload)?, reader) {
+        (None, _) | (Some(_), Reader::Platform) => true,
+        (Some((_, tenant)), Reader::Tenant(own)) => tenant.as_ref() == Some(own),
+    })
 }
 
 /// The AES-256-GCM codec over a keyring.
 #[derive(Clone)]
 pub struct EncryptionCodec {
     keys: Arc<Vec<Key>>,
+    /// Derived tenant ciphers by full key id, with when they expire (those derived with a
+    /// tenant secret are read again after `secret_ttl`, so an erasure takes effect).
+    tenant_ciphers: Arc<std::sync::Mutex<std::collections::HashMap<String, CachedCipher>>>,
+    /// The tenant secret new tenant keys also derive from (`temporal.codec.tenant_key_secret`).
+    tenant_secret: Option<String>,
+    secret_ttl: std::time::Duration,
+}
+
+#[derive(Clone)]
+struct CachedCipher {
+    cipher: Aes256Gcm,
+    expires: Option<std::time::Instant>,
+}
+
+/// What a key id names: the keyring key, and for a tenant key its tenant and tenant secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyName {
+    pub keyring: String,
+    pub tenant: Option<TenantId>,
+    pub secret: Option<String>,
+}
+
+impl KeyName {
+    /// Parses `<key id>`, `<key id>@<tenant>` or `<key id>@<tenant>/<tenant secret name>`.
+    pub fn parse(id: &str) -> Result<Self, CodecError> {
+        let bad = || CodecError::UnknownKey(id.to_owned());
+        let Some((keyring, rest)) = id.split_once('@') else {
+            return Ok(Self {
+                keyring: id.to_owned(),
+                tenant: None,
+                secret: None,
+            });
+        };
+        let (tenant, secret) = match rest.split_once('/') {
+            Some((tenant, secret)) => {
+                if !zengine_activities::secrets::valid_tenant_secret_name(secret) {
+                    return Err(bad());
+                }
+                (tenant, Some(secret.to_owned()))
+            }
+            None => (rest, None),
+        };
+        Ok(Self {
+            keyring: keyring.to_owned(),
+            tenant: Some(TenantId::parse(tenant).map_err(|_| bad())?),
+            secret,
+        })
+    }
+
+    fn id(&self) -> String {
+        match (&self.tenant, &self.secret) {
+            (None, _) => self.keyring.clone(),
+            (Some(t), None) => format!("{}@{t}", self.keyring),
+            (Some(t), Some(s)) => format!("{}@{t}/{s}", self.keyring),
+        }
+    }
 }
 
 impl std::fmt::Debug for EncryptionCodec {
@@ -97,19 +224,43 @@ impl EncryptionCodec {
             .into_iter()
             .map(|(id, key)| {
                 anyhow::ensure!(
-                    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_graphic()),
-                    "codec key id `{id}` must be 1-64 printable ASCII characters"
+                    !id.is_empty()
+                        && id.len() <= 64
+                        && id.chars().all(|c| c.is_ascii_graphic() && c != '@'),
+                    "codec key id `{id}` must be 1-64 printable ASCII characters other than `@`"
                 );
                 anyhow::ensure!(seen.insert(id.clone()), "codec key id `{id}` appears twice");
                 Ok(Key {
                     id,
+                    secret: key,
                     cipher: Aes256Gcm::new(&key.into()),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             keys: Arc::new(keys),
+            tenant_ciphers: Arc::default(),
+            tenant_secret: None,
+            secret_ttl: std::time::Duration::from_secs(60),
         })
+    }
+
+    /// Derives new tenant keys also from the secret `name` of each tenant's folder of the
+    /// tenant secret store, re-read after `ttl` (empty `name`: keyring only).
+    pub fn with_tenant_secret(
+        mut self,
+        name: &str,
+        ttl: std::time::Duration,
+    ) -> anyhow::Result<Self> {
+        if !name.is_empty() {
+            anyhow::ensure!(
+                zengine_activities::secrets::valid_tenant_secret_name(name),
+                "temporal.codec.tenant_key_secret `{name}` is not a secret name ([A-Za-z0-9_.-])"
+            );
+            self.tenant_secret = Some(name.to_owned());
+        }
+        self.secret_ttl = ttl;
+        Ok(self)
     }
 
     /// The codec on the public development key.
@@ -128,15 +279,85 @@ impl EncryptionCodec {
         self.keys.len() == 1 && self.keys[0].id == DEV_KEY_ID
     }
 
-    /// Encrypts one payload with the primary key.
-    pub fn encrypt(&self, payload: &Payload) -> Payload {
+    /// The cipher of a tenant key: HKDF-SHA256 of the keyring key (and of the tenant's secret
+    /// when the key name has one), info the tenant id.
+    fn tenant_cipher(
+        &self,
+        key: &Key,
+        tenant: &TenantId,
+        secret: Option<&str>,
+    ) -> Result<Aes256Gcm, CodecError> {
+        let name = KeyName {
+            keyring: key.id.clone(),
+            tenant: Some(tenant.clone()),
+            secret: secret.map(str::to_owned),
+        };
+        let id = name.id();
+        let now = std::time::Instant::now();
+        if let Some(cached) = self
+            .tenant_ciphers
+            .lock()
+            .expect("cipher cache poisoned")
+            .get(&id)
+            .filter(|c| c.expires.is_none_or(|at| now < at))
+        {
+            return Ok(cached.cipher.clone());
+        }
+        let mut ikm = key.secret.to_vec();
+        if let Some(secret) = secret {
+            let erased =
+                || CodecError::Erased(id.clone(), tenant.to_string(), format!("secret:{secret}"));
+            let value =
+                zengine_activities::secrets::resolve_for(tenant, &format!("secret:{secret}"))
+                    .map_err(|_| erased())?;
+            let bytes = parse_key(secret, value.expose_secret()).map_err(|_| erased())?;
+            ikm.extend_from_slice(&bytes);
+        }
+        let mut derived = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(TENANT_KEY_SALT), &ikm)
+            .expand(tenant.as_str().as_bytes(), &mut derived)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let cipher = Aes256Gcm::new(&derived.into());
+        let mut cache = self.tenant_ciphers.lock().expect("cipher cache poisoned");
+        if cache.len() >= MAX_CACHED_TENANT_KEYS {
+            cache.clear();
+        }
+        cache.insert(
+            id,
+            CachedCipher {
+                cipher: cipher.clone(),
+                expires: secret.map(|_| now + self.secret_ttl),
+            },
+        );
+        Ok(cipher)
+    }
+
+    /// Encrypts one payload with the primary key: under `tenant`'s derived key when given
+    /// (key id `<id>@<tenant>`, bound as associated data), else under the keyring key itself.
+    pub fn encrypt(&self, payload: &Payload, tenant: Option<&TenantId>) -> Payload {
         let key = &self.keys[0];
+        let secret = self.tenant_secret.as_deref();
+        let (id, cipher) = match tenant {
+            // With a tenant secret configured, under it; a tenant whose secret is not (or no
+            // longer) provisioned gets the keyring-derived key (readable until the keyring key
+            // is retired, not erasable by removing a file).
+            Some(t) => match secret.map(|s| (s, self.tenant_cipher(key, t, Some(s)))) {
+                Some((s, Ok(cipher))) => (format!("{}@{t}/{s}", key.id), cipher),
+                _ => (
+                    format!("{}@{t}", key.id),
+                    self.tenant_cipher(key, t, None)
+                        .expect("a key derived from the keyring alone needs no secret"),
+                ),
+            },
+            None => (key.id.clone(), key.cipher.clone()),
+        };
+        let aad: &[u8] = if tenant.is_some() { id.as_bytes() } else { &[] };
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
-        let sealed = key
-            .cipher
+        let plain = payload.encode_to_vec();
+        let sealed = cipher
             .encrypt(
                 Nonce::from_slice(&nonce_bytes),
-                payload.encode_to_vec().as_slice(),
+                aes_gcm::aead::Payload { msg: &plain, aad },
             )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut data = Vec::with_capacity(NONCE_LEN + sealed.len());
@@ -148,7 +369,7 @@ impl EncryptionCodec {
                     "encoding".to_owned(),
                     ENCRYPTED_ENCODING.as_bytes().to_vec(),
                 ),
-                (KEY_ID_METADATA.to_owned(), key.id.as_bytes().to_vec()),
+                (KEY_ID_METADATA.to_owned(), id.into_bytes()),
             ]
             .into(),
             data,
@@ -156,32 +377,51 @@ impl EncryptionCodec {
         }
     }
 
+    /// Encrypts in the payload scope of the calling task: the tenant of the workflow the
+    /// worker or the client is encoding for, if any.
+    pub fn encrypt_in_scope(&self, payload: &Payload) -> Payload {
+        let tenant = temporalio_sdk::payload_scope::current()
+            .as_deref()
+            .and_then(tenant_of_workflow);
+        self.encrypt(payload, tenant.as_ref())
+    }
+
     /// Decrypts one payload; payloads that are not `binary/encrypted` pass through unchanged
     /// (histories recorded before encryption, patch markers, search attributes).
     pub fn decrypt(&self, payload: Payload) -> Result<Payload, CodecError> {
-        if payload.metadata.get("encoding").map(Vec::as_slice)
-            != Some(ENCRYPTED_ENCODING.as_bytes())
-        {
+        self.decrypt_for(payload, Reader::Platform)
+    }
+
+    /// Decrypts one payload if `reader` may read it; a payload of another tenant, or of no
+    /// tenant for a tenant reader, comes back unchanged (still sealed).
+    pub fn decrypt_for(&self, payload: Payload, reader: Reader<'_>) -> Result<Payload, CodecError> {
+        if !readable_by(&payload, reader)? {
             return Ok(payload);
         }
-        let id = payload
-            .metadata
-            .get(KEY_ID_METADATA)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .ok_or(CodecError::MissingKeyId)?;
+        let Some((id, tenant)) = sealed_by(&payload)? else {
+            return Ok(payload);
+        };
+        let name = KeyName::parse(&id)?;
         let key = self
             .keys
             .iter()
-            .find(|k| k.id == id)
+            .find(|k| k.id == name.keyring)
             .ok_or_else(|| CodecError::UnknownKey(id.clone()))?;
         if payload.data.len() < NONCE_LEN {
             return Err(CodecError::Decrypt(id));
         }
         let (nonce, sealed) = payload.data.split_at(NONCE_LEN);
-        let plain = key
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), sealed)
-            .map_err(|_| CodecError::Decrypt(id))?;
+        let opened = match &tenant {
+            Some(t) => self.tenant_cipher(key, t, name.secret.as_deref())?.decrypt(
+                Nonce::from_slice(nonce),
+                aes_gcm::aead::Payload {
+                    msg: sealed,
+                    aad: id.as_bytes(),
+                },
+            ),
+            None => key.cipher.decrypt(Nonce::from_slice(nonce), sealed),
+        };
+        let plain = opened.map_err(|_| CodecError::Decrypt(id))?;
         Payload::decode(plain.as_slice()).map_err(|_| CodecError::Corrupt)
     }
 
@@ -207,7 +447,7 @@ impl PayloadCodec for EncryptionCodec {
         _context: &SerializationContextData,
         payloads: Vec<Payload>,
     ) -> BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>> {
-        let encoded = payloads.iter().map(|p| self.encrypt(p)).collect();
+        let encoded = payloads.iter().map(|p| self.encrypt_in_scope(p)).collect();
         Box::pin(async move { Ok(encoded) })
     }
 
@@ -222,6 +462,158 @@ impl PayloadCodec for EncryptionCodec {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| PayloadConversionError::EncodingError(Box::new(e)));
         Box::pin(async move { decoded })
+    }
+}
+
+/// Client interceptor running each call's payload encoding in the scope of the workflow it
+/// targets, so [`EncryptionCodec`] seals a tenant's inputs, signals, queries and updates under
+/// that tenant's key. Installed on every client `zengine_workers::connect` builds.
+#[derive(Debug, Default)]
+pub struct PayloadScopeInterceptor;
+
+/// Runs `next(input)` in `workflow_id`'s payload scope.
+fn scoped<'a, I: 'a, T: 'a>(
+    workflow_id: String,
+    next: temporalio_client::Next<'a, I, BoxFuture<'a, T>>,
+    input: I,
+) -> BoxFuture<'a, T> {
+    Box::pin(temporalio_sdk::payload_scope::scope(
+        workflow_id,
+        next.run(input),
+    ))
+}
+
+impl temporalio_client::ClientInterceptor for PayloadScopeInterceptor {
+    fn start_workflow<'a>(
+        &'a self,
+        input: temporalio_client::StartWorkflowInput,
+        next: temporalio_client::Next<
+            'a,
+            temporalio_client::StartWorkflowInput,
+            BoxFuture<
+                'a,
+                Result<
+                    temporalio_client::StartWorkflowOutput,
+                    temporalio_client::errors::WorkflowStartError,
+                >,
+            >,
+        >,
+    ) -> BoxFuture<
+        'a,
+        Result<
+            temporalio_client::StartWorkflowOutput,
+            temporalio_client::errors::WorkflowStartError,
+        >,
+    > {
+        scoped(input.options.workflow_id.clone(), next, input)
+    }
+
+    fn signal_with_start_workflow<'a>(
+        &'a self,
+        input: temporalio_client::SignalWithStartWorkflowInput,
+        next: temporalio_client::Next<
+            'a,
+            temporalio_client::SignalWithStartWorkflowInput,
+            BoxFuture<
+                'a,
+                Result<
+                    temporalio_client::StartWorkflowOutput,
+                    temporalio_client::errors::WorkflowStartError,
+                >,
+            >,
+        >,
+    ) -> BoxFuture<
+        'a,
+        Result<
+            temporalio_client::StartWorkflowOutput,
+            temporalio_client::errors::WorkflowStartError,
+        >,
+    > {
+        scoped(input.options.workflow_id.clone(), next, input)
+    }
+
+    fn signal_workflow<'a>(
+        &'a self,
+        input: temporalio_client::SignalWorkflowInput,
+        next: temporalio_client::Next<
+            'a,
+            temporalio_client::SignalWorkflowInput,
+            BoxFuture<'a, Result<(), temporalio_client::errors::WorkflowInteractionError>>,
+        >,
+    ) -> BoxFuture<'a, Result<(), temporalio_client::errors::WorkflowInteractionError>> {
+        scoped(input.workflow_id.clone(), next, input)
+    }
+
+    fn query_workflow<'a>(
+        &'a self,
+        input: temporalio_client::QueryWorkflowInput,
+        next: temporalio_client::Next<
+            'a,
+            temporalio_client::QueryWorkflowInput,
+            BoxFuture<
+                'a,
+                Result<
+                    temporalio_client::QueryWorkflowOutput,
+                    temporalio_client::errors::WorkflowQueryError,
+                >,
+            >,
+        >,
+    ) -> BoxFuture<
+        'a,
+        Result<
+            temporalio_client::QueryWorkflowOutput,
+            temporalio_client::errors::WorkflowQueryError,
+        >,
+    > {
+        scoped(input.workflow_id.clone(), next, input)
+    }
+
+    fn start_workflow_update<'a>(
+        &'a self,
+        input: temporalio_client::StartWorkflowUpdateInput,
+        next: temporalio_client::Next<
+            'a,
+            temporalio_client::StartWorkflowUpdateInput,
+            BoxFuture<
+                'a,
+                Result<
+                    temporalio_client::StartWorkflowUpdateOutput,
+                    temporalio_client::errors::WorkflowUpdateError,
+                >,
+            >,
+        >,
+    ) -> BoxFuture<
+        'a,
+        Result<
+            temporalio_client::StartWorkflowUpdateOutput,
+            temporalio_client::errors::WorkflowUpdateError,
+        >,
+    > {
+        scoped(input.workflow_id.clone(), next, input)
+    }
+
+    fn update_with_start_workflow<'a>(
+        &'a self,
+        input: temporalio_client::UpdateWithStartWorkflowInput,
+        next: temporalio_client::Next<
+            'a,
+            temporalio_client::UpdateWithStartWorkflowInput,
+            BoxFuture<
+                'a,
+                Result<
+                    temporalio_client::UpdateWithStartWorkflowOutput,
+                    temporalio_client::errors::WorkflowUpdateWithStartError,
+                >,
+            >,
+        >,
+    ) -> BoxFuture<
+        'a,
+        Result<
+            temporalio_client::UpdateWithStartWorkflowOutput,
+            temporalio_client::errors::WorkflowUpdateWithStartError,
+        >,
+    > {
+        scoped(input.options.workflow_id.clone(), next, input)
     }
 }
 
@@ -241,24 +633,24 @@ mod tests {
     fn round_trip_hides_the_plaintext_and_names_the_key() {
         let codec = EncryptionCodec::new(vec![("k1".into(), [7; 32])]).unwrap();
         let plain = json_payload("hola +5215512345678");
-        let sealed = codec.encrypt(&plain);
+        let sealed = codec.encrypt(&plain, None);
         assert_eq!(sealed.metadata["encoding"], ENCRYPTED_ENCODING.as_bytes());
         assert_eq!(sealed.metadata[KEY_ID_METADATA], b"k1");
         assert!(!String::from_utf8_lossy(&sealed.data).contains("5215512345678"));
         // A fresh nonce per payload: the same plaintext never encrypts the same way twice.
-        assert_ne!(sealed.data, codec.encrypt(&plain).data);
+        assert_ne!(sealed.data, codec.encrypt(&plain, None).data);
         assert_eq!(codec.decrypt(sealed).unwrap(), plain);
     }
 
     #[test]
     fn rotation_keeps_old_keys_decrypting_and_unknown_keys_fail_clearly() {
         let old = EncryptionCodec::new(vec![("old".into(), [1; 32])]).unwrap();
-        let sealed = old.encrypt(&json_payload("x"));
+        let sealed = old.encrypt(&json_payload("x"), None);
         let rotated =
             EncryptionCodec::new(vec![("new".into(), [2; 32]), ("old".into(), [1; 32])]).unwrap();
         assert_eq!(rotated.decrypt(sealed.clone()).unwrap(), json_payload("x"));
         assert_eq!(
-            rotated.encrypt(&json_payload("y")).metadata[KEY_ID_METADATA],
+            rotated.encrypt(&json_payload("y"), None).metadata[KEY_ID_METADATA],
             b"new"
         );
         let other = EncryptionCodec::new(vec![("new".into(), [2; 32])]).unwrap();
@@ -281,5 +673,107 @@ mod tests {
         ));
         // Plain payloads (old histories, patch markers) pass through.
         assert_eq!(old.decrypt(json_payload("p")).unwrap(), json_payload("p"));
+    }
+
+    fn tenant(id: &str) -> TenantId {
+        TenantId::parse(id).unwrap()
+    }
+
+    #[test]
+    fn a_tenants_payloads_open_only_for_that_tenant_and_the_platform() {
+        let codec = EncryptionCodec::new(vec![("k1".into(), [7; 32])]).unwrap();
+        let (demo, rival) = (tenant("demo"), tenant("rival"));
+        let plain = json_payload("hola");
+        let sealed = codec.encrypt(&plain, Some(&demo));
+        assert_eq!(sealed.metadata[KEY_ID_METADATA], b"k1@demo");
+        // Not the keyring key: the key-only payload of the same plaintext is another ciphertext
+        // under another key.
+        let mut as_keyring = sealed.clone();
+        as_keyring
+            .metadata
+            .insert(KEY_ID_METADATA.into(), b"k1".to_vec());
+        assert!(matches!(
+            codec.decrypt(as_keyring),
+            Err(CodecError::Decrypt(_))
+        ));
+        assert_eq!(codec.decrypt(sealed.clone()).unwrap(), plain);
+        assert_eq!(
+            codec
+                .decrypt_for(sealed.clone(), Reader::Tenant(&demo))
+                .unwrap(),
+            plain
+        );
+        // Another tenant gets it back sealed; relabelling it as theirs fails authentication.
+        assert_eq!(
+            codec
+                .decrypt_for(sealed.clone(), Reader::Tenant(&rival))
+                .unwrap(),
+            sealed
+        );
+        let mut relabelled = sealed.clone();
+        relabelled
+            .metadata
+            .insert(KEY_ID_METADATA.into(), b"k1@rival".to_vec());
+        assert!(matches!(
+            codec.decrypt_for(relabelled, Reader::Tenant(&rival)),
+            Err(CodecError::Decrypt(_))
+        ));
+        // Keyring-key payloads (platform workflows, histories from before tenant keys) open for
+        // the platform only.
+        let platform = codec.encrypt(&plain, None);
+        assert_eq!(
+            codec
+                .decrypt_for(platform.clone(), Reader::Tenant(&demo))
+                .unwrap(),
+            platform
+        );
+        assert_eq!(
+            codec.decrypt_for(platform, Reader::Platform).unwrap(),
+            plain
+        );
+        // A key id naming no valid tenant is refused, not guessed at.
+        let mut bad = sealed;
+        bad.metadata
+            .insert(KEY_ID_METADATA.into(), b"k1@../x".to_vec());
+        assert!(matches!(codec.decrypt(bad), Err(CodecError::UnknownKey(_))));
+        // Rotation: a new primary seals new payloads; old tenant payloads still open.
+        let old = codec.encrypt(&plain, Some(&demo));
+        let rotated =
+            EncryptionCodec::new(vec![("k2".into(), [8; 32]), ("k1".into(), [7; 32])]).unwrap();
+        assert_eq!(rotated.decrypt(old).unwrap(), plain);
+        assert_eq!(
+            rotated.encrypt(&plain, Some(&demo)).metadata[KEY_ID_METADATA],
+            b"k2@demo"
+        );
+        assert!(EncryptionCodec::new(vec![("a@b".into(), [1; 32])]).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_codec_seals_under_the_tenant_of_the_scoped_workflow() {
+        let codec = EncryptionCodec::new(vec![("k1".into(), [7; 32])]).unwrap();
+        let key_of = |payloads: Vec<Payload>| {
+            String::from_utf8(payloads[0].metadata[KEY_ID_METADATA].clone()).unwrap()
+        };
+        let context = SerializationContextData::None;
+        for (workflow_id, key) in [
+            ("demo/conversation/webchat/s-1", "k1@demo"),
+            ("acme-2/order/o-1", "k1@acme-2"),
+            ("zt-1_system/channel-health", "k1"),
+            ("_system/retention", "k1"),
+            ("no-tenant-segment", "k1"),
+        ] {
+            // `encode` reads the scope when called (as the SDK calls it: inside the scope).
+            let encoded = temporalio_sdk::payload_scope::scope(workflow_id.to_owned(), async {
+                codec.encode(&context, vec![json_payload("x")]).await
+            })
+            .await
+            .unwrap();
+            assert_eq!(key_of(encoded), key, "{workflow_id}");
+        }
+        let unscoped = codec
+            .encode(&context, vec![json_payload("x")])
+            .await
+            .unwrap();
+        assert_eq!(key_of(unscoped), "k1");
     }
 }

@@ -3,10 +3,15 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use futures::future::BoxFuture;
 use prost::Message;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use temporalio_client::WorkflowFetchHistoryOptions;
+use temporalio_common::data_converters::{
+    PayloadCodec, PayloadConversionError, SerializationContextData,
+};
+use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_common::protos::temporal::api::history::v1::History;
 use zengine_workers::{CodecKeySettings, CodecSettings, connect_with_codec};
 use zengine_workflows::ConversationWorkflow;
@@ -69,7 +74,7 @@ fn keyring(dir: &std::path::Path, keys: &[(&str, u8)]) -> CodecSettings {
                 }
             })
             .collect(),
-        allow_dev_key: false,
+        ..CodecSettings::default()
     }
 }
 
@@ -88,9 +93,22 @@ async fn the_codec_endpoint_round_trips_and_refuses_bad_callers_and_bodies() {
     assert_eq!(meta(sealed, "encoding"), "binary/encrypted");
     assert_eq!(meta(sealed, "encryption-key-id"), "zengine-dev");
     assert!(!encoded.to_string().contains("999 000 111"));
+    assert_eq!(
+        codec_json(&app, "decode", ADMIN_TOKEN, &encoded).await,
+        plain
+    );
+    // A tenant's operator: its own payloads round trip; the platform's stay sealed.
     let operator = token("demo", "operator");
-    let decoded = codec_json(&app, "decode", &operator, &encoded).await;
-    assert_eq!(decoded, plain);
+    assert_eq!(
+        codec_json(&app, "decode", &operator, &encoded).await,
+        encoded
+    );
+    let own = codec_json(&app, "encode", &operator, &plain).await;
+    assert_eq!(
+        meta(&own["payloads"][0], "encryption-key-id"),
+        "zengine-dev@demo"
+    );
+    assert_eq!(codec_json(&app, "decode", &operator, &own).await, plain);
     // Plain payloads decode to themselves (histories from before encryption).
     assert_eq!(codec_json(&app, "decode", &operator, &plain).await, plain);
 
@@ -338,6 +356,17 @@ async fn histories_at_rest_hold_no_message_text_or_receipt_image() {
             lossy.contains("binary/encrypted"),
             "{id}: payloads are encrypted"
         );
+        // Everything the API, the workflow and its activities stored is sealed under the
+        // tenant's own key (the payment runs OCR and database activities).
+        let stored = stored_payloads(&app, id).await;
+        assert!(stored.len() >= 3, "{id}: {}", stored.len());
+        for payload in &stored {
+            assert_eq!(
+                meta(payload, "encryption-key-id"),
+                "zengine-dev@demo",
+                "{id}"
+            );
+        }
     }
 
     // The decoding path (the operator history timeline, through the codec) reads the text.
@@ -414,4 +443,196 @@ async fn the_dev_web_ui_decodes_without_a_token_and_nobody_else_does() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     production.shutdown().await;
+}
+
+/// A codec that decodes nothing and keeps a copy of every payload it is shown.
+#[derive(Default)]
+struct Collect(std::sync::Mutex<Vec<Payload>>);
+
+impl PayloadCodec for Collect {
+    fn encode(
+        &self,
+        _: &SerializationContextData,
+        payloads: Vec<Payload>,
+    ) -> BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>> {
+        Box::pin(async move { Ok(payloads) })
+    }
+
+    fn decode(
+        &self,
+        _: &SerializationContextData,
+        payloads: Vec<Payload>,
+    ) -> BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>> {
+        self.0.lock().unwrap().extend(payloads.iter().cloned());
+        Box::pin(async move { Ok(payloads) })
+    }
+}
+
+/// Every encrypted payload of a workflow's history as Temporal stores it, in the codec
+/// endpoint's JSON form (what the Web UI posts to `/codec/decode`).
+async fn stored_payloads(app: &TestApp, workflow_id: &str) -> Vec<Value> {
+    let raw = connect_with_codec(&app.temporal_settings, "raw-reader", None)
+        .await
+        .unwrap();
+    let events = raw
+        .get_workflow_handle::<ConversationWorkflow>(workflow_id)
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .unwrap();
+    let mut history = History { events };
+    let collect = Collect::default();
+    temporalio_common::payload_visitor::decode_payloads(
+        &mut history,
+        &collect,
+        &SerializationContextData::None,
+    )
+    .await
+    .unwrap();
+    let payloads = collect.0.into_inner().unwrap();
+    payloads
+        .into_iter()
+        .filter(|p| p.metadata.get("encoding").map(Vec::as_slice) == Some(b"binary/encrypted"))
+        .map(|p| {
+            json!({
+                "metadata": p.metadata.iter()
+                    .map(|(k, v)| (k.clone(), json!(STANDARD.encode(v))))
+                    .collect::<serde_json::Map<_, _>>(),
+                "data": STANDARD.encode(&p.data),
+            })
+        })
+        .collect()
+}
+
+/// The decoded texts of a `/codec/decode` answer.
+fn plaintexts(answer: &Value) -> String {
+    answer["payloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            String::from_utf8_lossy(&STANDARD.decode(p["data"].as_str().unwrap()).unwrap())
+                .into_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Attack: an operator of one tenant posts another tenant's history payloads (read from
+/// Temporal, as anyone with access to the namespace or the Web UI can) to `/codec/decode`.
+/// Payloads are sealed under the tenant's own key (`<key id>@<tenant>`, the key id and tenant
+/// bound as associated data), so only that tenant's operators and the platform read them;
+/// relabelling a payload as another tenant's does not open it either.
+#[tokio::test]
+async fn an_operator_decodes_only_their_own_tenants_payloads() {
+    let app = spawn_app_with(hs256_options()).await;
+    crate::channels::create_tenant(&app, "rival").await;
+    let session = format!("s-{}", uuid::Uuid::new_v4().simple());
+    let text = "secreto-de-demo-8R4";
+    app.say(&session, "k-1", text).await;
+    let stored = stored_payloads(&app, &format!("demo/conversation/webchat/{session}")).await;
+    // The update's input (the message) and result (the bot's replies), the state at least.
+    assert!(stored.len() >= 3, "{stored:?}");
+    let body = json!({ "payloads": stored });
+
+    // The rival tenant's operator gets every payload back as it was: sealed.
+    let rival = token("rival", "operator");
+    let answer = codec_json(&app, "decode", &rival, &body).await;
+    assert_eq!(answer, body);
+    assert!(!plaintexts(&answer).contains(text));
+    for payload in body["payloads"].as_array().unwrap() {
+        assert_eq!(meta(payload, "encryption-key-id"), "zengine-dev@demo");
+    }
+    // Relabelled as the rival's: authentication fails (422), nothing decrypts.
+    let mut relabelled = body.clone();
+    relabelled["payloads"][0]["metadata"]["encryption-key-id"] =
+        json!(STANDARD.encode("zengine-dev@rival"));
+    let response = codec_call(&app, "decode", Some(&rival), relabelled.to_string()).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The tenant's own operator and the platform read them.
+    let own = codec_json(&app, "decode", &token("demo", "operator"), &body).await;
+    assert!(plaintexts(&own).contains(text));
+    let platform = codec_json(&app, "decode", ADMIN_TOKEN, &body).await;
+    assert_eq!(platform, own);
+
+    // What a tenant's operator encodes (the Web UI's signal and query inputs) is its own.
+    let plain = json!({"payloads": [json_payload(&json!("de rival"))]});
+    let sealed = codec_json(&app, "encode", &rival, &plain).await;
+    assert_eq!(
+        meta(&sealed["payloads"][0], "encryption-key-id"),
+        "zengine-dev@rival"
+    );
+    assert_eq!(codec_json(&app, "decode", &rival, &sealed).await, plain);
+    let demo = codec_json(&app, "decode", &token("demo", "operator"), &sealed).await;
+    assert_eq!(demo, sealed);
+    app.shutdown().await;
+}
+
+/// Crypto-shredding, the erasure path of a tenant's histories: with
+/// `temporal.codec.tenant_key_secret` set, a tenant's data key also depends on a secret in its
+/// own folder of the tenant secret store (`<key id>@<tenant>/<name>`). Removing that file makes
+/// every payload sealed under it unreadable — for the platform too, through every path — within
+/// `tenant_key_cache_secs`, while other tenants' payloads still open.
+#[tokio::test]
+async fn removing_a_tenants_payload_key_erases_its_history_payloads() {
+    let name = format!("payload-key-{}", uuid::Uuid::new_v4().simple());
+    let key = [
+        *uuid::Uuid::new_v4().as_bytes(),
+        *uuid::Uuid::new_v4().as_bytes(),
+    ]
+    .concat();
+    crate::helpers::put_tenant_secret("demo", &name, &STANDARD.encode(key));
+    let mut options = hs256_options();
+    options.codec.tenant_key_secret = name.clone();
+    options.codec.tenant_key_cache_secs = 1;
+    let app = spawn_app_with(options).await;
+    crate::channels::create_tenant(&app, "rival").await;
+    let session = format!("s-{}", uuid::Uuid::new_v4().simple());
+    let text = "para-borrar-3K1";
+    app.say(&session, "k-1", text).await;
+    let id = format!("demo/conversation/webchat/{session}");
+    let stored = stored_payloads(&app, &id).await;
+    assert!(stored.len() >= 3, "{stored:?}");
+    for payload in &stored {
+        assert_eq!(
+            meta(payload, "encryption-key-id"),
+            format!("zengine-dev@demo/{name}")
+        );
+    }
+    let body = json!({ "payloads": stored });
+    assert!(plaintexts(&codec_json(&app, "decode", ADMIN_TOKEN, &body).await).contains(text));
+    let other = codec_json(
+        &app,
+        "encode",
+        &token("rival", "operator"),
+        &json!({"payloads": [json_payload(&json!("de otro"))]}),
+    )
+    .await;
+
+    // Erase: the platform removes the tenant's payload key.
+    std::fs::remove_file(crate::helpers::tenant_secret_path("demo", &name)).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let response = codec_call(&app, "decode", Some(ADMIN_TOKEN), body.to_string()).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let error: Value = response.json().await.unwrap();
+    assert!(error.to_string().contains("erased"), "{error}");
+    // The operator history timeline cannot read it either.
+    let response = app
+        .http
+        .get(format!(
+            "{}/v1/ops/workflows/{}/history",
+            app.address,
+            id.replace('/', "%2F")
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-tenant-id", "demo")
+        .send()
+        .await
+        .unwrap();
+    assert!(!response.text().await.unwrap().contains(text));
+    // Other tenants are untouched.
+    let opened = codec_json(&app, "decode", &token("rival", "operator"), &other).await;
+    assert!(plaintexts(&opened).contains("de otro"));
+    app.shutdown().await;
 }

@@ -101,9 +101,14 @@ static TENANT_SECRETS: LazyLock<std::path::PathBuf> = LazyLock::new(|| {
 /// Puts `value` into `tenant`'s secret store as `name`: what the tenant then references as
 /// `secret:<name>`.
 pub fn put_tenant_secret(tenant: &str, name: &str, value: &str) {
-    let dir = TENANT_SECRETS.join(tenant);
-    std::fs::create_dir_all(&dir).expect("a tenant folder");
-    std::fs::write(dir.join(name), format!("{value}\n")).expect("a tenant secret");
+    std::fs::create_dir_all(TENANT_SECRETS.join(tenant)).expect("a tenant folder");
+    std::fs::write(tenant_secret_path(tenant, name), format!("{value}\n"))
+        .expect("a tenant secret");
+}
+
+/// Where `tenant`'s secret `name` is stored.
+pub fn tenant_secret_path(tenant: &str, name: &str) -> std::path::PathBuf {
+    TENANT_SECRETS.join(tenant).join(name)
 }
 
 pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
