@@ -144,6 +144,63 @@ impl Settings {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             settings.database.url = url.into();
         }
+        settings.resolve_secret_references()?;
         Ok(settings)
+    }
+
+    /// Secret settings given as a platform secret reference (`file:/run/secrets/admin_token`,
+    /// `env:NAME`; how compose and Kubernetes hand over secrets) become the value they name. A
+    /// reference that does not resolve stops start-up naming the setting and the reference.
+    fn resolve_secret_references(&mut self) -> anyhow::Result<()> {
+        use secrecy::{ExposeSecret, SecretString};
+        let fields: [(&str, &mut SecretString); 6] = [
+            ("api.admin_token", &mut self.api.admin_token),
+            ("api.contact_id_key", &mut self.api.contact_id_key),
+            ("api.whatsapp_app_secret", &mut self.api.whatsapp_app_secret),
+            (
+                "api.whatsapp_verify_token",
+                &mut self.api.whatsapp_verify_token,
+            ),
+            ("database.url", &mut self.database.url),
+            ("database.migration_url", &mut self.database.migration_url),
+        ];
+        for (name, field) in fields {
+            let value = field.expose_secret();
+            if zengine_activities::secrets::reference_kind(value)
+                == Some(zengine_activities::secrets::ReferenceKind::Platform)
+            {
+                let resolved = zengine_activities::secrets::resolve(value)
+                    .with_context(|| format!("{name}: secret reference"))?;
+                *field = resolved;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn secret_settings_may_be_secret_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin_token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let mut settings = Settings::default();
+        settings.api.admin_token = format!("file:{}", path.display()).into();
+        settings.api.contact_id_key = "plain-value".to_owned().into();
+        settings.resolve_secret_references().unwrap();
+        assert_eq!(settings.api.admin_token.expose_secret(), "s3cret");
+        assert_eq!(settings.api.contact_id_key.expose_secret(), "plain-value");
+        settings.api.contact_id_key = "file:/surely/missing/contact_id_key".to_owned().into();
+        let error = format!("{:#}", settings.resolve_secret_references().unwrap_err());
+        assert!(error.contains("api.contact_id_key"), "{error}");
+        assert!(
+            error.contains("file:/surely/missing/contact_id_key"),
+            "{error}"
+        );
     }
 }
