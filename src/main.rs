@@ -109,6 +109,14 @@ enum Command {
         #[command(subcommand)]
         command: workflows_cli::WorkflowsCommand,
     },
+    /// Container healthcheck: GET an `http://` URL (e.g. `http://127.0.0.1:8080/readyz`); exit
+    /// 0 on a 2xx answer within the timeout, 1 otherwise (the image has no curl).
+    Probe {
+        url: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +195,7 @@ fn main() -> std::process::ExitCode {
         // Operator commands print for a terminal: configuration, but no service logs.
         Command::Workflows { command } => return workflows(cli.config.as_deref(), command),
         Command::Replay { paths } => return replay(cli.config.as_deref(), &paths),
+        Command::Probe { url, timeout_ms } => return probe(&url, timeout_ms),
         Command::New {
             what: NewCommand::Workflow { name, dir, queue },
         } => return new_workflow(&dir, &name, &queue),
@@ -227,6 +236,34 @@ fn workflows(
         }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `zengine probe URL`: one GET, success on 2xx.
+fn probe(url: &str, timeout_ms: u64) -> std::process::ExitCode {
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let client = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_millis(timeout_ms))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()?;
+                Ok(client.get(url).send().await?.status())
+            })
+        });
+    match answer {
+        Ok(status) if status.is_success() => std::process::ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("zengine probe: {url} answered {status}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("zengine probe: {url}: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -295,6 +332,7 @@ async fn serve(cli: Cli) -> std::process::ExitCode {
         | Command::Ocr { .. }
         | Command::Workflows { .. }
         | Command::New { .. }
+        | Command::Probe { .. }
         | Command::Replay { .. } => {
             unreachable!("handled before configuration is loaded")
         }
