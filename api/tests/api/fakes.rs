@@ -66,6 +66,8 @@ type Handler = Arc<dyn Fn(&Seen, usize) -> Answer + Send + Sync>;
 #[derive(Default)]
 struct State {
     seen: Vec<Seen>,
+    /// The status each request of `seen` was answered with, by index.
+    statuses: HashMap<usize, u16>,
     /// Scripted answers by route key (`METHOD /path-prefix`), used before the handler.
     script: HashMap<String, VecDeque<Answer>>,
     /// Answer every request of a route with this until cleared (an outage).
@@ -134,6 +136,25 @@ impl FakeProvider {
 
     pub fn up(&self, route: &str) {
         self.state.lock().unwrap().down.remove(route);
+    }
+
+    /// Requests whose `METHOD /path` starts with `route` that the fake answered with a 2xx:
+    /// what the provider accepted (an outage's refused attempts are not deliveries).
+    pub fn accepted(&self, route: &str) -> Vec<Seen> {
+        let state = self.state.lock().unwrap();
+        state
+            .seen
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                format!("{} {}", s.method, s.path).starts_with(route)
+                    && state
+                        .statuses
+                        .get(i)
+                        .is_some_and(|st| (200..300).contains(st))
+            })
+            .map(|(_, s)| s.clone())
+            .collect()
     }
 
     /// Requests whose `METHOD /path` starts with `route`.
@@ -267,43 +288,53 @@ fn answer(
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
     };
     let key = format!("{method} {path}");
-    let mut state = state.lock().unwrap();
-    state.seen.push(seen.clone());
-    let best = |routes: Vec<&String>| {
-        routes
-            .into_iter()
-            .filter(|r| key.starts_with(r.as_str()))
-            .max_by_key(|r| r.len())
-            .cloned()
-    };
-    let reply = if let Some(route) = best(state.down.keys().collect()) {
-        state.down[&route].clone()
-    } else if let Some(route) = best(
-        state
-            .script
+    let shared = state;
+    let index;
+    // The answer, or the handler to ask once the lock is released (handlers may be slow).
+    let decided = {
+        let mut state = shared.lock().unwrap();
+        index = state.seen.len();
+        state.seen.push(seen.clone());
+        let best = |routes: Vec<&String>| {
+            routes
+                .into_iter()
+                .filter(|r| key.starts_with(r.as_str()))
+                .max_by_key(|r| r.len())
+                .cloned()
+        };
+        if let Some(route) = best(state.down.keys().collect()) {
+            Ok(state.down[&route].clone())
+        } else if let Some(route) = best(
+            state
+                .script
+                .iter()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(r, _)| r)
+                .collect(),
+        ) {
+            Ok(state.script.get_mut(&route).unwrap().pop_front().unwrap())
+        } else if let Some((route, handler)) = state
+            .handlers
             .iter()
-            .filter(|(_, q)| !q.is_empty())
-            .map(|(r, _)| r)
-            .collect(),
-    ) {
-        state.script.get_mut(&route).unwrap().pop_front().unwrap()
-    } else if let Some((route, handler)) = state
-        .handlers
-        .iter()
-        .filter(|(r, _)| key.starts_with(r.as_str()))
-        .max_by_key(|(r, _)| r.len())
-        .map(|(r, h)| (r.clone(), h.clone()))
-    {
-        let n = state
-            .seen
-            .iter()
-            .filter(|s| format!("{} {}", s.method, s.path).starts_with(&route))
-            .count();
-        drop(state);
-        handler(&seen, n)
-    } else {
-        Answer::json(404, serde_json::json!({"error": "no such fake route"}))
+            .filter(|(r, _)| key.starts_with(r.as_str()))
+            .max_by_key(|(r, _)| r.len())
+            .map(|(r, h)| (r.clone(), h.clone()))
+        {
+            let n = state
+                .seen
+                .iter()
+                .filter(|s| format!("{} {}", s.method, s.path).starts_with(&route))
+                .count();
+            Err((handler, n))
+        } else {
+            Ok(Answer::json(
+                404,
+                serde_json::json!({"error": "no such fake route"}),
+            ))
+        }
     };
+    let reply = decided.unwrap_or_else(|(handler, n)| handler(&seen, n));
+    shared.lock().unwrap().statuses.insert(index, reply.status);
     let mut response = (
         StatusCode::from_u16(reply.status).unwrap(),
         reply.body.clone(),
