@@ -364,8 +364,14 @@ impl Cluster {
     }
 
     fn worker(&self, log: &str) -> Proc {
+        self.worker_on(log, "conversations", &[])
+    }
+
+    /// A worker process on `queues` (comma-separated) with `extra` settings.
+    fn worker_on(&self, log: &str, queues: &str, extra: &[(&str, &str)]) -> Proc {
         let mut cmd = self.command(log);
-        cmd.args(["worker", "--queues", "conversations"]);
+        cmd.args(["worker", "--queues", queues])
+            .envs(extra.iter().copied());
         Proc::spawn("zengine worker", cmd)
     }
 }
@@ -1824,4 +1830,174 @@ fn run_browser_script(name: &str, env: &[(&str, &str)]) -> std::path::PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     artifacts
+}
+
+/// Starts a route optimisation of twelve delivery orders with `time_limit_ms` of search; returns
+/// its id once its solve is running (progress has been reported).
+async fn running_route(base: &str, token: &str, time_limit_ms: u64, key: &str) -> String {
+    let http = reqwest::Client::new();
+    let mut order_ids = Vec::new();
+    for i in 0..12 {
+        let angle = i as f64 * 0.7;
+        let radius = 0.01 + 0.004 * (i % 5) as f64;
+        let order: Value = http
+            .post(format!("{base}/v1/orders"))
+            .bearer_auth(token)
+            .header("x-tenant-id", "demo")
+            .json(&json!({
+                "client_order_key": format!("{key}-{i}"),
+                "customer": {"phone": "+51911222333"},
+                "type": "delivery",
+                "items": [{"name": "Caja", "quantity": 1 + i % 3, "unit_price": "10.00"}],
+                "location": {"lat": -12.05 + radius * angle.sin(), "lon": -77.04 + radius * angle.cos()}
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        order_ids.push(order["order_id"].as_str().unwrap().to_owned());
+    }
+    let started: Value = http
+        .post(format!("{base}/v1/routes"))
+        .bearer_auth(token)
+        .header("x-tenant-id", "demo")
+        .json(&json!({
+            "depot": {"lat": -12.05, "lon": -77.04},
+            "order_ids": order_ids,
+            "drivers": [{"id": "ana", "capacity": 12}, {"id": "beto", "capacity": 12}],
+            "options": {"time_limit_ms": time_limit_ms, "seed": 7}
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["route_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let plan = route(base, token, &id).await;
+        if plan["progress"]["elapsed_ms"].is_u64() {
+            assert_eq!(plan["status"], "RUNNING", "{plan}");
+            return id;
+        }
+        assert!(Instant::now() < deadline, "the solve never started: {plan}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn route(base: &str, token: &str, id: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}/v1/routes/{id}"))
+        .bearer_auth(token)
+        .header("x-tenant-id", "demo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn route_done(base: &str, token: &str, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let plan = route(base, token, id).await;
+        if plan["status"] != "RUNNING" {
+            return plan;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the route never finished: {plan}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The route workflow's history as the operator timeline shows it (event types in order, and
+/// the failures' messages).
+async fn route_history(base: &str, token: &str, id: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!(
+            "{base}/v1/ops/workflows/demo%2Froute%2F{id}/history?page_size=200"
+        ))
+        .bearer_auth(token)
+        .header("x-tenant-id", "demo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// SIGTERM with an activity in flight, here a route solve (CPU-bound, minutes long in real use).
+/// With time to spare (the solve ends within `worker.graceful_shutdown_secs`) the worker
+/// finishes it and only then exits. Without (a solve longer than the grace period), the
+/// activity is cancelled and fails as retryable ("the worker is shutting down"), the worker
+/// exits, and another worker process solves it again with its whole time budget: a deploy never
+/// stores a plan cut short, and nothing is lost.
+#[tokio::test]
+async fn sigterm_finishes_an_in_flight_solve_or_hands_it_to_another_worker() {
+    let token = "t0ken";
+    let cluster = Cluster::new("drain", &[("ZENGINE_API__ADMIN_TOKEN", token)]);
+    let base = cluster.base.clone();
+    let _api = cluster.api();
+    cluster.wait_api().await;
+
+    // 1. Within the grace period (20 s): the same worker finishes the 4-second solve.
+    let worker = cluster.worker_on("worker-1.log", "routing", &[]);
+    let id = running_route(&base, token, 4_000, "drain-a").await;
+    let stopping = Instant::now();
+    worker.signal(Signal::SIGTERM);
+    let status = worker.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    let drained = stopping.elapsed();
+    // No worker runs any more: the plan is done only if the draining worker finished it.
+    let plan = route(&base, token, &id).await;
+    assert_eq!(plan["status"], "DONE", "finished before exiting: {plan}");
+    assert!(
+        drained >= Duration::from_secs(2),
+        "it waited for the solve ({drained:?})"
+    );
+
+    // 2. Longer than the grace period (1 s): cancelled on the first worker, solved on another.
+    let first = cluster.worker_on(
+        "worker-2.log",
+        "routing",
+        &[("ZENGINE_WORKER__GRACEFUL_SHUTDOWN_SECS", "1")],
+    );
+    let id = running_route(&base, token, 8_000, "drain-b").await;
+    let stopping = Instant::now();
+    first.signal(Signal::SIGTERM);
+    let status = first.wait(Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(7),
+        "cancelled, not run to the end"
+    );
+    let plan = route(&base, token, &id).await;
+    assert_eq!(
+        plan["status"], "RUNNING",
+        "no plan cut short by the shutdown: {plan}"
+    );
+    let _second = cluster.worker_on("worker-3.log", "routing", &[]);
+    let plan = route_done(&base, token, &id, Duration::from_secs(90)).await;
+    assert_eq!(plan["status"], "DONE", "{plan}");
+    // Retried attempts are not events: the completed attempt's ActivityTaskStarted carries
+    // its number and the previous attempt's failure.
+    let history = route_history(&base, token, &id).await;
+    let started = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_type"] == "ActivityTaskStarted")
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(started["details"]["attempt"], 2, "{started}");
+    assert!(
+        started.to_string().contains("shutting down"),
+        "the first attempt failed as a shutdown: {started}"
+    );
 }

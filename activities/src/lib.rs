@@ -11,6 +11,7 @@ pub mod chatwoot;
 pub mod conversation;
 pub mod db;
 pub mod files;
+pub mod lifecycle;
 pub mod meter;
 pub mod orders;
 pub mod outbound;

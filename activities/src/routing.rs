@@ -1,6 +1,7 @@
 //! Route optimisation as an activity: load the orders of a plan, build a haversine matrix, solve
-//! with `zengine-solver` (heartbeating the best cost so far; a cancelled run stops early and keeps
-//! the best solution found), and store routes per driver.
+//! with `zengine-solver` (heartbeating the best cost so far; a run its workflow cancels stops
+//! early and keeps the best solution found, while a run cancelled by its worker's shutdown fails
+//! as retryable so another worker solves it with the whole budget), and store routes per driver.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,6 +136,12 @@ fn valid_phone(p: &str) -> bool {
         .is_some_and(|d| (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// The solve was cancelled by this worker's shutdown (`crate::lifecycle`), not by its
+/// workflow.
+#[derive(Debug, thiserror::Error)]
+#[error("the worker is shutting down before the solve used its time budget")]
+struct WorkerShuttingDown;
+
 fn rejected(message: String) -> ActivityError {
     ActivityError::application(ApplicationFailure::non_retryable(anyhow::anyhow!(message)))
 }
@@ -236,6 +243,8 @@ pub struct RouteActivities {
     db: Database,
     matrix: MatrixSettings,
     http: reqwest::Client,
+    /// Raised when the workers running this shut down (`crate::lifecycle`).
+    drain: crate::lifecycle::Drain,
 }
 
 impl RouteActivities {
@@ -245,12 +254,20 @@ impl RouteActivities {
             db,
             matrix: MatrixSettings::default(),
             http: reqwest::Client::new(),
+            drain: crate::lifecycle::Drain::default(),
         }
     }
 
     /// Uses the travel matrix provider of `[worker.routing]`.
     pub fn with_matrix(mut self, settings: MatrixSettings) -> Self {
         self.matrix = settings;
+        self
+    }
+
+    /// The drain flag of the workers that run these activities: a solve cancelled once it is
+    /// raised fails as retryable instead of keeping the routes found so far.
+    pub fn with_drain(mut self, drain: crate::lifecycle::Drain) -> Self {
+        self.drain = drain;
         self
     }
 }
@@ -297,6 +314,15 @@ impl RouteActivities {
                 Err(ActivityError::application(
                     ApplicationFailure::builder(e.to_string())
                         .type_name("MatrixUnavailable".to_owned())
+                        .build(),
+                ))
+            }
+            // This worker is going away mid-solve: another attempt solves with the whole
+            // budget (the plan stays RUNNING).
+            Err(e) if e.downcast_ref::<WorkerShuttingDown>().is_some() => {
+                Err(ActivityError::application(
+                    ApplicationFailure::builder(e.to_string())
+                        .type_name("WorkerShuttingDown".to_owned())
                         .build(),
                 ))
             }
@@ -430,6 +456,13 @@ impl RouteActivities {
                 _ = ctx.cancelled(), if !stop.load(Ordering::Relaxed) => stop.store(true, Ordering::Relaxed),
             }
         };
+        // Cancelled because this worker is shutting down (its grace period ran out), not by
+        // the workflow: the routes found so far would be a plan cut short by a deploy. Fail
+        // as retryable instead; another worker solves again with the whole time budget.
+        if stop.load(Ordering::Relaxed) && self.drain.draining() {
+            tracing::warn!(plan_id = %input.plan_id, "Route solve interrupted by a worker shutdown; another worker will solve it again");
+            return Err(WorkerShuttingDown.into());
+        }
 
         let drivers = &request.drivers;
         let mut assignments = Vec::new();

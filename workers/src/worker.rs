@@ -23,6 +23,7 @@ use zengine_activities::assistance::AssistanceActivities;
 use zengine_activities::channels::ChannelActivities;
 use zengine_activities::chatwoot::ChatwootActivities;
 use zengine_activities::conversation::ConversationActivities;
+use zengine_activities::lifecycle::Drain;
 use zengine_activities::orders::OrderActivities;
 use zengine_activities::payments::{OcrActivities, PaymentActivities};
 use zengine_activities::retention::RetentionActivities;
@@ -256,6 +257,7 @@ fn worker_options(
     task_queue: String,
     settings: &WorkerSettings,
     db: &Database,
+    drain: &Drain,
 ) -> anyhow::Result<Option<WorkerOptions>> {
     let outbound = settings
         .outbound
@@ -298,7 +300,9 @@ fn worker_options(
         queues::ROUTING => builder
             .register_workflow::<RouteOptimisationWorkflow>()?
             .register_activities(
-                RouteActivities::new(db.clone()).with_matrix(settings.routing.clone()),
+                RouteActivities::new(db.clone())
+                    .with_matrix(settings.routing.clone())
+                    .with_drain(drain.clone()),
             ),
         queues::ASSISTANCE => builder
             .register_workflow::<AssistanceWorkflow>()?
@@ -400,9 +404,10 @@ pub async fn run_workers(
         }
     };
     let mut running = Vec::new();
+    let drain = Drain::default();
     for base in &settings.queues {
         let task_queue = temporal.task_queue(base);
-        let Some(options) = worker_options(base, task_queue.clone(), settings, db)? else {
+        let Some(options) = worker_options(base, task_queue.clone(), settings, db, &drain)? else {
             tracing::warn!(queue = %base, "Nothing is registered on this task queue yet; not polling it");
             continue;
         };
@@ -459,6 +464,8 @@ pub async fn run_workers(
         _ = shutdown => None,
         (result, index, _) = first_exit => Some((index, result)),
     };
+    // Activities cancelled from now on are cancelled by the shutdown, not by their workflow.
+    drain.begin();
     for stop in &stops {
         stop();
     }
