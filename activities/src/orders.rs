@@ -23,6 +23,7 @@ pub const NOTIFY_CHANNELS: [&str; 3] = ["whatsapp", "sms", "email"];
 
 /// A request to create an order (the body of `POST /v1/orders`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
     /// The caller's idempotency key for this order.
@@ -47,6 +48,7 @@ pub struct CreateOrderRequest {
 
 /// `delivery_window` of [`CreateOrderRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WindowRequest {
     pub start: String,
@@ -77,6 +79,7 @@ pub fn check_window(w: &WindowRequest) -> Result<DeliveryWindow, FieldError> {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CustomerRef {
     pub phone: String,

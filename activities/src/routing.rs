@@ -25,6 +25,7 @@ pub use matrix::{MatrixError, MatrixProvider, MatrixSettings, haversine_m};
 
 /// The body of `POST /v1/routes`, stored with the plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RouteRequest {
     pub depot: Location,
@@ -35,6 +36,7 @@ pub struct RouteRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Driver {
     pub id: String,
@@ -53,6 +55,7 @@ pub struct Driver {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteOptions {
     pub time_limit_ms: u64,

@@ -181,7 +181,7 @@ pub fn operations() -> Vec<Operation> {
             true,
             "Repeats with the same key get the first answer",
         )
-        .body(Body::JsonObject)
+        .json::<zengine_domain::channel::webchat::WebchatBody>()
         .errors(&[400, 404, 409, 422, 429, 503, 504]),
         webchat_headers(
             op(
@@ -225,7 +225,7 @@ pub fn operations() -> Vec<Operation> {
         op("post", "/v1/orders", "Create an order")
             .returns("Order")
             .caller()
-            .body(Body::JsonObject)
+            .json::<zengine_activities::orders::CreateOrderRequest>()
             .ok(&[200, 201])
             .errors(&[400, 409, 422, 503]),
         op("get", "/v1/orders", "List orders, newest first")
@@ -441,7 +441,7 @@ pub fn operations() -> Vec<Operation> {
         )
         .returns("RouteAccepted")
         .caller()
-        .body(Body::JsonObject)
+        .json::<zengine_activities::routing::RouteRequest>()
         .ok(&[202])
         .errors(&[400, 409, 422, 503]),
         op("get", "/v1/routes/{id}", "A route request and its result")

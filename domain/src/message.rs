@@ -35,6 +35,7 @@ pub struct ListSection {
 
 /// Media a customer sent (a provider media id or a URL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct InboundMedia {
     pub kind: String,
     pub reference: String,

@@ -108,13 +108,25 @@ impl FromStr for OrderType {
 
 /// One line of an order as requested.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ItemRequest {
     #[serde(default)]
     pub sku: Option<String>,
     pub name: String,
     pub quantity: i64,
     /// Unit price as text or a JSON number, e.g. `"28.00"` or `28.5`.
+    #[cfg_attr(feature = "schema", schemars(with = "UnitPrice"))]
     pub unit_price: serde_json::Value,
+}
+
+/// The schema of [`ItemRequest::unit_price`]: a decimal as text or a JSON number.
+#[cfg(feature = "schema")]
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum UnitPrice {
+    Text(String),
+    Number(f64),
 }
 
 /// A validated order line with exact amounts.

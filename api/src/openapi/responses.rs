@@ -195,11 +195,11 @@ pub fn components() -> Map<String, Value> {
         "AssistanceEvent".into(),
         object(json!({
             "event": reference("AssistanceEventDraft"),
-            "providers": {"type": "array"},
-            "status_changes": {"type": "array"},
-            "notes": {"type": "array"},
-            "phone_consultations": {"type": "array"},
-            "log": {"type": "array"},
+            "providers": {"type": "array", "items": {"type": "object"}},
+            "status_changes": {"type": "array", "items": {"type": "object"}},
+            "notes": {"type": "array", "items": {"type": "object"}},
+            "phone_consultations": {"type": "array", "items": {"type": "object"}},
+            "log": {"type": "array", "items": {"type": "object"}},
         })),
     );
     c.insert(
@@ -228,11 +228,11 @@ pub fn components() -> Map<String, Value> {
     );
     c.insert(
         "WebchatOutbox".into(),
-        object(json!({"conversation_id": string(), "messages": {"type": "array"}})),
+        object(json!({"conversation_id": string(), "messages": {"type": "array", "items": {"type": "object"}}})),
     );
     c.insert(
         "TrackingTimeline".into(),
-        object(json!({"order_id": string(), "status": string(), "events": {"type": "array"}})),
+        object(json!({"order_id": string(), "status": string(), "events": {"type": "array", "items": {"type": "object"}}})),
     );
     c.insert(
         "Readiness".into(),

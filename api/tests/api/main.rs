@@ -7,6 +7,7 @@ mod auth;
 mod aws;
 mod channels;
 mod chatwoot;
+mod client;
 mod codec;
 mod connectors;
 mod email;

@@ -12,6 +12,7 @@ pub const MAX_TEXT_BYTES: usize = 4096;
 
 /// Request body of `POST /v1/webchat/messages`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WebchatBody {
     pub session_id: String,
     /// Required (may be empty when `media` or `location` is given).
