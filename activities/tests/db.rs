@@ -34,6 +34,7 @@ on_both_backends!(
     migrations_are_idempotent,
     tenants_round_trip_and_unknown_tenants_are_none,
     publishing_a_flow_assigns_increasing_versions,
+    publishing_the_same_flow_at_once_assigns_each_publish_its_own_version,
     seeding_the_demo_tenant_twice_publishes_one_version,
     idempotency_records_first_writer_wins,
     expired_idempotency_records_are_invisible_replaceable_and_purged,
@@ -105,6 +106,37 @@ async fn publishing_a_flow_assigns_increasing_versions(backend: TestBackend) {
     let current = t.db.tenants().current_flow(&tenant).await.unwrap().unwrap();
     assert_eq!(current.version, 2);
     assert_eq!(current.nodes, flow.nodes);
+    t.drop_db().await.unwrap();
+}
+
+/// Two admins (or two API replicas) publish the same flow at the same moment: every publish
+/// succeeds with its own version, none is lost to a duplicate key (on PostgreSQL both read the
+/// same `max(version)` under READ COMMITTED).
+async fn publishing_the_same_flow_at_once_assigns_each_publish_its_own_version(
+    backend: TestBackend,
+) {
+    const PUBLISHES: usize = 12;
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let flow = demo_flow();
+    t.db.tenants()
+        .upsert(&acme, "Acme", &flow.id)
+        .await
+        .unwrap();
+    let publishes = (0..PUBLISHES).map(|_| {
+        let (db, acme, flow) = (t.db.clone(), acme.clone(), flow.clone());
+        tokio::spawn(async move { db.tenants().publish_flow(&acme, &flow).await })
+    });
+    let results = futures::future::join_all(publishes).await;
+    let mut versions: Vec<u32> = results
+        .into_iter()
+        .map(|r| {
+            r.unwrap()
+                .unwrap_or_else(|e| panic!("a concurrent publish failed: {e:#}"))
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=PUBLISHES as u32).collect::<Vec<_>>());
     t.drop_db().await.unwrap();
 }
 
