@@ -93,22 +93,28 @@ pub async fn put(
         location: body.location,
         occurred_at,
     };
-    match state.db.tracking().record(&tenant_id, &event).await? {
-        Recorded::New => {}
+    // A status event is recorded, then the order workflow is updated. A repeat of a recorded
+    // status event sends the update again: if the first attempt died in between (the event
+    // recorded, the order not moved), the order moves now. The update's id is the event's, so
+    // Temporal applies it once however often it is sent.
+    let duplicate = match state.db.tracking().record(&tenant_id, &event).await? {
+        Recorded::New => false,
         Recorded::Duplicate(previous) => {
-            return if previous == event {
-                Ok((
-                    StatusCode::OK,
-                    Json(json!({"event": previous, "duplicate": true})),
-                )
-                    .into_response())
-            } else {
-                Err(ApiError::new(
+            if previous != event {
+                return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     ErrorCode::IdempotencyKeyReused,
                     "this event_id was already used for a different event",
-                ))
-            };
+                ));
+            }
+            if change.is_none() {
+                return Ok((
+                    StatusCode::OK,
+                    Json(json!({"event": previous, "duplicate": true})),
+                )
+                    .into_response());
+            }
+            true
         }
         Recorded::OutOfOrder { latest } => {
             return Err(ApiError::new(
@@ -119,7 +125,7 @@ pub async fn put(
                 ),
             ));
         }
-    }
+    };
     let Some(to) = change else {
         return Ok((StatusCode::CREATED, Json(json!({"event": event}))).into_response());
     };
@@ -134,22 +140,32 @@ pub async fn put(
                 source: "tracking".into(),
                 reason: Some(format!("tracking event {}", body.event_id)),
             },
-            WorkflowExecuteUpdateOptions::default(),
+            WorkflowExecuteUpdateOptions::builder()
+                .update_id(format!("tracking/{}", body.event_id))
+                .build(),
         )
         .await;
     match result {
+        Ok(view) if duplicate => Ok((
+            StatusCode::OK,
+            Json(json!({"event": event, "order": view, "duplicate": true})),
+        )
+            .into_response()),
         Ok(view) => Ok((
             StatusCode::CREATED,
             Json(json!({"event": event, "order": view})),
         )
             .into_response()),
         Err(e) => {
-            // The change was refused or not delivered: the timeline must not claim it happened.
-            state
-                .db
-                .tracking()
-                .remove(&tenant_id, &body.event_id)
-                .await?;
+            // The change was refused or not delivered: the timeline must not claim it happened
+            // (a repeat leaves the event of the first attempt as it is).
+            if !duplicate {
+                state
+                    .db
+                    .tracking()
+                    .remove(&tenant_id, &body.event_id)
+                    .await?;
+            }
             Err(crate::error::update_error(
                 e,
                 ApiError::new(

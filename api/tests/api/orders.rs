@@ -321,6 +321,58 @@ async fn track(app: &TestApp, body: Value) -> reqwest::Response {
     .await
 }
 
+/// The API dies after recording a status event and before the order workflow moved: the
+/// carrier retries the same event (same `event_id`, as it must after a timeout) and the order
+/// moves then, once. The update carries the event's id, so Temporal applies it at most once
+/// however often it is retried.
+#[tokio::test]
+async fn a_tracking_event_recorded_before_a_crash_moves_the_order_when_retried() {
+    let app = spawn_app().await;
+    let (_, created) = post_order(&app, order("t-crash", "+51911222333")).await;
+    let id = created["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(set_status(&app, &id, "PAID").await.status(), StatusCode::OK);
+    let demo = zengine_domain::TenantId::parse("demo").unwrap();
+    let db = &app.database.as_ref().unwrap().db;
+    // What the first attempt left: the event recorded, the workflow never updated.
+    let at = "2026-11-25T18:00:00Z";
+    db.tracking()
+        .record(
+            &demo,
+            &zengine_activities::db::TrackingEvent {
+                event_id: "crash-1".into(),
+                order_id: id.clone(),
+                status: "PREPARING".into(),
+                location: None,
+                occurred_at: chrono::DateTime::parse_from_rfc3339(at)
+                    .unwrap()
+                    .timestamp_millis(),
+            },
+        )
+        .await
+        .unwrap();
+    let body =
+        json!({"event_id": "crash-1", "order_id": id, "status": "PREPARING", "timestamp": at});
+    for _ in 0..2 {
+        let retried = track(&app, body.clone()).await;
+        assert_eq!(retried.status(), StatusCode::OK);
+        let answer: Value = retried.json().await.unwrap();
+        assert_eq!(answer["duplicate"], true, "{answer}");
+        assert_eq!(answer["order"]["status"], "PREPARING", "{answer}");
+    }
+    let stored = db.orders().get(&demo, &id).await.unwrap().unwrap();
+    assert_eq!(stored.status.as_str(), "PREPARING");
+    let changes = db
+        .events()
+        .list(&demo, "Order.StatusChanged")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.subject == id)
+        .count();
+    assert_eq!(changes, 2, "PAID, then PREPARING once");
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn tracking_events_build_the_timeline_and_move_the_order_once() {
     let app = spawn_app().await;
