@@ -321,6 +321,51 @@ async fn track(app: &TestApp, body: Value) -> reqwest::Response {
     .await
 }
 
+/// A payment marks the order PAID in the database, notifies the customer, and only then
+/// signals the order workflow. A caller that sees PAID and moves the order on at once reaches
+/// the workflow before that signal: the API keeps trying the move (a few seconds) instead of a
+/// spurious 409, and it succeeds as soon as the signal lands.
+#[tokio::test]
+async fn a_move_from_paid_waits_for_the_payments_signal_in_flight() {
+    let app = spawn_app().await;
+    let (_, created) = post_order(&app, order("t-inflight", "+51911222333")).await;
+    let id = created["order_id"].as_str().unwrap().to_owned();
+    let demo = zengine_domain::TenantId::parse("demo").unwrap();
+    let db = &app.database.as_ref().unwrap().db;
+    // The payment's database write, without its signal yet.
+    use zengine_domain::order::OrderStatus;
+    assert!(
+        db.orders()
+            .set_status(&demo, &id, OrderStatus::Pending, OrderStatus::Paid)
+            .await
+            .unwrap()
+    );
+    let signal = {
+        let temporal = app.temporal.clone();
+        let workflow_id = zengine_domain::order_workflow_id(&demo, &id);
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            temporal
+                .get_workflow_handle::<zengine_workflows::OrderWorkflow>(workflow_id)
+                .signal(
+                    zengine_workflows::OrderWorkflow::payment_accepted,
+                    zengine_workflows::order::PaymentAccepted {
+                        payment_id: "pay_in_flight".into(),
+                    },
+                    Default::default(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let (moved, ()) = tokio::join!(set_status(&app, &id, "PREPARING"), signal);
+    let status = moved.status();
+    let body: Value = moved.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "PREPARING", "{body}");
+    app.shutdown().await;
+}
+
 /// The API dies after recording a status event and before the order workflow moved: the
 /// carrier retries the same event (same `event_id`, as it must after a timeout) and the order
 /// moves then, once. The update carries the event's id, so Temporal applies it at most once
