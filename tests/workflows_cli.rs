@@ -517,6 +517,9 @@ fn temporal_is_reached_over_mtls_with_an_api_key_from_temporals_own_variables() 
         .issue("server", "localhost", Some("DNS:localhost,IP:127.0.0.1"))
         .unwrap();
     let (client_crt, client_key) = ca.issue("client", "zengine-worker", None).unwrap();
+    let (expired_crt, expired_key) = ca
+        .issue_for_days("expired", "zengine-worker", None, -1)
+        .unwrap();
     let frontend = TlsFrontend::start(dir.path(), (&server_crt, &server_key), &ca.pem());
 
     let run = |env: &[(&str, &std::path::Path)], api_key: &str| {
@@ -556,8 +559,20 @@ fn temporal_is_reached_over_mtls_with_an_api_key_from_temporals_own_variables() 
         full[1],
         full[2],
     ];
+    let expired: [(&str, &std::path::Path); 3] = [
+        full[0],
+        ("TEMPORAL_TLS_CLIENT_CERT_PATH", &expired_crt),
+        ("TEMPORAL_TLS_CLIENT_KEY_PATH", &expired_key),
+    ];
     for (case, env, key, expected) in [
         ("wrong CA", &wrong[..], "zengine-test-key", "UnknownIssuer"),
+        // One line naming the setting, not a handshake alert the server words as it likes.
+        (
+            "expired client certificate",
+            &expired[..],
+            "zengine-test-key",
+            "TEMPORAL_TLS_CLIENT_CERT_PATH: the client certificate (CN=zengine-worker) expired on",
+        ),
         (
             "no client certificate",
             &full[..1],

@@ -131,7 +131,44 @@ fn connection_options(
         )
     })?;
     options.identity = identity.to_owned();
+    check_client_certificate(&options)?;
     Ok(options)
+}
+
+/// A client certificate outside its validity stops start-up with one line naming it (the server
+/// would refuse the handshake with an alert each server words differently, or not at all).
+fn check_client_certificate(options: &ConnectionOptions) -> anyhow::Result<()> {
+    let Some(client) = options
+        .tls_options
+        .as_ref()
+        .and_then(|tls| tls.client_tls_options.as_ref())
+    else {
+        return Ok(());
+    };
+    const SETTING: &str = "TEMPORAL_TLS_CLIENT_CERT_PATH";
+    let chain = x509_cert::Certificate::load_pem_chain(&client.client_cert)
+        .map_err(|e| anyhow::anyhow!("{SETTING}: not a PEM certificate: {e}"))?;
+    let Some(cert) = chain.first() else {
+        anyhow::bail!("{SETTING}: no certificate in the file");
+    };
+    let tbs = &cert.tbs_certificate;
+    let subject = tbs.subject.to_string();
+    let now = std::time::SystemTime::now();
+    let (not_before, not_after) = (
+        tbs.validity.not_before.to_system_time(),
+        tbs.validity.not_after.to_system_time(),
+    );
+    anyhow::ensure!(
+        now <= not_after,
+        "{SETTING}: the client certificate ({subject}) expired on {}",
+        tbs.validity.not_after
+    );
+    anyhow::ensure!(
+        now >= not_before,
+        "{SETTING}: the client certificate ({subject}) is not valid before {}",
+        tbs.validity.not_before
+    );
+    Ok(())
 }
 
 /// Registers the search attributes ZEngine's workflows use, when they are missing.

@@ -213,6 +213,18 @@ impl TestCa {
         cn: &str,
         san: Option<&str>,
     ) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+        self.issue_for_days(cert, cn, san, 2)
+    }
+
+    /// [`TestCa::issue`] valid `days` days from now; a negative number gives a certificate that
+    /// expired that many days ago.
+    pub fn issue_for_days(
+        &self,
+        cert: &str,
+        cn: &str,
+        san: Option<&str>,
+        days: i32,
+    ) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
         let (csr, key, crt) = (
             self.file(&format!("{cert}.csr")),
             format!("{cert}.key"),
@@ -230,12 +242,13 @@ impl TestCa {
             self.file(&format!("{}.key", self.name)),
         );
         let sign = ["x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key];
+        let days = days.to_string();
         let out = [
             "-CAcreateserial",
             "-out",
             &crt,
             "-days",
-            "2",
+            &days,
             "-extfile",
             &ext,
         ];
