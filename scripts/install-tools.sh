@@ -59,50 +59,28 @@ PY
 fi
 "$TOOLS/bin/temporal" --version
 
-# moto (AWS protocol peer for SNS and S3 in tests) in its own virtualenv under .tools/moto.
-moto_stamp="$TOOLS/moto/.moto-$MOTO_VERSION"
-if [ ! -x "$TOOLS/moto/bin/moto_server" ] || [ ! -f "$moto_stamp" ]; then
-  echo "install-tools: moto[server]==$MOTO_VERSION"
-  # Built in place (a venv's scripts name their interpreter by absolute path); the stamp is
-  # written last, so an interrupted install is redone from scratch.
-  rm -rf "$TOOLS/moto"
-  python3 -m venv "$TOOLS/moto"
-  "$TOOLS/moto/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "moto[server]==$MOTO_VERSION"
-  touch "$moto_stamp"
-fi
-
-# schemathesis (API property tests against /openapi.json) in its own virtualenv, like moto.
-st_stamp="$TOOLS/schemathesis/.schemathesis-$SCHEMATHESIS_VERSION"
-if [ ! -x "$TOOLS/schemathesis/bin/st" ] || [ ! -f "$st_stamp" ]; then
-  echo "install-tools: schemathesis==$SCHEMATHESIS_VERSION"
-  rm -rf "$TOOLS/schemathesis"
-  python3 -m venv "$TOOLS/schemathesis"
-  "$TOOLS/schemathesis/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "schemathesis==$SCHEMATHESIS_VERSION"
-  touch "$st_stamp"
-fi
-
-# kubernetes-validate (checks the rendered Kubernetes manifests against the API schemas of
-# Kubernetes 1.34) in its own virtualenv, like moto.
-kv_stamp="$TOOLS/kubernetes-validate/.kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
-if [ ! -x "$TOOLS/kubernetes-validate/bin/kubernetes-validate" ] || [ ! -f "$kv_stamp" ]; then
-  echo "install-tools: kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
-  rm -rf "$TOOLS/kubernetes-validate"
-  python3 -m venv "$TOOLS/kubernetes-validate"
-  "$TOOLS/kubernetes-validate/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
-  touch "$kv_stamp"
-fi
-
-# openapi-python-client (generates the Python client a partner would, from /openapi.json; the
-# client's own dependencies, httpx and attrs, come with it) in its own virtualenv, like moto.
-oapc_stamp="$TOOLS/openapi-python-client/.openapi-python-client-$OPENAPI_PYTHON_CLIENT_VERSION"
-if [ ! -x "$TOOLS/openapi-python-client/bin/openapi-python-client" ] || [ ! -f "$oapc_stamp" ]; then
-  echo "install-tools: openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
-  rm -rf "$TOOLS/openapi-python-client"
-  python3 -m venv "$TOOLS/openapi-python-client"
-  "$TOOLS/openapi-python-client/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
-  touch "$oapc_stamp"
-fi
+# PyPI tools, each in its own virtualenv under .tools/<name>: built in place (a venv's scripts
+# name their interpreter by absolute path), the stamp written last, so an interrupted install is
+# redone from scratch. pip_tool NAME VERSION REQUIREMENT EXECUTABLE
+pip_tool() {
+  local name=$1 version=$2 requirement=$3 executable=$4
+  local stamp="$TOOLS/$name/.$name-$version"
+  if [ ! -x "$TOOLS/$name/bin/$executable" ] || [ ! -f "$stamp" ]; then
+    echo "install-tools: $requirement"
+    rm -rf "${TOOLS:?}/$name"
+    python3 -m venv "$TOOLS/$name"
+    "$TOOLS/$name/bin/python" -m pip install --quiet --disable-pip-version-check "$requirement"
+    touch "$stamp"
+  fi
+}
+# moto: the AWS protocol peer of the SNS, SES and S3 tests.
+pip_tool moto "$MOTO_VERSION" "moto[server]==$MOTO_VERSION" moto_server
+# schemathesis: API property tests against /openapi.json.
+pip_tool schemathesis "$SCHEMATHESIS_VERSION" "schemathesis==$SCHEMATHESIS_VERSION" st
+# kubernetes-validate: the rendered Kubernetes manifests against the API schemas of 1.34.
+pip_tool kubernetes-validate "$KUBERNETES_VALIDATE_VERSION" \
+  "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" kubernetes-validate
+# openapi-python-client: the Python client a partner would generate from /openapi.json (the
+# client's own dependencies, httpx and attrs, come with it).
+pip_tool openapi-python-client "$OPENAPI_PYTHON_CLIENT_VERSION" \
+  "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION" openapi-python-client

@@ -1888,9 +1888,10 @@ async fn running_route(base: &str, token: &str, time_limit_ms: u64, key: &str) -
     }
 }
 
-async fn route(base: &str, token: &str, id: &str) -> Value {
+/// `GET {base}{path}` as the demo tenant's admin; the JSON answer.
+async fn get_demo_json(base: &str, token: &str, path: &str) -> Value {
     reqwest::Client::new()
-        .get(format!("{base}/v1/routes/{id}"))
+        .get(format!("{base}{path}"))
         .bearer_auth(token)
         .header("x-tenant-id", "demo")
         .send()
@@ -1899,6 +1900,10 @@ async fn route(base: &str, token: &str, id: &str) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+async fn route(base: &str, token: &str, id: &str) -> Value {
+    get_demo_json(base, token, &format!("/v1/routes/{id}")).await
 }
 
 async fn route_done(base: &str, token: &str, id: &str, within: Duration) -> Value {
@@ -1919,18 +1924,8 @@ async fn route_done(base: &str, token: &str, id: &str, within: Duration) -> Valu
 /// The route workflow's history as the operator timeline shows it (event types in order, and
 /// the failures' messages).
 async fn route_history(base: &str, token: &str, id: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!(
-            "{base}/v1/ops/workflows/demo%2Froute%2F{id}/history?page_size=200"
-        ))
-        .bearer_auth(token)
-        .header("x-tenant-id", "demo")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let path = format!("/v1/ops/workflows/demo%2Froute%2F{id}/history?page_size=200");
+    get_demo_json(base, token, &path).await
 }
 
 /// SIGTERM with an activity in flight, here a route solve (CPU-bound, minutes long in real use).

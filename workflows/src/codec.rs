@@ -483,138 +483,40 @@ fn scoped<'a, I: 'a, T: 'a>(
     ))
 }
 
-impl temporalio_client::ClientInterceptor for PayloadScopeInterceptor {
-    fn start_workflow<'a>(
-        &'a self,
-        input: temporalio_client::StartWorkflowInput,
-        next: temporalio_client::Next<
-            'a,
-            temporalio_client::StartWorkflowInput,
-            BoxFuture<
-                'a,
-                Result<
-                    temporalio_client::StartWorkflowOutput,
-                    temporalio_client::errors::WorkflowStartError,
-                >,
-            >,
-        >,
-    ) -> BoxFuture<
-        'a,
-        Result<
-            temporalio_client::StartWorkflowOutput,
-            temporalio_client::errors::WorkflowStartError,
-        >,
-    > {
-        scoped(input.options.workflow_id.clone(), next, input)
-    }
+/// The interceptor methods: each runs `next` in the scope of the workflow id its input names.
+macro_rules! scoped_calls {
+    ($($method:ident($input:ident, $output:ty) => |$i:ident| $id:expr;)*) => {
+        impl temporalio_client::ClientInterceptor for PayloadScopeInterceptor {
+            $(fn $method<'a>(
+                &'a self,
+                input: temporalio_client::$input,
+                next: temporalio_client::Next<'a, temporalio_client::$input, BoxFuture<'a, $output>>,
+            ) -> BoxFuture<'a, $output> {
+                let $i = &input;
+                scoped($id, next, input)
+            })*
+        }
+    };
+}
 
-    fn signal_with_start_workflow<'a>(
-        &'a self,
-        input: temporalio_client::SignalWithStartWorkflowInput,
-        next: temporalio_client::Next<
-            'a,
-            temporalio_client::SignalWithStartWorkflowInput,
-            BoxFuture<
-                'a,
-                Result<
-                    temporalio_client::StartWorkflowOutput,
-                    temporalio_client::errors::WorkflowStartError,
-                >,
-            >,
-        >,
-    ) -> BoxFuture<
-        'a,
-        Result<
-            temporalio_client::StartWorkflowOutput,
-            temporalio_client::errors::WorkflowStartError,
-        >,
-    > {
-        scoped(input.options.workflow_id.clone(), next, input)
-    }
+use temporalio_client::errors::{
+    WorkflowInteractionError, WorkflowQueryError, WorkflowStartError, WorkflowUpdateError,
+    WorkflowUpdateWithStartError,
+};
 
-    fn signal_workflow<'a>(
-        &'a self,
-        input: temporalio_client::SignalWorkflowInput,
-        next: temporalio_client::Next<
-            'a,
-            temporalio_client::SignalWorkflowInput,
-            BoxFuture<'a, Result<(), temporalio_client::errors::WorkflowInteractionError>>,
-        >,
-    ) -> BoxFuture<'a, Result<(), temporalio_client::errors::WorkflowInteractionError>> {
-        scoped(input.workflow_id.clone(), next, input)
-    }
-
-    fn query_workflow<'a>(
-        &'a self,
-        input: temporalio_client::QueryWorkflowInput,
-        next: temporalio_client::Next<
-            'a,
-            temporalio_client::QueryWorkflowInput,
-            BoxFuture<
-                'a,
-                Result<
-                    temporalio_client::QueryWorkflowOutput,
-                    temporalio_client::errors::WorkflowQueryError,
-                >,
-            >,
-        >,
-    ) -> BoxFuture<
-        'a,
-        Result<
-            temporalio_client::QueryWorkflowOutput,
-            temporalio_client::errors::WorkflowQueryError,
-        >,
-    > {
-        scoped(input.workflow_id.clone(), next, input)
-    }
-
-    fn start_workflow_update<'a>(
-        &'a self,
-        input: temporalio_client::StartWorkflowUpdateInput,
-        next: temporalio_client::Next<
-            'a,
-            temporalio_client::StartWorkflowUpdateInput,
-            BoxFuture<
-                'a,
-                Result<
-                    temporalio_client::StartWorkflowUpdateOutput,
-                    temporalio_client::errors::WorkflowUpdateError,
-                >,
-            >,
-        >,
-    ) -> BoxFuture<
-        'a,
-        Result<
-            temporalio_client::StartWorkflowUpdateOutput,
-            temporalio_client::errors::WorkflowUpdateError,
-        >,
-    > {
-        scoped(input.workflow_id.clone(), next, input)
-    }
-
-    fn update_with_start_workflow<'a>(
-        &'a self,
-        input: temporalio_client::UpdateWithStartWorkflowInput,
-        next: temporalio_client::Next<
-            'a,
-            temporalio_client::UpdateWithStartWorkflowInput,
-            BoxFuture<
-                'a,
-                Result<
-                    temporalio_client::UpdateWithStartWorkflowOutput,
-                    temporalio_client::errors::WorkflowUpdateWithStartError,
-                >,
-            >,
-        >,
-    ) -> BoxFuture<
-        'a,
-        Result<
-            temporalio_client::UpdateWithStartWorkflowOutput,
-            temporalio_client::errors::WorkflowUpdateWithStartError,
-        >,
-    > {
-        scoped(input.options.workflow_id.clone(), next, input)
-    }
+scoped_calls! {
+    start_workflow(StartWorkflowInput, Result<temporalio_client::StartWorkflowOutput, WorkflowStartError>)
+        => |i| i.options.workflow_id.clone();
+    signal_with_start_workflow(SignalWithStartWorkflowInput, Result<temporalio_client::StartWorkflowOutput, WorkflowStartError>)
+        => |i| i.options.workflow_id.clone();
+    signal_workflow(SignalWorkflowInput, Result<(), WorkflowInteractionError>)
+        => |i| i.workflow_id.clone();
+    query_workflow(QueryWorkflowInput, Result<temporalio_client::QueryWorkflowOutput, WorkflowQueryError>)
+        => |i| i.workflow_id.clone();
+    start_workflow_update(StartWorkflowUpdateInput, Result<temporalio_client::StartWorkflowUpdateOutput, WorkflowUpdateError>)
+        => |i| i.workflow_id.clone();
+    update_with_start_workflow(UpdateWithStartWorkflowInput, Result<temporalio_client::UpdateWithStartWorkflowOutput, WorkflowUpdateWithStartError>)
+        => |i| i.options.workflow_id.clone();
 }
 
 #[cfg(test)]
