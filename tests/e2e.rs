@@ -1996,3 +1996,156 @@ async fn sigterm_finishes_an_in_flight_solve_or_hands_it_to_another_worker() {
         "the first attempt failed as a shutdown: {started}"
     );
 }
+
+/// A Graph API fake for the crash tests: it records every send; the first send to each
+/// recipient is accepted (recorded) but never answered, as when the worker dies after Meta
+/// took the message and before the answer came back; later sends are answered at once.
+async fn hanging_graph() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::sync::{Arc, Mutex};
+    let sends: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = sends.clone();
+    let app = axum::Router::new().route(
+        "/{version}/{phone}/messages",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let sends = seen.clone();
+            async move {
+                let first = {
+                    let mut sends = sends.lock().unwrap();
+                    let first = !sends.iter().any(|s| s["to"] == body["to"]);
+                    sends.push(body.clone());
+                    first
+                };
+                if first {
+                    tokio::time::sleep(Duration::from_secs(300)).await;
+                }
+                let n = sends.lock().unwrap().len();
+                axum::Json(json!({"messaging_product": "whatsapp",
+                                  "messages": [{"id": format!("wamid.crash-{n}")}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), sends)
+}
+
+/// A WhatsApp Cloud webhook body for the demo number: `value` holds `messages` or `statuses`.
+fn whatsapp_change(value: Value) -> String {
+    let mut value = value;
+    value["messaging_product"] = json!("whatsapp");
+    value["metadata"] = json!({"display_phone_number": "15550001111",
+        "phone_number_id": zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID});
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "waba-crash",
+        "changes": [{"field": "messages", "value": value}]}]})
+    .to_string()
+}
+
+/// What the table of `docs/channels.md` ("What is guaranteed, per strategy") says for WhatsApp,
+/// measured: a worker is SIGKILLed after Meta accepted a reply and before the activity heard back.
+/// With the message's status webhook (which echoes our id in `biz_opaque_callback_data`)
+/// arriving before the retry, the reply is not sent again: Meta counts one send. Without it,
+/// the retry waits its 5 s and sends again: Meta counts two — at least once, as documented.
+#[tokio::test]
+async fn a_worker_killed_after_meta_accepted_a_reply_resends_it_only_without_a_status_webhook() {
+    let (graph, sends) = hanging_graph().await;
+    let secret = "crash-app-secret";
+    let cluster = Cluster::new(
+        "crashsend",
+        &[
+            ("ZENGINE_API__WHATSAPP_APP_SECRET", secret),
+            ("CRASH_E2E_WA_TOKEN", "crash-token"),
+        ],
+    );
+    let demo = zengine_domain::TenantId::parse("demo").unwrap();
+    let db = zengine_activities::Database::connect(&cluster.db_url, 2)
+        .await
+        .unwrap();
+    db.channels()
+        .upsert_account(&zengine_activities::db::ChannelAccount {
+            strategy: "whatsapp-meta-cloud".into(),
+            account_key: zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID.into(),
+            tenant_id: demo.clone(),
+            settings: json!({"api_base": graph, "api_version": "v23.0",
+                             "access_token": "env:CRASH_E2E_WA_TOKEN"}),
+        })
+        .await
+        .unwrap();
+    let _api = cluster.api();
+    cluster.wait_api().await;
+    let base = cluster.base.clone();
+    let http = reqwest::Client::new();
+    let sends_to = |phone: &str| {
+        sends
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s["to"] == phone)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+
+    for (phone, with_status, expected_sends) in
+        [("51900000101", true, 1), ("51900000102", false, 2)]
+    {
+        let worker = cluster.worker_on(
+            &format!("worker-{phone}-1.log"),
+            "conversations,channels",
+            &[],
+        );
+        let inbound = whatsapp_change(json!({
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": phone}],
+            "messages": [{"from": phone, "id": format!("wamid.in-{phone}"),
+                          "timestamp": "1765000000", "type": "text", "text": {"body": "hola"}}]}));
+        let response = post_whatsapp(&http, &base, secret, inbound).await;
+        assert_eq!(response.status(), 200);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sends_to(phone).len() != 1 {
+            assert!(Instant::now() < deadline, "Meta never received the reply");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Meta took it; the worker dies before the answer.
+        worker.signal(Signal::SIGKILL);
+        let _ = worker.wait(Duration::from_secs(10));
+        let client_id = sends_to(phone)[0]["biz_opaque_callback_data"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if with_status {
+            let status = whatsapp_change(json!({"statuses": [{
+                "id": format!("wamid.accepted-{phone}"), "status": "sent",
+                "timestamp": "1765000001", "recipient_id": phone,
+                "biz_opaque_callback_data": client_id}]}));
+            let response = post_whatsapp(&http, &base, secret, status).await;
+            assert_eq!(response.status(), 200);
+        }
+        let _retry = cluster.worker_on(
+            &format!("worker-{phone}-2.log"),
+            "conversations,channels",
+            &[],
+        );
+        // The retry runs once the dead attempt's heartbeat timeout (10 s) expires.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let record = loop {
+            let record = db.channels().outbound(&demo, &client_id).await.unwrap();
+            if let Some(r) = record.filter(|r| r.attempts >= 2 && r.state != "PENDING") {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "the reply was never retried");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(record.state, "SENT", "{record:?}");
+        assert_eq!(
+            sends_to(phone).len(),
+            expected_sends,
+            "with a status webhook: {with_status}"
+        );
+        if with_status {
+            assert_eq!(
+                record.provider_message_id.as_deref(),
+                Some(format!("wamid.accepted-{phone}").as_str())
+            );
+        }
+        drop(_retry);
+    }
+}
