@@ -7,7 +7,7 @@ export ZENGINE_SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 export OMP_THREAD_LIMIT ?= 1
 CARGO ?= cargo
 
-.PHONY: run test tools postgres console build lint deny fmt histories bench soak clean-data fuzz test-api-properties
+.PHONY: run test tools postgres console build lint deny fmt histories bench soak clean-data fuzz test-api-properties test-faults
 
 ## make run: install what is missing, build, start `zengine dev` (API :8080, Temporal UI :8233)
 run: tools console
@@ -29,6 +29,12 @@ tools:
 
 postgres:
 	@./scripts/ensure-postgres.sh
+
+## Fault tests with long windows: a provider down for a full minute (make test runs 8 s), and
+## the process, Temporal and database faults of tests/e2e/faults.rs (docs/reliability.md)
+test-faults: tools postgres console
+	ZENGINE_FAULT_OUTAGE_SECS=60 $(CARGO) test --workspace --test api -- channels::the_circuit_opens_during_an_outage --nocapture
+	$(CARGO) test --workspace --test e2e -- faults:: sigterm a_worker_killed
 
 ## The operator console (console/ → console/dist, served at /console/)
 console: tools

@@ -485,6 +485,21 @@ impl ChannelActivities {
                 channels
                     .note_error(&input.tenant_id, &input.client_message_id, &message)
                     .await?;
+                // This failure opened the circuit, or was its trial and re-opened it: the
+                // provider is out, not this reply. The reply waits for the circuit like one
+                // that was never admitted, instead of spending its attempts on an outage (a
+                // minute-long one dead-lettered every reply).
+                if breaker_now.state != breaker::BreakerState::Closed
+                    && breaker.on_open == breaker::OnOpen::Wait
+                {
+                    let next_trial = (breaker_now.until_ms - now_millis()).max(0) as u64;
+                    return Err(failure(
+                        CIRCUIT_OPEN,
+                        format!("{message}; the circuit is open, next trial in {next_trial} ms"),
+                        false,
+                        Some(Duration::from_millis(next_trial)),
+                    ));
+                }
                 Err(failure(
                     UNAVAILABLE,
                     message,
