@@ -57,8 +57,7 @@ fn blocks(path: &Path) -> Vec<Block> {
     while let Some((i, line)) = lines.next() {
         let fence = line.trim_start();
         let lang = fence.strip_prefix("```").map(str::trim);
-        if let Some(lang) = lang.filter(|l| matches!(*l, "sh" | "bash" | "shell" | "console")) {
-            let _ = lang;
+        if lang.is_some_and(|l| matches!(l, "sh" | "bash" | "shell" | "console")) {
             let mut body = String::new();
             for (_, l) in lines.by_ref() {
                 if l.trim_start().starts_with("```") {

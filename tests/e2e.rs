@@ -1015,6 +1015,21 @@ fn multipart_image(bytes: &[u8]) -> (Vec<u8>, String) {
     (body, format!("multipart/form-data; boundary={boundary}"))
 }
 
+/// Points the demo tenant's WhatsApp Cloud number at `api_base` (a Graph API fake), its access
+/// token read through `token_ref`.
+async fn demo_whatsapp_at(db: &zengine_activities::Database, api_base: &str, token_ref: &str) {
+    db.channels()
+        .upsert_account(&zengine_activities::db::ChannelAccount {
+            strategy: "whatsapp-meta-cloud".into(),
+            account_key: zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID.into(),
+            tenant_id: zengine_domain::TenantId::parse("demo").unwrap(),
+            settings: json!({"api_base": api_base, "api_version": "v23.0",
+                             "access_token": token_ref}),
+        })
+        .await
+        .unwrap();
+}
+
 /// Polls `GET path` (admin token, demo tenant) until `done` holds for the JSON answer.
 async fn poll_admin(base: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -1088,16 +1103,7 @@ async fn operator_console_reviews_a_payment_redrives_a_message_and_opens_a_repor
         let db = zengine_activities::Database::connect(&cluster.db_url, 1)
             .await
             .unwrap();
-        db.channels()
-            .upsert_account(&zengine_activities::db::ChannelAccount {
-                strategy: "whatsapp-meta-cloud".into(),
-                account_key: zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID.into(),
-                tenant_id: zengine_domain::TenantId::parse("demo").unwrap(),
-                settings: json!({"api_base": graph, "api_version": "v23.0",
-                                 "access_token": "env:CONSOLE_E2E_WA_TOKEN"}),
-            })
-            .await
-            .unwrap();
+        demo_whatsapp_at(&db, &graph, "env:CONSOLE_E2E_WA_TOKEN").await;
     }
     let _api = cluster.api();
     let mut worker_cmd = cluster.command("worker.log");
@@ -1380,16 +1386,7 @@ async fn a_worker_killed_while_reading_a_whatsapp_receipt_pays_once_and_confirms
     let db = zengine_activities::Database::connect(&cluster.db_url, 1)
         .await
         .unwrap();
-    db.channels()
-        .upsert_account(&zengine_activities::db::ChannelAccount {
-            strategy: "whatsapp-meta-cloud".into(),
-            account_key: PNID.into(),
-            tenant_id: demo.clone(),
-            settings: json!({"api_base": fake_url, "api_version": "v23.0",
-                             "access_token": format!("file:{}", token_file.display())}),
-        })
-        .await
-        .unwrap();
+    demo_whatsapp_at(&db, &fake_url, &format!("file:{}", token_file.display())).await;
     // The shared receipts are dated 2025–2026: accept them as "after the order".
     db.payments()
         .set_settings(
@@ -2061,16 +2058,7 @@ async fn a_worker_killed_after_meta_accepted_a_reply_resends_it_only_without_a_s
     let db = zengine_activities::Database::connect(&cluster.db_url, 2)
         .await
         .unwrap();
-    db.channels()
-        .upsert_account(&zengine_activities::db::ChannelAccount {
-            strategy: "whatsapp-meta-cloud".into(),
-            account_key: zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID.into(),
-            tenant_id: demo.clone(),
-            settings: json!({"api_base": graph, "api_version": "v23.0",
-                             "access_token": "env:CRASH_E2E_WA_TOKEN"}),
-        })
-        .await
-        .unwrap();
+    demo_whatsapp_at(&db, &graph, "env:CRASH_E2E_WA_TOKEN").await;
     let _api = cluster.api();
     cluster.wait_api().await;
     let base = cluster.base.clone();
@@ -2119,7 +2107,7 @@ async fn a_worker_killed_after_meta_accepted_a_reply_resends_it_only_without_a_s
             let response = post_whatsapp(&http, &base, secret, status).await;
             assert_eq!(response.status(), 200);
         }
-        let _retry = cluster.worker_on(
+        let retry = cluster.worker_on(
             &format!("worker-{phone}-2.log"),
             "conversations,channels",
             &[],
@@ -2146,6 +2134,6 @@ async fn a_worker_killed_after_meta_accepted_a_reply_resends_it_only_without_a_s
                 Some(format!("wamid.accepted-{phone}").as_str())
             );
         }
-        drop(_retry);
+        drop(retry);
     }
 }

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::channels::admin_get;
 use crate::helpers::ADMIN_TOKEN;
 use crate::payments::{app, receipt};
 
@@ -127,21 +128,8 @@ async fn a_client_generated_from_the_openapi_document_creates_an_order_pays_and_
     let result: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(result["status"], "ASSIGNED", "{result}");
     // What the generated client read is what the API holds.
-    let stored: Value = app
-        .http
-        .get(format!(
-            "{}/v1/payments/{}",
-            app.address,
-            result["payment_id"].as_str().unwrap()
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("x-tenant-id", "demo")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = format!("/v1/payments/{}", result["payment_id"].as_str().unwrap());
+    let stored: Value = admin_get(&app, "demo", &path).await.json().await.unwrap();
     assert_eq!(stored["order_id"], result["order_id"], "{stored}");
     assert_eq!(stored["status"], "ASSIGNED");
     app.shutdown().await;

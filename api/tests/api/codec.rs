@@ -373,18 +373,7 @@ async fn histories_at_rest_hold_no_message_text_or_receipt_image() {
     }
 
     // The decoding path (the operator history timeline, through the codec) reads the text.
-    let response = app
-        .http
-        .get(format!(
-            "{}/v1/ops/workflows/{}/history",
-            app.address,
-            chat_id.replace('/', "%2F")
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("x-tenant-id", "demo")
-        .send()
-        .await
-        .unwrap();
+    let response = timeline_of(&app, &chat_id).await;
     assert_eq!(response.status(), StatusCode::OK);
     let timeline = response.text().await.unwrap();
     assert!(timeline.contains("texto-secreto-7Q2"), "{timeline}");
@@ -446,6 +435,15 @@ async fn the_dev_web_ui_decodes_without_a_token_and_nobody_else_does() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     production.shutdown().await;
+}
+
+/// The operator history timeline of one of demo's workflows (decoded through the API's codec).
+async fn timeline_of(app: &TestApp, workflow_id: &str) -> reqwest::Response {
+    let path = format!(
+        "/v1/ops/workflows/{}/history",
+        workflow_id.replace('/', "%2F")
+    );
+    crate::channels::admin_get(app, "demo", &path).await
 }
 
 /// A codec that decodes nothing and keeps a copy of every payload it is shown.
@@ -621,18 +619,7 @@ async fn removing_a_tenants_payload_key_erases_its_history_payloads() {
     let error: Value = response.json().await.unwrap();
     assert!(error.to_string().contains("erased"), "{error}");
     // The operator history timeline cannot read it either.
-    let response = app
-        .http
-        .get(format!(
-            "{}/v1/ops/workflows/{}/history",
-            app.address,
-            id.replace('/', "%2F")
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("x-tenant-id", "demo")
-        .send()
-        .await
-        .unwrap();
+    let response = timeline_of(&app, &id).await;
     assert!(!response.text().await.unwrap().contains(text));
     // Other tenants are untouched.
     let opened = codec_json(&app, "decode", &token("rival", "operator"), &other).await;
