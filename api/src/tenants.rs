@@ -76,11 +76,11 @@ pub async fn create(
     let body: CreateBody = crate::read_json(body)?;
     let tenant_id =
         TenantId::parse(&body.tenant_id).map_err(|e| invalid(format!("field `tenant_id`: {e}")))?;
-    if tenant_id.as_str().starts_with('_') {
+    if TenantId::is_reserved(tenant_id.as_str()) {
         // `_system` owns the platform's own workflows (health checks, retention); a tenant of
-        // that name would see them in its lists.
+        // that name would see them in its lists and have its payloads sealed as the platform's.
         return Err(invalid(
-            "field `tenant_id`: ids starting with `_` are reserved for the platform",
+            "field `tenant_id`: ids starting with `_` or ending in `_system` are reserved for the platform",
         ));
     }
     name_field("name", &body.name)?;

@@ -118,6 +118,17 @@ string_id!(
     slug_char
 );
 
+impl TenantId {
+    /// Ids the platform keeps for its own workflows: those starting with `_` (`_system`) and,
+    /// because a deployment may put a prefix before its platform workflow ids
+    /// (`zt-1_system/channel-health`), those ending in `_system`. No tenant may be created with
+    /// one: its workflows would be read as the platform's (payloads sealed under the platform
+    /// key, listed among the platform's schedules).
+    pub fn is_reserved(id: &str) -> bool {
+        id.starts_with('_') || id.ends_with("_system")
+    }
+}
+
 string_id!(
     /// A channel-side contact or session key (webchat session id, phone number, chat id).
     /// Printable ASCII without `/` or spaces, at most 128 characters.

@@ -98,11 +98,11 @@ pub enum Reader<'a> {
 }
 
 /// The tenant a workflow belongs to: the first segment of its id, when that is a tenant id
-/// (`demo/conversation/webchat/s-1` → `demo`). Platform workflows (`…_system/…`, tenant ids
-/// starting with `_` are reserved) and ids without a tenant segment have none.
+/// (`demo/conversation/webchat/s-1` → `demo`). Platform workflows (reserved ids, see
+/// [`TenantId::is_reserved`]) and ids without a tenant segment have none.
 pub fn tenant_of_workflow(workflow_id: &str) -> Option<TenantId> {
     let (first, _) = workflow_id.split_once('/')?;
-    if first.starts_with('_') || first.ends_with("_system") {
+    if TenantId::is_reserved(first) {
         return None;
     }
     TenantId::parse(first).ok()

@@ -82,6 +82,14 @@ async fn admin_lifecycle(backend: TestBackend) {
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
         ),
+        // Platform workflow ids may carry a deployment prefix (`zt-1_system/channel-health`),
+        // so an id ending in `_system` would be read as the platform's and its payloads sealed
+        // under the platform key instead of the tenant's own.
+        (
+            json!({"tenant_id": "acme_system", "name": "Looks like the platform"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
         (
             json!({"tenant_id": "acme", "name": "A", "colour": 1}),
             StatusCode::BAD_REQUEST,
