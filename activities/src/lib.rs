@@ -6,6 +6,7 @@
 
 pub mod assistance;
 pub mod aws;
+pub mod certificates;
 pub mod channels;
 pub mod chatwoot;
 pub mod conversation;

@@ -2664,3 +2664,67 @@ async fn postgres_over_tls_verifies_the_server_against_the_configured_ca() {
     let error = format!("{:#}", Database::connect(&plain, 1).await.unwrap_err());
     assert!(error.contains("no encryption"), "{error}");
 }
+
+/// A PostgreSQL that authenticates by client certificate (`cert`): the role's certificate
+/// logs in, and one that has expired stops start-up with one line naming `sslcert` and the
+/// date, before any connection is tried (the server's own answer is a TLS alert that names
+/// nothing). A missing key file names `sslkey`.
+#[tokio::test]
+async fn postgres_client_certificates_log_in_and_an_expired_one_is_named() {
+    use zengine_activities::db::Database;
+    use zengine_activities::db::testing::TlsPostgres;
+    let server = TlsPostgres::start().unwrap();
+    let admin = server.url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        server.ca.display()
+    ));
+    let db = Database::connect(&admin, 1).await.unwrap();
+    sqlx::query("create role certuser login")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    db.close().await;
+    let as_certuser = |crt: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "postgres://certuser@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={}\
+             &sslcert={}&sslkey={}",
+            server.port,
+            server.ca.display(),
+            crt.display(),
+            key.display()
+        )
+    };
+
+    let (crt, key) = server.client_cert("certuser", "certuser", 2).unwrap();
+    let db = Database::connect(&as_certuser(&crt, &key), 1)
+        .await
+        .unwrap();
+    let user: String = sqlx::query_scalar("select current_user::text")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(user, "certuser");
+    db.close().await;
+
+    let (old_crt, old_key) = server.client_cert("expired", "certuser", -1).unwrap();
+    let error = format!(
+        "{:#}",
+        Database::connect(&as_certuser(&old_crt, &old_key), 1)
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        error.contains("sslcert") && error.contains("(CN=certuser) expired on"),
+        "{error}"
+    );
+    assert_eq!(error.lines().count(), 1, "{error}");
+
+    let missing = std::path::Path::new("/nonexistent/client.key");
+    let error = format!(
+        "{:#}",
+        Database::connect(&as_certuser(&crt, missing), 1)
+            .await
+            .unwrap_err()
+    );
+    assert!(error.contains("sslkey"), "{error}");
+}

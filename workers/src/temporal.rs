@@ -145,30 +145,10 @@ fn check_client_certificate(options: &ConnectionOptions) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    const SETTING: &str = "TEMPORAL_TLS_CLIENT_CERT_PATH";
-    let chain = x509_cert::Certificate::load_pem_chain(&client.client_cert)
-        .map_err(|e| anyhow::anyhow!("{SETTING}: not a PEM certificate: {e}"))?;
-    let Some(cert) = chain.first() else {
-        anyhow::bail!("{SETTING}: no certificate in the file");
-    };
-    let tbs = &cert.tbs_certificate;
-    let subject = tbs.subject.to_string();
-    let now = std::time::SystemTime::now();
-    let (not_before, not_after) = (
-        tbs.validity.not_before.to_system_time(),
-        tbs.validity.not_after.to_system_time(),
-    );
-    anyhow::ensure!(
-        now <= not_after,
-        "{SETTING}: the client certificate ({subject}) expired on {}",
-        tbs.validity.not_after
-    );
-    anyhow::ensure!(
-        now >= not_before,
-        "{SETTING}: the client certificate ({subject}) is not valid before {}",
-        tbs.validity.not_before
-    );
-    Ok(())
+    zengine_activities::certificates::check_valid_now(
+        &client.client_cert,
+        "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    )
 }
 
 /// Registers the search attributes ZEngine's workflows use, when they are missing.

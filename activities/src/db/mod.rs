@@ -152,7 +152,10 @@ impl Database {
         let backend: Backend = url.parse()?;
         let url = match backend {
             Backend::Sqlite => sqlite_url(url)?,
-            Backend::Postgres => url.to_owned(),
+            Backend::Postgres => {
+                crate::certificates::check_postgres_url(url)?;
+                url.to_owned()
+            }
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)

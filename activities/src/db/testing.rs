@@ -280,6 +280,9 @@ pub struct TlsPostgres {
     pub ca: std::path::PathBuf,
     /// PEM of another CA, which did not.
     pub wrong_ca: std::path::PathBuf,
+    /// The CA, which also signs client certificates: role `certuser` must log in with one
+    /// (`cert` authentication, common name = role), every other role is trusted.
+    issuer: TestCa,
     data: std::path::PathBuf,
     pg_ctl: String,
     /// The system user the server runs as (`postgres` when the tests run as root).
@@ -322,16 +325,19 @@ impl TlsPostgres {
             &mut conf,
             format!(
                 "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-                 ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nfsync = off\n",
+                 ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n\
+                 fsync = off\n",
                 path.display(),
                 crt.display(),
                 key.display(),
+                ca.pem().display(),
             )
             .as_bytes(),
         )?;
         std::fs::write(
             data.join("pg_hba.conf"),
-            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+            "local all all trust\nhostssl all certuser 127.0.0.1/32 cert\n\
+             hostssl all all 127.0.0.1/32 trust\n\
              hostnossl all all 127.0.0.1/32 reject\n",
         )?;
         let log = path.join("server.log").display().to_string();
@@ -340,11 +346,23 @@ impl TlsPostgres {
             port,
             ca: ca.pem(),
             wrong_ca: wrong_ca.pem(),
+            issuer: ca,
             data,
             pg_ctl,
             user,
             _dir: dir,
         })
+    }
+
+    /// A client certificate for role `cn` signed by the server's CA, valid `days` days from
+    /// now (negative: expired that many days ago). Returns the certificate's and key's paths.
+    pub fn client_cert(
+        &self,
+        name: &str,
+        cn: &str,
+        days: i32,
+    ) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+        self.issuer.issue_for_days(name, cn, None, days)
     }
 
     /// A URL of the server's `postgres` database with these query parameters.
