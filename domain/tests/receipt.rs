@@ -7,6 +7,9 @@
 //! misread (see `KNOWN_WRONG_DEV_AMOUNTS`); on every set, no wrong value of a key field with
 //! confidence >= 0.8, so [`reconcile`] never accepts a wrong page-pass value.
 
+// A test, not workflow code: it reads fixtures and the environment.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -21,10 +21,15 @@
 //! to `workflows/tests/histories/` (see `workflows/README.md`). The replay test in
 //! `workflows/tests/replay.rs` must keep passing for every committed history.
 //!
-//! The SDK's runtime nondeterminism detector stays on (`WorkerOptions` default).
+//! The SDK's runtime nondeterminism detector stays on (`WorkerOptions` default), and
+//! `cargo clippy` refuses the clock, randomness, threads, environment and file I/O in this
+//! crate and in `domain` (`workflows/clippy.toml`; `domain/clippy.toml` links to it).
 
 pub mod assistance;
 pub mod channels;
+// The payload codec runs in the worker and the API, outside workflow code: it reads the clock
+// (key cache expiry) and draws nonces from the system's random source.
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)]
 pub mod codec;
 pub mod conversation;
 pub mod flows;
@@ -32,6 +37,8 @@ pub mod mok;
 pub mod names;
 pub mod order;
 pub mod payment;
+// The replay harness of tests and `zengine workflow replay`: reads history files.
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)]
 pub mod replay;
 pub mod retention;
 pub mod routing;

@@ -5,6 +5,9 @@
 //! `ZENGINE_RECORD_HISTORIES=1 cargo test -p zengine-api --test api histories`
 //! (`make histories`), which drives the real API, worker and Temporal dev server.
 
+// A test, not workflow code: it reads fixtures and the environment.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::path::PathBuf;
 
 use temporalio_client::WorkflowHistory;

@@ -1,6 +1,6 @@
 //! Flow validation: every problem, located by node and field.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::Value;
@@ -127,7 +127,7 @@ pub fn validate(graph: &FlowGraph) -> Result<(), Vec<FlowError>> {
         errors.push(FlowError::doc("the flow has no nodes"));
         return Err(errors);
     }
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, node) in graph.nodes.iter().enumerate() {
         if index.insert(node.id.as_str(), i).is_some() {
             errors.push(FlowError::at(
@@ -470,7 +470,7 @@ pub fn validate(graph: &FlowGraph) -> Result<(), Vec<FlowError>> {
 /// Depth-first search over non-pausing nodes; returns a node on a cycle, if any.
 fn find_spin(
     graph: &FlowGraph,
-    index: &HashMap<&str, usize>,
+    index: &BTreeMap<&str, usize>,
     node: usize,
     color: &mut BTreeMap<usize, u8>,
 ) -> Option<String> {
