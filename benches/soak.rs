@@ -38,9 +38,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
-use zengine_activities::db::{ChannelAccount, PaymentSettings};
 use zengine_domain::TenantId;
+use zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
+use zengine_storage::{ChannelAccount, PaymentSettings};
 use zengine_workers::devserver::free_port;
 use zengine_workers::testing::{start_ephemeral, temporal_binary};
 
@@ -740,7 +740,7 @@ async fn main() {
     std::fs::write(&token_file, "soak-token").unwrap();
     let demo = TenantId::parse("demo").unwrap();
     {
-        let db = zengine_activities::Database::connect(&db_url, 1)
+        let db = zengine_storage::Database::connect(&db_url, 1)
             .await
             .unwrap();
         db.channels()

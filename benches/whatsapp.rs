@@ -23,9 +23,9 @@ use sha2::Sha256;
 use temporalio_client::{WorkflowIdConflictPolicy, WorkflowStartOptions};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{SyncWorkflowContext, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
-use zengine_activities::db::ChannelAccount;
-use zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 use zengine_domain::TenantId;
+use zengine_storage::ChannelAccount;
+use zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 use zengine_workers::devserver::free_port;
 use zengine_workers::testing::{WorkerThread, temporal_binary};
 use zengine_workers::{TemporalSettings, connect};
@@ -161,7 +161,7 @@ async fn main() {
     // Replies go to the fake Graph API.
     let sent = Arc::new(AtomicU64::new(0));
     let graph = fake_graph(sent.clone()).await;
-    let db = zengine_activities::Database::connect(
+    let db = zengine_storage::Database::connect(
         &format!("sqlite://{}/data/zengine.db", dir.path().display()),
         2,
     )

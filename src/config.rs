@@ -15,8 +15,8 @@ use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
-use zengine_activities::db::DatabaseSettings;
 use zengine_api::ApiSettings;
+use zengine_storage::DatabaseSettings;
 use zengine_workers::{DevServerSettings, TemporalSettings, WorkerSettings};
 
 /// Log output, and optional OpenTelemetry trace export.

@@ -19,10 +19,10 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use temporalio_client::Client;
 use tokio::sync::watch;
-use zengine_activities::Database;
-use zengine_activities::db::DatabaseSettings;
-use zengine_activities::db::seed::seed_demo_tenant;
 use zengine_api::{AppState, Application};
+use zengine_storage::Database;
+use zengine_storage::DatabaseSettings;
+use zengine_storage::seed::seed_demo_tenant;
 use zengine_workers::{DevServer, connect, ensure_search_attributes, run_workers};
 use zengine_workflows::names::queues;
 

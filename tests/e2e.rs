@@ -877,7 +877,7 @@ async fn a_worker_killed_in_the_middle_of_an_activity_is_retried_elsewhere_with_
         ],
     );
     let base = cluster.base.clone();
-    let db = zengine_activities::Database::connect(&cluster.db_url, 1)
+    let db = zengine_storage::Database::connect(&cluster.db_url, 1)
         .await
         .unwrap();
     let demo = zengine_domain::TenantId::parse("demo").unwrap();
@@ -1017,11 +1017,11 @@ fn multipart_image(bytes: &[u8]) -> (Vec<u8>, String) {
 
 /// Points the demo tenant's WhatsApp Cloud number at `api_base` (a Graph API fake), its access
 /// token read through `token_ref`.
-async fn demo_whatsapp_at(db: &zengine_activities::Database, api_base: &str, token_ref: &str) {
+async fn demo_whatsapp_at(db: &zengine_storage::Database, api_base: &str, token_ref: &str) {
     db.channels()
-        .upsert_account(&zengine_activities::db::ChannelAccount {
+        .upsert_account(&zengine_storage::ChannelAccount {
             strategy: "whatsapp-meta-cloud".into(),
-            account_key: zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID.into(),
+            account_key: zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID.into(),
             tenant_id: zengine_domain::TenantId::parse("demo").unwrap(),
             settings: json!({"api_base": api_base, "api_version": "v23.0",
                              "access_token": token_ref}),
@@ -1100,7 +1100,7 @@ async fn operator_console_reviews_a_payment_redrives_a_message_and_opens_a_repor
     let accepted = Arc::new(AtomicU64::new(0));
     let graph = switchable_graph(accept.clone(), accepted.clone()).await;
     {
-        let db = zengine_activities::Database::connect(&cluster.db_url, 1)
+        let db = zengine_storage::Database::connect(&cluster.db_url, 1)
             .await
             .unwrap();
         demo_whatsapp_at(&db, &graph, "env:CONSOLE_E2E_WA_TOKEN").await;
@@ -1178,15 +1178,15 @@ async fn operator_console_reviews_a_payment_redrives_a_message_and_opens_a_repor
 
     // A dead letter: a WhatsApp message whose reply the provider refuses.
     let hook = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
-        "field": "messages",
-        "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881",
-                         "phone_number_id": zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID},
-            "contacts": [{"profile": {"name": "Console"}, "wa_id": "51999000333"}],
-            "messages": [{"from": "51999000333", "id": "wamid.console-in-1",
-                          "timestamp": "1749416383", "type": "text", "text": {"body": "hola"}}]
-        }}]}]})
+    "field": "messages",
+    "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881",
+                     "phone_number_id": zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID},
+        "contacts": [{"profile": {"name": "Console"}, "wa_id": "51999000333"}],
+        "messages": [{"from": "51999000333", "id": "wamid.console-in-1",
+                      "timestamp": "1749416383", "type": "text", "text": {"body": "hola"}}]
+    }}]}]})
     .to_string();
     let r = post_whatsapp(&http, &base, app_secret, hook).await;
     assert!(r.status().is_success(), "{}", r.status());
@@ -1288,7 +1288,7 @@ async fn a_worker_killed_while_reading_a_whatsapp_receipt_pays_once_and_confirms
     use axum::routing::{get, post};
     use sha2::{Digest, Sha256};
 
-    const PNID: &str = zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
+    const PNID: &str = zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
     const APP_SECRET: &str = "e2e-app-secret";
     const TOKEN: &str = "e2e-meta-token";
     const MEDIA_ID: &str = "1003383421387256";
@@ -1383,7 +1383,7 @@ async fn a_worker_killed_while_reading_a_whatsapp_receipt_pays_once_and_confirms
     let token_file = cluster.dir.path().join("wa-token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let demo = zengine_domain::TenantId::parse("demo").unwrap();
-    let db = zengine_activities::Database::connect(&cluster.db_url, 1)
+    let db = zengine_storage::Database::connect(&cluster.db_url, 1)
         .await
         .unwrap();
     demo_whatsapp_at(&db, &fake_url, &format!("file:{}", token_file.display())).await;
@@ -1391,7 +1391,7 @@ async fn a_worker_killed_while_reading_a_whatsapp_receipt_pays_once_and_confirms
     db.payments()
         .set_settings(
             &demo,
-            &zengine_activities::db::PaymentSettings {
+            &zengine_storage::PaymentSettings {
                 window_slack_minutes: 3 * 365 * 24 * 60,
                 ..Default::default()
             },
@@ -2032,7 +2032,7 @@ fn whatsapp_change(value: Value) -> String {
     let mut value = value;
     value["messaging_product"] = json!("whatsapp");
     value["metadata"] = json!({"display_phone_number": "15550001111",
-        "phone_number_id": zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID});
+        "phone_number_id": zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID});
     json!({"object": "whatsapp_business_account", "entry": [{"id": "waba-crash",
         "changes": [{"field": "messages", "value": value}]}]})
     .to_string()
@@ -2055,7 +2055,7 @@ async fn a_worker_killed_after_meta_accepted_a_reply_resends_it_only_without_a_s
         ],
     );
     let demo = zengine_domain::TenantId::parse("demo").unwrap();
-    let db = zengine_activities::Database::connect(&cluster.db_url, 2)
+    let db = zengine_storage::Database::connect(&cluster.db_url, 2)
         .await
         .unwrap();
     demo_whatsapp_at(&db, &graph, "env:CRASH_E2E_WA_TOKEN").await;

@@ -277,7 +277,7 @@ async fn workflows_dead_letters_and_redrive_send_each_dead_letter_once() {
     // conversation.
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}/zengine.db", dir.path().display());
-    let db = zengine_activities::db::DatabaseSettings {
+    let db = zengine_storage::DatabaseSettings {
         url: db_url.clone().into(),
         migrate_on_start: true,
         ..Default::default()
@@ -509,7 +509,7 @@ http {{
 /// error that says so.
 #[test]
 fn temporal_is_reached_over_mtls_with_an_api_key_from_temporals_own_variables() {
-    use zengine_activities::db::testing::TestCa;
+    use zengine_storage::testing::TestCa;
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path(), "ca").unwrap();
     let wrong_ca = TestCa::new(dir.path(), "wrong-ca").unwrap();

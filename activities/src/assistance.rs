@@ -1,6 +1,6 @@
 //! Activities of the assistance event and MOK tracking workflows (task queue `assistance`).
 //!
-//! Database writes go through `db::assistance`, which checks the state machines and makes
+//! Database writes go through `zengine_storage::assistance`, which checks the state machines and makes
 //! every write idempotent. SMS go through SNS ([`crate::aws::sns`]) with the tenant's
 //! `sns-sms` channel account; each (logical send, recipient) has an outbound record
 //! (`outbound_message`, client message id derived in the workflow), so a retried activity never
@@ -22,11 +22,11 @@ use zengine_domain::phone::E164;
 
 use crate::aws::ClientCache;
 use crate::aws::sns::{self, Sms, SmsSender, SmsType, SnsSmsAccount};
-use crate::db::assistance::{
+use zengine_storage::assistance::{
     AssistanceError, LogWrite, ProviderOutcome, ProviderWrite, StatusOutcome, StatusWrite,
     TrackingOutcome,
 };
-use crate::db::{Database, NewEvent};
+use zengine_storage::{Database, NewEvent};
 
 /// Failure type: the database refused the change (state machine, unknown event or provider).
 /// Retrying cannot help.

@@ -27,8 +27,8 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::TenantId;
 
 use crate::channels::SECRET_MISSING;
-use crate::db::{ChatwootLink, ChatwootSettings, Database};
 use crate::outbound::{OutboundClient, OutboundGuard};
+use zengine_storage::{ChatwootLink, ChatwootSettings, Database};
 
 /// Failure type of a Chatwoot answer that retrying cannot fix (4xx other than 429).
 pub const CHATWOOT_REJECTED: &str = "ChatwootRejected";

@@ -23,8 +23,8 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::TenantId;
 use zengine_domain::flow::CommandOutcome;
 
-use crate::db::{Database, NewEvent};
 use crate::outbound::{OutboundClient, OutboundGuard, origin};
+use zengine_storage::{Database, NewEvent};
 
 /// Failure type of a command that retrying cannot fix.
 pub const COMMAND_REJECTED: &str = "CommandRejected";

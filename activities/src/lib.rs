@@ -1,16 +1,14 @@
-//! Everything in ZEngine that has side effects: database repositories, and (as they land)
-//! channel strategies, OCR, route solving and notifications, exposed to workflows as Temporal
-//! activities.
+//! ZEngine's side effects as Temporal activities: channel strategies and their provider
+//! clients, flow commands, orders, payments and OCR, route solving, notifications, assistance.
+//! The database they read and write is the `zengine-storage` crate.
 //!
 //! Nothing here is replayed: code in this crate may do I/O, read the clock and retry.
 
 pub mod assistance;
 pub mod aws;
-pub mod certificates;
 pub mod channels;
 pub mod chatwoot;
 pub mod conversation;
-pub mod db;
 pub mod files;
 pub mod lifecycle;
 pub mod meter;
@@ -21,5 +19,3 @@ pub mod retention;
 pub mod routing;
 pub mod secrets;
 pub mod vision;
-
-pub use db::{Backend, Database};

@@ -16,7 +16,7 @@ use zengine_domain::{Location, Reply, TenantId};
 
 use crate::channels::DeliverReply;
 
-use crate::db::{CreateOrderError, Database, DeliveryWindow, NewEvent, NewOrder, Order};
+use zengine_storage::{CreateOrderError, Database, DeliveryWindow, NewEvent, NewOrder, Order};
 
 /// The channels order notifications can go out on, in the default order of preference.
 pub const NOTIFY_CHANNELS: [&str; 3] = ["whatsapp", "sms", "email"];

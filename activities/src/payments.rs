@@ -1,7 +1,7 @@
 //! Payment verification activities: loading what a payment is checked against, reading the
 //! receipt image (OCR, on the `ocr` task queue), settling the payment and operator reviews.
 //!
-//! The database does the exactly-once part (see `db::payments`); these activities only carry
+//! The database does the exactly-once part (see `zengine_storage::payments`); these activities only carry
 //! values between it, the OCR engine and the payment workflow.
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use zengine_ocr::OcrError;
 
 use crate::channels::sdk::{DownloadedMedia, MediaLimits, SendError, StrategyEnv};
 use crate::channels::{InboundOptions, Registry};
-use crate::db::{
+use zengine_storage::{
     Database, NewEvent, PaymentSettings, PaymentStatus, ReviewError, Settlement, Verdict,
 };
 

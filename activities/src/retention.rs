@@ -8,8 +8,8 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::TenantId;
 
-use crate::Database;
-pub use crate::db::PurgeCounts;
+use zengine_storage::Database;
+pub use zengine_storage::PurgeCounts;
 
 /// Orders deleted per transaction.
 pub const PURGE_BATCH: u32 = 500;
@@ -80,7 +80,7 @@ impl RetentionActivities {
         // Anonymous uploads no payment took: kept a day, whatever the tenant's retention.
         // Wall-clock time is fine here (an activity, not the workflow).
         let unlinked_cutoff =
-            chrono::Utc::now().timestamp_millis() - crate::db::UNLINKED_MEDIA_TTL_MS;
+            chrono::Utc::now().timestamp_millis() - zengine_storage::UNLINKED_MEDIA_TTL_MS;
         counts.unlinked_media = self
             .db
             .retention()

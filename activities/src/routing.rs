@@ -17,7 +17,7 @@ use zengine_solver::{
     Control, Matrix, NO_DEADLINE, Node, Problem, SolveOptions, Unservable, Vehicle, solve,
 };
 
-use crate::db::{Database, NewEvent};
+use zengine_storage::{Database, NewEvent};
 
 pub mod matrix;
 

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zengine_domain::receipt::{ReceiptFields, extract};
 
@@ -26,18 +25,7 @@ use crate::secrets;
 pub const GOOGLE_VISION: &str = "google-vision";
 const DEFAULT_ENDPOINT: &str = "https://vision.googleapis.com";
 
-/// A tenant's cloud OCR selection (`payment_settings.cloud_ocr`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloudOcrSettings {
-    /// `google-vision`.
-    pub provider: String,
-    /// Secret reference (`env:NAME`, `file:/path`) of the API key.
-    pub api_key: String,
-    /// Base URL (default `https://vision.googleapis.com`).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-}
+pub use zengine_storage::CloudOcrSettings;
 
 /// Why the cloud read failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,10 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use zengine_activities::db::{NewApiKey, Revoked};
+use zengine_storage::{NewApiKey, Revoked};
 
-use zengine_activities::db::NewEvent;
 use zengine_domain::TenantId;
+use zengine_storage::NewEvent;
 
 use crate::auth::AdminCaller;
 use crate::{ApiError, AppState, ErrorCode};

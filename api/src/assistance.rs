@@ -22,9 +22,6 @@ use temporalio_client::{
     WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy,
     WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
 };
-use zengine_activities::db::assistance::{
-    AssistanceError, Attachment, NewConsultation, NewNote, ProviderSearch, id_for_key,
-};
 use zengine_activities::files::{FileKey, sniff_content_type};
 use zengine_domain::assistance::{
     EventFields, EventStatus, MokEventRequest, ProviderStatus, TransitionError, on_assign,
@@ -32,6 +29,9 @@ use zengine_domain::assistance::{
 };
 use zengine_domain::phone::E164;
 use zengine_domain::{IdempotencyKey, TenantId};
+use zengine_storage::assistance::{
+    AssistanceError, Attachment, NewConsultation, NewNote, ProviderSearch, id_for_key,
+};
 use zengine_workflows::assistance::{
     AssistanceInput, ProviderRequest, StatusRequest, workflow_id as event_workflow_id,
 };
@@ -167,7 +167,7 @@ async fn existing_event(
     state: &AppState,
     tenant: &TenantId,
     event_id: &str,
-) -> Result<zengine_activities::db::assistance::AssistanceEvent, ApiError> {
+) -> Result<zengine_storage::assistance::AssistanceEvent, ApiError> {
     let event_id = path_id("assistance event", event_id)?;
     state
         .db

@@ -25,8 +25,8 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use zengine_activities::Database;
 use zengine_domain::TenantId;
+use zengine_storage::Database;
 
 use crate::ratelimit::RateLimiter;
 use crate::{ApiError, AppState, ErrorCode};
@@ -377,7 +377,7 @@ impl Authenticator {
         path_tenant: Option<&str>,
     ) -> Result<Caller, ApiError> {
         let token = credentials.token.unwrap_or("");
-        let is_key = token.starts_with(zengine_activities::db::KEY_PREFIX);
+        let is_key = token.starts_with(zengine_storage::KEY_PREFIX);
         if !is_key && !self.operator_auth_enabled() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -449,7 +449,7 @@ impl Authenticator {
         path_tenant: Option<&str>,
     ) -> Result<AdminCaller, ApiError> {
         let token = credentials.token.unwrap_or("");
-        if !token.is_empty() && !token.starts_with(zengine_activities::db::KEY_PREFIX) {
+        if !token.is_empty() && !token.starts_with(zengine_storage::KEY_PREFIX) {
             if self.is_admin_token(token) {
                 return Ok(AdminCaller::Platform {
                     subject: "admin-token".into(),

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use zengine_activities::Database;
-use zengine_activities::db::Tenant;
 use zengine_domain::TenantId;
 use zengine_domain::flow::FlowGraph;
+use zengine_storage::Database;
+use zengine_storage::Tenant;
 
 /// Entries kept at most; the cache is cleared when it would grow past this (unknown tenants are
 /// cached too, so a flood of made-up ids cannot grow memory without bound).

@@ -22,7 +22,7 @@ use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use zengine_activities::channels::DIALOG360_TEMPLATES;
 use zengine_activities::channels::sdk::StrategyEnv;
 use zengine_activities::channels::whatsapp::templates::{self, TemplateError};
-use zengine_activities::db::OutboundRecord;
+use zengine_storage::OutboundRecord;
 use zengine_workflows::channels::{ChannelHealthWorkflow, HealthScope};
 use zengine_workflows::names::queues;
 
@@ -194,7 +194,7 @@ async fn templates_account(
     state: &AppState,
     headers: &HeaderMap,
     role: Role,
-) -> Result<zengine_activities::db::ChannelAccount, ApiError> {
+) -> Result<zengine_storage::ChannelAccount, ApiError> {
     let caller = caller_of(state, headers, role).await?;
     let tenant_id = caller.tenant;
     state

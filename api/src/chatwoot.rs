@@ -26,9 +26,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use temporalio_client::{WorkflowExecuteUpdateOptions, WorkflowSignalOptions};
-use zengine_activities::db::{ChatwootSettings, NewEvent};
 use zengine_domain::TenantId;
 use zengine_domain::channel::whatsapp::constant_time_eq;
+use zengine_storage::{ChatwootSettings, NewEvent};
 use zengine_workflows::ConversationWorkflow;
 use zengine_workflows::conversation::AgentReply;
 

@@ -46,8 +46,8 @@ use serde::Deserialize;
 use temporalio_client::Client;
 use tokio::net::TcpListener;
 use tracing::Instrument;
-use zengine_activities::Database;
 use zengine_activities::channels::{InboundOptions, Registry};
+use zengine_storage::Database;
 
 pub use cache::TenantCache;
 pub use error::{ApiError, ErrorCode};

@@ -22,7 +22,7 @@ async fn existing_tenant(
     state: &AppState,
     caller: &Caller,
     raw: &str,
-) -> Result<zengine_activities::db::Tenant, ApiError> {
+) -> Result<zengine_storage::Tenant, ApiError> {
     caller.owns(raw)?;
     state
         .db
@@ -154,7 +154,7 @@ pub async fn return_to_bot(
             state
                 .db
                 .events()
-                .record(zengine_activities::db::NewEvent {
+                .record(zengine_storage::NewEvent {
                     event_id: &format!("{workflow_id}/returned/{}", uuid::Uuid::new_v4()),
                     tenant_id: &id.tenant,
                     event_type: "Conversation.ReturnedToBot",

@@ -12,10 +12,10 @@ use serde_json::json;
 use temporalio_client::{
     WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowStartOptions,
 };
-use zengine_activities::db::{Order, OrderFilter};
 use zengine_activities::orders::{CreateOrderRequest, OrderRequestError, create_order};
 use zengine_domain::order::OrderStatus;
 use zengine_domain::order_workflow_id;
+use zengine_storage::{Order, OrderFilter};
 use zengine_workflows::OrderWorkflow;
 use zengine_workflows::order::{ChangeStatus, OrderInput};
 

@@ -20,8 +20,8 @@ use serde_json::json;
 use temporalio_client::{
     WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowStartOptions,
 };
-use zengine_activities::db::{Payment, PaymentStatus, payment_id_for};
 use zengine_domain::TenantId;
+use zengine_storage::{Payment, PaymentStatus, payment_id_for};
 use zengine_workflows::PaymentWorkflow;
 use zengine_workflows::names::queues;
 use zengine_workflows::payment::{PaymentInput, Review, workflow_id};

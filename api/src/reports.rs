@@ -1,5 +1,5 @@
 //! `GET /v1/reports/{name}?from=YYYY-MM-DD&to=YYYY-MM-DD[&format=csv]`: tenant-scoped reports
-//! from the read models of `zengine_activities::db::ReportRepo`. Each request first projects the
+//! from the read models of `zengine_storage::ReportRepo`. Each request first projects the
 //! tenant's new domain events (inline, idempotent by event id), then aggregates the facts of the
 //! range. JSON by default; CSV with `Accept: text/csv` or `?format=csv`.
 
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use zengine_activities::db::Fact;
+use zengine_storage::Fact;
 
 use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};

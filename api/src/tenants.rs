@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use zengine_activities::db::{Audit, ChannelAccount, Created, PaymentSettings, SettingsChange};
 use zengine_domain::TenantId;
+use zengine_storage::{Audit, ChannelAccount, Created, PaymentSettings, SettingsChange};
 
 use crate::auth::AdminCaller;
 use crate::{ApiError, AppState, ErrorCode};
@@ -727,7 +727,7 @@ pub async fn put_channel(
     state
         .db
         .events()
-        .record(zengine_activities::db::NewEvent {
+        .record(zengine_storage::NewEvent {
             event_id: &id,
             tenant_id: &tenant,
             event_type: "Tenant.ChannelConfigured",
@@ -765,7 +765,7 @@ pub async fn delete_channel(
     state
         .db
         .events()
-        .record(zengine_activities::db::NewEvent {
+        .record(zengine_storage::NewEvent {
             event_id: &id,
             tenant_id: &tenant,
             event_type: "Tenant.ChannelRemoved",

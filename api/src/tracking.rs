@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use temporalio_client::WorkflowExecuteUpdateOptions;
-use zengine_activities::db::{Recorded, TrackingEvent};
 use zengine_domain::order::OrderStatus;
 use zengine_domain::{Location, order_workflow_id};
+use zengine_storage::{Recorded, TrackingEvent};
 use zengine_workflows::OrderWorkflow;
 use zengine_workflows::order::ChangeStatus;
 

@@ -22,11 +22,11 @@ use temporalio_client::{
     WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowUpdateWithStartOptions,
 };
 use zengine_activities::channels::webchat::{self as webchat_http, WebchatError};
-use zengine_activities::db::NewIdempotencyRecord;
 use zengine_domain::flow::Mode;
 use zengine_domain::{
     Channel, ConversationId, IdempotencyKey, InboundMessage, Reply, SessionId, TenantId,
 };
+use zengine_storage::NewIdempotencyRecord;
 use zengine_workflows::ConversationWorkflow;
 use zengine_workflows::conversation::{ConversationInput, MessageOutcome};
 
@@ -287,7 +287,7 @@ async fn post_message_inner(
     state
         .db
         .events()
-        .record(zengine_activities::db::NewEvent {
+        .record(zengine_storage::NewEvent {
             event_id: &format!("webchat/{workflow_id}/{}", key.as_str()),
             tenant_id: &tenant_id,
             event_type: "Conversation.MessageReceived",
@@ -299,7 +299,7 @@ async fn post_message_inner(
         state
             .db
             .events()
-            .record(zengine_activities::db::NewEvent {
+            .record(zengine_storage::NewEvent {
                 event_id: &format!("webchat/{workflow_id}/{}/reply", key.as_str()),
                 tenant_id: &tenant_id,
                 event_type: "Conversation.ReplySent",

@@ -32,9 +32,9 @@ use temporalio_client::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy, Workflo
 use zengine_activities::channels::sdk::{
     InboundError, InboundEvent, InboundRequest, InboundStrategy,
 };
-use zengine_activities::db::NewEvent;
 use zengine_domain::channel::whatsapp::{DeliveryState, constant_time_eq};
 use zengine_domain::{ConversationId, InboundMessage, SessionId, TenantId};
+use zengine_storage::NewEvent;
 use zengine_workflows::ConversationWorkflow;
 use zengine_workflows::conversation::ConversationInput;
 

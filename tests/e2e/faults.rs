@@ -372,15 +372,11 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
     psql(&format!("CREATE DATABASE {name}"));
-    zengine_activities::db::testing::ensure_test_roles()
-        .await
-        .unwrap();
+    zengine_storage::testing::ensure_test_roles().await.unwrap();
     let proxy = CuttableProxy::start("127.0.0.1:5432").await;
     let owner = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
-    let url = zengine_activities::db::testing::with_user(
-        &owner,
-        zengine_activities::db::testing::TEST_RUNTIME_ROLE,
-    );
+    let url =
+        zengine_storage::testing::with_user(&owner, zengine_storage::testing::TEST_RUNTIME_ROLE);
     let cluster = Cluster::new(
         "dbcut",
         &[
@@ -735,7 +731,7 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
 /// `zengine_app` they run (the database-outage test above starts a cluster so).
 #[tokio::test]
 async fn api_and_worker_refuse_a_database_login_that_row_level_security_does_not_confine() {
-    use zengine_activities::db::testing::{TEST_OWNER_ROLE, ensure_test_roles, with_user};
+    use zengine_storage::testing::{TEST_OWNER_ROLE, ensure_test_roles, with_user};
     let name = format!(
         "zengine_test_rls_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]

@@ -14,7 +14,7 @@ use temporalio_client::Client;
 use temporalio_client::grpc::WorkflowService;
 use temporalio_client::tonic::IntoRequest;
 use temporalio_common::protos::temporal::api::workflowservice::v1::GetSystemInfoRequest;
-use zengine_activities::db::Database;
+use zengine_storage::Database;
 
 /// Whether each dependency answered (within 2 s).
 #[derive(Debug, Clone, Copy)]

@@ -145,7 +145,7 @@ fn check_client_certificate(options: &ConnectionOptions) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    zengine_activities::certificates::check_valid_now(
+    zengine_storage::certificates::check_valid_now(
         &client.client_cert,
         "TEMPORAL_TLS_CLIENT_CERT_PATH",
     )

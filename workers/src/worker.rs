@@ -18,7 +18,6 @@ use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::sync::oneshot;
-use zengine_activities::Database;
 use zengine_activities::assistance::AssistanceActivities;
 use zengine_activities::channels::ChannelActivities;
 use zengine_activities::chatwoot::ChatwootActivities;
@@ -28,6 +27,7 @@ use zengine_activities::orders::OrderActivities;
 use zengine_activities::payments::{OcrActivities, PaymentActivities};
 use zengine_activities::retention::RetentionActivities;
 use zengine_activities::routing::RouteActivities;
+use zengine_storage::Database;
 use zengine_workflows::names::queues;
 use zengine_workflows::{
     AssistanceWorkflow, ChannelHealthWorkflow, ConversationWorkflow, MokWorkflow, OrderWorkflow,

@@ -27,14 +27,12 @@ use zengine_activities::assistance::{
     ASSISTANCE_REFUSED, AssistanceActivities, ChangeEventStatus, EscalateProvider, ProviderAction,
     SMS_NOT_CONFIGURED, SMS_REJECTED, SmsOptions,
 };
-use zengine_activities::db::assistance::{
-    ProviderOutcome, ProviderWrite, StatusWrite, event_provider_id,
-};
 use zengine_domain::TenantId;
 use zengine_domain::assistance::{
     AssistanceSettings, EventStatus, ProviderStatus, assistance_workflow_id, on_assign, on_resolve,
     on_start,
 };
+use zengine_storage::assistance::{ProviderOutcome, ProviderWrite, StatusWrite, event_provider_id};
 
 use crate::names::TENANT_ID;
 

@@ -33,9 +33,9 @@ use zengine_activities::chatwoot::{
 use zengine_activities::conversation::{
     COMMAND_REJECTED, CommandRequest, ConversationActivities, EventRecord, SurveyRecord,
 };
-use zengine_activities::db::PaymentStatus;
 use zengine_domain::flow::{CommandOutcome, Effect, FlowGraph, Mode, Session, State, Turn};
 use zengine_domain::{ConversationId, InboundMessage, Reply};
+use zengine_storage::PaymentStatus;
 
 use crate::names::TENANT_ID;
 use crate::order::{OrderInput, OrderWorkflow};
@@ -1009,7 +1009,7 @@ impl ConversationWorkflow {
                 );
             }
         };
-        let payment_id = zengine_activities::db::payment_id_for(&order_id, &media_id);
+        let payment_id = zengine_storage::payment_id_for(&order_id, &media_id);
         let tenant = ctx.state(|s| s.conversation.tenant.clone());
         let input = PaymentInput {
             tenant_id: tenant.clone(),

@@ -33,9 +33,9 @@ use zengine_activities::assistance::{
     ASSISTANCE_REFUSED, AssistanceActivities, MokFailure, NotifyMok, RecordStep,
     SMS_NOT_CONFIGURED, SMS_REJECTED, SentSms, SmsOptions, TrackMok,
 };
-use zengine_activities::db::assistance::TrackingOutcome;
 use zengine_domain::TenantId;
 use zengine_domain::assistance::{AssistanceSettings, MokEvent, MokStep, mok_workflow_id};
+use zengine_storage::assistance::TrackingOutcome;
 
 use crate::assistance::{AssistanceWorkflow, StatusChanged};
 use crate::names::TENANT_ID;

@@ -24,13 +24,13 @@ use temporalio_sdk::{
     ActivityOptions, CancellableFuture, SignalWorkflowOptions, WorkflowCancellationError,
     WorkflowContext, WorkflowContextView, WorkflowResult,
 };
-use zengine_activities::db::{PaymentStatus, Verdict};
 use zengine_activities::payments::{
     EscalatePayment, OcrActivities, PaymentActivities, PaymentContext, PreparePayment, ReadReceipt,
     ReceiptReading, ReviewPayment, SettlePayment, UNREADABLE_RECEIPT,
 };
 use zengine_domain::TenantId;
 use zengine_domain::receipt::{Decision, Expected, ReceiptFields, ReconcileRules, reconcile};
+use zengine_storage::{PaymentStatus, Verdict};
 
 use crate::conversation::{ConversationWorkflow, PaymentUpdate};
 use crate::names::{TENANT_ID, queues, sibling_queue};

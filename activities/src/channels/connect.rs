@@ -40,11 +40,10 @@ use super::sdk::{
     OutboundConnection, OutboundMessage, OutboundStrategy, SendContext, SendError, SendResult,
     StrategyEnv, Verified, classify_http, excerpt, retry_after, setting_or, transport_error,
 };
-use crate::Database;
-use crate::db::{ChannelAccount, now_millis};
+use zengine_storage::Database;
+use zengine_storage::{ChannelAccount, now_millis};
 
-/// The strategy name.
-pub const AMAZON_CONNECT_CHAT: &str = "amazon-connect-chat";
+pub use zengine_domain::channel::strategy::AMAZON_CONNECT_CHAT;
 /// Longest `text/plain` content the participant service accepts, in characters.
 const MAX_CONTENT_CHARS: usize = 1024;
 /// Longest `ClientToken`.

@@ -39,7 +39,7 @@ use super::sms::sms_text;
 use crate::aws::AwsSettings;
 use crate::aws::ses::{self, EmailSender, TemplatedEmail};
 use crate::aws::{ClientCache, ErrorKind};
-use crate::db::ChannelAccount;
+use zengine_storage::ChannelAccount;
 
 pub use crate::aws::ses::STRATEGY as SES_EMAIL;
 

@@ -37,12 +37,11 @@ use super::sdk::{
     StrategyEnv, Verified, classify_http, excerpt, retry_after, setting, setting_or,
     transport_error,
 };
-use crate::Database;
-use crate::db::ChannelAccount;
 use crate::secrets;
+use zengine_storage::ChannelAccount;
+use zengine_storage::Database;
 
-/// The strategy name.
-pub const FIVE9_DIGITAL: &str = "five9-digital";
+pub use zengine_domain::channel::strategy::FIVE9_DIGITAL;
 const LOGIN_HOST: &str = "https://app.five9.com";
 const API_PATH: &str = "/appsvcs/rs/svc";
 /// Five9's "service migrated to another data centre" status.

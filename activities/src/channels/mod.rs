@@ -32,7 +32,7 @@
 //! | `ses-email` | email (Amazon SES v1 templates) | [`email`] |
 //! | `webchat-http` | webchat (replies in the update result) | [`webchat`] |
 
-pub mod breaker;
+use zengine_domain::channel::breaker;
 pub mod connect;
 pub mod email;
 pub mod five9;
@@ -51,12 +51,12 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::{Reply, TenantId};
 
-use crate::db::{ChannelAccount, Database, HealthChange, NewEvent, now_millis};
 use breaker::{Admit, BreakerSettings, OnOpen};
 use sdk::{
     ConfigError, Health, InboundStrategy, OutboundMessage, OutboundStrategy, SendContext,
     SendError, StrategyEnv,
 };
+use zengine_storage::{ChannelAccount, Database, HealthChange, NewEvent, now_millis};
 
 pub use whatsapp::{DIALOG360_TEMPLATES, WHATSAPP_360DIALOG, WHATSAPP_META_CLOUD};
 

@@ -26,10 +26,10 @@ use serde::{Deserialize, Serialize};
 use zengine_domain::channel::whatsapp::DeliveryState;
 use zengine_domain::{Channel, InboundMessage, Reply, TenantId};
 
-use crate::Database;
-use crate::db::ChannelAccount;
 use crate::outbound::{OutboundClient, OutboundGuard};
 use crate::secrets::SecretError;
+use zengine_storage::ChannelAccount;
+use zengine_storage::Database;
 
 /// One message to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use super::sdk::{
 };
 use crate::aws::sns::{self, Sms, SmsSender, SmsType, SnsSmsAccount};
 use crate::aws::{ClientCache, ErrorKind};
-use crate::db::ChannelAccount;
+use zengine_storage::ChannelAccount;
 
 pub use crate::aws::sns::STRATEGY as SNS_SMS;
 

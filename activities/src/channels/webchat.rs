@@ -15,10 +15,9 @@ use super::sdk::{
     ConfigError, Health, OutboundConnection, OutboundMessage, OutboundStrategy, SendContext,
     SendError, SendResult, StrategyEnv,
 };
-use crate::db::ChannelAccount;
+use zengine_storage::ChannelAccount;
 
-/// The strategy name.
-pub const WEBCHAT_HTTP: &str = "webchat-http";
+pub use zengine_domain::channel::strategy::WEBCHAT_HTTP;
 pub use zengine_domain::channel::webchat::{
     MAX_TEXT_BYTES, WebchatBody, WebchatError, WebchatMessage, normalize,
 };

@@ -28,17 +28,14 @@ use super::sdk::{
     SendContext, SendError, SendResult, StrategyEnv, Verified, classify_http, excerpt, retry_after,
     setting, setting_or, sniff_media_type, transport_error,
 };
-use crate::Database;
-use crate::db::ChannelAccount;
 use crate::outbound::OutboundClient;
 use crate::secrets;
+use zengine_storage::ChannelAccount;
+use zengine_storage::Database;
 
-/// Meta's WhatsApp Business Cloud API.
-pub const WHATSAPP_META_CLOUD: &str = "whatsapp-meta-cloud";
-/// 360dialog's WhatsApp Cloud API (a Meta business solution provider).
-pub const WHATSAPP_360DIALOG: &str = "whatsapp-360dialog";
-/// 360dialog's template management (list / create / delete) and template sends.
-pub const DIALOG360_TEMPLATES: &str = "360dialog-templates";
+pub use zengine_domain::channel::strategy::{
+    DIALOG360_TEMPLATES, WHATSAPP_360DIALOG, WHATSAPP_META_CLOUD,
+};
 
 /// Header carrying a 360dialog account's webhook secret (set in the `headers` of the webhook
 /// registration, `POST /v1/configs/webhook`).

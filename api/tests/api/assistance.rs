@@ -9,14 +9,14 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowGetResultOptions, WorkflowQueryOptions};
-use zengine_activities::db::ChannelAccount;
 use zengine_domain::TenantId;
 use zengine_domain::assistance::AssistanceSettings;
 use zengine_domain::phone::E164;
+use zengine_storage::ChannelAccount;
 use zengine_workers::testing::moto_server;
 use zengine_workflows::{AssistanceWorkflow, MokWorkflow};
 
-use zengine_activities::db::testing::TestBackend;
+use zengine_storage::testing::TestBackend;
 
 use crate::helpers::{ADMIN_TOKEN, AppOptions, TestApp, error_code, spawn_app_with};
 use crate::histories::record;

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use zengine_activities::channels::breaker::BreakerState;
-use zengine_activities::db::ChannelAccount;
 use zengine_domain::TenantId;
+use zengine_domain::channel::breaker::BreakerState;
 use zengine_domain::flow::demo_flow;
+use zengine_storage::ChannelAccount;
 
 use crate::fakes::{Answer, FakeProvider};
 use crate::helpers::{ADMIN_TOKEN, TestApp, error_code, spawn_app};
@@ -596,7 +596,7 @@ async fn the_event_stream_pages_by_cursor_and_checks_its_input() {
     let db = &app.database.as_ref().unwrap().db;
     for i in 0..5 {
         db.events()
-            .record(zengine_activities::db::NewEvent {
+            .record(zengine_storage::NewEvent {
                 event_id: &format!("acme/test/{i}"),
                 tenant_id: &tenant,
                 event_type: if i % 2 == 0 { "Test.Even" } else { "Test.Odd" },

@@ -759,7 +759,7 @@ async fn chatwoot_config_and_webhook_reject_bad_input() {
 #[tokio::test]
 async fn chatwoot_agent_replies_reach_whatsapp_customers_through_the_graph_api() {
     use crate::whatsapp::{fake_graph, post_webhook, sign, text_webhook, use_fake, wait_sends};
-    use zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
+    use zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
     let app = spawn_app().await;
     let (graph, sends) = fake_graph().await;
     use_fake(&app, &graph, None).await;

@@ -316,7 +316,7 @@ async fn histories_at_rest_hold_no_message_text_or_receipt_image() {
     let phone = "51987654321";
     let wa_text = "mensaje-wa-secreto-K9";
     let body = crate::whatsapp::text_webhook(
-        zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID,
+        zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID,
         phone,
         "wamid.codec-1",
         wa_text,

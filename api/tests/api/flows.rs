@@ -494,7 +494,7 @@ async fn the_restaurant_example_creates_a_real_order_and_hands_the_payment_to_re
         .orders()
         .list(
             &demo,
-            zengine_activities::db::OrderFilter {
+            zengine_storage::OrderFilter {
                 limit: 5,
                 ..Default::default()
             },
@@ -524,7 +524,7 @@ async fn the_restaurant_example_creates_a_real_order_and_hands_the_payment_to_re
     assert_eq!(payments.len(), 1);
     assert_eq!(
         payments[0].status,
-        zengine_activities::db::PaymentStatus::ManualReview
+        zengine_storage::PaymentStatus::ManualReview
     );
     assert_eq!(payments[0].amount, Some(zengine_domain::money::Cents(5400)));
     // Its lifecycle workflow was started by the conversation and outlives it.

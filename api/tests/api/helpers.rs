@@ -5,9 +5,9 @@ use std::sync::LazyLock;
 use reqwest::{Response, StatusCode};
 use temporalio_client::Client;
 use tokio::sync::watch;
-use zengine_activities::db::seed::seed_demo_tenant;
-use zengine_activities::db::testing::{TestBackend, TestDatabase};
 use zengine_api::{ApiSettings, AppState, Application};
+use zengine_storage::seed::seed_demo_tenant;
+use zengine_storage::testing::{TestBackend, TestDatabase};
 use zengine_workers::testing::{shared_dev_server, unique_prefix};
 use zengine_workers::{
     CodecSettings, QueueTuning, TemporalSettings, WorkerSettings, connect,

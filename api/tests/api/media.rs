@@ -9,10 +9,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use zengine_activities::channels::sdk::{MediaLimits, OutboundConnection, SendError, StrategyEnv};
 use zengine_activities::channels::{InboundOptions, Registry};
-use zengine_activities::db::ChannelAccount;
-use zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 use zengine_activities::outbound::OutboundSettings;
 use zengine_domain::TenantId;
+use zengine_storage::ChannelAccount;
+use zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 
 use crate::channels::file_secret;
 use crate::fakes::{Answer, FakeProvider, MediaApi, serve_media};
@@ -458,8 +458,8 @@ async fn a_whatsapp_receipt_that_cannot_be_fetched_goes_to_review_and_the_custom
 
 #[tokio::test]
 async fn a_doubtful_whatsapp_receipt_is_checked_escalated_to_operators_by_sms_and_confirmed() {
-    use zengine_activities::db::PaymentSettings;
     use zengine_domain::phone::E164;
+    use zengine_storage::PaymentSettings;
     let app = crate::payments::app().await;
     crate::assistance::use_sns(&app, zengine_workers::testing::moto_server()).await;
     let operator = crate::assistance::fresh_number();
@@ -569,8 +569,8 @@ const VISION_TEXT: &str = "12:24 4G 87%\n¡Yapeaste!\nS/ 23.50\nRosa Quispe M.\n
 #[tokio::test]
 async fn a_tenant_can_choose_cloud_vision_ocr_and_its_failures_go_to_review() {
     use base64::Engine;
-    use zengine_activities::db::PaymentSettings;
     use zengine_activities::vision::CloudOcrSettings;
+    use zengine_storage::PaymentSettings;
     let app = crate::payments::app().await;
     let vision = FakeProvider::start().await;
     vision.on("POST /v1/images:annotate", |seen, _| {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use temporalio_client::WorkflowGetResultOptions;
-use zengine_activities::db::{NotificationSettings, PaymentSettings};
 use zengine_domain::TenantId;
+use zengine_storage::{NotificationSettings, PaymentSettings};
 use zengine_workers::testing::moto_server;
 use zengine_workflows::OrderWorkflow;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
+use zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 use zengine_workers::devserver::free_port;
 
 use crate::helpers::{ADMIN_TOKEN, AppOptions, TestApp, spawn_app_with};

@@ -262,7 +262,7 @@ async fn orders_are_listed_by_customer_and_status_with_pagination() {
 async fn the_order_workflow_follows_the_lifecycle_and_rejects_invalid_moves() {
     // PostgreSQL as the restricted role: API, activities and events all work under RLS.
     let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
-        backend: zengine_activities::db::testing::TestBackend::PostgresRls,
+        backend: zengine_storage::testing::TestBackend::PostgresRls,
         ..Default::default()
     })
     .await;
@@ -383,7 +383,7 @@ async fn a_tracking_event_recorded_before_a_crash_moves_the_order_when_retried()
     db.tracking()
         .record(
             &demo,
-            &zengine_activities::db::TrackingEvent {
+            &zengine_storage::TrackingEvent {
                 event_id: "crash-1".into(),
                 order_id: id.clone(),
                 status: "PREPARING".into(),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use zengine_activities::db::PaymentSettings;
 use zengine_domain::TenantId;
+use zengine_storage::PaymentSettings;
 
 use crate::helpers::{ADMIN_TOKEN, AppOptions, TestApp, error_code, spawn_app_with};
 use crate::histories::record;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use zengine_activities::db::NewEvent;
-use zengine_activities::db::testing::TestBackend;
 use zengine_domain::TenantId;
+use zengine_storage::NewEvent;
+use zengine_storage::testing::TestBackend;
 
 use crate::auth::{add_tenant, call, hs256_options, token};
 use crate::helpers::{error_code, spawn_app_with};

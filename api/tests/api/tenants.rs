@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use zengine_activities::db::testing::TestBackend;
-use zengine_activities::db::{Audit, NewApiKey};
 use zengine_domain::TenantId;
+use zengine_storage::testing::TestBackend;
+use zengine_storage::{Audit, NewApiKey};
 
 use crate::auth::{call, claims, hs256, hs256_options, token};
 use crate::helpers::{ADMIN_TOKEN, TestApp, error_code, spawn_app_with};
@@ -332,7 +332,7 @@ async fn admin_lifecycle(backend: TestBackend) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // The demo tenant's seeded WhatsApp account cannot be taken over: a tenant admin registers
     // no account keys at all (403), and the platform admin cannot move one to another tenant.
-    let demo_key = zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
+    let demo_key = zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
     for (bearer, status, code) in [
         (&acme_admin, StatusCode::FORBIDDEN, "forbidden"),
         (&platform, StatusCode::CONFLICT, "conflict"),
@@ -594,7 +594,7 @@ async fn suspension(backend: TestBackend) {
     assert_eq!(reply["suspended"], true);
     let wamid = format!("wamid.{}", uuid::Uuid::new_v4().simple());
     let body = text_webhook(
-        zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID,
+        zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID,
         "16505551234",
         &wamid,
         "hola",

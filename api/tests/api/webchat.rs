@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use temporalio_client::{WorkflowDescribeOptions, WorkflowQueryOptions};
-use zengine_activities::db::testing::TestBackend;
+use zengine_storage::testing::TestBackend;
 use zengine_workflows::ConversationWorkflow;
 
 use crate::helpers::{AppOptions, error_code, reply_texts, spawn_app, spawn_app_with};

@@ -13,9 +13,9 @@ use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use zengine_activities::db::ChannelAccount;
-use zengine_activities::db::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 use zengine_domain::TenantId;
+use zengine_storage::ChannelAccount;
+use zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 
 use crate::helpers::{TestApp, WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN, error_code, spawn_app};
 

@@ -1,30 +1,30 @@
 //! Repository tests: every test runs against SQLite and PostgreSQL with the same code.
 
-use zengine_activities::db::NewIdempotencyRecord;
-use zengine_activities::db::seed::{DEMO_TENANT, seed_demo_tenant};
-use zengine_activities::db::testing::{TestBackend, TestDatabase};
 use zengine_domain::flow::demo_flow;
 use zengine_domain::{IdempotencyKey, TenantId};
+use zengine_storage::NewIdempotencyRecord;
+use zengine_storage::seed::{DEMO_TENANT, seed_demo_tenant};
+use zengine_storage::testing::{TestBackend, TestDatabase};
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(zengine_activities::db::testing::TestBackend::Sqlite).await
+                super::$name(zengine_storage::testing::TestBackend::Sqlite).await
             })*
         }
         mod postgres {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(zengine_activities::db::testing::TestBackend::Postgres).await
+                super::$name(zengine_storage::testing::TestBackend::Postgres).await
             })*
         }
         /// The same suite as the restricted application role, under row-level security.
         mod postgres_rls {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(zengine_activities::db::testing::TestBackend::PostgresRls).await
+                super::$name(zengine_storage::testing::TestBackend::PostgresRls).await
             })*
         }
     };
@@ -260,8 +260,8 @@ fn new_order<'a>(
     phone: &'a str,
     lines: &'a [zengine_domain::order::OrderLine],
     total: zengine_domain::money::Cents,
-) -> zengine_activities::db::NewOrder<'a> {
-    zengine_activities::db::NewOrder {
+) -> zengine_storage::NewOrder<'a> {
+    zengine_storage::NewOrder {
         tenant_id: tenant,
         client_key: key,
         request_hash: hash,
@@ -284,8 +284,8 @@ fn new_order<'a>(
 }
 
 async fn orders_are_created_once_per_client_key_and_listed_newest_first(backend: TestBackend) {
-    use zengine_activities::db::{CreateOrderError, OrderFilter};
     use zengine_domain::order::OrderStatus;
+    use zengine_storage::{CreateOrderError, OrderFilter};
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     let other = TenantId::parse("other").unwrap();
@@ -391,8 +391,8 @@ async fn orders_are_created_once_per_client_key_and_listed_newest_first(backend:
 }
 
 async fn order_status_changes_are_compare_and_set(backend: TestBackend) {
-    use zengine_activities::db::OrderFilter;
     use zengine_domain::order::OrderStatus;
+    use zengine_storage::OrderFilter;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
@@ -442,7 +442,7 @@ async fn order_status_changes_are_compare_and_set(backend: TestBackend) {
 }
 
 async fn events_and_surveys_are_recorded_once(backend: TestBackend) {
-    use zengine_activities::db::NewEvent;
+    use zengine_storage::NewEvent;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
@@ -560,7 +560,7 @@ async fn postgres_row_level_security_confines_even_hand_written_sql_to_the_curre
         t.db.orders()
             .list(
                 &b,
-                zengine_activities::db::OrderFilter {
+                zengine_storage::OrderFilter {
                     limit: 5,
                     ..Default::default()
                 },
@@ -576,7 +576,7 @@ async fn postgres_row_level_security_confines_even_hand_written_sql_to_the_curre
 }
 
 async fn tracking_events_are_idempotent_and_in_order(backend: TestBackend) {
-    use zengine_activities::db::{Recorded, TrackingEvent};
+    use zengine_storage::{Recorded, TrackingEvent};
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
@@ -632,7 +632,7 @@ async fn tracking_events_are_idempotent_and_in_order(backend: TestBackend) {
 }
 
 async fn paid_orders(t: &TestDatabase, tenant: &TenantId) -> Vec<String> {
-    use zengine_activities::db::OrderFilter;
+    use zengine_storage::OrderFilter;
     t.db.orders()
         .list(
             tenant,
@@ -650,7 +650,7 @@ async fn paid_orders(t: &TestDatabase, tenant: &TenantId) -> Vec<String> {
 }
 
 async fn payments_settle_once_and_operation_codes_pay_once(backend: TestBackend) {
-    use zengine_activities::db::{PaymentStatus, Settlement, Verdict};
+    use zengine_storage::{PaymentStatus, Settlement, Verdict};
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
@@ -783,7 +783,7 @@ async fn payments_settle_once_and_operation_codes_pay_once(backend: TestBackend)
 }
 
 async fn payment_reviews_move_the_order_and_release_rejected_codes(backend: TestBackend) {
-    use zengine_activities::db::{PaymentStatus, ReviewError, Settlement, Verdict};
+    use zengine_storage::{PaymentStatus, ReviewError, Settlement, Verdict};
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
@@ -875,7 +875,7 @@ async fn payment_reviews_move_the_order_and_release_rejected_codes(backend: Test
 }
 
 async fn receipt_images_and_payment_settings_round_trip(backend: TestBackend) {
-    use zengine_activities::db::PaymentSettings;
+    use zengine_storage::PaymentSettings;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     let beta = TenantId::parse("beta").unwrap();
@@ -925,7 +925,7 @@ async fn receipt_images_and_payment_settings_round_trip(backend: TestBackend) {
 }
 
 async fn channel_accounts_route_dedupe_and_delivery_states_move_forward(backend: TestBackend) {
-    use zengine_activities::db::ChannelAccount;
+    use zengine_storage::ChannelAccount;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     let beta = TenantId::parse("beta").unwrap();
@@ -1116,10 +1116,10 @@ async fn channel_accounts_route_dedupe_and_delivery_states_move_forward(backend:
 }
 
 mod assistance_support {
-    use zengine_activities::db::Database;
-    use zengine_activities::db::assistance::Provider;
     use zengine_domain::TenantId;
     use zengine_domain::assistance::EventFields;
+    use zengine_storage::Database;
+    use zengine_storage::assistance::Provider;
 
     pub fn complete() -> EventFields {
         EventFields {
@@ -1169,7 +1169,7 @@ async fn assistance_catalogues_match_the_state_machines(backend: TestBackend) {
     use zengine_domain::assistance::{EventStatus, ProviderStatus};
     let t = TestDatabase::new(backend).await.unwrap();
     let repo = t.db.assistance();
-    let codes = |items: Vec<zengine_activities::db::assistance::MasterItem>| {
+    let codes = |items: Vec<zengine_storage::assistance::MasterItem>| {
         items.into_iter().map(|i| i.code).collect::<Vec<_>>()
     };
     let statuses = codes(repo.catalogue("event-statuses").await.unwrap().unwrap());
@@ -1187,7 +1187,7 @@ async fn assistance_catalogues_match_the_state_machines(backend: TestBackend) {
         provider_statuses,
         ProviderStatus::ALL.map(|s| s.as_str().to_owned()).to_vec()
     );
-    for name in zengine_activities::db::assistance::CATALOGUES {
+    for name in zengine_storage::assistance::CATALOGUES {
         assert!(
             !repo.catalogue(name).await.unwrap().unwrap().is_empty(),
             "{name}"
@@ -1201,12 +1201,12 @@ async fn assistance_catalogues_match_the_state_machines(backend: TestBackend) {
 
 async fn providers_are_searched_by_category_city_and_text(backend: TestBackend) {
     use assistance_support::tenant_with_providers;
-    use zengine_activities::db::assistance::ProviderSearch;
+    use zengine_storage::assistance::ProviderSearch;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = tenant_with_providers(&t.db, "acme").await;
     let other = tenant_with_providers(&t.db, "other").await;
     let repo = t.db.assistance();
-    let ids = |found: Vec<zengine_activities::db::assistance::Provider>| {
+    let ids = |found: Vec<zengine_storage::assistance::Provider>| {
         found.into_iter().map(|p| p.provider_id).collect::<Vec<_>>()
     };
     let search = |category, city, text| ProviderSearch {
@@ -1299,8 +1299,8 @@ async fn providers_are_searched_by_category_city_and_text(backend: TestBackend) 
 }
 
 async fn drafts_are_created_once_per_key_and_edited_only_as_drafts(backend: TestBackend) {
-    use zengine_activities::db::assistance::{AssistanceError, StatusWrite};
     use zengine_domain::assistance::{EventFields, EventStatus};
+    use zengine_storage::assistance::{AssistanceError, StatusWrite};
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
     let repo = t.db.assistance();
@@ -1367,8 +1367,8 @@ async fn drafts_are_created_once_per_key_and_edited_only_as_drafts(backend: Test
 async fn assistance_status_changes_follow_the_state_machine_once_per_change_id(
     backend: TestBackend,
 ) {
-    use zengine_activities::db::assistance::{AssistanceError, StatusWrite};
     use zengine_domain::assistance::{EventFields, EventStatus, TransitionError};
+    use zengine_storage::assistance::{AssistanceError, StatusWrite};
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
     let repo = t.db.assistance();
@@ -1465,8 +1465,8 @@ async fn assistance_status_changes_follow_the_state_machine_once_per_change_id(
 }
 
 async fn providers_move_the_event_and_repeat_without_effect(backend: TestBackend) {
-    use zengine_activities::db::assistance::{AssistanceError, ProviderWrite, StatusWrite};
     use zengine_domain::assistance::{EventStatus, ProviderStatus, TransitionError};
+    use zengine_storage::assistance::{AssistanceError, ProviderWrite, StatusWrite};
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
     let repo = t.db.assistance();
@@ -1621,10 +1621,10 @@ async fn providers_move_the_event_and_repeat_without_effect(backend: TestBackend
 }
 
 async fn notes_consultations_and_the_log_are_written_once(backend: TestBackend) {
-    use zengine_activities::db::assistance::{
+    use zengine_domain::assistance::EventFields;
+    use zengine_storage::assistance::{
         AssistanceError, Attachment, LogWrite, NewConsultation, NewNote,
     };
-    use zengine_domain::assistance::EventFields;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
     let repo = t.db.assistance();
@@ -1730,8 +1730,8 @@ async fn notes_consultations_and_the_log_are_written_once(backend: TestBackend) 
 }
 
 async fn mok_tracking_applies_its_action_and_log_row_together_once(backend: TestBackend) {
-    use zengine_activities::db::assistance::{AssistanceError, StatusWrite};
     use zengine_domain::assistance::{EventStatus, MokAction, MokEvent, ProviderStatus};
+    use zengine_storage::assistance::{AssistanceError, StatusWrite};
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
     let repo = t.db.assistance();
@@ -1855,7 +1855,7 @@ async fn assistance_settings_round_trip_and_reject_bad_rules(backend: TestBacken
 }
 
 async fn api_keys_authenticate_until_revoked_and_stay_in_their_tenant(backend: TestBackend) {
-    use zengine_activities::db::{NewApiKey, Revoked};
+    use zengine_storage::{NewApiKey, Revoked};
     let t = TestDatabase::new(backend).await.unwrap();
     let (a, b) = (
         TenantId::parse("tenant-a").unwrap(),
@@ -1925,7 +1925,7 @@ async fn api_keys_authenticate_until_revoked_and_stay_in_their_tenant(backend: T
 }
 
 /// Moves an order's creation back in time (retention tests).
-async fn age_order(db: &zengine_activities::Database, tenant: &TenantId, order_id: &str, at: i64) {
+async fn age_order(db: &zengine_storage::Database, tenant: &TenantId, order_id: &str, at: i64) {
     let mut tx = db.begin_for(tenant).await.unwrap();
     let done = sqlx::query(
         "update sales_order set created_at = $1 where tenant_id = $2 and order_id = $3",
@@ -2010,7 +2010,7 @@ async fn unlinked_uploads_are_purged_after_their_ttl_and_linked_ones_kept(backen
 }
 
 async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestBackend) {
-    use zengine_activities::db::{ORDERS_PURGED, PurgeCounts, TrackingEvent};
+    use zengine_storage::{ORDERS_PURGED, PurgeCounts, TrackingEvent};
     const DAY: i64 = 24 * 60 * 60 * 1000;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
@@ -2178,12 +2178,10 @@ async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestB
 /// writer committed cannot take the write lock and fails with SQLITE_BUSY at once (no
 /// `busy_timeout` wait); these take the lock at `BEGIN` instead, so every call succeeds.
 async fn concurrent_read_then_write_transactions_all_succeed(backend: TestBackend) {
-    use zengine_activities::channels::breaker::BreakerSettings;
-    use zengine_activities::db::assistance::StatusWrite;
-    use zengine_activities::db::{
-        HealthChange, NewApiKey, PaymentStatus, Revoked, Settlement, Verdict,
-    };
     use zengine_domain::assistance::EventStatus;
+    use zengine_domain::channel::breaker::BreakerSettings;
+    use zengine_storage::assistance::StatusWrite;
+    use zengine_storage::{HealthChange, NewApiKey, PaymentStatus, Revoked, Settlement, Verdict};
     const TASKS: usize = 8;
     const OPS: usize = 10;
     let t = TestDatabase::new(backend).await.unwrap();
@@ -2318,7 +2316,7 @@ async fn concurrent_read_then_write_transactions_all_succeed(backend: TestBacken
 }
 
 async fn chatwoot_settings_links_and_posted_messages_stay_in_their_tenant(backend: TestBackend) {
-    use zengine_activities::db::{ChatwootLink, ChatwootSettings};
+    use zengine_storage::{ChatwootLink, ChatwootSettings};
     let t = TestDatabase::new(backend).await.unwrap();
     let (a, b) = (
         TenantId::parse("cw-a").unwrap(),
@@ -2465,7 +2463,7 @@ async fn racing_delivery_statuses_never_move_a_message_back(backend: TestBackend
 
 /// The tables of `public` with a `tenant_id` column, read from the catalog (so a table added
 /// later is covered without editing a list).
-async fn tenant_tables(db: &zengine_activities::db::Database) -> Vec<String> {
+async fn tenant_tables(db: &zengine_storage::Database) -> Vec<String> {
     sqlx::query_scalar(
         "select c.relname::text from pg_class c
            join pg_namespace n on n.oid = c.relnamespace
@@ -2532,7 +2530,7 @@ async fn postgres_every_tenant_table_forces_row_level_security_under_a_policy() 
 /// (`RESET ROLE`, `SET ROLE postgres`), nor in the channel routing tables.
 #[tokio::test]
 async fn postgres_the_runtime_role_sees_only_the_current_tenant_whatever_sql_it_runs() {
-    use zengine_activities::db::ChannelAccount;
+    use zengine_storage::ChannelAccount;
     let t = TestDatabase::new(TestBackend::PostgresRls).await.unwrap();
     let (a, b) = (
         TenantId::parse("tenant-a").unwrap(),
@@ -2606,7 +2604,7 @@ async fn postgres_the_runtime_role_sees_only_the_current_tenant_whatever_sql_it_
 
     // The schema's owner (the migration role, not a superuser) obeys the policies too (FORCE):
     // without a tenant context it sees no tenant's rows, under A's only A's.
-    let owner = zengine_activities::db::Database::connect(&t.owner_url, 1)
+    let owner = zengine_storage::Database::connect(&t.owner_url, 1)
         .await
         .unwrap();
     for table in &tables {
@@ -2633,8 +2631,8 @@ async fn postgres_the_runtime_role_sees_only_the_current_tenant_whatever_sql_it_
 /// `sslmode=disable` is turned away by the server.
 #[tokio::test]
 async fn postgres_over_tls_verifies_the_server_against_the_configured_ca() {
-    use zengine_activities::db::Database;
-    use zengine_activities::db::testing::TlsPostgres;
+    use zengine_storage::Database;
+    use zengine_storage::testing::TlsPostgres;
     let server = TlsPostgres::start().unwrap();
     let verified = server.url(&format!(
         "sslmode=verify-full&sslrootcert={}",
@@ -2671,8 +2669,8 @@ async fn postgres_over_tls_verifies_the_server_against_the_configured_ca() {
 /// nothing). A missing key file names `sslkey`.
 #[tokio::test]
 async fn postgres_client_certificates_log_in_and_an_expired_one_is_named() {
-    use zengine_activities::db::Database;
-    use zengine_activities::db::testing::TlsPostgres;
+    use zengine_storage::Database;
+    use zengine_storage::testing::TlsPostgres;
     let server = TlsPostgres::start().unwrap();
     let admin = server.url(&format!(
         "sslmode=verify-full&sslrootcert={}",

@@ -21,13 +21,16 @@ pub async fn seed_demo_tenant(db: &Database, extra: &[FlowGraph]) -> anyhow::Res
     // api_base) in ZENGINE_DEMO_WHATSAPP_TOKEN, else they end as dead letters.
     if db
         .channels()
-        .account(&tenant_id, crate::channels::WHATSAPP_META_CLOUD)
+        .account(
+            &tenant_id,
+            zengine_domain::channel::strategy::WHATSAPP_META_CLOUD,
+        )
         .await?
         .is_none()
     {
         db.channels()
             .upsert_account(&super::ChannelAccount {
-                strategy: crate::channels::WHATSAPP_META_CLOUD.to_owned(),
+                strategy: zengine_domain::channel::strategy::WHATSAPP_META_CLOUD.to_owned(),
                 account_key: DEMO_WHATSAPP_PHONE_NUMBER_ID.to_owned(),
                 tenant_id: tenant_id.clone(),
                 settings: serde_json::json!({
@@ -131,7 +134,7 @@ async fn seed_demo_assistance(db: &Database, tenant_id: &TenantId) -> anyhow::Re
             .await?;
         }
     }
-    let strategy = crate::aws::sns::STRATEGY;
+    let strategy = zengine_domain::channel::strategy::SNS_SMS;
     if db.channels().account(tenant_id, strategy).await?.is_none() {
         db.channels()
             .upsert_account(&super::ChannelAccount {

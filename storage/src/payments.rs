@@ -121,6 +121,19 @@ pub enum ReviewError {
     Other(#[from] anyhow::Error),
 }
 
+/// A tenant's cloud OCR selection (`payment_settings.cloud_ocr`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudOcrSettings {
+    /// `google-vision`.
+    pub provider: String,
+    /// Secret reference (`env:NAME`, `file:/path`) of the API key.
+    pub api_key: String,
+    /// Base URL (default `https://vision.googleapis.com`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
 /// A tenant's payment rules (`tenant.payment_settings`, JSON; missing keys take the defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -142,7 +155,7 @@ pub struct PaymentSettings {
     pub operator_recipients: Vec<zengine_domain::phone::E164>,
     /// Read receipts with a cloud OCR provider instead of the local Tesseract engines
     /// (`{"provider": "google-vision", "api_key": "<secret ref>", "endpoint"?}`); off by default.
-    pub cloud_ocr: Option<crate::vision::CloudOcrSettings>,
+    pub cloud_ocr: Option<CloudOcrSettings>,
     /// Order status notifications to the customer.
     pub notifications: NotificationSettings,
 }

@@ -7,6 +7,7 @@
 
 mod api_keys;
 pub mod assistance;
+pub mod certificates;
 mod channels;
 mod chatwoot;
 mod events;
@@ -41,8 +42,8 @@ pub use orders::{
     CreateOrderError, DeliveryWindow, NewOrder, Order, OrderContact, OrderFilter, OrderRepo,
 };
 pub use payments::{
-    NotificationSettings, Payment, PaymentRepo, PaymentSettings, PaymentStatus, ReviewError,
-    Settlement, Verdict, payment_id_for,
+    CloudOcrSettings, NotificationSettings, Payment, PaymentRepo, PaymentSettings, PaymentStatus,
+    ReviewError, Settlement, Verdict, payment_id_for,
 };
 pub use reports::{Fact, REPORTS, ReportRepo, fact_of};
 pub use retention::{ORDERS_PURGED, PurgeCounts, RetentionRepo, UNLINKED_MEDIA_TTL_MS};

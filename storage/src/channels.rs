@@ -7,7 +7,7 @@ use sqlx::Row;
 use zengine_domain::TenantId;
 
 use super::{Database, now_millis};
-use crate::channels::breaker::{Admit, Breaker, BreakerSettings, BreakerState};
+use zengine_domain::channel::breaker::{Admit, Breaker, BreakerSettings, BreakerState};
 
 /// A health check's outcome for one account (see [`ChannelRepo::record_health`]).
 #[derive(Debug, Clone)]
