@@ -22,10 +22,10 @@ use zengine_domain::phone::E164;
 
 use crate::aws::ClientCache;
 use crate::aws::sns::{self, Sms, SmsSender, SmsType, SnsSmsAccount};
-use zengine_storage::assistance::{
-    AssistanceError, LogWrite, ProviderOutcome, ProviderWrite, StatusOutcome, StatusWrite,
-    TrackingOutcome,
+use zengine_domain::assistance::{
+    ProviderOutcome, ProviderWrite, StatusOutcome, StatusWrite, TrackingOutcome,
 };
+use zengine_storage::assistance::{AssistanceError, LogWrite};
 use zengine_storage::{Database, NewEvent};
 
 /// Failure type: the database refused the change (state machine, unknown event or provider).

@@ -19,9 +19,8 @@ use zengine_ocr::OcrError;
 
 use crate::channels::sdk::{DownloadedMedia, MediaLimits, SendError, StrategyEnv};
 use crate::channels::{InboundOptions, Registry};
-use zengine_storage::{
-    Database, NewEvent, PaymentSettings, PaymentStatus, ReviewError, Settlement, Verdict,
-};
+use zengine_domain::payment::{PaymentStatus, Verdict};
+use zengine_storage::{Database, NewEvent, PaymentSettings, ReviewError, Settlement};
 
 /// Failure type of a receipt that cannot be read (bad image, unsupported reference): retrying
 /// will not help, the payment goes to manual review.

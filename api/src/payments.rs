@@ -21,7 +21,8 @@ use temporalio_client::{
     WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowStartOptions,
 };
 use zengine_domain::TenantId;
-use zengine_storage::{Payment, PaymentStatus, payment_id_for};
+use zengine_domain::payment::{PaymentStatus, payment_id_for};
+use zengine_storage::Payment;
 use zengine_workflows::PaymentWorkflow;
 use zengine_workflows::names::queues;
 use zengine_workflows::payment::{PaymentInput, Review, workflow_id};

@@ -12,6 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::TenantId;
 use crate::phone::E164;
@@ -944,4 +945,86 @@ mod tests {
         );
         assert_eq!(mok_workflow_id(&tenant, "mok-1"), "demo/mok/mok-1");
     }
+}
+
+// Writes and outcomes exchanged by the assistance workflows, their activities and the
+// repository (stored in step logs, so a retried step returns the first result).
+
+/// A provider working on an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventProvider {
+    pub event_provider_id: String,
+    pub event_id: String,
+    pub provider_id: String,
+    pub status: ProviderStatus,
+    /// `api` or `mok`.
+    pub source: String,
+    pub resolution: Option<String>,
+    pub assigned_at: i64,
+    pub started_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+}
+
+/// A status change to apply (by an operator, or as a consequence of something else).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusWrite {
+    /// Derived by the caller (workflow id + sequence): a retried write finds its first result.
+    pub change_id: String,
+    pub event_id: String,
+    pub to: EventStatus,
+    pub source: String,
+    pub reason: Option<String>,
+}
+
+/// What a status change did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusOutcome {
+    pub from: EventStatus,
+    pub to: EventStatus,
+    /// Providers released because the event was cancelled.
+    pub cancelled_providers: Vec<String>,
+    /// `false` when this change id had been applied already (a retry).
+    pub applied: bool,
+}
+
+/// A provider action (assign, start, resolve).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderWrite {
+    /// Id of the event status change this action may cause.
+    pub change_id: String,
+    pub event_id: String,
+    pub provider_id: String,
+    /// `api` or `mok`.
+    pub source: String,
+    /// The resolution text (resolve only).
+    pub note: Option<String>,
+}
+
+/// What a provider action did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderOutcome {
+    pub provider: EventProvider,
+    pub event_status: EventStatus,
+    /// `false` when the provider was already in the target state (a retry or a duplicate).
+    pub applied: bool,
+}
+
+/// What the `TrackingMok` step did (stored in its log row, so a retry returns it unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackingOutcome {
+    pub action: MokAction,
+    pub assistance_id: String,
+    pub event_status: EventStatus,
+    /// The provider's row after a provider action.
+    pub event_provider: Option<EventProvider>,
+    /// The note written by NOTE_REGISTER.
+    pub note_id: Option<String>,
+    /// `false` when the event was already in the requested state (nothing changed).
+    pub applied: bool,
+}
+
+/// The id of `provider_id`'s work on `event_id` (the same for every caller, API or MOK).
+pub fn event_provider_id(event_id: &str, provider_id: &str) -> String {
+    let digest = Sha256::digest(format!("{event_id}\n{provider_id}"));
+    format!("evp_{}", &hex::encode(digest)[..20])
 }

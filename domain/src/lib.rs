@@ -12,6 +12,7 @@ pub mod ids;
 pub mod message;
 pub mod money;
 pub mod order;
+pub mod payment;
 pub mod phone;
 pub mod receipt;
 

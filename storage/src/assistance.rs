@@ -14,8 +14,9 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use zengine_domain::TenantId;
 use zengine_domain::assistance::{
-    AssistanceSettings, EventFields, EventStatus, MokAction, MokEvent, MokStep, ProviderStatus,
-    TransitionError, on_assign, on_resolve, on_start,
+    AssistanceSettings, EventFields, EventProvider, EventStatus, MokAction, MokEvent, MokStep,
+    ProviderOutcome, ProviderStatus, ProviderWrite, StatusOutcome, StatusWrite, TrackingOutcome,
+    TransitionError, event_provider_id, on_assign, on_resolve, on_start,
 };
 
 use super::events::record_in;
@@ -70,21 +71,6 @@ pub struct AssistanceEvent {
     pub fields: EventFields,
     pub created_at: i64,
     pub updated_at: i64,
-}
-
-/// A provider working on an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventProvider {
-    pub event_provider_id: String,
-    pub event_id: String,
-    pub provider_id: String,
-    pub status: ProviderStatus,
-    /// `api` or `mok`.
-    pub source: String,
-    pub resolution: Option<String>,
-    pub assigned_at: i64,
-    pub started_at: Option<i64>,
-    pub resolved_at: Option<i64>,
 }
 
 /// One accepted status change.
@@ -198,70 +184,6 @@ impl From<sqlx::Error> for AssistanceError {
     fn from(e: sqlx::Error) -> Self {
         Self::Other(e.into())
     }
-}
-
-/// A status change to apply (by an operator, or as a consequence of something else).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusWrite {
-    /// Derived by the caller (workflow id + sequence): a retried write finds its first result.
-    pub change_id: String,
-    pub event_id: String,
-    pub to: EventStatus,
-    pub source: String,
-    pub reason: Option<String>,
-}
-
-/// What a status change did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusOutcome {
-    pub from: EventStatus,
-    pub to: EventStatus,
-    /// Providers released because the event was cancelled.
-    pub cancelled_providers: Vec<String>,
-    /// `false` when this change id had been applied already (a retry).
-    pub applied: bool,
-}
-
-/// A provider action (assign, start, resolve).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProviderWrite {
-    /// Id of the event status change this action may cause.
-    pub change_id: String,
-    pub event_id: String,
-    pub provider_id: String,
-    /// `api` or `mok`.
-    pub source: String,
-    /// The resolution text (resolve only).
-    pub note: Option<String>,
-}
-
-/// What a provider action did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProviderOutcome {
-    pub provider: EventProvider,
-    pub event_status: EventStatus,
-    /// `false` when the provider was already in the target state (a retry or a duplicate).
-    pub applied: bool,
-}
-
-/// What the `TrackingMok` step did (stored in its log row, so a retry returns it unchanged).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrackingOutcome {
-    pub action: MokAction,
-    pub assistance_id: String,
-    pub event_status: EventStatus,
-    /// The provider's row after a provider action.
-    pub event_provider: Option<EventProvider>,
-    /// The note written by NOTE_REGISTER.
-    pub note_id: Option<String>,
-    /// `false` when the event was already in the requested state (nothing changed).
-    pub applied: bool,
-}
-
-/// The id of `provider_id`'s work on `event_id` (the same for every caller, API or MOK).
-pub fn event_provider_id(event_id: &str, provider_id: &str) -> String {
-    let digest = Sha256::digest(format!("{event_id}\n{provider_id}"));
-    format!("evp_{}", &hex::encode(digest)[..20])
 }
 
 /// An id derived from an idempotency key: `{prefix}_` and 24 hex digits.

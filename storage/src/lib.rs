@@ -42,8 +42,8 @@ pub use orders::{
     CreateOrderError, DeliveryWindow, NewOrder, Order, OrderContact, OrderFilter, OrderRepo,
 };
 pub use payments::{
-    CloudOcrSettings, NotificationSettings, Payment, PaymentRepo, PaymentSettings, PaymentStatus,
-    ReviewError, Settlement, Verdict, payment_id_for,
+    CloudOcrSettings, NotificationSettings, Payment, PaymentRepo, PaymentSettings, ReviewError,
+    Settlement,
 };
 pub use reports::{Fact, REPORTS, ReportRepo, fact_of};
 pub use retention::{ORDERS_PURGED, PurgeCounts, RetentionRepo, UNLINKED_MEDIA_TTL_MS};

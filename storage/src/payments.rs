@@ -14,57 +14,10 @@ use zengine_domain::TenantId;
 use zengine_domain::money::Cents;
 use zengine_domain::order::OrderStatus;
 
+use zengine_domain::payment::{PaymentStatus, Verdict};
+
 use super::events::record_in;
 use super::{Database, NewEvent, now_millis};
-
-/// Where a payment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum PaymentStatus {
-    /// Received, not decided yet.
-    Pending,
-    /// Credited to its order (the order is PAID).
-    Assigned,
-    /// Waiting for an operator (`POST /v1/payments/{id}/review`).
-    ManualReview,
-    /// Not credited (duplicate operation code, or an operator rejected it).
-    Rejected,
-}
-
-impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Assigned => "ASSIGNED",
-            Self::ManualReview => "MANUAL_REVIEW",
-            Self::Rejected => "REJECTED",
-        }
-    }
-
-    /// ASSIGNED and REJECTED do not change any more.
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Assigned | Self::Rejected)
-    }
-}
-
-impl std::str::FromStr for PaymentStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "PENDING" => Self::Pending,
-            "ASSIGNED" => Self::Assigned,
-            "MANUAL_REVIEW" => Self::ManualReview,
-            "REJECTED" => Self::Rejected,
-            other => return Err(format!("unknown payment status `{other}`")),
-        })
-    }
-}
-
-impl std::fmt::Display for PaymentStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A stored payment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,15 +39,6 @@ pub struct Payment {
     pub reviewed_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
-}
-
-/// What the verification concluded; [`PaymentRepo::settle`] applies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Verdict {
-    /// Everything matched: credit the order.
-    Accept,
-    /// Something is missing or doubtful: a person decides.
-    Review,
 }
 
 /// The result of reading a receipt, to store on the payment.
@@ -206,14 +150,6 @@ pub struct PaymentRepo<'a> {
 
 const PAYMENT_COLUMNS: &str = "payment_id, order_id, status, claimed_code, amount_cents, sender, \
      reasons, extraction, raw_ocr, media_ref, reviewed_by, reviewed_at, created_at, updated_at";
-
-/// The payment id of a receipt image submitted for an order: the same image (media ids are
-/// content hashes) for the same order is the same payment (a resubmission), a different image or
-/// order is a new one. Pure, so workflows can compute it too.
-pub fn payment_id_for(order_id: &str, media_id: &str) -> String {
-    let digest = Sha256::digest(format!("{order_id}\n{media_id}"));
-    format!("pay_{}", &hex::encode(digest)[..24])
-}
 
 impl PaymentRepo<'_> {
     /// Creates a PENDING payment, or returns the existing one with this id (then `false`).

@@ -650,7 +650,8 @@ async fn paid_orders(t: &TestDatabase, tenant: &TenantId) -> Vec<String> {
 }
 
 async fn payments_settle_once_and_operation_codes_pay_once(backend: TestBackend) {
-    use zengine_storage::{PaymentStatus, Settlement, Verdict};
+    use zengine_domain::payment::{PaymentStatus, Verdict};
+    use zengine_storage::Settlement;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
@@ -783,7 +784,8 @@ async fn payments_settle_once_and_operation_codes_pay_once(backend: TestBackend)
 }
 
 async fn payment_reviews_move_the_order_and_release_rejected_codes(backend: TestBackend) {
-    use zengine_storage::{PaymentStatus, ReviewError, Settlement, Verdict};
+    use zengine_domain::payment::{PaymentStatus, Verdict};
+    use zengine_storage::{ReviewError, Settlement};
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     t.db.tenants().upsert(&acme, "Acme", "main").await.unwrap();
@@ -1299,8 +1301,9 @@ async fn providers_are_searched_by_category_city_and_text(backend: TestBackend) 
 }
 
 async fn drafts_are_created_once_per_key_and_edited_only_as_drafts(backend: TestBackend) {
+    use zengine_domain::assistance::StatusWrite;
     use zengine_domain::assistance::{EventFields, EventStatus};
-    use zengine_storage::assistance::{AssistanceError, StatusWrite};
+    use zengine_storage::assistance::AssistanceError;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
     let repo = t.db.assistance();
@@ -1367,8 +1370,9 @@ async fn drafts_are_created_once_per_key_and_edited_only_as_drafts(backend: Test
 async fn assistance_status_changes_follow_the_state_machine_once_per_change_id(
     backend: TestBackend,
 ) {
+    use zengine_domain::assistance::StatusWrite;
     use zengine_domain::assistance::{EventFields, EventStatus, TransitionError};
-    use zengine_storage::assistance::{AssistanceError, StatusWrite};
+    use zengine_storage::assistance::AssistanceError;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
     let repo = t.db.assistance();
@@ -1466,7 +1470,8 @@ async fn assistance_status_changes_follow_the_state_machine_once_per_change_id(
 
 async fn providers_move_the_event_and_repeat_without_effect(backend: TestBackend) {
     use zengine_domain::assistance::{EventStatus, ProviderStatus, TransitionError};
-    use zengine_storage::assistance::{AssistanceError, ProviderWrite, StatusWrite};
+    use zengine_domain::assistance::{ProviderWrite, StatusWrite};
+    use zengine_storage::assistance::AssistanceError;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
     let repo = t.db.assistance();
@@ -1730,8 +1735,9 @@ async fn notes_consultations_and_the_log_are_written_once(backend: TestBackend) 
 }
 
 async fn mok_tracking_applies_its_action_and_log_row_together_once(backend: TestBackend) {
+    use zengine_domain::assistance::StatusWrite;
     use zengine_domain::assistance::{EventStatus, MokAction, MokEvent, ProviderStatus};
-    use zengine_storage::assistance::{AssistanceError, StatusWrite};
+    use zengine_storage::assistance::AssistanceError;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
     let repo = t.db.assistance();
@@ -2179,9 +2185,10 @@ async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestB
 /// `busy_timeout` wait); these take the lock at `BEGIN` instead, so every call succeeds.
 async fn concurrent_read_then_write_transactions_all_succeed(backend: TestBackend) {
     use zengine_domain::assistance::EventStatus;
+    use zengine_domain::assistance::StatusWrite;
     use zengine_domain::channel::breaker::BreakerSettings;
-    use zengine_storage::assistance::StatusWrite;
-    use zengine_storage::{HealthChange, NewApiKey, PaymentStatus, Revoked, Settlement, Verdict};
+    use zengine_domain::payment::{PaymentStatus, Verdict};
+    use zengine_storage::{HealthChange, NewApiKey, Revoked, Settlement};
     const TASKS: usize = 8;
     const OPS: usize = 10;
     let t = TestDatabase::new(backend).await.unwrap();

@@ -32,7 +32,7 @@ use zengine_domain::assistance::{
     AssistanceSettings, EventStatus, ProviderStatus, assistance_workflow_id, on_assign, on_resolve,
     on_start,
 };
-use zengine_storage::assistance::{ProviderOutcome, ProviderWrite, StatusWrite, event_provider_id};
+use zengine_domain::assistance::{ProviderOutcome, ProviderWrite, StatusWrite, event_provider_id};
 
 use crate::names::TENANT_ID;
 

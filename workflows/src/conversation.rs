@@ -34,8 +34,8 @@ use zengine_activities::conversation::{
     COMMAND_REJECTED, CommandRequest, ConversationActivities, EventRecord, SurveyRecord,
 };
 use zengine_domain::flow::{CommandOutcome, Effect, FlowGraph, Mode, Session, State, Turn};
+use zengine_domain::payment::{PaymentStatus, PaymentUpdate};
 use zengine_domain::{ConversationId, InboundMessage, Reply};
-use zengine_storage::PaymentStatus;
 
 use crate::names::TENANT_ID;
 use crate::order::{OrderInput, OrderWorkflow};
@@ -232,16 +232,6 @@ pub struct ConversationWorkflow {
     /// The payment a `payment.verify` command is waiting for, and the updates received for it.
     awaiting_payment: Option<String>,
     payment_updates: BTreeMap<String, PaymentUpdate>,
-}
-
-/// Where a payment this conversation asked for stands (the `PaymentUpdate` signal, sent by the
-/// payment workflow after its first decision and again after a manual review).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PaymentUpdate {
-    pub payment_id: String,
-    pub order_id: String,
-    pub status: PaymentStatus,
-    pub reasons: Vec<String>,
 }
 
 fn state_name(state: &State) -> (&'static str, Option<String>) {
@@ -1009,7 +999,7 @@ impl ConversationWorkflow {
                 );
             }
         };
-        let payment_id = zengine_storage::payment_id_for(&order_id, &media_id);
+        let payment_id = zengine_domain::payment::payment_id_for(&order_id, &media_id);
         let tenant = ctx.state(|s| s.conversation.tenant.clone());
         let input = PaymentInput {
             tenant_id: tenant.clone(),

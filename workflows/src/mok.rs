@@ -34,8 +34,8 @@ use zengine_activities::assistance::{
     SMS_NOT_CONFIGURED, SMS_REJECTED, SentSms, SmsOptions, TrackMok,
 };
 use zengine_domain::TenantId;
+use zengine_domain::assistance::TrackingOutcome;
 use zengine_domain::assistance::{AssistanceSettings, MokEvent, MokStep, mok_workflow_id};
-use zengine_storage::assistance::TrackingOutcome;
 
 use crate::assistance::{AssistanceWorkflow, StatusChanged};
 use crate::names::TENANT_ID;

@@ -29,10 +29,12 @@ use zengine_activities::payments::{
     ReceiptReading, ReviewPayment, SettlePayment, UNREADABLE_RECEIPT,
 };
 use zengine_domain::TenantId;
+use zengine_domain::payment::{PaymentStatus, PaymentUpdate, Verdict};
 use zengine_domain::receipt::{Decision, Expected, ReceiptFields, ReconcileRules, reconcile};
-use zengine_storage::{PaymentStatus, Verdict};
 
-use crate::conversation::{ConversationWorkflow, PaymentUpdate};
+// The conversation that started this payment is signalled with its typed handle (parent and
+// child name each other; the signal's payload is the domain contract `PaymentUpdate`).
+use crate::conversation::ConversationWorkflow;
 use crate::names::{TENANT_ID, queues, sibling_queue};
 use crate::order::{OrderWorkflow, PaymentAccepted};
 

@@ -524,7 +524,7 @@ async fn the_restaurant_example_creates_a_real_order_and_hands_the_payment_to_re
     assert_eq!(payments.len(), 1);
     assert_eq!(
         payments[0].status,
-        zengine_storage::PaymentStatus::ManualReview
+        zengine_domain::payment::PaymentStatus::ManualReview
     );
     assert_eq!(payments[0].amount, Some(zengine_domain::money::Cents(5400)));
     // Its lifecycle workflow was started by the conversation and outlives it.
