@@ -33,16 +33,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use zengine_domain::TenantId;
 use zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 use zengine_storage::{ChannelAccount, PaymentSettings};
 use zengine_workers::devserver::free_port;
-use zengine_workers::testing::{start_ephemeral, temporal_binary};
+use zengine_workers::testing::{
+    start_ephemeral, temporal_binary, whatsapp_signature, whatsapp_text_webhook,
+};
 
 const APP_SECRET: &str = "soak-app-secret";
 const ADMIN_TOKEN: &str = "soak-admin-token";
@@ -201,26 +201,6 @@ async fn fake_graph(sends: Sends) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
-}
-
-fn webhook(from: &str, wamid: &str, text: &str) -> Vec<u8> {
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
-        "field": "messages",
-        "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": DEMO_WHATSAPP_PHONE_NUMBER_ID},
-            "contacts": [{"profile": {"name": "Soak"}, "wa_id": from}],
-            "messages": [{"from": from, "id": wamid, "timestamp": "1749416383", "type": "text",
-                          "text": {"body": text}}]
-        }}]}]})
-    .to_string()
-    .into_bytes()
-}
-
-fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 fn multipart_image(bytes: &[u8]) -> (Vec<u8>, String) {
@@ -418,13 +398,19 @@ async fn whatsapp_contact(ctx: Ctx, n: u64) {
         if i > 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let body = webhook(&from, &format!("wamid.soak-{n}-{i}"), text);
+        let body = whatsapp_text_webhook(
+            DEMO_WHATSAPP_PHONE_NUMBER_ID,
+            "Soak",
+            &from,
+            &format!("wamid.soak-{n}-{i}"),
+            text,
+        );
         let at = Instant::now();
         let request = ctx
             .http
             .post(format!("{}/v1/webhooks/whatsapp", ctx.base))
             .header("content-type", "application/json")
-            .header("x-hub-signature-256", sign(&body))
+            .header("x-hub-signature-256", whatsapp_signature(APP_SECRET, &body))
             .timeout(REQUEST_TIMEOUT)
             .body(body);
         if let Some(tally) = ctx.call("whatsapp webhook", request, &[200]).await {

@@ -15,11 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use hmac::{Hmac, Mac};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
-use sha2::Sha256;
 use temporalio_client::{WorkflowIdConflictPolicy, WorkflowStartOptions};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{SyncWorkflowContext, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
@@ -27,7 +25,9 @@ use zengine_domain::TenantId;
 use zengine_storage::ChannelAccount;
 use zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
 use zengine_workers::devserver::free_port;
-use zengine_workers::testing::{WorkerThread, temporal_binary};
+use zengine_workers::testing::{
+    WorkerThread, temporal_binary, whatsapp_signature, whatsapp_text_webhook,
+};
 use zengine_workers::{TemporalSettings, connect};
 
 const APP_SECRET: &str = "dev-app-secret";
@@ -81,26 +81,6 @@ fn report(name: &str, elapsed: Duration, mut latencies: Vec<Duration>) -> f64 {
         latencies.last().unwrap().as_secs_f64() * 1e3,
     );
     rate
-}
-
-fn webhook(from: &str, wamid: &str, text: &str) -> Vec<u8> {
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
-        "field": "messages",
-        "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": DEMO_WHATSAPP_PHONE_NUMBER_ID},
-            "contacts": [{"profile": {"name": "Bench"}, "wa_id": from}],
-            "messages": [{"from": from, "id": wamid, "timestamp": "1749416383", "type": "text",
-                          "text": {"body": text}}]
-        }}]}]})
-    .to_string()
-    .into_bytes()
-}
-
-fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// A Graph API fake that accepts every send.
@@ -240,12 +220,18 @@ async fn main() {
             let mut latencies = Vec::new();
             for i in 0..per_sender {
                 let from = format!("519{task:04}{:04}", i % contacts_per_sender);
-                let body = webhook(&from, &format!("wamid.bench-{task}-{i}"), "hola");
+                let body = whatsapp_text_webhook(
+                    DEMO_WHATSAPP_PHONE_NUMBER_ID,
+                    "Bench",
+                    &from,
+                    &format!("wamid.bench-{task}-{i}"),
+                    "hola",
+                );
                 let t = Instant::now();
                 let response = http
                     .post(format!("{base}/v1/webhooks/whatsapp"))
                     .header("content-type", "application/json")
-                    .header("x-hub-signature-256", sign(&body))
+                    .header("x-hub-signature-256", whatsapp_signature(APP_SECRET, &body))
                     .body(body)
                     .send()
                     .await

@@ -676,13 +676,10 @@ async fn exercise(
                           "timestamp": "1765000000", "type": "text",
                           "text": {"body": "hola"}}]}}]}]})
     .to_string();
-    let signature = {
-        use hmac::{Hmac, Mac};
-        let mut mac =
-            Hmac::<sha2::Sha256>::new_from_slice(secret("whatsapp_app_secret").as_bytes()).unwrap();
-        mac.update(webhook.as_bytes());
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-    };
+    let signature = zengine_workers::testing::whatsapp_signature(
+        &secret("whatsapp_app_secret"),
+        webhook.as_bytes(),
+    );
     let response = http
         .post(format!("{base}/v1/webhooks/whatsapp"))
         .header("content-type", "application/json")

@@ -954,10 +954,7 @@ async fn post_whatsapp(
     app_secret: &str,
     body: String,
 ) -> reqwest::Response {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let signature = zengine_workers::testing::whatsapp_signature(app_secret, body.as_bytes());
     http.post(format!("{base}/v1/webhooks/whatsapp"))
         .header("content-type", "application/json")
         .header("x-hub-signature-256", signature)

@@ -1,4 +1,6 @@
-//! Test support (feature `test-support`): one real Temporal dev server per test binary.
+//! Test support (feature `test-support`) for the tests and benches of every crate: one real
+//! Temporal dev server per test binary, a moto server, and what a provider sends (signed WhatsApp
+//! webhooks).
 //!
 //! The server is the project-local `temporal` binary (`make tools` installs it; override with
 //! `ZENGINE_TEMPORAL_BIN`), on a free port, in memory, headless. It is started on first use and
@@ -183,4 +185,37 @@ fn start_child(mut cmd: std::process::Command) -> std::io::Result<u32> {
             }
         })?;
     rx.recv().map_err(std::io::Error::other)?
+}
+
+/// The `X-Hub-Signature-256` header Meta sends with a WhatsApp webhook `body`: HMAC-SHA256 with
+/// the app secret, hex, after `sha256=`. Written apart from the API's verifier on purpose.
+pub fn whatsapp_signature(app_secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A WhatsApp Cloud API webhook as Meta sends it: one text message from `from` (its `wa_id`,
+/// contact name `name`) to the business number `phone_number_id`.
+pub fn whatsapp_text_webhook(
+    phone_number_id: &str,
+    name: &str,
+    from: &str,
+    wamid: &str,
+    text: &str,
+) -> Vec<u8> {
+    serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+    "changes": [{
+        "field": "messages",
+        "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+            "contacts": [{"profile": {"name": name}, "wa_id": from}],
+            "messages": [{"from": from, "id": wamid, "timestamp": "1749416383", "type": "text",
+                          "text": {"body": text}}]
+        }}]}]})
+    .to_string()
+    .into_bytes()
 }

@@ -9,10 +9,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::response::IntoResponse;
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use zengine_domain::TenantId;
 use zengine_storage::ChannelAccount;
 use zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
@@ -117,9 +115,7 @@ pub async fn use_fake(app: &TestApp, api_base: &str, token_ref: Option<String>) 
 }
 
 pub fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(WHATSAPP_APP_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    zengine_workers::testing::whatsapp_signature(WHATSAPP_APP_SECRET, body)
 }
 
 pub async fn post_webhook(
@@ -139,17 +135,13 @@ pub async fn post_webhook(
 }
 
 pub fn text_webhook(phone_number_id: &str, from: &str, wamid: &str, text: &str) -> Vec<u8> {
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
-    "field": "messages",
-    "value": {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
-        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": from}],
-        "messages": [{"from": from, "id": wamid, "timestamp": "1749416383", "type": "text",
-                      "text": {"body": text}}]
-    }}]}]})
-    .to_string()
-    .into_bytes()
+    zengine_workers::testing::whatsapp_text_webhook(
+        phone_number_id,
+        "Sheena Nelson",
+        from,
+        wamid,
+        text,
+    )
 }
 
 fn status_webhook(wamid: &str, status: &str, callback: &str) -> Vec<u8> {
