@@ -54,9 +54,10 @@ deny:
 fmt:
 	$(CARGO) fmt --all
 
-## Re-record the committed workflow histories replayed by workflows/tests/replay.rs
-histories: tools
-	ZENGINE_RECORD_HISTORIES=1 $(CARGO) test -p zengine-api --test api histories
+## Record the workflow histories replayed by workflows/tests/replay.rs that have no file yet:
+## every API test that calls histories::record writes its own (FILTER=payments:: for one file)
+histories: tools postgres
+	ZENGINE_RECORD_HISTORIES=1 $(CARGO) test --workspace --test api -- $(FILTER)
 
 ## Benchmarks (results go to docs/benchmarks.md by hand)
 bench: tools

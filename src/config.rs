@@ -166,10 +166,10 @@ impl Settings {
         ];
         for (name, field) in fields {
             let value = field.expose_secret();
-            if zengine_activities::secrets::reference_kind(value)
-                == Some(zengine_activities::secrets::ReferenceKind::Platform)
+            if zengine_storage::secrets::reference_kind(value)
+                == Some(zengine_storage::secrets::ReferenceKind::Platform)
             {
-                let resolved = zengine_activities::secrets::resolve(value)
+                let resolved = zengine_storage::secrets::resolve(value)
                     .with_context(|| format!("{name}: secret reference"))?;
                 *field = resolved;
             }

@@ -306,9 +306,9 @@ async fn serve(cli: Cli) -> std::process::ExitCode {
         Command::Migrate { .. } => "migrate",
         _ => "cli",
     };
-    zengine_activities::secrets::set_tenant_dir(match settings.secrets.tenant_dir.as_str() {
+    zengine_storage::secrets::set_tenant_dir(match settings.secrets.tenant_dir.as_str() {
         "" if process == "dev" => "data/tenant-secrets",
-        "" => zengine_activities::secrets::DEFAULT_TENANT_DIR,
+        "" => zengine_storage::secrets::DEFAULT_TENANT_DIR,
         dir => dir,
     });
     let telemetry = match telemetry::init(&settings.telemetry, process) {
@@ -478,7 +478,7 @@ async fn dev(mut settings: Settings) -> anyhow::Result<()> {
         ("api", &mut settings.api.outbound),
     ] {
         if outbound.allow_cidrs.is_empty() {
-            *outbound = zengine_activities::outbound::OutboundSettings::loopback();
+            *outbound = zengine_channels::outbound::OutboundSettings::loopback();
             tracing::info!(
                 allow_cidrs = ?outbound.allow_cidrs,
                 "zengine dev: {name}.outbound opens loopback to tenant-steered calls"

@@ -388,9 +388,8 @@ async fn dead_letters(
         .connect()
         .await
         .map_err(|e| OpsError::Unavailable(format!("the database: {e:#}")))?;
-    let registry = zengine_activities::channels::Registry::standard(
-        zengine_activities::channels::InboundOptions::default(),
-    );
+    let registry =
+        zengine_channels::Registry::standard(zengine_channels::InboundOptions::default());
     let letters = DeadLetters::new(
         db,
         client,

@@ -1,7 +1,7 @@
 //! Activities of the assistance event and MOK tracking workflows (task queue `assistance`).
 //!
 //! Database writes go through `zengine_storage::assistance`, which checks the state machines and makes
-//! every write idempotent. SMS go through SNS ([`crate::aws::sns`]) with the tenant's
+//! every write idempotent. SMS go through SNS ([`zengine_channels::aws::sns`]) with the tenant's
 //! `sns-sms` channel account; each (logical send, recipient) has an outbound record
 //! (`outbound_message`, client message id derived in the workflow), so a retried activity never
 //! texts a recipient twice once SNS has accepted the message.
@@ -20,8 +20,8 @@ use zengine_domain::TenantId;
 use zengine_domain::assistance::{MokEvent, MokStep};
 use zengine_domain::phone::E164;
 
-use crate::aws::ClientCache;
-use crate::aws::sns::{self, Sms, SmsSender, SmsType, SnsSmsAccount};
+use zengine_channels::aws::ClientCache;
+use zengine_channels::aws::sns::{self, Sms, SmsSender, SmsType, SnsSmsAccount};
 use zengine_domain::assistance::{
     ProviderOutcome, ProviderWrite, StatusOutcome, StatusWrite, TrackingOutcome,
 };

@@ -12,7 +12,7 @@
 //! non-retryable [`CHATWOOT_REJECTED`]; a missing token with [`SECRET_MISSING`]. A tenant
 //! without Chatwoot configured is not an error: nothing is mirrored.
 //!
-//! The tenant chooses `base_url`, so calls go through the [`crate::outbound`] guard: a Chatwoot
+//! The tenant chooses `base_url`, so calls go through the [`zengine_channels::outbound`] guard: a Chatwoot
 //! URL pointing inside the platform fails with [`CHATWOOT_REJECTED`] and nothing is sent.
 
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::TenantId;
 
 use crate::channels::SECRET_MISSING;
-use crate::outbound::{OutboundClient, OutboundGuard};
+use zengine_channels::outbound::{OutboundClient, OutboundGuard};
 use zengine_storage::{ChatwootLink, ChatwootSettings, Database};
 
 /// Failure type of a Chatwoot answer that retrying cannot fix (4xx other than 429).
@@ -153,7 +153,7 @@ impl Desk<'_> {
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> Result<Value, ActivityError> {
-        let refused = |refused: &crate::outbound::OutboundRefused| {
+        let refused = |refused: &zengine_channels::outbound::OutboundRefused| {
             failure(
                 CHATWOOT_REJECTED,
                 format!("Chatwoot {method} {path}: {refused}"),
@@ -169,16 +169,17 @@ impl Desk<'_> {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| match crate::outbound::refusal(&e) {
-                Some(r) => refused(r),
-                None => retryable(format!(
-                    "Chatwoot {method} {path}: {}",
-                    crate::outbound::describe(&e)
-                )),
-            })?;
+        let response =
+            request
+                .send()
+                .await
+                .map_err(|e| match zengine_channels::outbound::refusal(&e) {
+                    Some(r) => refused(r),
+                    None => retryable(format!(
+                        "Chatwoot {method} {path}: {}",
+                        zengine_channels::outbound::describe(&e)
+                    )),
+                })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
@@ -264,7 +265,7 @@ impl ChatwootActivities {
         let Some(settings) = self.db.chatwoot().settings(tenant).await? else {
             return Ok(None);
         };
-        let token = crate::secrets::resolve_for(tenant, &settings.api_token_ref)
+        let token = zengine_storage::secrets::resolve_for(tenant, &settings.api_token_ref)
             .map_err(|e| failure(SECRET_MISSING, e.to_string(), false))?;
         Ok(Some(Desk {
             http: &self.http,

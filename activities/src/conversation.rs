@@ -7,7 +7,7 @@
 //! trouble and 5xx answers are retried by Temporal with the workflow's retry policy.
 //!
 //! `http_request` checks the host twice: by name against the tenant's `allowed_http_hosts`, then
-//! by address through the [`crate::outbound`] guard (a tenant may list `localhost` or a name
+//! by address through the [`zengine_channels::outbound`] guard (a tenant may list `localhost` or a name
 //! pointing inside the platform; the guard refuses those whatever the list says). Error messages
 //! name the URL's origin only: they reach the flow's `last_error`, the bot's reply and the
 //! workflow history, and a query string may carry a secret or a phone number.
@@ -23,7 +23,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::TenantId;
 use zengine_domain::flow::CommandOutcome;
 
-use crate::outbound::{OutboundClient, OutboundGuard, origin};
+use zengine_channels::outbound::{OutboundClient, OutboundGuard, origin};
 use zengine_storage::{Database, NewEvent};
 
 /// Failure type of a command that retrying cannot fix.
@@ -358,22 +358,22 @@ impl ConversationActivities {
         if let Some(body) = params.get("body") {
             call = call.json(body);
         }
-        let response = call
-            .send()
-            .await
-            .map_err(|e| match crate::outbound::refusal(&e) {
-                // The name resolves only inside the platform: no retry will change that.
-                Some(refused) => rejected(format!("http_request: {refused}")),
-                None => retryable(format!(
-                    "http_request to {target} failed: {}",
-                    crate::outbound::describe(&e)
-                )),
-            })?;
+        let response =
+            call.send()
+                .await
+                .map_err(|e| match zengine_channels::outbound::refusal(&e) {
+                    // The name resolves only inside the platform: no retry will change that.
+                    Some(refused) => rejected(format!("http_request: {refused}")),
+                    None => retryable(format!(
+                        "http_request to {target} failed: {}",
+                        zengine_channels::outbound::describe(&e)
+                    )),
+                })?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| {
             retryable(format!(
                 "http_request to {target}: reading the body failed: {}",
-                crate::outbound::describe(&e)
+                zengine_channels::outbound::describe(&e)
             ))
         })?;
         if status.is_server_error() || status.as_u16() == 429 {

@@ -144,7 +144,7 @@ pub async fn create_order(
     if customer
         .email
         .as_deref()
-        .is_some_and(|e| !crate::aws::ses::valid_address(e))
+        .is_some_and(|e| !zengine_channels::aws::ses::valid_address(e))
     {
         errors.push(field("customer.email", "must be an e-mail address"));
     }
@@ -301,14 +301,14 @@ pub fn status_text(language: &str, number: i64, status: OrderStatus) -> Option<S
 
 pub struct OrderActivities {
     db: Database,
-    registry: crate::channels::Registry,
+    registry: zengine_channels::Registry,
 }
 
 impl OrderActivities {
     pub fn new(db: Database) -> Self {
         Self {
             db,
-            registry: crate::channels::Registry::standard(Default::default()),
+            registry: zengine_channels::Registry::standard(Default::default()),
         }
     }
 }

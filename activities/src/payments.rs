@@ -17,8 +17,8 @@ use zengine_domain::receipt::ReceiptFields;
 pub use zengine_ocr::EnginePool;
 use zengine_ocr::OcrError;
 
-use crate::channels::sdk::{DownloadedMedia, MediaLimits, SendError, StrategyEnv};
-use crate::channels::{InboundOptions, Registry};
+use zengine_channels::sdk::{DownloadedMedia, MediaLimits, SendError, StrategyEnv};
+use zengine_channels::{InboundOptions, Registry};
 use zengine_domain::payment::{PaymentStatus, Verdict};
 use zengine_storage::{Database, NewEvent, PaymentSettings, ReviewError, Settlement};
 
@@ -322,7 +322,7 @@ impl OcrActivities {
 
     /// Media downloads and cloud OCR calls go through the platform's outbound guard
     /// (`worker.outbound`; strict by default): tenants choose `api_base` and the OCR endpoint.
-    pub fn with_outbound(mut self, guard: crate::outbound::OutboundGuard) -> Self {
+    pub fn with_outbound(mut self, guard: zengine_channels::outbound::OutboundGuard) -> Self {
         self.media.env = StrategyEnv::with_guard(guard);
         self
     }
@@ -445,7 +445,7 @@ impl OcrActivities {
             let started = std::time::Instant::now();
             let read =
                 crate::vision::read(&self.media.env.http, &input.tenant_id, &cloud, &bytes).await;
-            crate::meter::ocr_read(
+            zengine_channels::meter::ocr_read(
                 match &read {
                     Ok(_) => "read",
                     Err(crate::vision::VisionError::Unavailable(_)) => "engine_error",
@@ -473,7 +473,7 @@ impl OcrActivities {
             .map_err(|e| anyhow::anyhow!("OCR task failed: {e}"))?;
         let elapsed = started.elapsed();
         tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "Receipt read");
-        crate::meter::ocr_read(
+        zengine_channels::meter::ocr_read(
             match &reading {
                 Ok(_) => "read",
                 Err(OcrError::Init(_) | OcrError::Engine(_)) => "engine_error",

@@ -603,7 +603,7 @@ fn record_quality(problem: &Problem, solution: &zengine_solver::Solution) {
         .iter()
         .map(|u| u.reason.to_string())
         .collect();
-    crate::meter::route_solved(
+    zengine_channels::meter::route_solved(
         solution.feasible,
         &format!("{:?}", solution.stop),
         solution.elapsed,

@@ -19,7 +19,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use zengine_domain::receipt::{ReceiptFields, extract};
 
-use crate::secrets;
+use zengine_storage::secrets;
 
 /// The only provider name accepted today.
 pub const GOOGLE_VISION: &str = "google-vision";
@@ -48,7 +48,7 @@ pub struct VisionReading {
 
 /// Reads `image` with the tenant's cloud provider.
 pub async fn read(
-    http: &crate::outbound::OutboundClient,
+    http: &zengine_channels::outbound::OutboundClient,
     tenant: &zengine_domain::TenantId,
     settings: &CloudOcrSettings,
     image: &[u8],
@@ -81,7 +81,7 @@ pub async fn read(
         .json(&body)
         .send()
         .await
-        .map_err(|e| match crate::outbound::refusal(&e) {
+        .map_err(|e| match zengine_channels::outbound::refusal(&e) {
             Some(refused) => VisionError::Refused(format!("cloud OCR: {refused}")),
             None => VisionError::Unavailable(format!("cloud OCR: {}", e.without_url())),
         })?;
@@ -95,7 +95,7 @@ pub async fn read(
         let message = answer["error"]["message"]
             .as_str()
             .map(str::to_owned)
-            .unwrap_or_else(|| crate::channels::sdk::excerpt(&bytes));
+            .unwrap_or_else(|| zengine_channels::sdk::excerpt(&bytes));
         let message = format!("cloud OCR: HTTP {status}: {message}");
         return Err(
             if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {

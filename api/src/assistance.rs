@@ -22,7 +22,7 @@ use temporalio_client::{
     WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy,
     WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
 };
-use zengine_activities::files::{FileKey, sniff_content_type};
+use zengine_channels::files::{FileKey, sniff_content_type};
 use zengine_domain::assistance::{
     EventFields, EventStatus, MokEventRequest, ProviderStatus, TransitionError, on_assign,
     on_resolve, on_start,

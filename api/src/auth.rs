@@ -594,7 +594,7 @@ impl JwtVerifier {
     fn new(settings: &JwtSettings) -> anyhow::Result<Option<Self>> {
         let hs256 = (!settings.hs256_secret.is_empty())
             .then(|| {
-                zengine_activities::secrets::resolve(&settings.hs256_secret)
+                zengine_storage::secrets::resolve(&settings.hs256_secret)
                     .context("api.auth.jwt.hs256_secret")
                     .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes()))
             })

@@ -19,9 +19,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
-use zengine_activities::channels::DIALOG360_TEMPLATES;
-use zengine_activities::channels::sdk::StrategyEnv;
-use zengine_activities::channels::whatsapp::templates::{self, TemplateError};
+use zengine_channels::DIALOG360_TEMPLATES;
+use zengine_channels::sdk::StrategyEnv;
+use zengine_channels::whatsapp::templates::{self, TemplateError};
 use zengine_storage::OutboundRecord;
 use zengine_workflows::channels::{ChannelHealthWorkflow, HealthScope};
 use zengine_workflows::names::queues;
@@ -335,10 +335,7 @@ pub async fn register_connect_contact(
     if state
         .db
         .channels()
-        .account(
-            &tenant_id,
-            zengine_activities::channels::connect::AMAZON_CONNECT_CHAT,
-        )
+        .account(&tenant_id, zengine_channels::connect::AMAZON_CONNECT_CHAT)
         .await?
         .is_none()
     {

@@ -278,7 +278,7 @@ async fn handle(
         .settings(&tenant)
         .await?
         .ok_or_else(not_configured)?;
-    let secret = zengine_activities::secrets::resolve_for(&tenant, &settings.webhook_secret_ref).map_err(|e| {
+    let secret = zengine_storage::secrets::resolve_for(&tenant, &settings.webhook_secret_ref).map_err(|e| {
         tracing::error!(tenant_id = %tenant, error.message = %e, "Chatwoot webhook secret missing");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -46,7 +46,7 @@ use serde::Deserialize;
 use temporalio_client::Client;
 use tokio::net::TcpListener;
 use tracing::Instrument;
-use zengine_activities::channels::{InboundOptions, Registry};
+use zengine_channels::{InboundOptions, Registry};
 use zengine_storage::Database;
 
 pub use cache::TenantCache;
@@ -86,7 +86,7 @@ pub struct ApiSettings {
     pub tenant_cache_ttl_ms: u64,
     /// Where phone-consultation attachments are kept (local folder or S3) and what uploads
     /// may be (`[api.attachments]`).
-    pub attachments: zengine_activities::files::FileStoreSettings,
+    pub attachments: zengine_channels::files::FileStoreSettings,
     /// Address of the gRPC operator service (`zengine.ops.v1.Operations`, with reflection).
     /// Empty disables it.
     pub grpc_addr: String,
@@ -112,8 +112,8 @@ pub struct ApiSettings {
     pub anonymous: quota::AnonymousLimits,
     /// `[api.outbound]`: internal address ranges that the API's calls steered by tenants
     /// (360dialog template management, SNS certificate and subscription URLs) may reach.
-    /// Default: none (see `zengine_activities::outbound`).
-    pub outbound: zengine_activities::outbound::OutboundSettings,
+    /// Default: none (see `zengine_channels::outbound`).
+    pub outbound: zengine_channels::outbound::OutboundSettings,
 }
 
 impl Default for ApiSettings {
@@ -130,7 +130,7 @@ impl Default for ApiSettings {
             conversation_history_limit: zengine_workflows::conversation::DEFAULT_MAX_HISTORY_EVENTS,
             trusted_proxies: Vec::new(),
             tenant_cache_ttl_ms: 2_000,
-            attachments: zengine_activities::files::FileStoreSettings::default(),
+            attachments: zengine_channels::files::FileStoreSettings::default(),
             grpc_addr: String::new(),
             auth: auth::AuthSettings::default(),
             contact_id_key: secrecy::SecretString::from(String::new()),
@@ -179,13 +179,13 @@ pub struct AppState {
     pub channels: Arc<Registry>,
     pub settings: Arc<ApiSettings>,
     /// The attachment store built from `settings.attachments`.
-    pub files: Arc<dyn zengine_activities::files::FileStore>,
+    pub files: Arc<dyn zengine_channels::files::FileStore>,
     /// Checks JWTs, API keys and the admin token ([`auth::Caller`]).
     pub auth: Arc<auth::Authenticator>,
     /// What anonymous webchat clients have spent ([`quota::Quotas`]).
     pub quotas: Arc<quota::Quotas>,
     /// The guard of calls to destinations tenants choose (`api.outbound`).
-    pub outbound: zengine_activities::outbound::OutboundGuard,
+    pub outbound: zengine_channels::outbound::OutboundGuard,
 }
 
 impl AppState {

@@ -508,7 +508,7 @@ fn is_secret_name(name: &str) -> bool {
 }
 
 pub(crate) fn is_reference(value: &str) -> bool {
-    zengine_activities::secrets::reference_kind(value).is_some()
+    zengine_storage::secrets::reference_kind(value).is_some()
 }
 
 /// Whether a setting says where a provider is (`api_base`, `base_url`, `endpoint_url`,
@@ -574,7 +574,7 @@ pub(crate) fn guard_settings(
                 )
             }),
             Value::String(s) => {
-                use zengine_activities::secrets::{ReferenceKind, reference_kind};
+                use zengine_storage::secrets::{ReferenceKind, reference_kind};
                 if s.starts_with("secret:") && reference_kind(s).is_none() {
                     return Err(invalid(format!(
                         "field `{path}`: `secret:NAME` names one secret of the tenant's store (letters, digits, `_`, `.`, `-`)"

@@ -21,7 +21,7 @@ use temporalio_client::errors::{WorkflowUpdateError, WorkflowUpdateWithStartErro
 use temporalio_client::{
     WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowUpdateWithStartOptions,
 };
-use zengine_activities::channels::webchat::{self as webchat_http, WebchatError};
+use zengine_channels::webchat::{self as webchat_http, WebchatError};
 use zengine_domain::flow::Mode;
 use zengine_domain::{
     Channel, ConversationId, IdempotencyKey, InboundMessage, Reply, SessionId, TenantId,

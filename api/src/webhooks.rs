@@ -29,9 +29,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 use temporalio_client::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions};
-use zengine_activities::channels::sdk::{
-    InboundError, InboundEvent, InboundRequest, InboundStrategy,
-};
+use zengine_channels::sdk::{InboundError, InboundEvent, InboundRequest, InboundStrategy};
 use zengine_domain::channel::whatsapp::{DeliveryState, constant_time_eq};
 use zengine_domain::{ConversationId, InboundMessage, SessionId, TenantId};
 use zengine_storage::NewEvent;
@@ -311,7 +309,7 @@ pub(crate) fn source_address(
                 .or_else(|| t.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
         })
         .collect();
-    let is_trusted = |ip: IpAddr| zengine_activities::channels::five9::ip_allowed(ip, &trusted);
+    let is_trusted = |ip: IpAddr| zengine_channels::five9::ip_allowed(ip, &trusted);
     let peer = peer?;
     if !is_trusted(peer) {
         return Some(peer);

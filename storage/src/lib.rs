@@ -17,6 +17,7 @@ mod payments;
 mod reports;
 mod retention;
 mod routes;
+pub mod secrets;
 pub mod seed;
 mod tenants;
 #[cfg(feature = "test-support")]

@@ -71,7 +71,7 @@ pub fn from_settings(settings: &CodecSettings) -> anyhow::Result<EncryptionCodec
         .keys
         .iter()
         .map(|k| {
-            let secret = zengine_activities::secrets::resolve(&k.secret_ref)
+            let secret = zengine_storage::secrets::resolve(&k.secret_ref)
                 .with_context(|| format!("codec key `{}`", k.id))?;
             Ok((
                 k.id.clone(),

@@ -70,8 +70,8 @@ pub struct WorkerSettings {
     pub max_receipt_bytes: u64,
     /// `[worker.outbound]`: internal address ranges that calls steered by tenants (flow
     /// `http_request`, Chatwoot, channel `api_base`s and endpoints, media, cloud OCR) may reach.
-    /// Default: none (see `zengine_activities::outbound`).
-    pub outbound: zengine_activities::outbound::OutboundSettings,
+    /// Default: none (see `zengine_channels::outbound`).
+    pub outbound: zengine_channels::outbound::OutboundSettings,
 }
 
 impl WorkerSettings {
@@ -381,7 +381,7 @@ pub async fn run_workers(
         .map(|server| server.meter.clone() as Arc<dyn CoreMeter>);
     if let Some(meter) = &meter {
         // Domain metrics of the activities share the SDK's endpoint.
-        zengine_activities::meter::install(meter.clone());
+        zengine_channels::meter::install(meter.clone());
     }
     let telemetry = TelemetryOptions::builder().maybe_metrics(meter).build();
     let runtime = Runtime::from_current_tokio(

@@ -20,7 +20,7 @@
 //! tenants' and the platform's payloads back sealed.
 //!
 //! Keys come from configuration as a keyring of `{id, secret_ref}` (secret references resolved
-//! by `zengine_activities::secrets`): the key marked `primary` (else the first) encrypts, every
+//! by `zengine_storage::secrets`): the key marked `primary` (else the first) encrypts, every
 //! key decrypts, so rotation is "add the new key first, keep the old ones until no history needs
 //! them". A payload with an unknown key id fails to decode with an error naming the id.
 //!
@@ -171,7 +171,7 @@ impl KeyName {
         };
         let (tenant, secret) = match rest.split_once('/') {
             Some((tenant, secret)) => {
-                if !zengine_activities::secrets::valid_tenant_secret_name(secret) {
+                if !zengine_storage::secrets::valid_tenant_secret_name(secret) {
                     return Err(bad());
                 }
                 (tenant, Some(secret.to_owned()))
@@ -254,7 +254,7 @@ impl EncryptionCodec {
     ) -> anyhow::Result<Self> {
         if !name.is_empty() {
             anyhow::ensure!(
-                zengine_activities::secrets::valid_tenant_secret_name(name),
+                zengine_storage::secrets::valid_tenant_secret_name(name),
                 "temporal.codec.tenant_key_secret `{name}` is not a secret name ([A-Za-z0-9_.-])"
             );
             self.tenant_secret = Some(name.to_owned());
@@ -307,9 +307,8 @@ impl EncryptionCodec {
         if let Some(secret) = secret {
             let erased =
                 || CodecError::Erased(id.clone(), tenant.to_string(), format!("secret:{secret}"));
-            let value =
-                zengine_activities::secrets::resolve_for(tenant, &format!("secret:{secret}"))
-                    .map_err(|_| erased())?;
+            let value = zengine_storage::secrets::resolve_for(tenant, &format!("secret:{secret}"))
+                .map_err(|_| erased())?;
             let bytes = parse_key(secret, value.expose_secret()).map_err(|_| erased())?;
             ikm.extend_from_slice(&bytes);
         }

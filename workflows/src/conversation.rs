@@ -24,7 +24,7 @@ use temporalio_sdk::{
 };
 use zengine_activities::channels::{
     CIRCUIT_OPEN, ChannelActivities, DeadLetter, DeliverReply, NOT_CONFIGURED, SECRET_MISSING,
-    SEND_REJECTED, pushes_replies,
+    SEND_REJECTED,
 };
 use zengine_activities::chatwoot::{
     CHATWOOT_REJECTED, ChatwootActivities, DeskLink, ForwardMessage, HandoffMirror,
@@ -33,6 +33,7 @@ use zengine_activities::chatwoot::{
 use zengine_activities::conversation::{
     COMMAND_REJECTED, CommandRequest, ConversationActivities, EventRecord, SurveyRecord,
 };
+use zengine_domain::channel::pushes_replies;
 use zengine_domain::flow::{CommandOutcome, Effect, FlowGraph, Mode, Session, State, Turn};
 use zengine_domain::payment::{PaymentStatus, PaymentUpdate};
 use zengine_domain::{ConversationId, InboundMessage, Reply};

@@ -2,8 +2,8 @@
 //!
 //! A failure here means a code change would break running workflows: guard the change with
 //! `ctx.patched(..)` (see the crate docs). To (re)generate the histories, run
-//! `ZENGINE_RECORD_HISTORIES=1 cargo test -p zengine-api --test api histories`
-//! (`make histories`), which drives the real API, worker and Temporal dev server.
+//! `make histories` (the API suite with `ZENGINE_RECORD_HISTORIES=1`), which drives the real
+//! API, worker and Temporal dev server; `workflows/README.md` lists which test records which.
 
 // A test, not workflow code: it reads fixtures and the environment.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]

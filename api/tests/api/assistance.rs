@@ -875,7 +875,7 @@ async fn notes_and_phone_consultations_are_recorded_once_with_their_attachment()
 }
 
 fn app_max_bytes() -> usize {
-    zengine_activities::files::FileStoreSettings::default().max_bytes
+    zengine_channels::files::FileStoreSettings::default().max_bytes
 }
 
 #[tokio::test]

@@ -2,10 +2,10 @@
 //! S3 attachment store, directly and behind `POST /v1/assistances/phone-consultations`.
 
 use reqwest::StatusCode;
-use zengine_activities::aws::AwsSettings;
-use zengine_activities::aws::ErrorKind;
-use zengine_activities::aws::sns::{Sms, SmsSender, SmsType};
-use zengine_activities::files::{FileKey, FileStoreSettings, S3StoreSettings};
+use zengine_channels::aws::AwsSettings;
+use zengine_channels::aws::ErrorKind;
+use zengine_channels::aws::sns::{Sms, SmsSender, SmsType};
+use zengine_channels::files::{FileKey, FileStoreSettings, S3StoreSettings};
 use zengine_workers::testing::moto_server;
 
 use crate::assistance::{consultation_round_trip, fresh_number, sms_to};

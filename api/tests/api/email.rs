@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use aws_sdk_ses::types::Template;
 use serde_json::{Value, json};
-use zengine_activities::aws::AwsSettings;
-use zengine_activities::aws::ses::EmailSender;
+use zengine_channels::aws::AwsSettings;
+use zengine_channels::aws::ses::EmailSender;
 use zengine_domain::{Reply, TenantId};
 use zengine_workers::testing::moto_server;
 use zengine_workflows::channels::RedriveOutcome;

@@ -61,7 +61,7 @@ pub struct AppOptions {
     /// `worker.outbound` and `api.outbound` of the app. Default: loopback open, because the
     /// fakes of provider APIs and tenant backends listen there; `Default::default()` is the
     /// production default (every internal address refused), for the SSRF tests.
-    pub outbound: zengine_activities::outbound::OutboundSettings,
+    pub outbound: zengine_channels::outbound::OutboundSettings,
 }
 
 impl Default for AppOptions {
@@ -71,7 +71,7 @@ impl Default for AppOptions {
             run_worker: true,
             worker_metrics_addr: String::new(),
             routing: Default::default(),
-            outbound: zengine_activities::outbound::OutboundSettings::loopback(),
+            outbound: zengine_channels::outbound::OutboundSettings::loopback(),
             api: ApiSettings {
                 addr: "127.0.0.1:0".into(),
                 admin_token: ADMIN_TOKEN.to_owned().into(),
@@ -94,7 +94,7 @@ pub async fn spawn_app() -> TestApp {
 static TENANT_SECRETS: LazyLock<std::path::PathBuf> = LazyLock::new(|| {
     let dir = std::env::temp_dir().join(format!("zengine-tenant-secrets-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("a tenant secret store");
-    zengine_activities::secrets::set_tenant_dir(&dir);
+    zengine_storage::secrets::set_tenant_dir(&dir);
     dir
 });
 

@@ -2,7 +2,8 @@
 //! each freshly recorded history replays against the current code.
 //!
 //! Regenerate the committed files with
-//! `ZENGINE_RECORD_HISTORIES=1 cargo test -p zengine-api --test api histories` (`make histories`).
+//! `make histories` (the API suite with `ZENGINE_RECORD_HISTORIES=1`; any test that calls
+//! [`record`] writes its history when the file does not exist yet).
 
 use std::path::PathBuf;
 use std::time::Duration;

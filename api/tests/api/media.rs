@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use zengine_activities::channels::sdk::{MediaLimits, OutboundConnection, SendError, StrategyEnv};
-use zengine_activities::channels::{InboundOptions, Registry};
-use zengine_activities::outbound::OutboundSettings;
+use zengine_channels::outbound::OutboundSettings;
+use zengine_channels::sdk::{MediaLimits, OutboundConnection, SendError, StrategyEnv};
+use zengine_channels::{InboundOptions, Registry};
 use zengine_domain::TenantId;
 use zengine_storage::ChannelAccount;
 use zengine_storage::seed::DEMO_WHATSAPP_PHONE_NUMBER_ID;
@@ -240,7 +240,7 @@ pub async fn fake_whatsapp(media: &[(&str, &str, Vec<u8>)]) -> FakeProvider {
         |seen, n| {
             Answer::json(
                 200,
-                zengine_activities::channels::whatsapp::sent_answer(
+                zengine_channels::whatsapp::sent_answer(
                     seen.body["to"].as_str().unwrap_or_default(),
                     &format!("wamid.media-{n}"),
                 ),

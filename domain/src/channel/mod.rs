@@ -3,7 +3,7 @@
 //! and classifying provider errors as retryable or permanent.
 //!
 //! Nothing here performs I/O: signature secrets, HTTP clients, media downloads and retries live
-//! in the activities crate, which calls these functions on the bytes it received or will send.
+//! in the channels crate, which calls these functions on the bytes it received or will send.
 
 pub mod breaker;
 pub mod chat;
@@ -12,3 +12,25 @@ pub mod five9;
 pub mod strategy;
 pub mod webchat;
 pub mod whatsapp;
+
+/// Whether replies on `channel` are pushed through an outbound strategy (every channel but
+/// webchat, whose replies travel back in the HTTP response).
+pub fn pushes_replies(channel: &str) -> bool {
+    matches!(
+        channel,
+        "whatsapp" | "five9" | "amazon-connect" | "sms" | "email"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_channels_are_all_but_webchat() {
+        assert!(!pushes_replies("webchat"));
+        for c in ["whatsapp", "five9", "amazon-connect", "sms", "email"] {
+            assert!(pushes_replies(c), "{c}");
+        }
+    }
+}

@@ -24,7 +24,7 @@ use aws_sdk_sns::config::Credentials;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::secrets::{self, SecretError};
+use zengine_storage::secrets::{self, SecretError};
 
 /// Where and as whom to talk to AWS. Deserializes from configuration files and from tenant
 /// channel-account settings alike.

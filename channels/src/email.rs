@@ -167,7 +167,7 @@ impl OutboundStrategy for SesEmail {
             &mut parsed.aws.session_token,
         ] {
             if !reference.is_empty() {
-                *reference = crate::secrets::scoped(&account.tenant_id, reference)?;
+                *reference = zengine_storage::secrets::scoped(&account.tenant_id, reference)?;
             }
         }
         let address = parsed
@@ -201,7 +201,7 @@ impl OutboundStrategy for SesEmail {
             &parsed.aws.session_token,
         ] {
             if !reference.is_empty() {
-                crate::secrets::resolve(reference)?;
+                zengine_storage::secrets::resolve(reference)?;
             }
         }
         Ok(Box::new(SesEmailConnection {

@@ -27,9 +27,9 @@ use zengine_domain::channel::whatsapp::DeliveryState;
 use zengine_domain::{Channel, InboundMessage, Reply, TenantId};
 
 use crate::outbound::{OutboundClient, OutboundGuard};
-use crate::secrets::SecretError;
 use zengine_storage::ChannelAccount;
 use zengine_storage::Database;
+use zengine_storage::secrets::SecretError;
 
 /// One message to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

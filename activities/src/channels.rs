@@ -1,5 +1,5 @@
-//! Channel connectors: the connector SDK ([`sdk`]), the strategies, and the activities that
-//! deliver replies through them (task queue `channels`).
+//! The channel activities (task queue `channels`): delivering replies through the tenant's
+//! strategy (`zengine-channels`), dead letters and health checks.
 //!
 //! # Delivery, once per logical send
 //!
@@ -18,32 +18,10 @@
 //! - a missing secret → non-retryable [`SECRET_MISSING`], naming the reference only;
 //! - the (strategy, tenant) circuit is open → no provider call: [`CIRCUIT_OPEN`] (the workflow
 //!   waits and tries again) or, when the account says `on_open: dead_letter`, [`SEND_REJECTED`].
-//!
-//! # The strategies
-//!
-//! | name | channel | module |
-//! |---|---|---|
-//! | `whatsapp-meta-cloud` | whatsapp | [`whatsapp`] |
-//! | `whatsapp-360dialog` | whatsapp | [`whatsapp`] |
-//! | `360dialog-templates` | whatsapp (templates only) | [`whatsapp`] |
-//! | `five9-digital` | five9 | [`five9`] |
-//! | `amazon-connect-chat` | amazon-connect | [`connect`] |
-//! | `sns-sms` | sms (Amazon SNS) | [`sms`] |
-//! | `ses-email` | email (Amazon SES v1 templates) | [`email`] |
-//! | `webchat-http` | webchat (replies in the update result) | [`webchat`] |
 
-use zengine_domain::channel::breaker;
-pub mod connect;
-pub mod email;
-pub mod five9;
-pub mod sdk;
-pub mod sms;
-pub mod webchat;
-pub mod whatsapp;
-
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use zengine_domain::channel::breaker;
 
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
@@ -52,13 +30,11 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::{Reply, TenantId};
 
 use breaker::{Admit, BreakerSettings, OnOpen};
-use sdk::{
-    ConfigError, Health, InboundStrategy, OutboundMessage, OutboundStrategy, SendContext,
-    SendError, StrategyEnv,
+use zengine_channels::sdk::{
+    ConfigError, Health, OutboundMessage, SendContext, SendError, StrategyEnv,
 };
+use zengine_channels::{InboundOptions, Registry};
 use zengine_storage::{ChannelAccount, Database, HealthChange, NewEvent, now_millis};
-
-pub use whatsapp::{DIALOG360_TEMPLATES, WHATSAPP_360DIALOG, WHATSAPP_META_CLOUD};
 
 /// Failure type: the provider refused the message for good (bad recipient, auth, parameters).
 pub const SEND_REJECTED: &str = "ChannelSendRejected";
@@ -71,106 +47,6 @@ pub const UNAVAILABLE: &str = "ChannelUnavailable";
 /// Failure type: the strategy's circuit is open for the tenant; nothing was sent. Not retried
 /// by the activity's policy: the workflow waits with a durable timer and tries again.
 pub const CIRCUIT_OPEN: &str = "ChannelCircuitOpen";
-
-/// Whether replies on `channel` are pushed through an outbound strategy (every channel but
-/// webchat, whose replies travel back in the HTTP response).
-pub fn pushes_replies(channel: &str) -> bool {
-    matches!(
-        channel,
-        "whatsapp" | "five9" | "amazon-connect" | "sms" | "email"
-    )
-}
-
-/// Every strategy this build knows, by name.
-#[derive(Clone)]
-pub struct Registry {
-    outbound: BTreeMap<&'static str, Arc<dyn OutboundStrategy>>,
-    inbound: BTreeMap<&'static str, Arc<dyn InboundStrategy>>,
-}
-
-/// Deployment-wide inputs of the inbound strategies.
-#[derive(Clone, Default)]
-pub struct InboundOptions {
-    /// Meta app secret (signs every WhatsApp Cloud API webhook); empty disables that ingress.
-    pub whatsapp_app_secret: secrecy::SecretString,
-    /// Guards the calls inbound strategies make to URLs a message names (SNS certificates and
-    /// subscription confirmations); strict by default.
-    pub outbound: crate::outbound::OutboundGuard,
-}
-
-impl Registry {
-    /// The standard strategies.
-    pub fn standard(options: InboundOptions) -> Self {
-        let mut registry = Registry {
-            outbound: BTreeMap::new(),
-            inbound: BTreeMap::new(),
-        };
-        registry.add_outbound(Arc::new(whatsapp::MetaCloud));
-        registry.add_outbound(Arc::new(whatsapp::Dialog360::messages()));
-        registry.add_outbound(Arc::new(whatsapp::Dialog360::templates()));
-        registry.add_outbound(Arc::new(webchat::WebchatHttp));
-        registry.add_outbound(Arc::new(five9::Five9::default()));
-        registry.add_outbound(Arc::new(connect::AmazonConnect));
-        registry.add_outbound(Arc::new(sms::SnsSms::default()));
-        registry.add_outbound(Arc::new(email::SesEmail::default()));
-        registry.add_inbound(Arc::new(whatsapp::MetaCloudInbound::new(
-            options.whatsapp_app_secret,
-        )));
-        registry.add_inbound(Arc::new(whatsapp::Dialog360Inbound));
-        registry.add_inbound(Arc::new(five9::Five9Inbound));
-        registry.add_inbound(Arc::new(connect::AmazonConnectInbound::new(
-            options.outbound,
-        )));
-        registry
-    }
-
-    pub fn add_outbound(&mut self, strategy: Arc<dyn OutboundStrategy>) {
-        self.outbound.insert(strategy.name(), strategy);
-    }
-
-    pub fn add_inbound(&mut self, strategy: Arc<dyn InboundStrategy>) {
-        self.inbound.insert(strategy.slug(), strategy);
-    }
-
-    /// The outbound strategy named `name`.
-    pub fn outbound(&self, name: &str) -> Option<&Arc<dyn OutboundStrategy>> {
-        self.outbound.get(name)
-    }
-
-    /// The inbound strategy serving `POST /v1/webhooks/{slug}`.
-    pub fn inbound(&self, slug: &str) -> Option<&Arc<dyn InboundStrategy>> {
-        self.inbound.get(slug)
-    }
-
-    /// Names of the outbound strategies.
-    pub fn outbound_names(&self) -> Vec<&'static str> {
-        self.outbound.keys().copied().collect()
-    }
-
-    /// The strategy that serves conversations on `channel` for these accounts of a tenant:
-    /// the account marked `"primary": true`, else the first by name. Template-only strategies
-    /// never serve conversations.
-    pub fn for_channel<'a>(
-        &self,
-        channel: &str,
-        accounts: &'a [ChannelAccount],
-    ) -> Option<&'a ChannelAccount> {
-        let mut serving: Vec<&ChannelAccount> = accounts
-            .iter()
-            .filter(|a| a.strategy != DIALOG360_TEMPLATES)
-            .filter(|a| {
-                self.outbound(&a.strategy)
-                    .is_some_and(|s| s.channel().as_str() == channel)
-            })
-            .collect();
-        serving.sort_by(|a, b| a.strategy.cmp(&b.strategy));
-        serving
-            .iter()
-            .find(|a| a.settings.get("primary") == Some(&serde_json::Value::Bool(true)))
-            .or(serving.first())
-            .copied()
-    }
-}
 
 /// Input of [`ChannelActivities::deliver`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,7 +171,7 @@ impl ChannelActivities {
 
     /// With the platform's outbound guard (`worker.outbound`) for every provider call, the
     /// registry's strategies included.
-    pub fn with_outbound(self, guard: crate::outbound::OutboundGuard) -> Self {
+    pub fn with_outbound(self, guard: zengine_channels::outbound::OutboundGuard) -> Self {
         Self {
             env: StrategyEnv::with_guard(guard.clone()).with_db(self.db.clone()),
             registry: Registry::standard(InboundOptions {
@@ -343,7 +219,7 @@ impl ChannelActivities {
         {
             Admit::Go | Admit::Trial => Ok(()),
             Admit::Wait(ms) => {
-                crate::meter::channel_send(&account.strategy, "circuit_open", None);
+                zengine_channels::meter::channel_send(&account.strategy, "circuit_open", None);
                 let message = format!(
                     "{}: circuit open for tenant `{}`; next trial in {} ms",
                     account.strategy, account.tenant_id, ms
@@ -438,7 +314,7 @@ impl ChannelActivities {
             Err(SendError::Retryable { .. }) => "retryable",
             Err(SendError::Rejected { .. }) => "rejected",
         };
-        crate::meter::channel_send(strategy.name(), outcome, Some(started.elapsed()));
+        zengine_channels::meter::channel_send(strategy.name(), outcome, Some(started.elapsed()));
         let breaker_now = channels
             .breaker_record(
                 &input.tenant_id,
@@ -448,7 +324,7 @@ impl ChannelActivities {
                 now_millis(),
             )
             .await?;
-        crate::meter::breaker_state(
+        zengine_channels::meter::breaker_state(
             input.tenant_id.as_str(),
             strategy.name(),
             breaker_now.state.gauge(),
@@ -639,13 +515,5 @@ mod tests {
             retry_delay(1, Some(Duration::from_secs(7))),
             Duration::from_secs(7)
         );
-    }
-
-    #[test]
-    fn push_channels_are_all_but_webchat() {
-        assert!(!pushes_replies("webchat"));
-        for c in ["whatsapp", "five9", "amazon-connect", "sms", "email"] {
-            assert!(pushes_replies(c), "{c}");
-        }
     }
 }

@@ -29,9 +29,9 @@ use super::sdk::{
     setting, setting_or, sniff_media_type, transport_error,
 };
 use crate::outbound::OutboundClient;
-use crate::secrets;
 use zengine_storage::ChannelAccount;
 use zengine_storage::Database;
+use zengine_storage::secrets;
 
 pub use zengine_domain::channel::strategy::{
     DIALOG360_TEMPLATES, WHATSAPP_360DIALOG, WHATSAPP_META_CLOUD,

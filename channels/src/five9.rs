@@ -37,9 +37,9 @@ use super::sdk::{
     StrategyEnv, Verified, classify_http, excerpt, retry_after, setting, setting_or,
     transport_error,
 };
-use crate::secrets;
 use zengine_storage::ChannelAccount;
 use zengine_storage::Database;
+use zengine_storage::secrets;
 
 pub use zengine_domain::channel::strategy::FIVE9_DIGITAL;
 const LOGIN_HOST: &str = "https://app.five9.com";
