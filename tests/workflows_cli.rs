@@ -407,7 +407,7 @@ async fn workflows_dead_letters_and_redrive_send_each_dead_letter_once() {
         let request = DescribeWorkflowExecutionRequest {
             namespace: settings.namespace.clone(),
             execution: Some(WorkflowExecution {
-                workflow_id: zengine_workflows::channels::redrive_workflow_id(&id, message),
+                workflow_id: zengine_domain::workflow_ids::redrive(&id, message),
                 run_id: String::new(),
             }),
         };

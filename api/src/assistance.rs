@@ -32,10 +32,8 @@ use zengine_domain::{IdempotencyKey, TenantId};
 use zengine_storage::assistance::{
     AssistanceError, Attachment, NewConsultation, NewNote, ProviderSearch, id_for_key,
 };
-use zengine_workflows::assistance::{
-    AssistanceInput, ProviderRequest, StatusRequest, workflow_id as event_workflow_id,
-};
-use zengine_workflows::mok::{MokInput, workflow_id as mok_workflow_id};
+use zengine_workflows::assistance::{AssistanceInput, ProviderRequest, StatusRequest};
+use zengine_workflows::mok::MokInput;
 use zengine_workflows::names::queues;
 use zengine_workflows::{AssistanceWorkflow, MokWorkflow};
 
@@ -186,7 +184,7 @@ async fn start_event_workflow(
     let settings = state.db.assistance().settings(tenant).await?;
     let options = WorkflowStartOptions::new(
         state.queue(queues::ASSISTANCE),
-        event_workflow_id(tenant, event_id),
+        zengine_domain::workflow_ids::assistance(tenant, event_id),
     )
     .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
     .build();
@@ -354,9 +352,9 @@ pub async fn change_status(
             how: "an event providers worked on is resolved by its providers",
         }));
     }
-    let handle = state
-        .temporal
-        .get_workflow_handle::<AssistanceWorkflow>(event_workflow_id(&tenant, &event.event_id));
+    let handle = state.temporal.get_workflow_handle::<AssistanceWorkflow>(
+        zengine_domain::workflow_ids::assistance(&tenant, &event.event_id),
+    );
     let request = StatusRequest {
         to,
         actor: "api".into(),
@@ -437,9 +435,9 @@ async fn provider_update(
     provider_id: String,
     note: Option<String>,
 ) -> Result<zengine_workflows::assistance::AssistanceView, ApiError> {
-    let handle = state
-        .temporal
-        .get_workflow_handle::<AssistanceWorkflow>(event_workflow_id(tenant, event_id));
+    let handle = state.temporal.get_workflow_handle::<AssistanceWorkflow>(
+        zengine_domain::workflow_ids::assistance(tenant, event_id),
+    );
     let request = ProviderRequest {
         provider_id,
         actor: "api".into(),
@@ -963,7 +961,7 @@ pub async fn post_mok_event(
     }
     let fingerprint = sha256_hex(&serde_json::to_vec(&event).unwrap_or_default());
     let settings = state.db.assistance().settings(&tenant).await?;
-    let workflow_id = mok_workflow_id(&tenant, &event.event_id);
+    let workflow_id = zengine_domain::workflow_ids::mok(&tenant, &event.event_id);
     // Reject-duplicate + fail-on-conflict, so the answer tells a first delivery from a repeat
     // (the SDK's start call does not say whether a use-existing start found a run).
     let mut memo = temporalio_common::MemoValues::new();
@@ -1045,7 +1043,7 @@ pub async fn get_mok_event(
     let log = state.db.assistance().log(&tenant, event_id).await?;
     let handle = state
         .temporal
-        .get_workflow_handle::<MokWorkflow>(mok_workflow_id(&tenant, event_id));
+        .get_workflow_handle::<MokWorkflow>(zengine_domain::workflow_ids::mok(&tenant, event_id));
     let status = match handle.describe(WorkflowDescribeOptions::default()).await {
         Ok(d) => format!("{:?}", d.status()).to_ascii_uppercase(),
         Err(_) if !log.is_empty() => "UNKNOWN".to_owned(),

@@ -14,7 +14,6 @@ use temporalio_client::{
 };
 use zengine_activities::orders::{CreateOrderRequest, OrderRequestError, create_order};
 use zengine_domain::order::OrderStatus;
-use zengine_domain::order_workflow_id;
 use zengine_storage::{Order, OrderFilter};
 use zengine_workflows::OrderWorkflow;
 use zengine_workflows::order::{ChangeStatus, OrderInput};
@@ -79,7 +78,7 @@ pub async fn create(
     // Idempotent too: an order whose workflow already runs keeps it.
     let options = WorkflowStartOptions::new(
         state.queue(zengine_workflows::names::queues::PAYMENTS),
-        order_workflow_id(&tenant_id, &order.order_id),
+        zengine_domain::workflow_ids::order(&tenant_id, &order.order_id),
     )
     .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
     .build();
@@ -209,9 +208,12 @@ pub async fn change_status(
             "order `{order_id}` does not exist"
         )));
     };
-    let handle = state
-        .temporal
-        .get_workflow_handle::<OrderWorkflow>(order_workflow_id(&tenant_id, &order_id));
+    let handle =
+        state
+            .temporal
+            .get_workflow_handle::<OrderWorkflow>(zengine_domain::workflow_ids::order(
+                &tenant_id, &order_id,
+            ));
     let change = ChangeStatus {
         to,
         source: "operator".into(),

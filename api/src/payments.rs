@@ -25,7 +25,7 @@ use zengine_domain::payment::{PaymentStatus, payment_id_for};
 use zengine_storage::Payment;
 use zengine_workflows::PaymentWorkflow;
 use zengine_workflows::names::queues;
-use zengine_workflows::payment::{PaymentInput, Review, workflow_id};
+use zengine_workflows::payment::{PaymentInput, Review};
 
 use crate::auth::{Caller, PartnerCaller, Role};
 use crate::metrics::Counted;
@@ -267,7 +267,7 @@ async fn start_workflow(
 ) -> Result<(), ApiError> {
     let options = WorkflowStartOptions::new(
         state.queue(queues::PAYMENTS),
-        workflow_id(tenant_id, &payment.payment_id),
+        zengine_domain::workflow_ids::payment(tenant_id, &payment.payment_id),
     )
     .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
     .build();
@@ -482,9 +482,9 @@ pub async fn review(
             ),
         ));
     }
-    let handle = state
-        .temporal
-        .get_workflow_handle::<PaymentWorkflow>(workflow_id(&tenant_id, &payment_id));
+    let handle = state.temporal.get_workflow_handle::<PaymentWorkflow>(
+        zengine_domain::workflow_ids::payment(&tenant_id, &payment_id),
+    );
     let review = Review {
         approve,
         // Who reviewed is who authenticated, never what the body claims.

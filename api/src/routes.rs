@@ -111,7 +111,7 @@ pub async fn create(
     };
     let options = WorkflowStartOptions::new(
         state.queue(zengine_workflows::names::queues::ROUTING),
-        format!("{tenant_id}/route/{plan_id}"),
+        zengine_domain::workflow_ids::route(&tenant_id, &plan_id),
     )
     .build();
     if let Err(e) = state

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use temporalio_client::WorkflowExecuteUpdateOptions;
+use zengine_domain::Location;
 use zengine_domain::order::OrderStatus;
-use zengine_domain::{Location, order_workflow_id};
 use zengine_storage::{Recorded, TrackingEvent};
 use zengine_workflows::OrderWorkflow;
 use zengine_workflows::order::ChangeStatus;
@@ -129,9 +129,13 @@ pub async fn put(
     let Some(to) = change else {
         return Ok((StatusCode::CREATED, Json(json!({"event": event}))).into_response());
     };
-    let handle = state
-        .temporal
-        .get_workflow_handle::<OrderWorkflow>(order_workflow_id(&tenant_id, &body.order_id));
+    let handle =
+        state
+            .temporal
+            .get_workflow_handle::<OrderWorkflow>(zengine_domain::workflow_ids::order(
+                &tenant_id,
+                &body.order_id,
+            ));
     let result = handle
         .execute_update(
             OrderWorkflow::change_status,

@@ -14,19 +14,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::TenantId;
 use crate::phone::E164;
-
-/// The workflow id of an assistance event: `{tenant}/assistance/{event_id}`.
-pub fn assistance_workflow_id(tenant: &TenantId, event_id: &str) -> String {
-    format!("{tenant}/assistance/{event_id}")
-}
-
-/// The workflow id of a MOK tracking event: `{tenant}/mok/{event_id}`. The partner's event id
-/// is the key, so the same event delivered twice is one workflow.
-pub fn mok_workflow_id(tenant: &TenantId, event_id: &str) -> String {
-    format!("{tenant}/mok/{event_id}")
-}
 
 /// Where an assistance event stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -304,6 +292,7 @@ pub fn on_resolve(
 
 /// The editable fields of an assistance event (all optional while it is a draft).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct EventFields {
     /// Category code (`GET /v1/masters/categories`): MEDICAL, DENTAL, LEGAL, …
@@ -510,6 +499,7 @@ impl FromStr for MokAction {
 
 /// A MOK tracking event as the partner posts it (`POST /v1/mok/events`), before validation.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MokEventRequest {
     pub event_id: Option<String>,
@@ -934,16 +924,6 @@ mod tests {
         let parsed: Result<AssistanceSettings, _> =
             serde_json::from_str(r#"{"operator_recipients": ["12345"]}"#);
         assert!(parsed.is_err(), "recipients must be E.164");
-    }
-
-    #[test]
-    fn workflow_ids_carry_the_tenant() {
-        let tenant = TenantId::parse("demo").unwrap();
-        assert_eq!(
-            assistance_workflow_id(&tenant, "ase_1"),
-            "demo/assistance/ase_1"
-        );
-        assert_eq!(mok_workflow_id(&tenant, "mok-1"), "demo/mok/mok-1");
     }
 }
 

@@ -264,11 +264,6 @@ impl ConversationId {
     }
 }
 
-/// The order workflow id: `{tenant}/order/{order_id}`.
-pub fn order_workflow_id(tenant: &TenantId, order_id: &str) -> String {
-    format!("{tenant}/order/{order_id}")
-}
-
 impl fmt::Display for ConversationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.workflow_id())

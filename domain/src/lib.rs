@@ -15,8 +15,7 @@ pub mod order;
 pub mod payment;
 pub mod phone;
 pub mod receipt;
+pub mod workflow_ids;
 
-pub use ids::{
-    Channel, ConversationId, IdError, IdempotencyKey, SessionId, TenantId, order_workflow_id,
-};
+pub use ids::{Channel, ConversationId, IdError, IdempotencyKey, SessionId, TenantId};
 pub use message::{Choice, InboundMedia, InboundMessage, Location, Reply};

@@ -447,7 +447,7 @@ async fn the_domain_database_gone_for_ten_seconds_loses_nothing_and_recovers_by_
     // API endpoint reads the order from the database first, so it would only answer 503).
     let (probe, _) = until_ok(order("db-order-probe".to_owned())).await;
     let probe = probe["order_id"].as_str().unwrap().to_owned();
-    let probe_workflow = zengine_domain::order_workflow_id(
+    let probe_workflow = zengine_domain::workflow_ids::order(
         &zengine_domain::TenantId::parse("demo").unwrap(),
         &probe,
     );

@@ -181,18 +181,15 @@ pub async fn ensure_health_schedule(
     use temporalio_client::schedules::{
         CreateScheduleOptions, ScheduleAction, ScheduleOverlapPolicy, ScheduleSpec,
     };
-    use zengine_workflows::channels::{SYSTEM_TENANT, health_schedule_id};
 
-    let id = health_schedule_id(&temporal.task_queue_prefix);
+    let id = zengine_domain::workflow_ids::channel_health(&temporal.task_queue_prefix);
     let options = CreateScheduleOptions::builder()
         .action(ScheduleAction::start_workflow(
             ChannelHealthWorkflow::run,
             zengine_workflows::channels::HealthScope::default(),
             temporal.task_queue(queues::CHANNELS),
-            format!(
-                "{}{SYSTEM_TENANT}/channel-health",
-                temporal.task_queue_prefix
-            ),
+            // The schedule starts each run under its own id.
+            id.clone(),
         ))
         .spec(ScheduleSpec::from_interval(interval))
         .overlap_policy(ScheduleOverlapPolicy::Skip)
@@ -223,16 +220,15 @@ pub async fn ensure_retention_schedule(
     use temporalio_client::schedules::{
         CreateScheduleOptions, ScheduleAction, ScheduleOverlapPolicy, ScheduleSpec,
     };
-    use zengine_workflows::channels::SYSTEM_TENANT;
-    use zengine_workflows::retention::{RetentionScope, retention_schedule_id};
+    use zengine_workflows::retention::RetentionScope;
 
-    let id = retention_schedule_id(&temporal.task_queue_prefix);
+    let id = zengine_domain::workflow_ids::retention(&temporal.task_queue_prefix);
     let options = CreateScheduleOptions::builder()
         .action(ScheduleAction::start_workflow(
             RetentionPurgeWorkflow::run,
             RetentionScope::default(),
             temporal.task_queue(queues::PAYMENTS),
-            format!("{}{SYSTEM_TENANT}/retention", temporal.task_queue_prefix),
+            id.clone(),
         ))
         .spec(ScheduleSpec::from_interval(interval))
         .overlap_policy(ScheduleOverlapPolicy::Skip)

@@ -29,8 +29,7 @@ use zengine_activities::assistance::{
 };
 use zengine_domain::TenantId;
 use zengine_domain::assistance::{
-    AssistanceSettings, EventStatus, ProviderStatus, assistance_workflow_id, on_assign, on_resolve,
-    on_start,
+    AssistanceSettings, EventStatus, ProviderStatus, on_assign, on_resolve, on_start,
 };
 use zengine_domain::assistance::{ProviderOutcome, ProviderWrite, StatusWrite, event_provider_id};
 
@@ -43,11 +42,6 @@ pub const UPDATE_START_PROVIDER: &str = "StartProvider";
 pub const UPDATE_RESOLVE_PROVIDER: &str = "ResolveProvider";
 pub const SIGNAL_STATUS_CHANGED: &str = "StatusChanged";
 pub const QUERY_STATE: &str = "State";
-
-/// The workflow id of an assistance event.
-pub fn workflow_id(tenant: &TenantId, event_id: &str) -> String {
-    assistance_workflow_id(tenant, event_id)
-}
 
 /// Input of an assistance event workflow.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -404,7 +398,7 @@ impl AssistanceWorkflow {
     fn change_id(&self) -> String {
         format!(
             "{}/change-{}",
-            workflow_id(&self.input.tenant_id, &self.input.event_id),
+            zengine_domain::workflow_ids::assistance(&self.input.tenant_id, &self.input.event_id),
             self.writes
         )
     }
@@ -548,7 +542,10 @@ impl AssistanceWorkflow {
         for provider in overdue {
             let input = ctx.state(|s| EscalateProvider {
                 tenant_id: s.input.tenant_id.clone(),
-                workflow_id: workflow_id(&s.input.tenant_id, &s.input.event_id),
+                workflow_id: zengine_domain::workflow_ids::assistance(
+                    &s.input.tenant_id,
+                    &s.input.event_id,
+                ),
                 event_id: s.input.event_id.clone(),
                 event_provider_id: provider.event_provider_id.clone(),
                 provider_id: provider.provider_id.clone(),

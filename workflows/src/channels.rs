@@ -19,6 +19,7 @@ use zengine_activities::channels::{
     NOT_CONFIGURED, SECRET_MISSING, SEND_REJECTED,
 };
 use zengine_domain::TenantId;
+use zengine_domain::workflow_ids::SYSTEM_TENANT;
 
 use crate::names::TENANT_ID;
 
@@ -26,20 +27,8 @@ use crate::names::TENANT_ID;
 pub const HEALTH_WORKFLOW_TYPE: &str = "ChannelHealth";
 /// Workflow type of a dead letter's re-drive.
 pub const REDRIVE_WORKFLOW_TYPE: &str = "RedriveOutbound";
-/// The pseudo-tenant of deployment-wide workflows (its `TenantId` search attribute).
-pub const SYSTEM_TENANT: &str = "_system";
 /// How often the health schedule runs.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(300);
-
-/// The health schedule's id under a deployment's task-queue prefix.
-pub fn health_schedule_id(prefix: &str) -> String {
-    format!("{prefix}{SYSTEM_TENANT}/channel-health")
-}
-
-/// The re-drive workflow id of a dead letter.
-pub fn redrive_workflow_id(tenant: &TenantId, client_message_id: &str) -> String {
-    format!("{tenant}/redrive/{client_message_id}")
-}
 
 /// What one health run found, per tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1010,7 +1010,7 @@ impl ConversationWorkflow {
             notify: Some(ctx.state(|s| s.own_id.clone())),
         };
         let options = ChildWorkflowOptions::builder()
-            .workflow_id(crate::payment::workflow_id(&tenant, &payment_id))
+            .workflow_id(zengine_domain::workflow_ids::payment(&tenant, &payment_id))
             .task_queue(crate::names::sibling_queue(
                 ctx.task_queue(),
                 crate::names::queues::CONVERSATIONS,
@@ -1083,7 +1083,7 @@ impl ConversationWorkflow {
             crate::names::queues::PAYMENTS,
         );
         let options = ChildWorkflowOptions::builder()
-            .workflow_id(zengine_domain::order_workflow_id(&tenant, order_id))
+            .workflow_id(zengine_domain::workflow_ids::order(&tenant, order_id))
             .task_queue(queue)
             .parent_close_policy(ParentClosePolicy::Abandon)
             .build();

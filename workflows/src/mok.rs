@@ -35,7 +35,7 @@ use zengine_activities::assistance::{
 };
 use zengine_domain::TenantId;
 use zengine_domain::assistance::TrackingOutcome;
-use zengine_domain::assistance::{AssistanceSettings, MokEvent, MokStep, mok_workflow_id};
+use zengine_domain::assistance::{AssistanceSettings, MokEvent, MokStep};
 
 use crate::assistance::{AssistanceWorkflow, StatusChanged};
 use crate::names::TENANT_ID;
@@ -44,11 +44,6 @@ pub const WORKFLOW_TYPE: &str = "MokTracking";
 pub const QUERY_STATUS: &str = "Status";
 /// Failure type of a MOK workflow that ended in its error branch.
 pub const MOK_TRACKING_FAILED: &str = "MokTrackingFailed";
-
-/// The workflow id of a MOK tracking event.
-pub fn workflow_id(tenant: &TenantId, event_id: &str) -> String {
-    mok_workflow_id(tenant, event_id)
-}
 
 /// Input of a MOK tracking workflow.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,7 +147,8 @@ impl MokWorkflow {
 
         // TrackingMok
         ctx.state_mut(|s| s.view.step = MokStep::TrackingMok);
-        let workflow_id = workflow_id(&input.tenant_id, &input.event.event_id);
+        let workflow_id =
+            zengine_domain::workflow_ids::mok(&input.tenant_id, &input.event.event_id);
         let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15))
             .retry_policy(
                 RetryPolicy::builder()
@@ -192,7 +188,7 @@ impl MokWorkflow {
         // not need to hear of it.
         let _ = ctx
             .external_workflow(
-                crate::assistance::workflow_id(&input.tenant_id, &tracking.assistance_id),
+                zengine_domain::workflow_ids::assistance(&input.tenant_id, &tracking.assistance_id),
                 None,
             )
             .signal(
@@ -332,7 +328,10 @@ impl MokWorkflow {
             AssistanceActivities::mok_failed,
             MokFailure {
                 tenant_id: input.tenant_id.clone(),
-                workflow_id: workflow_id(&input.tenant_id, &input.event.event_id),
+                workflow_id: zengine_domain::workflow_ids::mok(
+                    &input.tenant_id,
+                    &input.event.event_id,
+                ),
                 event: input.event.clone(),
                 failed_step,
                 cause: cause.clone(),

@@ -321,5 +321,5 @@ impl OrderWorkflow {
 
 /// The workflow id of the order a workflow state belongs to.
 fn workflow_id(s: &OrderWorkflow) -> String {
-    zengine_domain::order_workflow_id(&s.input.tenant_id, &s.input.order_id)
+    zengine_domain::workflow_ids::order(&s.input.tenant_id, &s.input.order_id)
 }

@@ -46,11 +46,6 @@ pub const UPDATE_REVIEW: &str = "Review";
 /// Query returning [`PaymentView`].
 pub const QUERY_STATUS: &str = "Status";
 
-/// The workflow id of a payment.
-pub fn workflow_id(tenant: &TenantId, payment_id: &str) -> String {
-    format!("{tenant}/payment/{payment_id}")
-}
-
 /// Input of a payment workflow.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PaymentInput {
@@ -186,7 +181,7 @@ impl PaymentWorkflow {
             // workflow's view in step (it may not run, e.g. for an order closed meanwhile).
             let _ = ctx
                 .external_workflow(
-                    zengine_domain::order_workflow_id(&input.tenant_id, &input.order_id),
+                    zengine_domain::workflow_ids::order(&input.tenant_id, &input.order_id),
                     None,
                 )
                 .signal(

@@ -13,8 +13,8 @@ use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowContextView, Work
 use zengine_activities::retention::{PurgeCounts, PurgeOrders, RetentionActivities};
 use zengine_domain::TenantId;
 
-use crate::channels::SYSTEM_TENANT;
 use crate::names::TENANT_ID;
+use zengine_domain::workflow_ids::SYSTEM_TENANT;
 
 /// Workflow type of the purge.
 pub const RETENTION_WORKFLOW_TYPE: &str = "RetentionPurge";
@@ -22,11 +22,6 @@ pub const RETENTION_WORKFLOW_TYPE: &str = "RetentionPurge";
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// The retention schedule's id under a deployment's task-queue prefix.
-pub fn retention_schedule_id(prefix: &str) -> String {
-    format!("{prefix}{SYSTEM_TENANT}/retention")
-}
 
 /// Which tenants a purge covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

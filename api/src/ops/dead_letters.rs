@@ -19,7 +19,7 @@ use zengine_channels::Registry;
 use zengine_domain::TenantId;
 use zengine_storage::Database;
 use zengine_storage::OutboundRecord;
-use zengine_workflows::channels::{RedriveInput, RedriveWorkflow, redrive_workflow_id};
+use zengine_workflows::channels::{RedriveInput, RedriveWorkflow};
 use zengine_workflows::conversation;
 use zengine_workflows::names::queues;
 
@@ -193,7 +193,7 @@ impl DeadLetters {
                 strategy: Some(record.strategy.clone()),
             },
         };
-        let workflow_id = redrive_workflow_id(tenant, &record.client_message_id);
+        let workflow_id = zengine_domain::workflow_ids::redrive(tenant, &record.client_message_id);
         let queue = zengine_workflows::names::task_queue(&self.task_queue_prefix, queues::CHANNELS);
         let options = WorkflowStartOptions::new(queue, workflow_id.clone())
             .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)

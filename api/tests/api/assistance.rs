@@ -184,7 +184,7 @@ async fn open_event(app: &TestApp) -> String {
 
 async fn event_state(app: &TestApp, id: &str) -> zengine_workflows::assistance::AssistanceView {
     app.temporal
-        .get_workflow_handle::<AssistanceWorkflow>(zengine_workflows::assistance::workflow_id(
+        .get_workflow_handle::<AssistanceWorkflow>(zengine_domain::workflow_ids::assistance(
             &demo(),
             id,
         ))
@@ -310,7 +310,7 @@ async fn invalid_transitions_are_refused_with_the_reason_and_record_nothing() {
     .await;
     let id = draft["event_id"].as_str().unwrap().to_owned();
     let path = format!("/v1/assistances/events/{id}/statuses");
-    let workflow_id = zengine_workflows::assistance::workflow_id(&demo(), &id);
+    let workflow_id = zengine_domain::workflow_ids::assistance(&demo(), &id);
     // Let the workflow's first task finish so the history length is stable.
     event_state(&app, &id).await;
     let before = history_len(&app, &workflow_id).await;
@@ -488,7 +488,7 @@ async fn providers_take_an_event_from_open_to_resolved_and_closing_ends_its_work
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    let workflow_id = zengine_workflows::assistance::workflow_id(&demo(), &id);
+    let workflow_id = zengine_domain::workflow_ids::assistance(&demo(), &id);
     let view = tokio::time::timeout(
         Duration::from_secs(20),
         app.temporal
@@ -617,7 +617,7 @@ async fn a_provider_that_does_not_start_in_time_is_escalated_once_by_sms() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let workflow_id = zengine_workflows::assistance::workflow_id(&demo(), &id);
+    let workflow_id = zengine_domain::workflow_ids::assistance(&demo(), &id);
     tokio::time::timeout(
         Duration::from_secs(20),
         app.temporal
@@ -1186,7 +1186,7 @@ async fn run_mok(
 ) -> (StatusCode, Result<zengine_workflows::mok::MokView, String>) {
     let (status, answer) = call(app, Method::POST, "/v1/mok/events", Some(body.clone())).await;
     assert!(status.is_success(), "{answer}");
-    let id = zengine_workflows::mok::workflow_id(&demo(), body["event_id"].as_str().unwrap());
+    let id = zengine_domain::workflow_ids::mok(&demo(), body["event_id"].as_str().unwrap());
     let result = tokio::time::timeout(
         Duration::from_secs(60),
         app.temporal
@@ -1277,7 +1277,7 @@ async fn each_mok_action_is_tracked_texted_and_logged_step_by_step() {
     assert_eq!(state.providers[0].provider_id, "PRV-CUS-001");
     record(
         &app,
-        &zengine_workflows::mok::workflow_id(&demo(), &create),
+        &zengine_domain::workflow_ids::mok(&demo(), &create),
         "mok__provider_create_tracked",
     )
     .await;
@@ -1401,7 +1401,7 @@ async fn a_tracking_event_from_another_source_is_ignored_without_effect() {
     assert!(sms_to(&recipient).await.is_empty());
     record(
         &app,
-        &zengine_workflows::mok::workflow_id(&demo(), &event_id),
+        &zengine_domain::workflow_ids::mok(&demo(), &event_id),
         "mok__other_source_ignored",
     )
     .await;
@@ -1502,7 +1502,7 @@ async fn an_unknown_or_incomplete_mok_event_is_refused_and_starts_no_workflow() 
         if let Some(event_id) = body["event_id"].as_str() {
             let described = app
                 .temporal
-                .get_workflow_handle::<MokWorkflow>(zengine_workflows::mok::workflow_id(
+                .get_workflow_handle::<MokWorkflow>(zengine_domain::workflow_ids::mok(
                     &demo(),
                     event_id,
                 ))
@@ -1600,7 +1600,7 @@ async fn when_sns_fails_the_step_is_retried_then_the_error_branch_records_the_ca
     assert!(sms_to(&recipient).await.is_empty() && sms_to(&operator).await.is_empty());
     record(
         &app,
-        &zengine_workflows::mok::workflow_id(&demo(), &event_id),
+        &zengine_domain::workflow_ids::mok(&demo(), &event_id),
         "mok__sns_unreachable_error_branch",
     )
     .await;
@@ -1662,7 +1662,7 @@ async fn a_tracking_step_the_state_machine_refuses_goes_to_the_error_branch_and_
     // Permanent: tried once, not five times.
     let history = app
         .temporal
-        .get_workflow_handle::<MokWorkflow>(zengine_workflows::mok::workflow_id(&demo(), &event_id))
+        .get_workflow_handle::<MokWorkflow>(zengine_domain::workflow_ids::mok(&demo(), &event_id))
         .fetch_history(Default::default())
         .into_events()
         .await
@@ -1678,7 +1678,7 @@ async fn a_tracking_step_the_state_machine_refuses_goes_to_the_error_branch_and_
     assert!(attempts.iter().all(|a| *a == 1), "{attempts:?}");
     record(
         &app,
-        &zengine_workflows::mok::workflow_id(&demo(), &event_id),
+        &zengine_domain::workflow_ids::mok(&demo(), &event_id),
         "mok__tracking_refused_error_branch",
     )
     .await;

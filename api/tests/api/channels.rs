@@ -473,8 +473,7 @@ async fn a_refused_reply_becomes_a_dead_letter_that_an_operator_can_redrive_once
         .await
         .unwrap();
     assert_eq!(r["dead_letters"], json!([]));
-    let redrive_id =
-        zengine_workflows::channels::redrive_workflow_id(&TenantId::parse("acme").unwrap(), &id);
+    let redrive_id = zengine_domain::workflow_ids::redrive(&TenantId::parse("acme").unwrap(), &id);
     crate::histories::record(&app, &redrive_id, "redrive__delivered").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(fake.seen("POST /messages").len(), 2);
@@ -574,8 +573,7 @@ async fn health_checks_report_each_status_change_once() {
     assert_eq!(stored["accounts"].as_array().unwrap().len(), 2, "{stored}");
 
     // The 5-minute schedule exists for this deployment.
-    let id =
-        zengine_workflows::channels::health_schedule_id(&app.temporal_settings.task_queue_prefix);
+    let id = zengine_domain::workflow_ids::channel_health(&app.temporal_settings.task_queue_prefix);
     let description = app
         .temporal
         .get_schedule_handle(id)

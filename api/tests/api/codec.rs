@@ -308,7 +308,7 @@ async fn histories_at_rest_hold_no_message_text_or_receipt_image() {
     let payment_id = payment["payment_id"].as_str().unwrap().to_owned();
     settled(&app, &payment_id).await;
     let tenant = zengine_domain::TenantId::parse("demo").unwrap();
-    let payment_wf = zengine_workflows::payment::workflow_id(&tenant, &payment_id);
+    let payment_wf = zengine_domain::workflow_ids::payment(&tenant, &payment_id);
 
     // A WhatsApp conversation: the phone number must not appear, not even in the workflow id.
     let (graph, fake) = crate::whatsapp::fake_graph().await;

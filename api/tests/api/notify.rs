@@ -68,7 +68,7 @@ async fn move_to(app: &TestApp, tenant: &str, order_id: &str, status: &str) {
 
 /// Waits until the order workflow closed (every notice handled).
 async fn closed(app: &TestApp, tenant: &TenantId, order_id: &str) -> String {
-    let id = zengine_domain::order_workflow_id(tenant, order_id);
+    let id = zengine_domain::workflow_ids::order(tenant, order_id);
     tokio::time::timeout(
         Duration::from_secs(60),
         app.temporal

@@ -342,7 +342,7 @@ async fn a_move_from_paid_waits_for_the_payments_signal_in_flight() {
     );
     let signal = {
         let temporal = app.temporal.clone();
-        let workflow_id = zengine_domain::order_workflow_id(&demo, &id);
+        let workflow_id = zengine_domain::workflow_ids::order(&demo, &id);
         async move {
             tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
             temporal

@@ -16,7 +16,7 @@ use crate::histories::record;
 /// the replay test.
 async fn record_payment(app: &TestApp, payment_id: &str, order_id: &str, name: &str) {
     let tenant = TenantId::parse("demo").unwrap();
-    let id = zengine_workflows::payment::workflow_id(&tenant, payment_id);
+    let id = zengine_domain::workflow_ids::payment(&tenant, payment_id);
     tokio::time::timeout(
         Duration::from_secs(30),
         app.temporal
@@ -27,7 +27,7 @@ async fn record_payment(app: &TestApp, payment_id: &str, order_id: &str, name: &
     .expect("the payment workflow finishes")
     .unwrap();
     record(app, &id, &format!("payment__{name}")).await;
-    let order = zengine_domain::order_workflow_id(&tenant, order_id);
+    let order = zengine_domain::workflow_ids::order(&tenant, order_id);
     record(app, &order, &format!("order__{name}")).await;
 }
 

@@ -11,7 +11,7 @@ use zengine_domain::TenantId;
 use zengine_storage::{ORDERS_PURGED, PaymentSettings, PurgeCounts};
 use zengine_workflows::RetentionPurgeWorkflow;
 use zengine_workflows::names::queues;
-use zengine_workflows::retention::{RetentionReport, RetentionScope, retention_schedule_id};
+use zengine_workflows::retention::{RetentionReport, RetentionScope};
 
 use crate::channels::create_tenant;
 use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app};
@@ -218,7 +218,7 @@ async fn old_orders_are_purged_per_tenant_retention_once() {
     assert_eq!(order_status(&app, &demo, &demo_week).await, StatusCode::OK);
 
     // The worker created the daily schedule of this deployment.
-    let id = retention_schedule_id(&app.temporal_settings.task_queue_prefix);
+    let id = zengine_domain::workflow_ids::retention(&app.temporal_settings.task_queue_prefix);
     let mut description = None;
     for _ in 0..50 {
         if let Ok(d) = app
