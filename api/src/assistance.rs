@@ -373,9 +373,11 @@ pub async fn change_status(
     Ok(Json(json!({"workflow": view})).into_response())
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /v1/assistances/events/{id}/providers`.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AssignBody {
+pub(crate) struct AssignBody {
+    /// The provider's code (`GET /v1/providers/search`).
     provider_id: String,
 }
 
@@ -561,11 +563,15 @@ async fn provider_step(
     Ok(Json(json!({"workflow": view})).into_response())
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /v1/assistances/notes`.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NoteBody {
+pub(crate) struct NoteBody {
+    /// The assistance event the note is about.
     event_id: String,
+    /// The note.
     text: String,
+    /// Accepted for older clients and ignored: the author is the authenticated caller.
     #[serde(default)]
     author: Option<String>,
 }

@@ -499,7 +499,7 @@ pub fn operations() -> Vec<Operation> {
         )
         .returns("AssistanceEventDraft")
         .caller()
-        .body(Body::JsonObject)
+        .json::<zengine_domain::assistance::EventFields>()
         .ok(&[201])
         .errors(&[400, 409, 422, 503]),
         op(
@@ -517,7 +517,7 @@ pub fn operations() -> Vec<Operation> {
         )
         .returns("AssistanceEventDraft")
         .caller()
-        .body(Body::JsonObject)
+        .json::<zengine_domain::assistance::EventFields>()
         .ok(&[200, 201])
         .errors(&[400, 404, 409, 422, 503]),
         op("get", "/v1/assistances/events/{id}", "An assistance event")
@@ -538,7 +538,7 @@ pub fn operations() -> Vec<Operation> {
             "Assign a provider to an assistance event",
         )
         .caller()
-        .body(Body::JsonObject)
+        .json::<assistance::AssignBody>()
         .ok(&[200, 201])
         .errors(&[400, 404, 409, 422, 503]),
         op(
@@ -561,7 +561,7 @@ pub fn operations() -> Vec<Operation> {
             "Add a note to an assistance event",
         )
         .caller()
-        .body(Body::JsonObject)
+        .json::<assistance::NoteBody>()
         .ok(&[201])
         .errors(&[400, 404, 409, 422, 503]),
         op(
@@ -598,7 +598,7 @@ pub fn operations() -> Vec<Operation> {
             "Receive a MOK assistance event (idempotent by event id)",
         )
         .caller()
-        .body(Body::JsonObject)
+        .json::<zengine_domain::assistance::MokEventRequest>()
         .ok(&[200, 201, 202])
         .errors(&[400, 409, 422, 503]),
         op("get", "/v1/mok/events/{event_id}", "A MOK event's tracking")
@@ -769,7 +769,7 @@ pub fn operations() -> Vec<Operation> {
         .errors(&[400, 404, 503]),
         op("post", "/v1/ops/workflows/{id}/cancel", "Cancel a workflow")
             .caller()
-            .body(Body::JsonObject)
+            .json::<rest::ReasonBody>()
             .errors(&[400, 404, 409, 503]),
         op(
             "post",
@@ -777,7 +777,7 @@ pub fn operations() -> Vec<Operation> {
             "Terminate a workflow",
         )
         .caller()
-        .body(Body::JsonObject)
+        .json::<rest::ReasonBody>()
         .errors(&[400, 404, 409, 503]),
         op(
             "post",
@@ -785,7 +785,7 @@ pub fn operations() -> Vec<Operation> {
             "Reset a workflow to an earlier point",
         )
         .caller()
-        .body(Body::JsonObject)
+        .json::<rest::ReasonBody>()
         .errors(&[400, 404, 409, 503]),
         op(
             "post",
@@ -793,7 +793,7 @@ pub fn operations() -> Vec<Operation> {
             "Run a domain action on a workflow (signal or update)",
         )
         .caller()
-        .body(Body::JsonObject)
+        .json::<rest::ActionBody>()
         .errors(&[400, 404, 409, 422, 503]),
         op(
             "get",
@@ -1227,6 +1227,76 @@ mod tests {
             assert!(
                 doc["components"]["schemas"][schema]["required"].is_array(),
                 "{schema} names its required fields"
+            );
+        }
+    }
+
+    /// The operator, assistance and MOK request bodies are their handlers' types: each names
+    /// its fields and refuses others, so generated clients and schemathesis send real bodies.
+    #[test]
+    fn operator_assistance_and_mok_bodies_are_typed() {
+        let doc = document();
+        for (method, path, schema, field) in [
+            (
+                "post",
+                "/v1/ops/workflows/{id}/cancel",
+                "ReasonBody",
+                "reason",
+            ),
+            (
+                "post",
+                "/v1/ops/workflows/{id}/terminate",
+                "ReasonBody",
+                "reason",
+            ),
+            (
+                "post",
+                "/v1/ops/workflows/{id}/reset",
+                "ReasonBody",
+                "run_id",
+            ),
+            (
+                "post",
+                "/v1/ops/workflows/{id}/actions/{action}",
+                "ActionBody",
+                "note",
+            ),
+            (
+                "post",
+                "/v1/assistances/events/draft",
+                "EventFields",
+                "category",
+            ),
+            (
+                "put",
+                "/v1/assistances/events/draft/{id}",
+                "EventFields",
+                "beneficiary_phone",
+            ),
+            (
+                "post",
+                "/v1/assistances/events/{id}/providers",
+                "AssignBody",
+                "provider_id",
+            ),
+            ("post", "/v1/assistances/notes", "NoteBody", "text"),
+            ("post", "/v1/mok/events", "MokEventRequest", "action"),
+        ] {
+            let body =
+                &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+            assert_eq!(
+                body["$ref"],
+                format!("#/components/schemas/{schema}"),
+                "{method} {path}"
+            );
+            let component = &doc["components"]["schemas"][schema];
+            assert!(
+                component["properties"][field].is_object(),
+                "{schema} documents `{field}`"
+            );
+            assert_eq!(
+                component["additionalProperties"], false,
+                "{schema}: unknown fields are refused, and documented so"
             );
         }
     }

@@ -163,11 +163,14 @@ async fn history(
     Ok(Json(page).into_response())
 }
 
-#[derive(Deserialize, Default)]
+/// The body of cancel, terminate and reset (`{}` is fine).
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ReasonBody {
+pub(crate) struct ReasonBody {
+    /// Why (recorded in the workflow's history and the audit log).
     #[serde(default)]
     reason: String,
+    /// The run to act on; the current run when absent.
     #[serde(default)]
     run_id: Option<String>,
 }
@@ -236,7 +239,7 @@ async fn reset(
 }
 
 /// The body of a typed action (the fields each action reads; others must be absent).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ActionBody {
     /// approve/reject_payment: accepted for older clients and ignored — the review records the
