@@ -310,9 +310,13 @@ pub async fn delete_template(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /v1/channels/amazon-connect/contacts` (other fields are ignored: contact
+/// flows may send more).
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ConnectContact {
+    /// The chat's contact id.
     contact_id: String,
+    /// The bot participant's token (`CreateParticipant` with role `CUSTOM_BOT`).
     participant_token: String,
 }
 

@@ -55,18 +55,22 @@ pub const NAMESPACE_HEADER: HeaderName = HeaderName::from_static("x-namespace");
 /// Most payloads one request may carry.
 pub const MAX_PAYLOADS: usize = 1_000;
 
-#[derive(Debug, Serialize, Deserialize)]
+/// `temporal.api.common.v1.Payloads` in proto3 JSON (request and answer of both endpoints).
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonPayloads {
+pub(crate) struct JsonPayloads {
     #[serde(default, deserialize_with = "null_is_default")]
     payloads: Vec<JsonPayload>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// One `temporal.api.common.v1.Payload`: metadata values and data in base64.
+#[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct JsonPayload {
+    /// `encoding`, `encryption-key-id`, … (values base64).
     #[serde(default, deserialize_with = "null_is_default")]
     metadata: BTreeMap<String, String>,
+    /// Base64 (standard or URL-safe, padded or not).
     #[serde(default, deserialize_with = "null_is_default")]
     data: String,
 }

@@ -206,7 +206,8 @@ pub fn operations() -> Vec<Operation> {
             false,
             "the Temporal namespace (the Web UI and CLI send it); when sent, must be the deployment's",
         )
-        .body(Body::JsonObject)
+        .json::<crate::codec::JsonPayloads>()
+        .returns_type::<crate::codec::JsonPayloads>()
         .errors(&[400, 413, 422]),
         op(
             "post",
@@ -219,7 +220,8 @@ pub fn operations() -> Vec<Operation> {
             false,
             "the Temporal namespace (the Web UI and CLI send it); when sent, must be the deployment's",
         )
-        .body(Body::JsonObject)
+        .json::<crate::codec::JsonPayloads>()
+        .returns_type::<crate::codec::JsonPayloads>()
         .errors(&[400, 413, 422]),
         // Orders.
         op("post", "/v1/orders", "Create an order")
@@ -365,7 +367,7 @@ pub fn operations() -> Vec<Operation> {
             "Register an Amazon Connect chat contact",
         )
         .caller()
-        .body(Body::JsonObject)
+        .json::<channels::ConnectContact>()
         .ok(&[201])
         .errors(&[400, 409, 422, 502, 503]),
         op(
@@ -1281,6 +1283,8 @@ mod tests {
             ),
             ("post", "/v1/assistances/notes", "NoteBody", "text"),
             ("post", "/v1/mok/events", "MokEventRequest", "action"),
+            ("post", "/codec/decode", "JsonPayloads", "payloads"),
+            ("post", "/codec/encode", "JsonPayloads", "payloads"),
         ] {
             let body =
                 &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
@@ -1299,6 +1303,13 @@ mod tests {
                 "{schema}: unknown fields are refused, and documented so"
             );
         }
+        // Amazon Connect contact flows may send more than the two fields read.
+        let connect = &doc["components"]["schemas"]["ConnectContact"];
+        assert!(
+            connect["required"]
+                .to_string()
+                .contains("participant_token")
+        );
     }
 
     /// `docs/openapi.json` is the document of this code; `ZENGINE_UPDATE_OPENAPI=1` rewrites it.
