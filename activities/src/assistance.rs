@@ -405,7 +405,7 @@ impl AssistanceActivities {
             .record(NewEvent {
                 event_id: &key,
                 tenant_id: &input.tenant_id,
-                event_type: "Assistance.ProviderStartOverdue",
+                event_type: zengine_domain::events::EventType::AssistanceProviderStartOverdue,
                 subject: &input.event_id,
                 payload: &serde_json::json!({
                     "event_provider_id": input.event_provider_id,
@@ -538,7 +538,7 @@ impl AssistanceActivities {
             .record(NewEvent {
                 event_id: &key,
                 tenant_id: &input.tenant_id,
-                event_type: "Assistance.MokFailed",
+                event_type: zengine_domain::events::EventType::AssistanceMokFailed,
                 subject: input
                     .event
                     .assistance_id

@@ -346,7 +346,7 @@ impl ChannelActivities {
                         .record(NewEvent {
                             event_id: &format!("{}/sent", input.client_message_id),
                             tenant_id: &input.tenant_id,
-                            event_type: "Conversation.ReplySent",
+                            event_type: zengine_domain::events::EventType::ConversationReplySent,
                             subject: conversation,
                             payload: &serde_json::json!({"channel": input.channel}),
                         })
@@ -433,7 +433,7 @@ impl ChannelActivities {
             .record(NewEvent {
                 event_id: &format!("{}/failed", input.client_message_id),
                 tenant_id: &input.tenant_id,
-                event_type: "Outbound.Failed",
+                event_type: zengine_domain::events::EventType::OutboundFailed,
                 subject: &input.client_message_id,
                 payload: &serde_json::json!({
                     "strategy": strategy,

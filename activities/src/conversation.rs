@@ -60,7 +60,7 @@ pub struct SurveyRecord {
 pub struct EventRecord {
     pub event_id: String,
     pub tenant_id: TenantId,
-    pub event_type: String,
+    pub event_type: zengine_domain::events::EventType,
     pub subject: String,
     pub payload: Value,
 }
@@ -192,7 +192,7 @@ impl ConversationActivities {
             .record(NewEvent {
                 event_id: &format!("{}/survey", survey.survey_key),
                 tenant_id: &survey.tenant_id,
-                event_type: "Conversation.SurveyCompleted",
+                event_type: zengine_domain::events::EventType::ConversationSurveyCompleted,
                 subject: &survey.conversation_id,
                 payload: &json!({"rating": survey.rating, "comment": survey.comment}),
             })
@@ -212,7 +212,7 @@ impl ConversationActivities {
             .record(NewEvent {
                 event_id: &event.event_id,
                 tenant_id: &event.tenant_id,
-                event_type: &event.event_type,
+                event_type: event.event_type,
                 subject: &event.subject,
                 payload: &event.payload,
             })

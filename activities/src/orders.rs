@@ -441,7 +441,7 @@ impl OrderActivities {
             .record(NewEvent {
                 event_id: &change.event_id,
                 tenant_id: &change.tenant_id,
-                event_type: "Order.StatusChanged",
+                event_type: zengine_domain::events::EventType::OrderStatusChanged,
                 subject: &change.order_id,
                 payload: &json!({"from": change.from, "to": change.to, "source": change.source, "reason": change.reason}),
             })

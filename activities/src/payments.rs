@@ -253,7 +253,7 @@ impl PaymentActivities {
             .record(NewEvent {
                 event_id: &key,
                 tenant_id: &input.tenant_id,
-                event_type: "Payment.ReviewEscalated",
+                event_type: zengine_domain::events::EventType::PaymentReviewEscalated,
                 subject: &input.order_id,
                 payload: &serde_json::json!({
                     "payment_id": input.payment_id, "waited_secs": input.waited_secs,

@@ -552,7 +552,7 @@ impl RouteActivities {
                 .record(NewEvent {
                     event_id: &format!("{}/{}/assigned", input.plan_id, driver),
                     tenant_id: &input.tenant_id,
-                    event_type: "Driver.RouteAssigned",
+                    event_type: zengine_domain::events::EventType::DriverRouteAssigned,
                     subject: driver,
                     payload: &json!({
                         "plan_id": input.plan_id,

@@ -38,7 +38,7 @@ pub(crate) struct CreateBody {
 async fn audit(
     state: &AppState,
     tenant: &TenantId,
-    event_type: &str,
+    event_type: zengine_domain::events::EventType,
     caller: &AdminCaller,
     change: serde_json::Value,
 ) -> Result<(), ApiError> {
@@ -112,7 +112,7 @@ pub async fn create(
     audit(
         &state,
         &tenant,
-        "Tenant.ApiKeyCreated",
+        zengine_domain::events::EventType::TenantApiKeyCreated,
         &caller,
         json!({"key_id": key.key_id, "name": name, "role": role}),
     )
@@ -147,7 +147,7 @@ pub async fn revoke(
             audit(
                 &state,
                 &tenant,
-                "Tenant.ApiKeyRevoked",
+                zengine_domain::events::EventType::TenantApiKeyRevoked,
                 &caller,
                 json!({"key_id": key.key_id}),
             )

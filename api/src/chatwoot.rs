@@ -173,7 +173,7 @@ pub async fn put_settings(
         .record(NewEvent {
             event_id: &format!("tenant-admin/{}", uuid::Uuid::new_v4()),
             tenant_id: &tenant,
-            event_type: "Tenant.ChatwootConfigured",
+            event_type: zengine_domain::events::EventType::TenantChatwootConfigured,
             subject: tenant.as_str(),
             payload: &json!({"actor": caller.subject(), "change": shown}),
         })
@@ -198,7 +198,7 @@ pub async fn delete_settings(
         .record(NewEvent {
             event_id: &format!("tenant-admin/{}", uuid::Uuid::new_v4()),
             tenant_id: &tenant,
-            event_type: "Tenant.ChatwootRemoved",
+            event_type: zengine_domain::events::EventType::TenantChatwootRemoved,
             subject: tenant.as_str(),
             payload: &json!({"actor": caller.subject()}),
         })
@@ -459,7 +459,7 @@ async fn resolved(
                 .record(NewEvent {
                     event_id: &format!("{}/returned/chatwoot-{conversation}", link.handoff_key),
                     tenant_id: tenant,
-                    event_type: "Conversation.ReturnedToBot",
+                    event_type: zengine_domain::events::EventType::ConversationReturnedToBot,
                     subject: &link.workflow_id,
                     payload: &json!({"channel": link.channel, "by": "chatwoot"}),
                 })

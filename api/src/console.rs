@@ -249,7 +249,11 @@ pub async fn handoffs(
     let events = state
         .db
         .events()
-        .recent(&caller.tenant, "Conversation.HandedOff", limit)
+        .recent(
+            &caller.tenant,
+            zengine_domain::events::EventType::ConversationHandedOff.as_str(),
+            limit,
+        )
         .await?;
     // The newest handoff of each conversation; its workflow says whether it still waits.
     let mut seen = std::collections::BTreeSet::new();

@@ -157,7 +157,7 @@ pub async fn return_to_bot(
                 .record(zengine_storage::NewEvent {
                     event_id: &format!("{workflow_id}/returned/{}", uuid::Uuid::new_v4()),
                     tenant_id: &id.tenant,
-                    event_type: "Conversation.ReturnedToBot",
+                    event_type: zengine_domain::events::EventType::ConversationReturnedToBot,
                     subject: &workflow_id,
                     payload: &json!({"channel": id.channel.as_str(), "by": caller.subject}),
                 })

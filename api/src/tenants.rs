@@ -89,7 +89,7 @@ pub async fn create(
     let id = event_id();
     let audit = Audit {
         event_id: &id,
-        event_type: "Tenant.Created",
+        event_type: zengine_domain::events::EventType::TenantCreated,
         actor: caller.subject(),
         change: json!({"name": body.name.trim(), "main_flow_id": main_flow_id}),
     };
@@ -203,7 +203,7 @@ pub async fn update(
     let id = event_id();
     let audit = Audit {
         event_id: &id,
-        event_type: "Tenant.Updated",
+        event_type: zengine_domain::events::EventType::TenantUpdated,
         actor: caller.subject(),
         change: json!({"name": name, "main_flow_id": body.main_flow_id}),
     };
@@ -247,9 +247,9 @@ async fn set_suspended(
     let audit = Audit {
         event_id: &id,
         event_type: if suspended {
-            "Tenant.Suspended"
+            zengine_domain::events::EventType::TenantSuspended
         } else {
-            "Tenant.Resumed"
+            zengine_domain::events::EventType::TenantResumed
         },
         actor: caller.subject(),
         change: json!({"status": if suspended { "suspended" } else { "active" }}),
@@ -441,7 +441,7 @@ pub async fn update_settings(
     let id = event_id();
     let audit = Audit {
         event_id: &id,
-        event_type: "Tenant.SettingsChanged",
+        event_type: zengine_domain::events::EventType::TenantSettingsChanged,
         actor: caller.subject(),
         change: json!({
             "allowed_http_hosts": hosts, "cors_origins": origins, "payment": payment,
@@ -730,7 +730,7 @@ pub async fn put_channel(
         .record(zengine_storage::NewEvent {
             event_id: &id,
             tenant_id: &tenant,
-            event_type: "Tenant.ChannelConfigured",
+            event_type: zengine_domain::events::EventType::TenantChannelConfigured,
             subject: tenant.as_str(),
             payload: &json!({
                 "actor": caller.subject(),
@@ -768,7 +768,7 @@ pub async fn delete_channel(
         .record(zengine_storage::NewEvent {
             event_id: &id,
             tenant_id: &tenant,
-            event_type: "Tenant.ChannelRemoved",
+            event_type: zengine_domain::events::EventType::TenantChannelRemoved,
             subject: tenant.as_str(),
             payload: &json!({"actor": caller.subject(), "change": {"strategy": strategy}}),
         })

@@ -290,7 +290,7 @@ async fn post_message_inner(
         .record(zengine_storage::NewEvent {
             event_id: &format!("webchat/{workflow_id}/{}", key.as_str()),
             tenant_id: &tenant_id,
-            event_type: "Conversation.MessageReceived",
+            event_type: zengine_domain::events::EventType::ConversationMessageReceived,
             subject: &workflow_id,
             payload: &serde_json::json!({"channel": "webchat", "strategy": "webchat"}),
         })
@@ -302,7 +302,7 @@ async fn post_message_inner(
             .record(zengine_storage::NewEvent {
                 event_id: &format!("webchat/{workflow_id}/{}/reply", key.as_str()),
                 tenant_id: &tenant_id,
-                event_type: "Conversation.ReplySent",
+                event_type: zengine_domain::events::EventType::ConversationReplySent,
                 subject: &workflow_id,
                 payload: &serde_json::json!({"channel": "webchat"}),
             })

@@ -446,7 +446,7 @@ async fn accept_message(
         .record(NewEvent {
             event_id: &format!("{name}/{provider_message_id}/received"),
             tenant_id: &tenant_id,
-            event_type: "Conversation.MessageReceived",
+            event_type: zengine_domain::events::EventType::ConversationMessageReceived,
             subject: &workflow_id,
             payload: &json!({"channel": strategy.channel().as_str(), "strategy": name}),
         })
@@ -482,7 +482,7 @@ async fn apply_status(
             .record(NewEvent {
                 event_id: &format!("{provider_message_id}/delivered"),
                 tenant_id,
-                event_type: "Conversation.MessageDelivered",
+                event_type: zengine_domain::events::EventType::ConversationMessageDelivered,
                 subject: callback_data.unwrap_or(provider_message_id),
                 payload: &json!({
                     "provider_message_id": provider_message_id,

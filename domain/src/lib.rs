@@ -7,6 +7,7 @@
 pub mod analyze;
 pub mod assistance;
 pub mod channel;
+pub mod events;
 pub mod flow;
 pub mod ids;
 pub mod message;

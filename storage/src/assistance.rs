@@ -1010,7 +1010,7 @@ async fn move_event(
         NewEvent {
             event_id: change_id,
             tenant_id,
-            event_type: "Assistance.StatusChanged",
+            event_type: zengine_domain::events::EventType::AssistanceStatusChanged,
             subject: &event.event_id,
             payload: &serde_json::json!({
                 "from": event.status, "to": to, "source": source, "reason": reason,
@@ -1061,15 +1061,53 @@ pub(super) async fn assign_in(
     .execute(&mut *conn)
     .await
     .context("Failed to assign the provider")?;
+    provider_moved(
+        conn,
+        tenant_id,
+        write,
+        &event,
+        &id,
+        next,
+        ProviderMove::Assigned,
+    )
+    .await
+}
+
+/// What happened to a provider's row, for [`provider_moved`].
+#[derive(Clone, Copy)]
+enum ProviderMove {
+    Assigned,
+    Started,
+    Resolved,
+}
+
+/// After a provider's row was written: its domain event, the event status change it causes
+/// (when `next` differs), and the outcome with the row as stored now.
+async fn provider_moved(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &TenantId,
+    write: &ProviderWrite,
+    event: &AssistanceEvent,
+    event_provider_id: &str,
+    next: EventStatus,
+    how: ProviderMove,
+) -> Result<ProviderOutcome, AssistanceError> {
+    use zengine_domain::events::EventType;
+    let (what, event_type) = match how {
+        ProviderMove::Assigned => ("assigned", EventType::AssistanceProviderAssigned),
+        ProviderMove::Started => ("started", EventType::AssistanceProviderStarted),
+        ProviderMove::Resolved => ("resolved", EventType::AssistanceProviderResolved),
+    };
     record_in(
         conn,
         NewEvent {
-            event_id: &format!("{id}/assigned"),
+            event_id: &format!("{event_provider_id}/{what}"),
             tenant_id,
-            event_type: "Assistance.ProviderAssigned",
+            event_type,
             subject: &write.event_id,
             payload: &serde_json::json!({
-                "event_provider_id": id, "provider_id": write.provider_id, "source": write.source,
+                "event_provider_id": event_provider_id,
+                "provider_id": write.provider_id, "source": write.source,
             }),
         },
     )
@@ -1078,17 +1116,17 @@ pub(super) async fn assign_in(
         move_event(
             conn,
             tenant_id,
-            &event,
+            event,
             next,
             &write.change_id,
             &write.source,
-            Some(&format!("provider {} assigned", write.provider_id)),
+            Some(&format!("provider {} {what}", write.provider_id)),
         )
         .await?;
     }
-    let provider = fetch_event_provider(conn, tenant_id, &id)
+    let provider = fetch_event_provider(conn, tenant_id, event_provider_id)
         .await?
-        .context("event provider vanished after insert")?;
+        .context("event provider vanished after its write")?;
     Ok(ProviderOutcome {
         provider,
         event_status: next,
@@ -1144,40 +1182,17 @@ pub(super) async fn start_in(
     .execute(&mut *conn)
     .await
     .context("Failed to start the provider")?;
-    record_in(
+    let id = provider.event_provider_id;
+    provider_moved(
         conn,
-        NewEvent {
-            event_id: &format!("{}/started", provider.event_provider_id),
-            tenant_id,
-            event_type: "Assistance.ProviderStarted",
-            subject: &write.event_id,
-            payload: &serde_json::json!({
-                "event_provider_id": provider.event_provider_id,
-                "provider_id": write.provider_id, "source": write.source,
-            }),
-        },
+        tenant_id,
+        write,
+        &event,
+        &id,
+        next,
+        ProviderMove::Started,
     )
-    .await?;
-    if next != event.status {
-        move_event(
-            conn,
-            tenant_id,
-            &event,
-            next,
-            &write.change_id,
-            &write.source,
-            Some(&format!("provider {} started", write.provider_id)),
-        )
-        .await?;
-    }
-    let provider = fetch_event_provider(conn, tenant_id, &provider.event_provider_id)
-        .await?
-        .context("event provider vanished")?;
-    Ok(ProviderOutcome {
-        provider,
-        event_status: next,
-        applied: true,
-    })
+    .await
 }
 
 pub(super) async fn resolve_in(
@@ -1211,40 +1226,17 @@ pub(super) async fn resolve_in(
     .execute(&mut *conn)
     .await
     .context("Failed to resolve the provider")?;
-    record_in(
+    let id = provider.event_provider_id;
+    provider_moved(
         conn,
-        NewEvent {
-            event_id: &format!("{}/resolved", provider.event_provider_id),
-            tenant_id,
-            event_type: "Assistance.ProviderResolved",
-            subject: &write.event_id,
-            payload: &serde_json::json!({
-                "event_provider_id": provider.event_provider_id,
-                "provider_id": write.provider_id, "source": write.source,
-            }),
-        },
+        tenant_id,
+        write,
+        &event,
+        &id,
+        next,
+        ProviderMove::Resolved,
     )
-    .await?;
-    if next != event.status {
-        move_event(
-            conn,
-            tenant_id,
-            &event,
-            next,
-            &write.change_id,
-            &write.source,
-            Some(&format!("provider {} resolved", write.provider_id)),
-        )
-        .await?;
-    }
-    let provider = fetch_event_provider(conn, tenant_id, &provider.event_provider_id)
-        .await?
-        .context("event provider vanished")?;
-    Ok(ProviderOutcome {
-        provider,
-        event_status: next,
-        applied: true,
-    })
+    .await
 }
 
 pub(super) async fn add_note_in(

@@ -356,7 +356,7 @@ impl ChannelRepo<'_> {
                         change.tenant_id, change.strategy
                     ),
                     tenant_id: change.tenant_id,
-                    event_type: "Channel.HealthChanged",
+                    event_type: zengine_domain::events::EventType::ChannelHealthChanged,
                     subject: change.strategy,
                     payload: &serde_json::json!({
                         "strategy": change.strategy,

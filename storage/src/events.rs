@@ -12,7 +12,7 @@ use super::{Database, now_millis};
 pub struct NewEvent<'a> {
     pub event_id: &'a str,
     pub tenant_id: &'a TenantId,
-    pub event_type: &'a str,
+    pub event_type: zengine_domain::events::EventType,
     pub subject: &'a str,
     pub payload: &'a serde_json::Value,
 }
@@ -201,7 +201,7 @@ pub(super) async fn record_in(
     )
     .bind(event.event_id)
     .bind(event.tenant_id.as_str())
-    .bind(event.event_type)
+    .bind(event.event_type.as_str())
     .bind(event.subject)
     .bind(event.payload.to_string())
     .bind(now_millis())

@@ -47,7 +47,7 @@ pub use payments::{
     Settlement,
 };
 pub use reports::{Fact, REPORTS, ReportRepo, fact_of};
-pub use retention::{ORDERS_PURGED, PurgeCounts, RetentionRepo, UNLINKED_MEDIA_TTL_MS};
+pub use retention::{PurgeCounts, RetentionRepo, UNLINKED_MEDIA_TTL_MS};
 pub use routes::{RoutePlan, RouteRepo};
 pub use tenants::{
     Audit, Created, FlowVersionInfo, FlowVersions, SettingsChange, Tenant, TenantRecord, TenantRepo,

@@ -302,9 +302,9 @@ impl PaymentRepo<'_> {
         .await
         .context("Failed to settle payment")?;
         let event_type = match status {
-            PaymentStatus::Assigned => "Payment.Assigned",
-            PaymentStatus::Rejected => "Payment.Rejected",
-            _ => "Payment.ManualReview",
+            PaymentStatus::Assigned => zengine_domain::events::EventType::PaymentAssigned,
+            PaymentStatus::Rejected => zengine_domain::events::EventType::PaymentRejected,
+            _ => zengine_domain::events::EventType::PaymentManualReview,
         };
         record_in(
             &mut tx,
@@ -394,7 +394,7 @@ impl PaymentRepo<'_> {
             NewEvent {
                 event_id: &format!("payment/{payment_id}/reviewed"),
                 tenant_id,
-                event_type: "Payment.Reviewed",
+                event_type: zengine_domain::events::EventType::PaymentReviewed,
                 subject: &current.order_id,
                 payload: &serde_json::json!({
                     "payment_id": payment_id, "status": target, "reviewer": reviewer, "note": note,
@@ -589,7 +589,7 @@ async fn mark_order_paid(
         NewEvent {
             event_id: &format!("order/{order_id}/paid"),
             tenant_id,
-            event_type: "Order.StatusChanged",
+            event_type: zengine_domain::events::EventType::OrderStatusChanged,
             subject: order_id,
             payload: &serde_json::json!({
                 "from": "PENDING", "to": "PAID", "source": "payment", "reason": payment_id,

@@ -30,31 +30,32 @@ pub fn fact_of(event: &StoredEvent) -> Option<Fact> {
     let p = &event.payload;
     let text = |key: &str| p.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     let number = |key: &str| p.get(key).and_then(serde_json::Value::as_f64);
-    let (report, dimension, value, value2) = match event.event_type.as_str() {
-        "Conversation.MessageReceived" => ("conversations", text("channel")?, 1.0, 0.0),
-        "Conversation.HandedOff" => ("handoffs", "handoff".to_owned(), 1.0, 0.0),
-        "Conversation.ReplySent" => ("replies", text("channel")?, 1.0, 0.0),
-        "Conversation.ReturnedToBot" => ("handoffs", "returned".to_owned(), 1.0, 0.0),
-        "Conversation.SurveyCompleted" => ("csat", "rating".to_owned(), number("rating")?, 0.0),
-        "Order.StatusChanged" => ("orders", text("to")?, 1.0, 0.0),
-        "Payment.Assigned" => ("payments", "auto_approved".to_owned(), 1.0, 0.0),
-        "Payment.ManualReview" => ("payments", "manual_review".to_owned(), 1.0, 0.0),
-        "Payment.Rejected" => ("payments", "rejected".to_owned(), 1.0, 0.0),
-        "Payment.Reviewed" => {
+    use zengine_domain::events::EventType as E;
+    let (report, dimension, value, value2) = match event.event_type.parse::<E>().ok()? {
+        E::ConversationMessageReceived => ("conversations", text("channel")?, 1.0, 0.0),
+        E::ConversationHandedOff => ("handoffs", "handoff".to_owned(), 1.0, 0.0),
+        E::ConversationReplySent => ("replies", text("channel")?, 1.0, 0.0),
+        E::ConversationReturnedToBot => ("handoffs", "returned".to_owned(), 1.0, 0.0),
+        E::ConversationSurveyCompleted => ("csat", "rating".to_owned(), number("rating")?, 0.0),
+        E::OrderStatusChanged => ("orders", text("to")?, 1.0, 0.0),
+        E::PaymentAssigned => ("payments", "auto_approved".to_owned(), 1.0, 0.0),
+        E::PaymentManualReview => ("payments", "manual_review".to_owned(), 1.0, 0.0),
+        E::PaymentRejected => ("payments", "rejected".to_owned(), 1.0, 0.0),
+        E::PaymentReviewed => {
             let outcome = match text("status")?.as_str() {
                 "ASSIGNED" => "review_approved",
                 _ => "review_rejected",
             };
             ("payments", outcome.to_owned(), 1.0, 0.0)
         }
-        "Driver.RouteAssigned" => (
+        E::DriverRouteAssigned => (
             "routes",
             event.subject.clone(),
             number("stops").unwrap_or(0.0),
             number("distance_m").unwrap_or(0.0),
         ),
-        "Assistance.StatusChanged" => ("assistance", text("to")?, 1.0, 0.0),
-        "Assistance.ProviderStartOverdue" => ("assistance", "sla_breach".to_owned(), 1.0, 0.0),
+        E::AssistanceStatusChanged => ("assistance", text("to")?, 1.0, 0.0),
+        E::AssistanceProviderStartOverdue => ("assistance", "sla_breach".to_owned(), 1.0, 0.0),
         _ => return None,
     };
     let day = chrono::DateTime::from_timestamp_millis(event.occurred_at)?

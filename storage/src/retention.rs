@@ -8,9 +8,6 @@ use zengine_domain::TenantId;
 use super::Database;
 use super::events::{NewEvent, record_in};
 
-/// Event type recorded once per purge that removed something.
-pub const ORDERS_PURGED: &str = "Orders.Purged";
-
 /// What one purge removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeCounts {
@@ -105,7 +102,7 @@ impl RetentionRepo<'_> {
                     NewEvent {
                         event_id: &format!("{tenant_id}/orders-purged/{cutoff_ms}"),
                         tenant_id,
-                        event_type: ORDERS_PURGED,
+                        event_type: zengine_domain::events::EventType::OrdersPurged,
                         subject: tenant_id.as_str(),
                         payload: &payload,
                     },

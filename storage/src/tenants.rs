@@ -15,7 +15,7 @@ pub struct Audit<'a> {
     /// Unique per change (a UUID).
     pub event_id: &'a str,
     /// `Tenant.Created`, `Tenant.Updated`, `Tenant.Suspended`, …
-    pub event_type: &'a str,
+    pub event_type: zengine_domain::events::EventType,
     /// The caller (`sub` of the JWT, `admin-token`, …).
     pub actor: &'a str,
     /// What changed (never secret values).

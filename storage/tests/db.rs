@@ -450,7 +450,7 @@ async fn events_and_surveys_are_recorded_once(backend: TestBackend) {
     let event = NewEvent {
         event_id: "e-1",
         tenant_id: &acme,
-        event_type: "Order.StatusChanged",
+        event_type: zengine_domain::events::EventType::OrderStatusChanged,
         subject: "o-1",
         payload: &payload,
     };
@@ -2016,7 +2016,7 @@ async fn unlinked_uploads_are_purged_after_their_ttl_and_linked_ones_kept(backen
 }
 
 async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestBackend) {
-    use zengine_storage::{ORDERS_PURGED, PurgeCounts, TrackingEvent};
+    use zengine_storage::{PurgeCounts, TrackingEvent};
     const DAY: i64 = 24 * 60 * 60 * 1000;
     let t = TestDatabase::new(backend).await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
@@ -2142,7 +2142,14 @@ async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestB
             .unwrap()
             .is_some()
     );
-    let events = t.db.events().list(&acme, ORDERS_PURGED).await.unwrap();
+    let events =
+        t.db.events()
+            .list(
+                &acme,
+                zengine_domain::events::EventType::OrdersPurged.as_str(),
+            )
+            .await
+            .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].payload["orders"], 2);
     assert_eq!(events[0].payload["payments"], 2);
@@ -2156,7 +2163,10 @@ async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestB
     assert_eq!(again, PurgeCounts::default());
     assert_eq!(
         t.db.events()
-            .list(&acme, ORDERS_PURGED)
+            .list(
+                &acme,
+                zengine_domain::events::EventType::OrdersPurged.as_str()
+            )
             .await
             .unwrap()
             .len(),
@@ -2164,7 +2174,10 @@ async fn old_orders_are_purged_with_everything_keyed_by_them_once(backend: TestB
     );
     assert!(
         t.db.events()
-            .list(&beta, ORDERS_PURGED)
+            .list(
+                &beta,
+                zengine_domain::events::EventType::OrdersPurged.as_str()
+            )
             .await
             .unwrap()
             .is_empty()

@@ -902,7 +902,7 @@ impl ConversationWorkflow {
                     let event = ctx.state(|s| EventRecord {
                         event_id: step.clone(),
                         tenant_id: s.conversation.tenant.clone(),
-                        event_type: "Conversation.HandedOff".into(),
+                        event_type: zengine_domain::events::EventType::ConversationHandedOff,
                         subject: s.own_id.clone(),
                         payload: serde_json::json!({"node": node, "queue": queue}),
                     });

@@ -597,7 +597,11 @@ async fn the_event_stream_pages_by_cursor_and_checks_its_input() {
             .record(zengine_storage::NewEvent {
                 event_id: &format!("acme/test/{i}"),
                 tenant_id: &tenant,
-                event_type: if i % 2 == 0 { "Test.Even" } else { "Test.Odd" },
+                event_type: if i % 2 == 0 {
+                    zengine_domain::events::EventType::OrderStatusChanged
+                } else {
+                    zengine_domain::events::EventType::PaymentAssigned
+                },
                 subject: "s",
                 payload: &json!({"i": i}),
             })
@@ -621,7 +625,7 @@ async fn the_event_stream_pages_by_cursor_and_checks_its_input() {
             "acme/test/4"
         ]
     );
-    let odd: Value = admin_get(&app, "acme", "/v1/events?type=Test.Odd")
+    let odd: Value = admin_get(&app, "acme", "/v1/events?type=Payment.Assigned")
         .await
         .json()
         .await

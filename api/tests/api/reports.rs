@@ -140,7 +140,7 @@ async fn reports_from_events(backend: TestBackend) {
             .record(NewEvent {
                 event_id: id,
                 tenant_id: &demo,
-                event_type: kind,
+                event_type: kind.parse().unwrap(),
                 subject,
                 payload,
             })
@@ -213,7 +213,7 @@ async fn reports_from_events(backend: TestBackend) {
         .record(NewEvent {
             event_id: id,
             tenant_id: &demo,
-            event_type: kind,
+            event_type: kind.parse().unwrap(),
             subject,
             payload,
         })

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowIdReusePolicy, WorkflowStartOptions};
 use zengine_domain::TenantId;
-use zengine_storage::{ORDERS_PURGED, PaymentSettings, PurgeCounts};
+use zengine_storage::{PaymentSettings, PurgeCounts};
 use zengine_workflows::RetentionPurgeWorkflow;
 use zengine_workflows::names::queues;
 use zengine_workflows::retention::{RetentionReport, RetentionScope};
@@ -198,7 +198,14 @@ async fn old_orders_are_purged_per_tenant_retention_once() {
         1
     );
     for tenant in [&demo, &brief] {
-        let events = db.events().list(tenant, ORDERS_PURGED).await.unwrap();
+        let events = db
+            .events()
+            .list(
+                tenant,
+                zengine_domain::events::EventType::OrdersPurged.as_str(),
+            )
+            .await
+            .unwrap();
         assert_eq!(events.len(), 1, "{tenant}: {events:?}");
         assert_eq!(events[0].payload["orders"], 1);
         assert_eq!(events[0].payload["payments"], 1);
@@ -211,7 +218,14 @@ async fn old_orders_are_purged_per_tenant_retention_once() {
     assert_eq!(counts_of(&again, &brief), PurgeCounts::default());
     for tenant in [&demo, &brief] {
         assert_eq!(
-            db.events().list(tenant, ORDERS_PURGED).await.unwrap().len(),
+            db.events()
+                .list(
+                    tenant,
+                    zengine_domain::events::EventType::OrdersPurged.as_str()
+                )
+                .await
+                .unwrap()
+                .len(),
             1
         );
     }

@@ -641,7 +641,7 @@ async fn suspension(backend: TestBackend) {
     // within api.tenant_cache_ttl_ms, its API calls at once.
     let audit = Audit {
         event_id: "other-replica-suspend",
-        event_type: "Tenant.Suspended",
+        event_type: zengine_domain::events::EventType::TenantSuspended,
         actor: "test",
         change: json!({"status": "suspended"}),
     };
