@@ -57,14 +57,6 @@ async fn audit(
     Ok(())
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidField,
-        message,
-    )
-}
-
 /// `POST /v1/tenants/{tenant}/api-keys` `{name, role, rate_per_minute, burst}`: 201 with the key
 /// text in `key`, shown this once.
 pub async fn create(
@@ -77,11 +69,13 @@ pub async fn create(
     let body: CreateBody = crate::read_json(body)?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-        return Err(invalid("field `name`: 1 to 64 printable characters"));
+        return Err(ApiError::invalid_field(
+            "field `name`: 1 to 64 printable characters",
+        ));
     }
     let role = body.role.as_deref().unwrap_or("operator");
     if !matches!(role, "viewer" | "operator") {
-        return Err(invalid(format!(
+        return Err(ApiError::invalid_field(format!(
             "field `role`: `{role}` is not `viewer` or `operator` (admins use a JWT)"
         )));
     }
@@ -89,12 +83,14 @@ pub async fn create(
         .rate_per_minute
         .is_some_and(|r| !(1..=MAX_RATE_PER_MINUTE).contains(&r))
     {
-        return Err(invalid(format!(
+        return Err(ApiError::invalid_field(format!(
             "field `rate_per_minute`: 1 to {MAX_RATE_PER_MINUTE}"
         )));
     }
     if body.burst.is_some_and(|b| !(1..=MAX_BURST).contains(&b)) {
-        return Err(invalid(format!("field `burst`: 1 to {MAX_BURST}")));
+        return Err(ApiError::invalid_field(format!(
+            "field `burst`: 1 to {MAX_BURST}"
+        )));
     }
     let (key, text) = state
         .db

@@ -60,20 +60,12 @@ async fn actor(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiErr
 
 const IDEMPOTENCY_HEADER: &str = "x-idempotency-key";
 
-fn unprocessable(message: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidField,
-        message,
-    )
-}
-
 fn conflict(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
 }
 
 fn invalid(problems: Vec<String>) -> ApiError {
-    unprocessable(problems.first().cloned().unwrap_or_default()).with_details(problems)
+    ApiError::invalid_field(problems.first().cloned().unwrap_or_default()).with_details(problems)
 }
 
 fn key_reused() -> ApiError {
@@ -95,7 +87,7 @@ fn unavailable(message: &str) -> ApiError {
 /// A refused state-machine move: the caller's mistake (422) or the event's state (409).
 fn transition(error: TransitionError) -> ApiError {
     if error.is_request_error() {
-        unprocessable(error.to_string())
+        ApiError::invalid_field(error.to_string())
     } else {
         conflict(error.to_string())
     }
@@ -106,7 +98,7 @@ fn repo_error(error: AssistanceError) -> ApiError {
         AssistanceError::NotFound(what) => ApiError::not_found(format!("{what} does not exist")),
         AssistanceError::Transition(t) => transition(t),
         AssistanceError::UnknownProvider(p) => {
-            unprocessable(format!("provider `{p}` does not exist or is not active"))
+            ApiError::invalid_field(format!("provider `{p}` does not exist or is not active"))
         }
         AssistanceError::Invalid(problems) => invalid(problems),
         AssistanceError::KeyReused => key_reused(),
@@ -323,13 +315,15 @@ pub async fn change_status(
     let to: EventStatus = body
         .status
         .parse()
-        .map_err(|e: String| unprocessable(format!("field `status`: {e}")))?;
+        .map_err(|e: String| ApiError::invalid_field(format!("field `status`: {e}")))?;
     if body
         .reason
         .as_ref()
         .is_some_and(|r| r.chars().count() > 1000)
     {
-        return Err(unprocessable("field `reason`: at most 1000 characters"));
+        return Err(ApiError::invalid_field(
+            "field `reason`: at most 1000 characters",
+        ));
     }
     let event = existing_event(&state, &tenant, &event_id).await?;
     if event.status == to {
@@ -391,7 +385,9 @@ pub async fn assign_provider(
     let tenant = actor(&state, &headers).await?;
     let body: AssignBody = crate::read_json(body)?;
     if body.provider_id.is_empty() || body.provider_id.len() > 64 {
-        return Err(unprocessable("field `provider_id`: 1 to 64 characters"));
+        return Err(ApiError::invalid_field(
+            "field `provider_id`: 1 to 64 characters",
+        ));
     }
     let event = existing_event(&state, &tenant, &event_id).await?;
     let repo = state.db.assistance();
@@ -404,7 +400,7 @@ pub async fn assign_provider(
         .await?
         .is_some_and(|p| p.active)
     {
-        return Err(unprocessable(format!(
+        return Err(ApiError::invalid_field(format!(
             "field `provider_id`: provider `{}` does not exist or is not active",
             body.provider_id
         )));
@@ -504,7 +500,9 @@ pub async fn resolve_provider(
         crate::parse_json(&raw)?
     };
     if body.note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
-        return Err(unprocessable("field `note`: at most 2000 characters"));
+        return Err(ApiError::invalid_field(
+            "field `note`: at most 2000 characters",
+        ));
     }
     provider_step(
         state,
@@ -961,7 +959,7 @@ pub async fn post_mok_event(
     if let Some(at) = &event.occurred_at
         && chrono::DateTime::parse_from_rfc3339(at).is_err()
     {
-        return Err(unprocessable(
+        return Err(ApiError::invalid_field(
             "field `occurred_at`: not an RFC 3339 timestamp",
         ));
     }

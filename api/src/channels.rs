@@ -216,11 +216,9 @@ fn template_error(e: TemplateError) -> ApiError {
             ErrorCode::Conflict,
             format!("the account is misconfigured: {e}"),
         ),
-        TemplateError::Refused { status, message } => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidField,
-            format!("360dialog refused (HTTP {status}): {message}"),
-        ),
+        TemplateError::Refused { status, message } => {
+            ApiError::invalid_field(format!("360dialog refused (HTTP {status}): {message}"))
+        }
         TemplateError::Unavailable(m) => ApiError::new(
             StatusCode::BAD_GATEWAY,
             ErrorCode::Unavailable,

@@ -40,14 +40,6 @@ pub const TIMESTAMP_TOLERANCE_SECS: i64 = 300;
 /// Inbound-receipt strategy name of Chatwoot messages (`chatwoot`, `{tenant}/{message id}`).
 const RECEIPTS: &str = "chatwoot";
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidField,
-        message,
-    )
-}
-
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
 }
@@ -92,11 +84,14 @@ fn validate(body: ChatwootBody) -> Result<ChatwootSettings, ApiError> {
         .map(|u| u.trim().trim_end_matches('/').to_owned())
         .filter(|u| valid_base_url(u))
         .ok_or_else(|| {
-            invalid("field `base_url`: an http(s) URL like `https://chatwoot.example`, no path")
+            ApiError::invalid_field(
+                "field `base_url`: an http(s) URL like `https://chatwoot.example`, no path",
+            )
         })?;
     let id = |field: &str, v: Option<i64>| {
-        v.filter(|v| *v >= 1)
-            .ok_or_else(|| invalid(format!("field `{field}`: a Chatwoot id (integer ≥ 1)")))
+        v.filter(|v| *v >= 1).ok_or_else(|| {
+            ApiError::invalid_field(format!("field `{field}`: a Chatwoot id (integer ≥ 1)"))
+        })
     };
     let account_id = id("account_id", body.account_id)?;
     let inbox_id = id("inbox_id", body.inbox_id)?;
@@ -104,7 +99,7 @@ fn validate(body: ChatwootBody) -> Result<ChatwootSettings, ApiError> {
         v.map(|v| v.trim().to_owned())
             .filter(|v| crate::tenants::is_reference(v) && v.len() <= 512)
             .ok_or_else(|| {
-                invalid(format!(
+                ApiError::invalid_field(format!(
                     "field `{field}`: a secret reference (`secret:NAME`, or `env:NAME` / `file:/path` set by a platform administrator), never a value"
                 ))
             })

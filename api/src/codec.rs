@@ -297,11 +297,7 @@ async fn run(
     };
     let payloads = result.map_err(|e| {
         // Unknown key id, tampered or truncated ciphertext: the input, not the server.
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidField,
-            e.to_string(),
-        )
+        ApiError::invalid_field(e.to_string())
     })?;
     let response = JsonPayloads {
         payloads: payloads

@@ -65,6 +65,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// A field of a well-formed JSON body breaks a rule (422 `invalid_field`): the request
+    /// parsed, but what it says cannot be done. Malformed JSON is 400 `malformed_json`.
+    pub fn invalid_field(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidField,
+            message,
+        )
+    }
+
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }

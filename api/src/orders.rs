@@ -62,12 +62,10 @@ pub async fn create(
     let (order, created) = create_order(&state.db, &tenant_id, &request)
         .await
         .map_err(|e| match e {
-            OrderRequestError::Invalid(errors) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::InvalidField,
-                errors.first().map(ToString::to_string).unwrap_or_default(),
-            )
-            .with_details(errors.iter().map(ToString::to_string).collect()),
+            OrderRequestError::Invalid(errors) => {
+                ApiError::invalid_field(errors.first().map(ToString::to_string).unwrap_or_default())
+                    .with_details(errors.iter().map(ToString::to_string).collect())
+            }
             OrderRequestError::KeyReused => ApiError::new(
                 StatusCode::CONFLICT,
                 ErrorCode::IdempotencyKeyReused,

@@ -229,11 +229,9 @@ pub async fn submit(
             .await?
             .is_none()
         {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::InvalidField,
-                format!("field `media_ref`: media `{media_id}` does not exist"),
-            ));
+            return Err(ApiError::invalid_field(format!(
+                "field `media_ref`: media `{media_id}` does not exist"
+            )));
         }
         (body.media_ref.clone(), media_id.to_owned())
     } else {

@@ -16,14 +16,6 @@ use crate::auth::{PartnerCaller, Role};
 use crate::metrics::Counted;
 use crate::{ApiError, AppState, ErrorCode};
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidField,
-        message,
-    )
-}
-
 /// Starts an optimisation; 202 with the plan id, then poll `GET /v1/routes/{id}`.
 pub async fn create(
     State(state): State<AppState>,
@@ -34,7 +26,9 @@ pub async fn create(
     let tenant_id = caller.tenant.clone();
     let request: RouteRequest = crate::read_json(body)?;
     if request.order_ids.is_empty() || request.order_ids.len() > 500 {
-        return Err(invalid("field `order_ids`: 1 to 500 orders"));
+        return Err(ApiError::invalid_field(
+            "field `order_ids`: 1 to 500 orders",
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = request
@@ -42,18 +36,22 @@ pub async fn create(
         .iter()
         .find(|id| !seen.insert(id.as_str()))
     {
-        return Err(invalid(format!(
+        return Err(ApiError::invalid_field(format!(
             "field `order_ids`: `{dup}` is listed twice"
         )));
     }
     if request.drivers.is_empty() {
-        return Err(invalid("field `drivers`: at least one driver is needed"));
+        return Err(ApiError::invalid_field(
+            "field `drivers`: at least one driver is needed",
+        ));
     }
     if request.drivers.len() > 500 {
-        return Err(invalid("field `drivers`: at most 500 drivers"));
+        return Err(ApiError::invalid_field(
+            "field `drivers`: at most 500 drivers",
+        ));
     }
     // Each driver's capacity and shift are their own (heterogeneous fleet).
-    driver_shifts(&request.drivers).map_err(invalid)?;
+    driver_shifts(&request.drivers).map_err(ApiError::invalid_field)?;
     let channel = &request.options.notify_channel;
     if channel.is_empty()
         || channel.len() > 32
@@ -61,21 +59,25 @@ pub async fn create(
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
-        return Err(invalid(
+        return Err(ApiError::invalid_field(
             "field `options.notify_channel`: a channel name (lowercase letters, digits, `-`)",
         ));
     }
     let (lat, lon) = (request.depot.lat, request.depot.lon);
     if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-        return Err(invalid("field `depot`: latitude or longitude out of range"));
+        return Err(ApiError::invalid_field(
+            "field `depot`: latitude or longitude out of range",
+        ));
     }
     if !(100..=60_000).contains(&request.options.time_limit_ms) {
-        return Err(invalid("field `options.time_limit_ms`: 100 to 60000"));
+        return Err(ApiError::invalid_field(
+            "field `options.time_limit_ms`: 100 to 60000",
+        ));
     }
     if !(request.options.speed_kmh > 0.0 && request.options.speed_kmh < 200.0)
         || request.options.service_minutes < 0
     {
-        return Err(invalid(
+        return Err(ApiError::invalid_field(
             "field `options`: speed_kmh in (0, 200), service_minutes ≥ 0",
         ));
     }
@@ -94,7 +96,8 @@ pub async fn create(
     }
     if !problems.is_empty() {
         return Err(
-            invalid(format!("field `order_ids`: {}", problems.join("; "))).with_details(problems),
+            ApiError::invalid_field(format!("field `order_ids`: {}", problems.join("; ")))
+                .with_details(problems),
         );
     }
     let plan_id = format!("rte_{}", uuid::Uuid::new_v4().simple());

@@ -18,14 +18,6 @@ use zengine_storage::{Audit, ChannelAccount, Created, PaymentSettings, SettingsC
 use crate::auth::AdminCaller;
 use crate::{ApiError, AppState, ErrorCode};
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidField,
-        message,
-    )
-}
-
 fn event_id() -> String {
     format!("tenant-admin/{}", uuid::Uuid::new_v4())
 }
@@ -33,7 +25,7 @@ fn event_id() -> String {
 fn name_field(field: &str, value: &str) -> Result<(), ApiError> {
     if value.trim().is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control)
     {
-        return Err(invalid(format!(
+        return Err(ApiError::invalid_field(format!(
             "field `{field}`: 1 to 128 printable characters"
         )));
     }
@@ -47,7 +39,7 @@ fn flow_id_field(value: &str) -> Result<(), ApiError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
-        return Err(invalid(
+        return Err(ApiError::invalid_field(
             "field `main_flow_id`: 1 to 64 letters, digits, `-`, `_` or `.`",
         ));
     }
@@ -74,12 +66,12 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.require_platform()?;
     let body: CreateBody = crate::read_json(body)?;
-    let tenant_id =
-        TenantId::parse(&body.tenant_id).map_err(|e| invalid(format!("field `tenant_id`: {e}")))?;
+    let tenant_id = TenantId::parse(&body.tenant_id)
+        .map_err(|e| ApiError::invalid_field(format!("field `tenant_id`: {e}")))?;
     if TenantId::is_reserved(tenant_id.as_str()) {
         // `_system` owns the platform's own workflows (health checks, retention); a tenant of
         // that name would see them in its lists and have its payloads sealed as the platform's.
-        return Err(invalid(
+        return Err(ApiError::invalid_field(
             "field `tenant_id`: ids starting with `_` or ending in `_system` are reserved for the platform",
         ));
     }
@@ -191,7 +183,7 @@ pub async fn update(
     let tenant = caller.tenant(&state.db, &tenant).await?;
     let body: UpdateBody = crate::read_json(body)?;
     if body.name.is_none() && body.main_flow_id.is_none() {
-        return Err(invalid("give `name` and/or `main_flow_id`"));
+        return Err(ApiError::invalid_field("give `name` and/or `main_flow_id`"));
     }
     if let Some(name) = &body.name {
         name_field("name", name)?;
@@ -351,10 +343,14 @@ fn valid_origin(origin: &str) -> bool {
 
 fn check_list(field: &str, items: &[String], ok: fn(&str) -> bool) -> Result<(), ApiError> {
     if items.len() > 100 {
-        return Err(invalid(format!("field `{field}`: at most 100 entries")));
+        return Err(ApiError::invalid_field(format!(
+            "field `{field}`: at most 100 entries"
+        )));
     }
     if let Some(bad) = items.iter().find(|i| !ok(i)) {
-        return Err(invalid(format!("field `{field}`: `{bad}` is not valid")));
+        return Err(ApiError::invalid_field(format!(
+            "field `{field}`: `{bad}` is not valid"
+        )));
     }
     Ok(())
 }
@@ -362,38 +358,48 @@ fn check_list(field: &str, items: &[String], ok: fn(&str) -> bool) -> Result<(),
 fn apply_payment(current: &mut PaymentSettings, patch: PaymentPatch) -> Result<(), ApiError> {
     if let Some(v) = patch.tolerance_cents {
         if !(0..=100_000).contains(&v) {
-            return Err(invalid("field `payment.tolerance_cents`: 0 to 100000"));
+            return Err(ApiError::invalid_field(
+                "field `payment.tolerance_cents`: 0 to 100000",
+            ));
         }
         current.tolerance_cents = v;
     }
     if let Some(v) = patch.min_confidence {
         if !(0.0..=1.0).contains(&v) {
-            return Err(invalid("field `payment.min_confidence`: 0.0 to 1.0"));
+            return Err(ApiError::invalid_field(
+                "field `payment.min_confidence`: 0.0 to 1.0",
+            ));
         }
         current.min_confidence = v;
     }
     if let Some(v) = patch.review_timeout_secs {
         if !(60..=604_800).contains(&v) {
-            return Err(invalid("field `payment.review_timeout_secs`: 60 to 604800"));
+            return Err(ApiError::invalid_field(
+                "field `payment.review_timeout_secs`: 60 to 604800",
+            ));
         }
         current.review_timeout_secs = v;
     }
     if let Some(v) = patch.window_slack_minutes {
         if !(0..=1440).contains(&v) {
-            return Err(invalid("field `payment.window_slack_minutes`: 0 to 1440"));
+            return Err(ApiError::invalid_field(
+                "field `payment.window_slack_minutes`: 0 to 1440",
+            ));
         }
         current.window_slack_minutes = v;
     }
     if let Some(v) = patch.retention_days {
         if !(1..=3650).contains(&v) {
-            return Err(invalid("field `payment.retention_days`: 1 to 3650"));
+            return Err(ApiError::invalid_field(
+                "field `payment.retention_days`: 1 to 3650",
+            ));
         }
         current.retention_days = v;
     }
     if let Some(v) = patch.merchant_name {
         let v = v.trim();
         if v.chars().count() > 128 || v.chars().any(char::is_control) {
-            return Err(invalid(
+            return Err(ApiError::invalid_field(
                 "field `payment.merchant_name`: at most 128 printable characters",
             ));
         }
@@ -434,7 +440,7 @@ pub async fn update_settings(
         None => None,
     };
     if hosts.is_none() && origins.is_none() && payment.is_none() {
-        return Err(invalid(
+        return Err(ApiError::invalid_field(
             "give `allowed_http_hosts`, `cors_origins` and/or `payment`",
         ));
     }
@@ -576,7 +582,7 @@ pub(crate) fn guard_settings(
             Value::String(s) => {
                 use zengine_storage::secrets::{ReferenceKind, reference_kind};
                 if s.starts_with("secret:") && reference_kind(s).is_none() {
-                    return Err(invalid(format!(
+                    return Err(ApiError::invalid_field(format!(
                         "field `{path}`: `secret:NAME` names one secret of the tenant's store (letters, digits, `_`, `.`, `-`)"
                     )));
                 }
@@ -681,13 +687,13 @@ pub async fn put_channel(
     let body: ChannelBody = crate::read_json(body)?;
     let key = body.account_key.trim();
     if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
-        return Err(invalid(
+        return Err(ApiError::invalid_field(
             "field `account_key`: 1 to 256 printable characters",
         ));
     }
     let settings = Value::Object(body.settings.unwrap_or_default());
     if let Some(path) = inline_secret(&settings, "") {
-        return Err(invalid(format!(
+        return Err(ApiError::invalid_field(format!(
             "field `settings.{path}`: secrets are given as references (`secret:NAME`, or `env:NAME` / `file:/path` set by a platform administrator), never as values"
         )));
     }

@@ -33,11 +33,7 @@ pub struct TrackingBody {
 }
 
 fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidField,
-        format!("field `{field}`: {message}"),
-    )
+    ApiError::invalid_field(format!("field `{field}`: {message}"))
 }
 
 pub async fn put(

@@ -380,11 +380,10 @@ fn is_closing_race(e: &WorkflowUpdateWithStartError) -> bool {
 fn temporal_error(e: WorkflowUpdateWithStartError) -> ApiError {
     match e {
         WorkflowUpdateWithStartError::Update(WorkflowUpdateError::Failed(failure)) => {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::InvalidField,
-                format!("the conversation rejected the message: {}", failure.message),
-            )
+            ApiError::invalid_field(format!(
+                "the conversation rejected the message: {}",
+                failure.message
+            ))
         }
         other => {
             tracing::error!(error.message = %other, "Temporal update-with-start failed");
