@@ -189,37 +189,36 @@ fn main() -> std::process::ExitCode {
     tune_malloc();
     let cli = Cli::parse();
     // Offline tools need neither configuration nor logs.
-    let cli = match cli.command {
+    let command = match cli.command {
         Command::Flow { command } => return std::process::ExitCode::from(flow_cli::run(command)),
         Command::Ocr { command } => return std::process::ExitCode::from(ocr_cli::run(command)),
         // Operator commands print for a terminal: configuration, but no service logs.
-        Command::Workflows { command } => return workflows(cli.config.as_deref(), command),
-        Command::Replay { paths } => return replay(cli.config.as_deref(), &paths),
+        Command::Workflows { command } => {
+            return with_settings(cli.config.as_deref(), |settings| async move {
+                std::process::ExitCode::from(workflows_cli::run(&settings, command).await)
+            });
+        }
+        Command::Replay { paths } => {
+            return with_settings(cli.config.as_deref(), |settings| async move {
+                std::process::ExitCode::from(replay_cli::run(&settings, &paths).await)
+            });
+        }
         Command::Probe { url, timeout_ms } => return probe(&url, timeout_ms),
         Command::New {
             what: NewCommand::Workflow { name, dir, queue },
         } => return new_workflow(&dir, &name, &queue),
-        command => Cli {
-            config: cli.config,
-            command,
-        },
+        command => command,
     };
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(serve(cli)),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    with_settings(cli.config.as_deref(), |settings| serve(settings, command))
 }
 
-fn workflows(
-    config: Option<&std::path::Path>,
-    command: workflows_cli::WorkflowsCommand,
-) -> std::process::ExitCode {
+/// Loads the settings (a bad file, variable or secret exits 2 with the one-line reason) and
+/// runs `run` with them on a multi-threaded runtime.
+fn with_settings<F, Fut>(config: Option<&std::path::Path>, run: F) -> std::process::ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = std::process::ExitCode>,
+{
     let settings = match Settings::load(config) {
         Ok(s) => s,
         Err(e) => {
@@ -231,9 +230,7 @@ fn workflows(
         .enable_all()
         .build()
     {
-        Ok(runtime) => {
-            std::process::ExitCode::from(runtime.block_on(workflows_cli::run(&settings, command)))
-        }
+        Ok(runtime) => runtime.block_on(run(settings)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             std::process::ExitCode::FAILURE
@@ -269,37 +266,8 @@ fn probe(url: &str, timeout_ms: u64) -> std::process::ExitCode {
     }
 }
 
-fn replay(config: Option<&std::path::Path>, paths: &[PathBuf]) -> std::process::ExitCode {
-    let settings = match Settings::load(config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("zengine: {e:#}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => {
-            std::process::ExitCode::from(runtime.block_on(replay_cli::run(&settings, paths)))
-        }
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-async fn serve(cli: Cli) -> std::process::ExitCode {
-    let settings = match Settings::load(cli.config.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("zengine: {e:#}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let process = match cli.command {
+async fn serve(settings: Settings, command: Command) -> std::process::ExitCode {
+    let process = match command {
         Command::Api => "api",
         Command::Worker { .. } => "worker",
         Command::Dev => "dev",
@@ -318,7 +286,7 @@ async fn serve(cli: Cli) -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let result = match cli.command {
+    let result = match command {
         Command::Dev => dev(settings).await,
         Command::Api => api(settings).await,
         Command::Worker { queues } => worker(settings, queues).await,

@@ -532,6 +532,21 @@ fn config_shows_secrets_redacted_and_rejects_unknown_keys() {
         let error = String::from_utf8_lossy(&output.stderr);
         assert!(error.contains(named), "{variable}: {error}");
     }
+    // The operator commands that load settings refuse them the same way, before connecting.
+    for args in [
+        &["workflows", "list", "--tenant", "demo"][..],
+        &["replay", "missing.binpb"][..],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_zengine"))
+            .current_dir(dir.path())
+            .args(args)
+            .env("ZENGINE_API__NO_SUCH_KEY", "1")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(error.contains("no_such_key"), "{args:?}: {error}");
+    }
 }
 
 #[test]
