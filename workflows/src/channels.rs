@@ -1,7 +1,7 @@
 //! Channel workflows on the `channels` queue:
 //!
 //! - [`ChannelHealthWorkflow`] (`ChannelHealth`): started every 5 minutes by the schedule
-//!   [`health_schedule_id`]; runs every tenant account's health check; each status change is a
+//!   `zengine_domain::workflow_ids::channel_health`; runs every tenant account's health check; each status change is a
 //!   `Channel.HealthChanged` event (recorded by the activity, once per change).
 //! - [`RedriveWorkflow`] (`RedriveOutbound`, id `{tenant}/redrive/{client message id}`): an
 //!   operator's re-drive of a dead letter. The message keeps its `client_message_id`, so a

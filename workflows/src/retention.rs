@@ -1,5 +1,5 @@
 //! [`RetentionPurgeWorkflow`] (`RetentionPurge`, `payments` queue): started daily by the
-//! schedule [`retention_schedule_id`]; for each tenant, deletes the orders created more than the
+//! schedule `zengine_domain::workflow_ids::retention`; for each tenant, deletes the orders created more than the
 //! tenant's `retention_days` before the workflow's time, with their items, payments, tracking
 //! events and receipt images (activity `PurgeOrders`, batched, idempotent). A tenant that had
 //! something purged gets one `Orders.Purged` event with the counts.
