@@ -18,10 +18,11 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use zengine_domain::TenantId;
 use zengine_domain::assistance::{MokEvent, MokStep};
+use zengine_domain::channel::strategy::SNS_SMS;
 use zengine_domain::phone::E164;
 
 use zengine_channels::aws::ClientCache;
-use zengine_channels::aws::sns::{self, Sms, SmsSender, SmsType, SnsSmsAccount};
+use zengine_channels::aws::sns::{Sms, SmsSender, SmsType, SnsSmsAccount};
 use zengine_domain::assistance::{
     ProviderOutcome, ProviderWrite, StatusOutcome, StatusWrite, TrackingOutcome,
 };
@@ -176,22 +177,19 @@ impl AssistanceActivities {
         let account = self
             .db
             .channels()
-            .account(tenant, sns::STRATEGY)
+            .account(tenant, SNS_SMS)
             .await?
             .ok_or_else(|| {
                 failure(
                     SMS_NOT_CONFIGURED,
-                    format!(
-                        "tenant `{tenant}` has no `{}` channel account",
-                        sns::STRATEGY
-                    ),
+                    format!("tenant `{tenant}` has no `{}` channel account", SNS_SMS),
                     false,
                 )
             })?;
         serde_json::from_value(account.settings).map_err(|e| {
             failure(
                 SMS_NOT_CONFIGURED,
-                format!("{} account settings: {e}", sns::STRATEGY),
+                format!("{} account settings: {e}", SNS_SMS),
                 false,
             )
         })
@@ -212,7 +210,7 @@ impl AssistanceActivities {
             .begin_send(
                 tenant,
                 client_message_id,
-                sns::STRATEGY,
+                SNS_SMS,
                 to.as_str(),
                 &serde_json::json!({ "text": text }),
             )
@@ -227,7 +225,7 @@ impl AssistanceActivities {
         let sender = self.senders.get(&account.aws).await.map_err(|e| {
             failure(
                 SMS_NOT_CONFIGURED,
-                format!("{} account: {e}", sns::STRATEGY),
+                format!("{} account: {e}", SNS_SMS),
                 false,
             )
         })?;

@@ -41,7 +41,7 @@ use crate::aws::ses::{self, EmailSender, TemplatedEmail};
 use crate::aws::{ClientCache, ErrorKind};
 use zengine_storage::ChannelAccount;
 
-pub use crate::aws::ses::STRATEGY as SES_EMAIL;
+pub use zengine_domain::channel::strategy::SES_EMAIL;
 
 /// Settings keys every strategy may carry that are not SES's.
 const SDK_KEYS: [&str; 2] = ["primary", "circuit"];

@@ -19,11 +19,11 @@ use super::sdk::{
     ConfigError, Health, OutboundConnection, OutboundMessage, OutboundStrategy, SendContext,
     SendError, SendResult, StrategyEnv,
 };
-use crate::aws::sns::{self, Sms, SmsSender, SmsType, SnsSmsAccount};
+use crate::aws::sns::{Sms, SmsSender, SmsType, SnsSmsAccount};
 use crate::aws::{ClientCache, ErrorKind};
 use zengine_storage::ChannelAccount;
 
-pub use crate::aws::sns::STRATEGY as SNS_SMS;
+pub use zengine_domain::channel::strategy::SNS_SMS;
 
 /// Settings keys every strategy may carry that are not SNS's.
 const SDK_KEYS: [&str; 2] = ["primary", "circuit"];
@@ -159,7 +159,7 @@ impl OutboundConnection for SnsSmsConnection {
     /// SNS call is made (SNS has no free authenticated read that works for every account).
     async fn healthcheck(&self) -> Health {
         match self.senders.get(&self.account.aws).await {
-            Ok(_) => Health::up(format!("{} client configured", sns::STRATEGY)),
+            Ok(_) => Health::up(format!("{} client configured", SNS_SMS)),
             Err(e) => Health::down(e.to_string()),
         }
     }

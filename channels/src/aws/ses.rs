@@ -19,9 +19,6 @@ use aws_sdk_ses::types::Destination;
 
 use super::{AwsConfigError, AwsSettings, ErrorKind};
 
-/// The channel-strategy name of e-mail through SES.
-pub const STRATEGY: &str = zengine_domain::channel::strategy::SES_EMAIL;
-
 /// One templated message to send.
 #[derive(Debug, Clone, Copy)]
 pub struct TemplatedEmail<'a> {

@@ -21,9 +21,8 @@ use zengine_domain::phone::E164;
 
 use super::{AwsConfigError, AwsSettings, ErrorKind};
 
-/// The channel-strategy name of SMS through SNS; a tenant's `sns-sms` channel account holds
-/// an [`SnsSmsAccount`] as its settings.
-pub const STRATEGY: &str = zengine_domain::channel::strategy::SNS_SMS;
+// A tenant's `sns-sms` channel account (`zengine_domain::channel::strategy::SNS_SMS`) holds an
+// [`SnsSmsAccount`] as its settings.
 
 /// Settings of a tenant's `sns-sms` account (`channel_account.settings`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
