@@ -107,11 +107,7 @@ pub(super) async fn assign_in(
         })?;
     let id = event_provider_id(&write.event_id, &write.provider_id);
     if let Some(existing) = fetch_event_provider(conn, tenant_id, &id).await? {
-        return Ok(ProviderOutcome {
-            provider: existing,
-            event_status: event.status,
-            applied: false,
-        });
+        return Ok(unchanged(existing, &event));
     }
     let next = on_assign(event.status)?;
     if !fetch_provider(conn, tenant_id, &write.provider_id)
@@ -145,6 +141,16 @@ pub(super) async fn assign_in(
         ProviderMove::Assigned,
     )
     .await
+}
+
+/// A provider step that finds the provider already where it would move it (a retry or a
+/// duplicate): nothing written, `applied: false`.
+fn unchanged(provider: EventProvider, event: &AssistanceEvent) -> ProviderOutcome {
+    ProviderOutcome {
+        provider,
+        event_status: event.status,
+        applied: false,
+    }
 }
 
 /// What happened to a provider's row, for [`provider_moved`].
@@ -238,11 +244,7 @@ pub(super) async fn start_in(
 ) -> Result<ProviderOutcome, AssistanceError> {
     let (event, provider) = provider_step_context(conn, tenant_id, write).await?;
     if provider.status == ProviderStatus::Started {
-        return Ok(ProviderOutcome {
-            provider,
-            event_status: event.status,
-            applied: false,
-        });
+        return Ok(unchanged(provider, &event));
     }
     let next = on_start(event.status, provider.status)?;
     let now = now_millis();
@@ -276,11 +278,7 @@ pub(super) async fn resolve_in(
 ) -> Result<ProviderOutcome, AssistanceError> {
     let (event, provider) = provider_step_context(conn, tenant_id, write).await?;
     if provider.status == ProviderStatus::Resolved {
-        return Ok(ProviderOutcome {
-            provider,
-            event_status: event.status,
-            applied: false,
-        });
+        return Ok(unchanged(provider, &event));
     }
     let others_active = fetch_event_providers(conn, tenant_id, &write.event_id)
         .await?
