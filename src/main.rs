@@ -31,6 +31,10 @@ use crate::config::Settings;
 /// `zengine dev`'s WhatsApp app secret and verify token when none are configured.
 const DEV_WHATSAPP_APP_SECRET: &str = "dev-app-secret";
 const DEV_WHATSAPP_VERIFY_TOKEN: &str = "dev-verify-token";
+/// `zengine dev`'s tenant secret store (`secrets.tenant_dir` when none is configured).
+const DEV_TENANT_DIR: &str = "data/tenant-secrets";
+/// `zengine dev`'s `temporal.codec.tenant_key_secret` when none is configured.
+const DEV_TENANT_KEY_SECRET: &str = "payload-key";
 
 #[derive(Parser)]
 #[command(
@@ -275,7 +279,12 @@ async fn serve(settings: Settings, command: Command) -> std::process::ExitCode {
         _ => "cli",
     };
     zengine_storage::secrets::set_tenant_dir(match settings.secrets.tenant_dir.as_str() {
-        "" if process == "dev" => "data/tenant-secrets",
+        // `zengine dev`'s own store; the CLIs (`zengine replay`) read it too when run beside it.
+        "" if process == "dev"
+            || (process == "cli" && std::path::Path::new(DEV_TENANT_DIR).is_dir()) =>
+        {
+            DEV_TENANT_DIR
+        }
         "" => zengine_storage::secrets::DEFAULT_TENANT_DIR,
         dir => dir,
     });
@@ -389,6 +398,7 @@ fn app_state(settings: &Settings, db: Database, client: Client) -> anyhow::Resul
         client,
         settings.temporal.task_queue_prefix.clone(),
         settings.api.clone(),
+        zengine_workers::codec::from_settings(&settings.temporal.codec)?,
     )
 }
 
@@ -427,6 +437,11 @@ async fn dev(mut settings: Settings) -> anyhow::Result<()> {
     };
     // Payloads are encrypted with the public development key unless keys are configured.
     settings.temporal.codec.allow_dev_key = true;
+    // Each tenant's payloads also depend on its own key file (data/tenant-secrets/<tenant>/
+    // payload-key), so `POST /v1/tenants/{t}/erase` erases its histories.
+    if settings.temporal.codec.tenant_key_secret.is_empty() {
+        settings.temporal.codec.tenant_key_secret = DEV_TENANT_KEY_SECRET.to_owned();
+    }
     // Development credentials of the demo WhatsApp webhook (README); production sets its own.
     if settings.api.whatsapp_app_secret.expose_secret().is_empty() {
         settings.api.whatsapp_app_secret = DEV_WHATSAPP_APP_SECRET.to_owned().into();
@@ -470,7 +485,9 @@ async fn dev_services(
     db_settings.migrate_on_start = true;
     let db = db_settings.connect().await?;
     seed_demo_tenant(&db, &zengine_workflows::flows::examples()).await?;
-    let app = Application::build(app_state(settings, db.clone(), client.clone())?).await?;
+    let state = app_state(settings, db.clone(), client.clone())?;
+    zengine_api::provision_payload_keys(&state).await?;
+    let app = Application::build(state).await?;
     let mut worker_settings = settings.worker.clone();
     if worker_settings.queues == zengine_workers::WorkerSettings::default().queues {
         worker_settings.queues = queues::ALL.iter().map(|q| (*q).to_owned()).collect();
@@ -527,7 +544,10 @@ async fn api(settings: Settings) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let client = temporal_client(&settings, "api").await?;
     let db = runtime_database(&settings.database).await?;
-    let app = Application::build(app_state(&settings, db.clone(), client)?).await?;
+    let state = app_state(&settings, db.clone(), client)?;
+    // Tenants created before `temporal.codec.tenant_key_secret` was set get their key now.
+    zengine_api::provision_payload_keys(&state).await?;
+    let app = Application::build(state).await?;
     let result = app.run_until_stopped(wait_for(shutdown)).await;
     db.close().await;
     report_exit("api", result)

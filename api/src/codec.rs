@@ -38,12 +38,9 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use temporalio_client::NamespacedClient;
-use temporalio_common::data_converters::SerializationContextData;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use temporalio_sdk::payload_scope;
-use zengine_domain::TenantId;
 use zengine_workflows::codec::{self, Reader};
 
 use crate::auth::{AdminCaller, Credentials, Role};
@@ -186,41 +183,6 @@ fn from_dev_web_ui(state: &AppState, client: &ClientAddr, headers: &HeaderMap) -
         && origin.is_some_and(|o| state.settings.dev_ui_origins.iter().any(|d| d == o))
 }
 
-/// Decodes what `tenant`'s operator may read; every other payload comes back as it was.
-async fn decode_for(
-    codec: &(dyn temporalio_common::data_converters::PayloadCodec + Send + Sync),
-    tenant: &TenantId,
-    payloads: Vec<Payload>,
-) -> Result<Vec<Payload>, temporalio_common::data_converters::PayloadConversionError> {
-    let mut readable = Vec::new();
-    let mut positions = Vec::new();
-    let mut answer = Vec::with_capacity(payloads.len());
-    for (i, payload) in payloads.into_iter().enumerate() {
-        match codec::readable_by(&payload, Reader::Tenant(tenant)) {
-            Ok(true) => {
-                positions.push(i);
-                readable.push(payload.clone());
-            }
-            Ok(false) => {}
-            Err(e) => {
-                return Err(
-                    temporalio_common::data_converters::PayloadConversionError::EncodingError(
-                        Box::new(e),
-                    ),
-                );
-            }
-        }
-        answer.push(payload);
-    }
-    let opened = codec
-        .decode(&SerializationContextData::None, readable)
-        .await?;
-    for (i, payload) in positions.into_iter().zip(opened) {
-        answer[i] = payload;
-    }
-    Ok(answer)
-}
-
 #[tracing::instrument(name = "Codec", skip_all, fields(direction, payloads))]
 async fn run(
     state: AppState,
@@ -279,21 +241,21 @@ async fn run(
         .enumerate()
         .map(|(i, p)| p.into_payload(i))
         .collect::<Result<Vec<_>, _>>()?;
-    let converter = state.temporal.data_converter();
-    let codec = converter.codec();
-    let context = SerializationContextData::None;
-    let result = match (direction, &reader) {
-        (Direction::Encode, None) => codec.encode(&context, payloads).await,
-        // A tenant's payloads are sealed under its own key: encode in a scope of that tenant.
-        (Direction::Encode, Some(tenant)) => {
-            // (`encode` reads the scope when called, so it is called inside it.)
-            payload_scope::scope(format!("{tenant}/codec"), async {
-                codec.encode(&context, payloads).await
+    // A tenant's operator encodes under its own key and decodes only its own payloads (every
+    // other payload comes back as it was); the platform encodes under the keyring key.
+    let tenant = reader.as_ref();
+    let result: Result<Vec<Payload>, codec::CodecError> = match direction {
+        Direction::Encode => payloads
+            .iter()
+            .map(|p| state.codec.encrypt(p, tenant))
+            .collect(),
+        Direction::Decode => payloads
+            .into_iter()
+            .map(|p| match tenant {
+                Some(t) => state.codec.decrypt_for(p, Reader::Tenant(t)),
+                None => state.codec.decrypt(p),
             })
-            .await
-        }
-        (Direction::Decode, None) => codec.decode(&context, payloads).await,
-        (Direction::Decode, Some(tenant)) => decode_for(codec, tenant, payloads).await,
+            .collect(),
     };
     let payloads = result.map_err(|e| {
         // Unknown key id, tampered or truncated ciphertext: the input, not the server.

@@ -26,6 +26,7 @@ mod ratelimit;
 mod reports;
 mod routes;
 mod tenants;
+pub use tenants::provision_payload_keys;
 mod tracking;
 pub mod webchat;
 mod webhooks;
@@ -186,6 +187,9 @@ pub struct AppState {
     pub quotas: Arc<quota::Quotas>,
     /// The guard of calls to destinations tenants choose (`api.outbound`).
     pub outbound: zengine_channels::outbound::OutboundGuard,
+    /// The payload codec of `temporal` (`temporal.codec`): the codec endpoint's reader checks
+    /// and the tenant payload keys it provisions and erases.
+    pub codec: zengine_workflows::codec::EncryptionCodec,
 }
 
 impl AppState {
@@ -196,6 +200,7 @@ impl AppState {
         temporal: Client,
         task_queue_prefix: impl Into<String>,
         settings: ApiSettings,
+        codec: zengine_workflows::codec::EncryptionCodec,
     ) -> anyhow::Result<Self> {
         let auth = auth::authenticator(settings.admin_token.clone(), &settings.auth)?;
         let outbound = settings
@@ -219,6 +224,7 @@ impl AppState {
             auth,
             quotas: Arc::default(),
             outbound,
+            codec,
         })
     }
 
@@ -374,6 +380,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/tenants/{tenant}/suspend", post(tenants::suspend))
         .route("/v1/tenants/{tenant}/resume", post(tenants::resume))
+        .route("/v1/tenants/{tenant}/erase", post(tenants::erase))
         .route(
             "/v1/tenants/{tenant}/settings",
             get(tenants::get_settings).patch(tenants::update_settings),

@@ -639,7 +639,7 @@ pub fn operations() -> Vec<Operation> {
             .auth(Auth::Admin)
             .json::<tenants::CreateBody>()
             .ok(&[201])
-            .errors(&[400, 409, 422]),
+            .errors(&[400, 409, 422, 503]),
         op("get", "/v1/tenants", "List tenants (platform admin)")
             .auth(Auth::Admin)
             .query::<tenants::ListQuery>()
@@ -672,7 +672,14 @@ pub fn operations() -> Vec<Operation> {
             "Resume a suspended tenant (platform admin)",
         )
         .auth(Auth::Admin)
-        .errors(&[404]),
+        .errors(&[404, 409]),
+        op(
+            "post",
+            "/v1/tenants/{tenant}/erase",
+            "Erase a suspended tenant: remove its secrets, so its workflow histories can no longer be decrypted (platform admin)",
+        )
+        .auth(Auth::Admin)
+        .errors(&[404, 409, 503]),
         op(
             "get",
             "/v1/tenants/{tenant}/settings",

@@ -78,6 +78,9 @@ pub async fn create(
     name_field("name", &body.name)?;
     let main_flow_id = body.main_flow_id.as_deref().unwrap_or("main");
     flow_id_field(main_flow_id)?;
+    // Its payload key first: no payload of the tenant is ever sealed without one (the codec
+    // refuses), and one already there (provisioned by the operators) is kept.
+    provision_payload_key(&state, &tenant_id)?;
     let id = event_id();
     let audit = Audit {
         event_id: &id,
@@ -227,6 +230,127 @@ pub async fn resume(
     set_suspended(state, path, caller, false).await
 }
 
+/// Gives `tenant` its payload key in the tenant secret store when `temporal.codec.
+/// tenant_key_secret` is set and it has none.
+fn provision_payload_key(state: &AppState, tenant: &TenantId) -> Result<(), ApiError> {
+    match state.codec.provision_tenant_key(tenant) {
+        Ok(written) => {
+            if written {
+                tracing::info!(tenant_id = %tenant, "Tenant payload key provisioned");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(tenant_id = %tenant, error.message = %e, "Cannot provision the tenant's payload key");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!(
+                    "the tenant's payload key (`{}` in its folder of the tenant secret store) \
+                     cannot be written: {e}; provision it, then create the tenant again",
+                    state.codec.tenant_key_secret().unwrap_or_default()
+                ),
+            ))
+        }
+    }
+}
+
+/// Provisions the payload key of every active or suspended tenant that has none (start-up of
+/// `zengine api` and `zengine dev`, so tenants created before `tenant_key_secret` was set keep
+/// working). Returns how many were written; a store this process cannot write is logged and
+/// left to the operators.
+pub async fn provision_payload_keys(state: &AppState) -> anyhow::Result<usize> {
+    if state.codec.tenant_key_secret().is_none() {
+        return Ok(0);
+    }
+    let (mut written, mut after) = (0, String::new());
+    loop {
+        let page = state.db.tenants().list_all(&after, 500).await?;
+        for tenant in &page {
+            if tenant.status == "erased" {
+                continue;
+            }
+            match state.codec.provision_tenant_key(&tenant.tenant_id) {
+                Ok(true) => written += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    tenant_id = %tenant.tenant_id, error.message = %e,
+                    "Cannot provision the tenant's payload key: its workflows cannot seal payloads until it is"
+                ),
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == 500 => after = last.tenant_id.to_string(),
+            _ => return Ok(written),
+        }
+    }
+}
+
+/// `POST /v1/tenants/{tenant}/erase` (platform admin): erases a suspended tenant for good.
+/// Its folder of the tenant secret store (channel credentials and payload key) is removed, so
+/// every payload of its workflow histories becomes undecryptable within
+/// `temporal.codec.tenant_key_cache_secs`; it stays suspended and cannot be resumed. Refused
+/// without `temporal.codec.tenant_key_secret` (its payloads would stay readable).
+pub async fn erase(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    caller: AdminCaller,
+) -> Result<Response, ApiError> {
+    caller.require_platform()?;
+    let tenant = caller.tenant(&state.db, &tenant).await?;
+    if state.codec.tenant_key_secret().is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "erasure needs temporal.codec.tenant_key_secret: without it this tenant's payloads \
+             are sealed under keys derived from the keyring alone and would stay readable",
+        ));
+    }
+    let record = state
+        .db
+        .tenants()
+        .record(&tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` does not exist")))?;
+    if record.status == "active" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!(
+                "tenant `{tenant}` is active: suspend it first (POST /v1/tenants/{tenant}/suspend)"
+            ),
+        ));
+    }
+    // The secrets first, then the status: a crash between leaves it suspended, and erasing
+    // again finishes the job.
+    let removed = zengine_storage::secrets::erase_tenant_secrets(&tenant).map_err(|e| {
+        tracing::error!(tenant_id = %tenant, error.message = %e, "Cannot remove the tenant's secrets");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            format!("the tenant's folder of the tenant secret store cannot be removed: {e}"),
+        )
+    })?;
+    let id = event_id();
+    let audit = Audit {
+        event_id: &id,
+        event_type: zengine_domain::events::EventType::TenantErased,
+        actor: caller.subject(),
+        change: json!({"status": "erased", "secrets_removed": removed}),
+    };
+    let (record, changed) = state
+        .db
+        .tenants()
+        .mark_erased(&tenant, &audit)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` does not exist")))?;
+    state.tenants.invalidate(&tenant);
+    if changed {
+        tracing::warn!(tenant_id = %tenant, by = caller.subject(), "Tenant erased");
+    }
+    Ok(Json(json!({"tenant": record, "changed": changed})).into_response())
+}
+
 async fn set_suspended(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -254,6 +378,13 @@ async fn set_suspended(
         .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` does not exist")))?;
     // This process sees the change at once; other replicas within api.tenant_cache_ttl_ms.
     state.tenants.invalidate(&tenant);
+    if record.status == "erased" && !suspended {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("tenant `{tenant}` is erased: it cannot be resumed"),
+        ));
+    }
     if changed {
         tracing::info!(tenant_id = %tenant, suspended, by = caller.subject(), "Tenant status changed");
     }

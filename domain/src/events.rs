@@ -62,6 +62,8 @@ pub enum EventType {
     TenantSuspended,
     /// `Tenant.Resumed`: a suspended tenant was resumed.
     TenantResumed,
+    /// `Tenant.Erased`: a suspended tenant's secrets (payload key included) were removed.
+    TenantErased,
     /// `Tenant.SettingsChanged`: a tenant's settings changed.
     TenantSettingsChanged,
     /// `Tenant.ChannelConfigured`: a channel account was configured.
@@ -80,7 +82,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 33] = [
+    pub const ALL: [EventType; 34] = [
         Self::ConversationMessageReceived,
         Self::ConversationMessageDelivered,
         Self::ConversationReplySent,
@@ -107,6 +109,7 @@ impl EventType {
         Self::TenantUpdated,
         Self::TenantSuspended,
         Self::TenantResumed,
+        Self::TenantErased,
         Self::TenantSettingsChanged,
         Self::TenantChannelConfigured,
         Self::TenantChannelRemoved,
@@ -145,6 +148,7 @@ impl EventType {
             Self::TenantUpdated => "Tenant.Updated",
             Self::TenantSuspended => "Tenant.Suspended",
             Self::TenantResumed => "Tenant.Resumed",
+            Self::TenantErased => "Tenant.Erased",
             Self::TenantSettingsChanged => "Tenant.SettingsChanged",
             Self::TenantChannelConfigured => "Tenant.ChannelConfigured",
             Self::TenantChannelRemoved => "Tenant.ChannelRemoved",

@@ -97,6 +97,52 @@ pub fn resolve_for(tenant: &TenantId, reference: &str) -> Result<SecretString, S
     })
 }
 
+/// Writes `value` as `tenant`'s secret `name` unless the file exists (then it is kept: the
+/// platform's operators may have provisioned it, and replacing a payload key would erase).
+/// Created owner-only (folder 0700, file 0600) and never over an existing file, so two
+/// processes provisioning at once keep the first value. `Ok(true)` when written.
+pub fn provision_tenant_secret(
+    tenant: &TenantId,
+    name: &str,
+    value: &str,
+) -> std::io::Result<bool> {
+    use std::io::Write;
+    if !valid_tenant_secret_name(name) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("`{name}` is not a tenant secret name"),
+        ));
+    }
+    let folder = tenant_dir().join(tenant.as_str());
+    let mut dirs = std::fs::DirBuilder::new();
+    dirs.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dirs, 0o700);
+    dirs.create(&folder)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = match options.open(folder.join(name)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    file.write_all(format!("{value}\n").as_bytes())?;
+    file.sync_all()?;
+    Ok(true)
+}
+
+/// Removes `tenant`'s whole folder of the tenant secret store (its erasure: channel credentials
+/// and payload key alike). `Ok(false)` when there was none.
+pub fn erase_tenant_secrets(tenant: &TenantId) -> std::io::Result<bool> {
+    match std::fs::remove_dir_all(tenant_dir().join(tenant.as_str())) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Why a secret could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {

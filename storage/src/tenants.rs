@@ -82,7 +82,7 @@ pub struct TenantRecord {
     pub tenant_id: TenantId,
     pub name: String,
     pub main_flow_id: String,
-    /// `active` or `suspended`.
+    /// `active`, `suspended` or `erased` (suspended for good: its secrets are gone).
     pub status: String,
     pub suspended_at: Option<i64>,
     pub created_at: i64,
@@ -174,7 +174,8 @@ impl TenantRepo<'_> {
             tenant_id: tenant_id.clone(),
             name: row.get(0),
             main_flow_id: row.get(1),
-            suspended: row.get::<String, _>(2) == "suspended",
+            // `suspended` and `erased` alike: only an active tenant is served.
+            suspended: row.get::<String, _>(2) != "active",
         }))
     }
 
@@ -292,6 +293,33 @@ impl TenantRepo<'_> {
         .execute(&mut *tx)
         .await
         .context("Failed to change the tenant's status")?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            audit.record_in(&mut tx, tenant_id).await?;
+        }
+        let record = record_in(&mut tx, tenant_id).await?;
+        tx.commit().await?;
+        Ok(record.map(|r| (r, changed)))
+    }
+
+    /// Marks a suspended tenant erased (for good: it cannot be resumed), with its audit event.
+    /// `None` when it does not exist; the record and whether it changed otherwise (an active
+    /// tenant is not changed: it must be suspended first).
+    pub async fn mark_erased(
+        &self,
+        tenant_id: &TenantId,
+        audit: &Audit<'_>,
+    ) -> anyhow::Result<Option<(TenantRecord, bool)>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let done = sqlx::query(
+            "update tenant set status = 'erased', updated_at = $1
+             where tenant_id = $2 and status = 'suspended'",
+        )
+        .bind(now_millis())
+        .bind(tenant_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .context("Failed to mark the tenant erased")?;
         let changed = done.rows_affected() == 1;
         if changed {
             audit.record_in(&mut tx, tenant_id).await?;

@@ -263,6 +263,25 @@ impl EncryptionCodec {
         Ok(self)
     }
 
+    /// The tenant secret tenant keys derive from (`temporal.codec.tenant_key_secret`), if any:
+    /// without one, a tenant's payloads cannot be erased by removing its secrets.
+    pub fn tenant_key_secret(&self) -> Option<&str> {
+        self.tenant_secret.as_deref()
+    }
+
+    /// Gives `tenant` its payload key (32 random bytes, base64) in its folder of the tenant
+    /// secret store unless it has one. `Ok(false)` when nothing was written (it had one, or no
+    /// tenant secret is configured).
+    pub fn provision_tenant_key(&self, tenant: &TenantId) -> std::io::Result<bool> {
+        use base64::Engine;
+        let Some(name) = self.tenant_secret.as_deref() else {
+            return Ok(false);
+        };
+        let key: [u8; 32] = rand::random();
+        let value = base64::engine::general_purpose::STANDARD.encode(key);
+        zengine_storage::secrets::provision_tenant_secret(tenant, name, &value)
+    }
+
     /// The codec on the public development key.
     pub fn dev() -> Self {
         let key: [u8; 32] = sha2::Sha256::digest(DEV_KEY_SEED.as_bytes()).into();
@@ -332,23 +351,25 @@ impl EncryptionCodec {
     }
 
     /// Encrypts one payload with the primary key: under `tenant`'s derived key when given
-    /// (key id `<id>@<tenant>`, bound as associated data), else under the keyring key itself.
-    pub fn encrypt(&self, payload: &Payload, tenant: Option<&TenantId>) -> Payload {
+    /// (key id `<id>@<tenant>`, or `<id>@<tenant>/<secret>` with a tenant secret configured;
+    /// bound as associated data), else under the keyring key itself.
+    ///
+    /// With a tenant secret configured, a tenant whose secret file is missing (never
+    /// provisioned, or erased) is refused with [`CodecError::Erased`]: sealing its payloads
+    /// under the keyring alone would put them out of reach of erasure.
+    pub fn encrypt(
+        &self,
+        payload: &Payload,
+        tenant: Option<&TenantId>,
+    ) -> Result<Payload, CodecError> {
         let key = &self.keys[0];
-        let secret = self.tenant_secret.as_deref();
-        let (id, cipher) = match tenant {
-            // With a tenant secret configured, under it; a tenant whose secret is not (or no
-            // longer) provisioned gets the keyring-derived key (readable until the keyring key
-            // is retired, not erasable by removing a file).
-            Some(t) => match secret.map(|s| (s, self.tenant_cipher(key, t, Some(s)))) {
-                Some((s, Ok(cipher))) => (format!("{}@{t}/{s}", key.id), cipher),
-                _ => (
-                    format!("{}@{t}", key.id),
-                    self.tenant_cipher(key, t, None)
-                        .expect("a key derived from the keyring alone needs no secret"),
-                ),
-            },
-            None => (key.id.clone(), key.cipher.clone()),
+        let (id, cipher) = match (tenant, self.tenant_secret.as_deref()) {
+            (Some(t), Some(s)) => (
+                format!("{}@{t}/{s}", key.id),
+                self.tenant_cipher(key, t, Some(s))?,
+            ),
+            (Some(t), None) => (format!("{}@{t}", key.id), self.tenant_cipher(key, t, None)?),
+            (None, _) => (key.id.clone(), key.cipher.clone()),
         };
         let aad: &[u8] = if tenant.is_some() { id.as_bytes() } else { &[] };
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
@@ -362,7 +383,7 @@ impl EncryptionCodec {
         let mut data = Vec::with_capacity(NONCE_LEN + sealed.len());
         data.extend_from_slice(&nonce_bytes);
         data.extend_from_slice(&sealed);
-        Payload {
+        Ok(Payload {
             metadata: [
                 (
                     "encoding".to_owned(),
@@ -373,12 +394,12 @@ impl EncryptionCodec {
             .into(),
             data,
             ..Payload::default()
-        }
+        })
     }
 
     /// Encrypts in the payload scope of the calling task: the tenant of the workflow the
     /// worker or the client is encoding for, if any.
-    pub fn encrypt_in_scope(&self, payload: &Payload) -> Payload {
+    pub fn encrypt_in_scope(&self, payload: &Payload) -> Result<Payload, CodecError> {
         let tenant = temporalio_sdk::payload_scope::current()
             .as_deref()
             .and_then(tenant_of_workflow);
@@ -446,8 +467,12 @@ impl PayloadCodec for EncryptionCodec {
         _context: &SerializationContextData,
         payloads: Vec<Payload>,
     ) -> BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>> {
-        let encoded = payloads.iter().map(|p| self.encrypt_in_scope(p)).collect();
-        Box::pin(async move { Ok(encoded) })
+        let encoded = payloads
+            .iter()
+            .map(|p| self.encrypt_in_scope(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PayloadConversionError::EncodingError(Box::new(e)));
+        Box::pin(async move { encoded })
     }
 
     fn decode(
@@ -534,24 +559,24 @@ mod tests {
     fn round_trip_hides_the_plaintext_and_names_the_key() {
         let codec = EncryptionCodec::new(vec![("k1".into(), [7; 32])]).unwrap();
         let plain = json_payload("hola +5215512345678");
-        let sealed = codec.encrypt(&plain, None);
+        let sealed = codec.encrypt(&plain, None).unwrap();
         assert_eq!(sealed.metadata["encoding"], ENCRYPTED_ENCODING.as_bytes());
         assert_eq!(sealed.metadata[KEY_ID_METADATA], b"k1");
         assert!(!String::from_utf8_lossy(&sealed.data).contains("5215512345678"));
         // A fresh nonce per payload: the same plaintext never encrypts the same way twice.
-        assert_ne!(sealed.data, codec.encrypt(&plain, None).data);
+        assert_ne!(sealed.data, codec.encrypt(&plain, None).unwrap().data);
         assert_eq!(codec.decrypt(sealed).unwrap(), plain);
     }
 
     #[test]
     fn rotation_keeps_old_keys_decrypting_and_unknown_keys_fail_clearly() {
         let old = EncryptionCodec::new(vec![("old".into(), [1; 32])]).unwrap();
-        let sealed = old.encrypt(&json_payload("x"), None);
+        let sealed = old.encrypt(&json_payload("x"), None).unwrap();
         let rotated =
             EncryptionCodec::new(vec![("new".into(), [2; 32]), ("old".into(), [1; 32])]).unwrap();
         assert_eq!(rotated.decrypt(sealed.clone()).unwrap(), json_payload("x"));
         assert_eq!(
-            rotated.encrypt(&json_payload("y"), None).metadata[KEY_ID_METADATA],
+            rotated.encrypt(&json_payload("y"), None).unwrap().metadata[KEY_ID_METADATA],
             b"new"
         );
         let other = EncryptionCodec::new(vec![("new".into(), [2; 32])]).unwrap();
@@ -585,7 +610,7 @@ mod tests {
         let codec = EncryptionCodec::new(vec![("k1".into(), [7; 32])]).unwrap();
         let (demo, rival) = (tenant("demo"), tenant("rival"));
         let plain = json_payload("hola");
-        let sealed = codec.encrypt(&plain, Some(&demo));
+        let sealed = codec.encrypt(&plain, Some(&demo)).unwrap();
         assert_eq!(sealed.metadata[KEY_ID_METADATA], b"k1@demo");
         // Not the keyring key: the key-only payload of the same plaintext is another ciphertext
         // under another key.
@@ -621,7 +646,7 @@ mod tests {
         ));
         // Keyring-key payloads (platform workflows, histories from before tenant keys) open for
         // the platform only.
-        let platform = codec.encrypt(&plain, None);
+        let platform = codec.encrypt(&plain, None).unwrap();
         assert_eq!(
             codec
                 .decrypt_for(platform.clone(), Reader::Tenant(&demo))
@@ -638,15 +663,50 @@ mod tests {
             .insert(KEY_ID_METADATA.into(), b"k1@../x".to_vec());
         assert!(matches!(codec.decrypt(bad), Err(CodecError::UnknownKey(_))));
         // Rotation: a new primary seals new payloads; old tenant payloads still open.
-        let old = codec.encrypt(&plain, Some(&demo));
+        let old = codec.encrypt(&plain, Some(&demo)).unwrap();
         let rotated =
             EncryptionCodec::new(vec![("k2".into(), [8; 32]), ("k1".into(), [7; 32])]).unwrap();
         assert_eq!(rotated.decrypt(old).unwrap(), plain);
         assert_eq!(
-            rotated.encrypt(&plain, Some(&demo)).metadata[KEY_ID_METADATA],
+            rotated.encrypt(&plain, Some(&demo)).unwrap().metadata[KEY_ID_METADATA],
             b"k2@demo"
         );
         assert!(EncryptionCodec::new(vec![("a@b".into(), [1; 32])]).is_err());
+    }
+
+    /// With `tenant_key_secret` configured, a tenant whose file is missing (never provisioned,
+    /// or erased) is refused: sealing its payloads under the keyring alone would put them out
+    /// of reach of erasure.
+    #[tokio::test]
+    async fn with_a_tenant_secret_a_tenant_without_its_file_is_refused_not_sealed_under_the_keyring()
+     {
+        let dir = std::env::temp_dir().join(format!("zengine-codec-{}", std::process::id()));
+        zengine_storage::secrets::set_tenant_dir(&dir);
+        std::fs::create_dir_all(dir.join("keyed")).unwrap();
+        std::fs::write(dir.join("keyed").join("payload-key"), "07".repeat(32)).unwrap();
+        let codec = EncryptionCodec::new(vec![("k1".into(), [7; 32])])
+            .unwrap()
+            .with_tenant_secret("payload-key", std::time::Duration::ZERO)
+            .unwrap();
+        let plain = json_payload("hola");
+        let sealed = codec.encrypt(&plain, Some(&tenant("keyed"))).unwrap();
+        assert_eq!(sealed.metadata[KEY_ID_METADATA], b"k1@keyed/payload-key");
+        let err = codec.encrypt(&plain, Some(&tenant("unkeyed"))).unwrap_err();
+        assert!(matches!(err, CodecError::Erased(..)), "{err}");
+        // Through the SDK's codec too: the task fails instead of writing a shreddable-never
+        // payload.
+        let context = SerializationContextData::None;
+        let refused = temporalio_sdk::payload_scope::scope("unkeyed/order/o-1".to_owned(), async {
+            codec.encode(&context, vec![plain.clone()]).await
+        })
+        .await;
+        assert!(refused.is_err());
+        // The platform's own payloads need no tenant file.
+        assert!(codec.encrypt(&plain, None).is_ok());
+        // Erasing the file refuses new payloads as well as old ones.
+        std::fs::remove_file(dir.join("keyed").join("payload-key")).unwrap();
+        assert!(codec.encrypt(&plain, Some(&tenant("keyed"))).is_err());
+        assert!(matches!(codec.decrypt(sealed), Err(CodecError::Erased(..))));
     }
 
     #[tokio::test]

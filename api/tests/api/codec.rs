@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures::future::BoxFuture;
 use prost::Message;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use temporalio_client::WorkflowFetchHistoryOptions;
 use temporalio_common::data_converters::{
@@ -16,7 +16,7 @@ use temporalio_common::protos::temporal::api::history::v1::History;
 use zengine_workers::{CodecKeySettings, CodecSettings, connect_with_codec};
 use zengine_workflows::ConversationWorkflow;
 
-use crate::auth::{hs256_options, token};
+use crate::auth::{call, hs256_options, token};
 use crate::helpers::{ADMIN_TOKEN, AppOptions, TestApp, error_code, spawn_app_with};
 
 fn json_payload(value: &Value) -> Value {
@@ -584,6 +584,7 @@ async fn removing_a_tenants_payload_key_erases_its_history_payloads() {
     ]
     .concat();
     crate::helpers::put_tenant_secret("demo", &name, &STANDARD.encode(key));
+    crate::helpers::put_tenant_secret("rival", &name, &STANDARD.encode([3u8; 32]));
     let mut options = hs256_options();
     options.codec.tenant_key_secret = name.clone();
     options.codec.tenant_key_cache_secs = 1;
@@ -624,5 +625,136 @@ async fn removing_a_tenants_payload_key_erases_its_history_payloads() {
     // Other tenants are untouched.
     let opened = codec_json(&app, "decode", &token("rival", "operator"), &other).await;
     assert!(plaintexts(&opened).contains("de otro"));
+    app.shutdown().await;
+}
+
+/// Erasure as an operation, for every tenant: with `temporal.codec.tenant_key_secret` set,
+/// creating a tenant provisions its payload key (so no tenant is left on a key only retiring
+/// the keyring erases), and `POST /v1/tenants/{t}/erase` on a suspended tenant removes its
+/// secrets, so its histories stop decrypting for everyone, the platform included.
+#[tokio::test]
+async fn a_created_tenant_gets_its_own_payload_key_and_erasing_it_shreds_its_histories() {
+    let name = format!("payload-key-{}", uuid::Uuid::new_v4().simple());
+    let mut options = hs256_options();
+    options.codec.tenant_key_secret = name.clone();
+    options.codec.tenant_key_cache_secs = 1;
+    let app = spawn_app_with(options).await;
+    let tenant = crate::auth::unique_tenant("erase");
+    let post = |path: String, bearer: String| {
+        let app = &app;
+        async move { call(app, Method::POST, &path, Some(&bearer), None, None).await }
+    };
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/tenants",
+        Some(ADMIN_TOKEN),
+        None,
+        Some(json!({"tenant_id": tenant, "name": "Erase me"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // Provisioned: 32 random bytes, readable by the process owner only.
+    let path = crate::helpers::tenant_secret_path(&tenant, &name);
+    let key = std::fs::read_to_string(&path).expect("a created tenant has its payload key");
+    assert_eq!(STANDARD.decode(key.trim()).unwrap().len(), 32);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    // Its operator's payloads are sealed under it.
+    let text = "borrar-7Q2";
+    let sealed = codec_json(
+        &app,
+        "encode",
+        &token(&tenant, "operator"),
+        &json!({"payloads": [json_payload(&json!(text))]}),
+    )
+    .await;
+    assert_eq!(
+        meta(&sealed["payloads"][0], "encryption-key-id"),
+        format!("zengine-dev@{tenant}/{name}")
+    );
+    let erase = format!("/v1/tenants/{tenant}/erase");
+
+    // Only the platform erases, and only a suspended tenant.
+    let r = post(erase.clone(), token(&tenant, "admin")).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post(erase.clone(), ADMIN_TOKEN.to_owned()).await;
+    assert_eq!(error_code(r, StatusCode::CONFLICT).await, "conflict");
+    assert!(path.exists());
+    let r = post(
+        format!("/v1/tenants/{tenant}/suspend"),
+        ADMIN_TOKEN.to_owned(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let r = post(erase.clone(), ADMIN_TOKEN.to_owned()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["tenant"]["status"], "erased", "{body}");
+    assert_eq!(body["changed"], true, "{body}");
+    assert!(!path.exists());
+    assert!(
+        !path.parent().unwrap().exists(),
+        "the tenant's whole folder"
+    );
+    // Again: nothing more to do. An erased tenant cannot be resumed.
+    let r = post(erase.clone(), ADMIN_TOKEN.to_owned()).await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["changed"], false, "{body}");
+    let r = post(
+        format!("/v1/tenants/{tenant}/resume"),
+        ADMIN_TOKEN.to_owned(),
+    )
+    .await;
+    assert_eq!(error_code(r, StatusCode::CONFLICT).await, "conflict");
+    // Recorded, with who did it.
+    let db = &app.database.as_ref().unwrap().db;
+    let id = zengine_domain::TenantId::parse(&tenant).unwrap();
+    let events = db.events().list(&id, "Tenant.Erased").await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+
+    // Within tenant_key_cache_secs nobody can open its payloads, the platform included.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let response = codec_call(&app, "decode", Some(ADMIN_TOKEN), sealed.to_string()).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response.text().await.unwrap().contains("erased"));
+    app.shutdown().await;
+}
+
+/// Without `temporal.codec.tenant_key_secret` a tenant's payloads are sealed under keys derived
+/// from the keyring alone: erasing would remove files and still leave its histories readable,
+/// so the API refuses instead of claiming an erasure that did not happen.
+#[tokio::test]
+async fn erasing_without_tenant_payload_keys_is_refused_and_says_why() {
+    let app = spawn_app_with(hs256_options()).await;
+    let tenant = crate::auth::unique_tenant("noerase");
+    crate::auth::add_tenant(&app, &tenant).await;
+    let r = call(
+        &app,
+        Method::POST,
+        &format!("/v1/tenants/{tenant}/suspend"),
+        Some(ADMIN_TOKEN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = call(
+        &app,
+        Method::POST,
+        &format!("/v1/tenants/{tenant}/erase"),
+        Some(ADMIN_TOKEN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("temporal.codec.tenant_key_secret"), "{body}");
     app.shutdown().await;
 }

@@ -184,6 +184,7 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
         temporal.clone(),
         temporal_settings.task_queue_prefix.clone(),
         options.api,
+        zengine_workers::codec::from_settings(&temporal_settings.codec).expect("the codec"),
     )
     .expect("the API state");
     let app = Application::build(state).await.expect("bind the API");
