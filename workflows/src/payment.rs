@@ -202,7 +202,13 @@ impl PaymentWorkflow {
         _ctx: &WorkflowContextView,
         review: &Review,
     ) -> Result<(), HandlerError> {
-        if self.status != PaymentStatus::ManualReview || self.busy {
+        // PENDING too: the database (and so the review queue) says MANUAL_REVIEW a moment
+        // before this workflow has taken the verification's result in; the handler waits for it.
+        let reviewable = matches!(
+            self.status,
+            PaymentStatus::ManualReview | PaymentStatus::Pending
+        );
+        if !reviewable || self.busy {
             return Err(format!(
                 "payment is {}; only payments in MANUAL_REVIEW can be reviewed",
                 self.status
@@ -224,10 +230,18 @@ impl PaymentWorkflow {
         ctx: &mut WorkflowContext<Self>,
         review: Review,
     ) -> Result<PaymentView, HandlerError> {
+        // (Histories from before this wait accepted reviews in MANUAL_REVIEW only, where it
+        // returns at once without a command: replay is unchanged.)
+        ctx.wait_condition(|s: &Self| s.status != PaymentStatus::Pending)
+            .await?;
         Self::begin(ctx).await?;
-        if ctx.state(|s| s.status != PaymentStatus::ManualReview) {
+        let status = ctx.state(|s| s.status);
+        if status != PaymentStatus::ManualReview {
             ctx.state_mut(|s| s.busy = false);
-            return Err("the payment was reviewed meanwhile".into());
+            return Err(format!(
+                "payment is {status}; only payments in MANUAL_REVIEW can be reviewed"
+            )
+            .into());
         }
         let request = ctx.state(|s| ReviewPayment {
             tenant_id: s.input.tenant_id.clone(),

@@ -715,3 +715,42 @@ async fn the_review_queue_and_receipts_refuse_bad_requests() {
     assert_eq!(config["oidc"], Value::Null);
     app.shutdown().await;
 }
+
+/// The review queue shows a payment as soon as its row says MANUAL_REVIEW, a moment before the
+/// payment workflow has taken the verification's result in. A review sent in that moment (here
+/// sent while the receipt is still being read, which makes the moment as long as the OCR) is
+/// held until the verification lands and then applied — not refused with "payment is PENDING".
+#[tokio::test]
+async fn a_review_sent_while_the_verification_lands_waits_for_it_instead_of_failing() {
+    let app = app().await;
+    // r21: Yape, S/ 117; the order says 17.00: it goes to review.
+    let image = receipt("r21_yape-card_clean.png");
+    let order_id = order(&app, "race-1", "17.00").await;
+    let (_, payment) = pay(&app, &order_id, &image).await;
+    let payment_id = payment["payment_id"].as_str().unwrap().to_owned();
+    let tenant = TenantId::parse("demo").unwrap();
+    let handle = app
+        .temporal
+        .get_workflow_handle::<zengine_workflows::PaymentWorkflow>(
+            zengine_domain::workflow_ids::payment(&tenant, &payment_id),
+        );
+    let view = handle
+        .execute_update(
+            zengine_workflows::PaymentWorkflow::review,
+            zengine_workflows::payment::Review {
+                approve: false,
+                reviewer: "ops@demo".into(),
+                note: None,
+            },
+            temporalio_client::WorkflowExecuteUpdateOptions::default(),
+        )
+        .await
+        .expect("the review waits for the verification, then applies");
+    assert_eq!(view.status.to_string(), "REJECTED", "{view:?}");
+    let payment = settled(&app, &payment_id).await;
+    assert_eq!(payment["status"], "REJECTED", "{payment}");
+    assert_eq!(payment["reviewed_by"], "ops@demo", "{payment}");
+    assert_eq!(order_status(&app, &order_id).await, "PENDING");
+    record_payment(&app, &payment_id, &order_id, "reviewed_while_verifying").await;
+    app.shutdown().await;
+}
