@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use zengine_workers::devserver::free_port;
 use zengine_workers::testing::{shared_dev_server, temporal_binary, unique_prefix};
 
+#[path = "e2e/crash_sends.rs"]
+mod crash_sends;
 #[path = "e2e/faults.rs"]
 mod faults;
 #[path = "e2e/otlp.rs"]
