@@ -286,3 +286,240 @@ async fn a_worker_killed_after_sns_or_ses_accepted_a_message_sends_it_again() {
         drop(retry);
     }
 }
+
+/// What the Connect and Five9 fake saw: every send request, and the messages it kept.
+#[derive(Default)]
+struct ContactCentre {
+    /// Connect `SendMessage` requests: (ClientToken, Content).
+    connect_requests: Vec<(String, String)>,
+    /// Connect messages kept, by ClientToken (Connect deduplicates on it).
+    connect_messages: std::collections::BTreeMap<String, String>,
+    /// Five9 message posts: (conversation, text); Five9 keeps each one.
+    five9_messages: Vec<(String, String)>,
+}
+
+/// A loopback fake of Amazon Connect's participant service and Five9's conversation API (no
+/// local peer exists for either). Connect deduplicates `SendMessage` by `ClientToken`, as the
+/// service documents; Five9 has no idempotency key. The first send of each withholds its answer
+/// for five minutes, as when the worker dies after the provider took the message.
+async fn contact_centre() -> (String, Arc<Mutex<ContactCentre>>) {
+    use axum::routing::post;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state: Arc<Mutex<ContactCentre>> = Arc::default();
+    let (connect, five9) = (state.clone(), state.clone());
+    let host = url.clone();
+    let app = axum::Router::new()
+        .route(
+            "/participant/connection",
+            post(|| async {
+                axum::Json(json!({"ConnectionCredentials": {
+                    "ConnectionToken": "conn-1", "Expiry": "2099-01-01T00:00:00.000Z"}}))
+            }),
+        )
+        .route(
+            "/participant/message",
+            post(move |axum::Json(body): axum::Json<Value>| {
+                let state = connect.clone();
+                async move {
+                    let token = body["ClientToken"].as_str().unwrap_or_default().to_owned();
+                    let content = body["Content"].as_str().unwrap_or_default().to_owned();
+                    let (id, first) = {
+                        let mut s = state.lock().unwrap();
+                        s.connect_requests.push((token.clone(), content));
+                        let first = s.connect_requests.len() == 1;
+                        let n = s.connect_messages.len();
+                        let id = s
+                            .connect_messages
+                            .entry(token)
+                            .or_insert_with(|| format!("cmsg-{n}"))
+                            .clone();
+                        (id, first)
+                    };
+                    if first {
+                        tokio::time::sleep(Duration::from_secs(300)).await;
+                    }
+                    axum::Json(json!({"Id": id, "AbsoluteTime": "2026-12-07T00:00:00.000Z"}))
+                }
+            }),
+        )
+        .route(
+            "/appsvcs/rs/svc/auth/anon",
+            post(move || {
+                let host = host.clone();
+                async move {
+                    axum::Json(json!({"tokenId": "tok-1", "orgId": "org-1",
+                        "context": {"farmId": "farm-1"},
+                        "metadata": {"dataCenters": [{"apiUrls": [{"host": host}]}]}}))
+                }
+            }),
+        )
+        .route(
+            "/appsvcs/rs/svc/conversations/{id}/messages",
+            post(
+                move |axum::extract::Path(id): axum::extract::Path<String>,
+                      axum::Json(body): axum::Json<Value>| {
+                    let state = five9.clone();
+                    async move {
+                        let text = body["message"].as_str().unwrap_or_default().to_owned();
+                        let first = {
+                            let mut s = state.lock().unwrap();
+                            s.five9_messages.push((id, text));
+                            s.five9_messages.len() == 1
+                        };
+                        if first {
+                            tokio::time::sleep(Duration::from_secs(300)).await;
+                        }
+                        axum::Json(json!({}))
+                    }
+                },
+            ),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, state)
+}
+
+/// The same window for the contact-centre strategies, against the fake above: Connect's retry
+/// carries the same `ClientToken` (the client message id), so Connect keeps one message although
+/// it was asked twice — **once**; Five9 has no key, so it keeps two — **at least once**.
+#[tokio::test]
+async fn a_worker_killed_after_connect_or_five9_accepted_a_message_resends_it_with_what_the_provider_allows()
+ {
+    let cluster = Cluster::new("crashcc", &[]);
+    let (fake, seen) = contact_centre().await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let tenant = TenantId::parse(format!("cc-{suffix}")).unwrap();
+    let creds = cluster.dir.path().join("five9-credential");
+    std::fs::write(&creds, "hook\n").unwrap();
+    let creds = format!("file:{}", creds.display());
+    let db = zengine_storage::Database::connect(&cluster.db_url, 2)
+        .await
+        .unwrap();
+    db.tenants()
+        .upsert(&tenant, "Contact centre", "main")
+        .await
+        .unwrap();
+    let prefix = format!("{fake}/sns/");
+    for (strategy, key, settings) in [
+        (
+            "amazon-connect-chat",
+            format!("arn:aws:sns:us-east-1:123456789012:cc-{suffix}"),
+            json!({"participant_endpoint": fake, "cert_url_prefix": prefix,
+                   "subscribe_url_prefix": prefix}),
+        ),
+        (
+            "five9-digital",
+            format!("five9-{suffix}"),
+            json!({"tenant_name": "Crash", "login_host": fake, "webhook_username": creds,
+                   "webhook_password": creds, "allowed_ips": ["127.0.0.1/32"]}),
+        ),
+    ] {
+        db.channels()
+            .upsert_account(&zengine_storage::ChannelAccount {
+                strategy: strategy.into(),
+                account_key: key,
+                tenant_id: tenant.clone(),
+                settings,
+            })
+            .await
+            .unwrap();
+    }
+    db.channels()
+        .register_connect_participant(&tenant, "contact-1", "ptok-1")
+        .await
+        .unwrap();
+    let prefix = cluster
+        .env
+        .iter()
+        .find(|(k, _)| k == "ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let client = zengine_workers::connect(
+        &TemporalSettings {
+            address: shared_dev_server().to_owned(),
+            ..TemporalSettings::default()
+        },
+        "e2e-crash-contact-centre",
+    )
+    .await
+    .unwrap();
+
+    for (channel, strategy, to) in [
+        ("amazon-connect", "amazon-connect-chat", "contact-1"),
+        ("five9", "five9-digital", "f9-conv-1"),
+    ] {
+        let requests = || {
+            let s = seen.lock().unwrap();
+            match strategy {
+                "amazon-connect-chat" => s.connect_requests.len(),
+                _ => s.five9_messages.len(),
+            }
+        };
+        let worker = cluster.worker_on(&format!("worker-{strategy}-1.log"), "channels", &[]);
+        let client_message_id = format!("cc-{suffix}/{strategy}/out-1");
+        let workflow_id = format!("deliver-crash-{suffix}-{strategy}");
+        client
+            .start_workflow(
+                RedriveWorkflow::run,
+                RedriveInput {
+                    delivery: DeliverReply {
+                        tenant_id: tenant.clone(),
+                        channel: channel.into(),
+                        recipient: to.into(),
+                        client_message_id: client_message_id.clone(),
+                        reply: Reply::text(format!("Un agente le atiende ({strategy})")),
+                        strategy: Some(strategy.into()),
+                    },
+                },
+                WorkflowStartOptions::new(
+                    task_queue(&prefix, queues::CHANNELS),
+                    workflow_id.clone(),
+                )
+                .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
+                .build(),
+            )
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while requests() != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "{strategy}: the provider never got the message"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        worker.signal(Signal::SIGKILL);
+        let _ = worker.wait(Duration::from_secs(10));
+        let retry = cluster.worker_on(&format!("worker-{strategy}-2.log"), "channels", &[]);
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(120),
+            client
+                .get_workflow_handle::<RedriveWorkflow>(&workflow_id)
+                .get_result(WorkflowGetResultOptions::default()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{strategy}: the delivery never ended"))
+        .unwrap();
+        assert!(outcome.delivered, "{strategy}: {outcome:?}");
+        let record = db
+            .channels()
+            .outbound(&tenant, &client_message_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, "SENT", "{strategy}: {record:?}");
+        assert!(record.attempts >= 2, "{strategy}: {record:?}");
+        let s = seen.lock().unwrap();
+        match strategy {
+            "amazon-connect-chat" => {
+                // Asked twice, with one ClientToken: Connect keeps one message.
+                assert_eq!(s.connect_requests.len(), 2, "{:?}", s.connect_requests);
+                assert_eq!(s.connect_requests[0].0, s.connect_requests[1].0);
+                assert_eq!(s.connect_messages.len(), 1);
+            }
+            _ => assert_eq!(s.five9_messages.len(), 2, "{:?}", s.five9_messages),
+        }
+        drop(s);
+        drop(retry);
+    }
+}
