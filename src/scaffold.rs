@@ -245,7 +245,7 @@ pub fn scaffold(root: &Path, name: &str, queue: &str) -> Result<Scaffolded, Scaf
      ZENGINE_RECORD_HISTORIES=1 cargo test -p zengine-api --test api {name}::
      (add `crate::histories::record(..)` for {pascal}Workflow to the test; see
      api/tests/api/histories.rs), then cargo test -p zengine-workflows --test replay
-  5. Document the stable names ({pascal}, signals Add/Close, query Status) in docs/api.md and
+  5. Document the stable names ({pascal}, signal Add, update Close, query Status) in docs/api.md and
      docs/operators.md; see docs/authoring-workflows.md."
     );
     Ok(Scaffolded {

@@ -170,3 +170,69 @@ fn new_workflow_refuses_bad_names_queues_and_checkouts_without_touching_anything
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was changed"));
     assert_eq!(snapshot(root), before);
 }
+
+/// The scaffold compiles as generated: the whole checkout is copied, the scaffolder runs in the
+/// copy, and `cargo check` builds the workflow, its activities, the worker that registers them
+/// and the API test binary holding the generated tests (reusing this build's target directory,
+/// so only the workspace's own crates are checked again: ~20 s).
+#[test]
+fn a_scaffolded_workflow_compiles_with_its_update_timer_activity_and_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root)
+        .output()
+        .expect("git ls-files");
+    assert!(files.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    for file in files.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let file = std::str::from_utf8(file).unwrap();
+        let to = dir.path().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        // (A file deleted in the working tree but not yet from the index is skipped.)
+        let _ = std::fs::copy(root.join(file), &to);
+    }
+    let out = new_workflow(dir.path(), &["return_request", "--queue", "payments"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let workflow =
+        std::fs::read_to_string(dir.path().join("workflows/src/return_request.rs")).unwrap();
+    for part in [
+        "#[update(name = UPDATE_CLOSE)]",
+        "#[update_validator(close)]",
+        "ctx.timer(idle)",
+        "execute_activity",
+    ] {
+        assert!(workflow.contains(part), "workflow lacks `{part}`");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let check = Command::new(cargo)
+        .args([
+            "check",
+            "--quiet",
+            "-p",
+            "zengine-workflows",
+            "-p",
+            "zengine-activities",
+            "-p",
+            "zengine-workers",
+            "-p",
+            "zengine-api",
+            "--tests",
+        ])
+        .current_dir(dir.path())
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("run cargo check");
+    assert!(
+        check.status.success(),
+        "the scaffold does not compile:\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
