@@ -176,13 +176,29 @@ impl ApiKeyRepo<'_> {
             return Ok(Revoked::Already(key));
         }
         let now = now_millis();
-        sqlx::query("update api_key set revoked_at = $1 where tenant_id = $2 and key_id = $3")
-            .bind(now)
+        // Compare-and-set: of two revocations at once, one revokes; the other finds it done.
+        let done = sqlx::query(
+            "update api_key set revoked_at = $1
+             where tenant_id = $2 and key_id = $3 and revoked_at is null",
+        )
+        .bind(now)
+        .bind(tenant_id.as_str())
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to revoke the API key")?;
+        if done.rows_affected() == 0 {
+            let row = sqlx::query(&format!(
+                "select {COLUMNS} from api_key where tenant_id = $1 and key_id = $2"
+            ))
             .bind(tenant_id.as_str())
             .bind(key_id)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
-            .context("Failed to revoke the API key")?;
+            .context("Failed to read the API key")?;
+            tx.commit().await?;
+            return Ok(Revoked::Already(from_row(&row)?));
+        }
         tx.commit().await?;
         key.revoked_at = Some(now);
         Ok(Revoked::Now(key))

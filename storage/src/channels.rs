@@ -277,7 +277,12 @@ impl ChannelRepo<'_> {
         settings: &BreakerSettings,
         now: i64,
     ) -> anyhow::Result<Breaker> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        // Sends' outcomes one at a time per breaker: each reads the failure count and writes it
+        // plus one (concurrent failures were lost, and the circuit opened late).
+        let mut tx = self
+            .db
+            .begin_serialised(tenant_id, &format!("breaker/{strategy}"))
+            .await?;
         let current = read_breaker(&mut tx, tenant_id, strategy).await?;
         let next = match (&current, healthy) {
             // The common case writes nothing.
@@ -316,7 +321,12 @@ impl ChannelRepo<'_> {
     /// Stores a health check's result; when the status changed (or is new), bumps the version
     /// and records `Channel.HealthChanged` in the same transaction. Returns whether it changed.
     pub async fn record_health(&self, change: HealthChange<'_>) -> anyhow::Result<bool> {
-        let mut tx = self.db.begin_write_for(change.tenant_id).await?;
+        // Checks of one channel one at a time: each reads status and version, then writes (a
+        // manual check overlapping the scheduled one took the version back).
+        let mut tx = self
+            .db
+            .begin_serialised(change.tenant_id, &format!("health/{}", change.strategy))
+            .await?;
         let current: Option<(String, i64)> = sqlx::query_as(
             "select status, version from channel_health where tenant_id = $1 and strategy = $2",
         )

@@ -242,6 +242,36 @@ impl Database {
         self.begin_for(tenant).await
     }
 
+    /// [`Database::begin_write_for`] serialised with every other transaction that names the same
+    /// `key` of `tenant` (until it ends): a read-then-write on PostgreSQL, where READ COMMITTED
+    /// lets two such transactions both pass the same check. SQLite serialises writers already.
+    pub async fn begin_serialised(
+        &self,
+        tenant: &zengine_domain::TenantId,
+        key: &str,
+    ) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.begin_write_for(tenant).await?;
+        self.serialise(&mut tx, &format!("{tenant}/{key}")).await?;
+        Ok(tx)
+    }
+
+    /// Holds `key` for the rest of the transaction `conn` runs (PostgreSQL: a transaction-scoped
+    /// advisory lock on its hash; SQLite: nothing, its writers are serialised).
+    pub(crate) async fn serialise(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        key: &str,
+    ) -> anyhow::Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))::text")
+                .bind(key)
+                .fetch_one(conn)
+                .await
+                .with_context(|| format!("Failed to lock `{key}`"))?;
+        }
+        Ok(())
+    }
+
     /// A transaction of the platform administrator: on PostgreSQL it may read every tenant row
     /// and `channel_account` (policies `platform_admin` of migrations 0015 and 0020), write
     /// nothing, and see no other tenant table. The platform-admin endpoints, retention and the

@@ -154,6 +154,11 @@ impl OrderRepo<'_> {
         .bind(new.customer_phone)
         .fetch_one(&mut *tx)
         .await?;
+        // The next number is max + 1: one allocation at a time per tenant (READ COMMITTED let
+        // concurrent creates read the same max, and a batch gave up after 5 retries).
+        self.db
+            .serialise(&mut tx, &format!("{}/order_number", new.tenant_id))
+            .await?;
         let number: i64 = sqlx::query_scalar::<_, Option<i64>>(
             "select max(order_number) from sales_order where tenant_id = $1",
         )

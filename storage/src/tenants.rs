@@ -456,13 +456,9 @@ impl TenantRepo<'_> {
         // Publishes of one flow take turns (SQLite: the write lock of `BEGIN IMMEDIATE`;
         // PostgreSQL: a transaction lock on the flow), else two read the same max(version)
         // under READ COMMITTED and one fails on the duplicate key.
-        if self.db.backend() == super::Backend::Postgres {
-            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))::text")
-                .bind(format!("flow_version/{tenant_id}/{}", flow.id))
-                .fetch_one(&mut *tx)
-                .await
-                .context("Failed to lock the flow for publishing")?;
-        }
+        self.db
+            .serialise(&mut tx, &format!("flow_version/{tenant_id}/{}", flow.id))
+            .await?;
         let current: Option<i64> = sqlx::query_scalar(
             "select max(version) from flow_version where tenant_id = $1 and flow_id = $2",
         )

@@ -52,7 +52,12 @@ impl TrackingRepo<'_> {
         tenant_id: &TenantId,
         event: &TrackingEvent,
     ) -> anyhow::Result<Recorded> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        // One order's events one at a time: the id check and the order check below read, then
+        // the insert writes (a retry racing its first call hit the primary key: a 500).
+        let mut tx = self
+            .db
+            .begin_serialised(tenant_id, &format!("tracking/{}", event.order_id))
+            .await?;
         let existing = sqlx::query(
             "select event_id, order_id, status, lat, lon, occurred_at from tracking_event
              where tenant_id = $1 and event_id = $2",

@@ -60,6 +60,7 @@ on_both_backends!(
     concurrent_read_then_write_transactions_all_succeed,
     chatwoot_settings_links_and_posted_messages_stay_in_their_tenant,
     racing_delivery_statuses_never_move_a_message_back,
+    writers_racing_on_one_key_lose_nothing,
 );
 
 async fn migrations_are_idempotent(backend: TestBackend) {
@@ -2745,4 +2746,133 @@ async fn postgres_client_certificates_log_in_and_an_expired_one_is_named() {
             .unwrap_err()
     );
     assert!(error.contains("sslkey"), "{error}");
+}
+
+/// Writers racing on the *same* key (the audit of read-then-write repository methods): on
+/// PostgreSQL under READ COMMITTED each of these read a value, decided, then wrote — so two at
+/// once could both pass the check. SQLite serialises writers and passed before too.
+async fn writers_racing_on_one_key_lose_nothing(backend: TestBackend) {
+    use zengine_domain::assistance::{EventStatus, ProviderWrite, StatusWrite};
+    use zengine_storage::{NewApiKey, Recorded as TrackingRecorded, Revoked, TrackingEvent};
+    let t = TestDatabase::new(backend).await.unwrap();
+    let acme = assistance_support::tenant_with_providers(&t.db, "acme").await;
+    let (lines, total) = lines();
+
+    // Orders created at once in one tenant each get their own number (a partner's batch
+    // import): the number is max + 1, so they collided and gave up after 5 attempts.
+    let keys: Vec<String> = (0..24).map(|i| format!("batch-{i}")).collect();
+    let created = futures::future::join_all(keys.iter().map(|key| {
+        let (db, acme, lines) = (&t.db, &acme, &lines);
+        async move {
+            db.orders()
+                .create(new_order(acme, key, "h", "+51911", lines, total))
+                .await
+        }
+    }))
+    .await;
+    let order_id = created[0].as_ref().unwrap().0.order_id.clone();
+    let mut numbers: Vec<i64> = created
+        .into_iter()
+        .map(|r| {
+            let (order, fresh) = r.unwrap_or_else(|e| panic!("a concurrent create failed: {e}"));
+            assert!(fresh);
+            order.order_number
+        })
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 24);
+
+    // A tracking event retried while the first call still runs: one is new, the rest are
+    // duplicates — never an error (it was a 500 on the primary key).
+    let event = TrackingEvent {
+        event_id: "trk-1".into(),
+        order_id,
+        status: "DISPATCHED".into(),
+        location: None,
+        occurred_at: 1_000,
+    };
+    let recorded = futures::future::join_all((0..8).map(|_| {
+        let (db, acme, event) = (&t.db, &acme, &event);
+        async move { db.tracking().record(acme, event).await }
+    }))
+    .await;
+    let recorded: Vec<TrackingRecorded> = recorded
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("a concurrent record failed: {e:#}")))
+        .collect();
+    assert_eq!(
+        recorded
+            .iter()
+            .filter(|r| **r == TrackingRecorded::New)
+            .count(),
+        1,
+        "{recorded:?}"
+    );
+
+    // One key revoked by two admins at once: revoked once, one audit-worthy answer.
+    let (key, _) =
+        t.db.api_keys()
+            .create(NewApiKey {
+                tenant_id: &acme,
+                name: "shop",
+                role: "operator",
+                rate_per_minute: None,
+                burst: None,
+                created_by: "test",
+            })
+            .await
+            .unwrap();
+    let revoked = futures::future::join_all((0..8).map(|_| {
+        let (db, acme, key_id) = (&t.db, &acme, &key.key_id);
+        async move { db.api_keys().revoke(acme, key_id).await }
+    }))
+    .await;
+    let now = revoked
+        .iter()
+        .filter(|r| matches!(r, Ok(Revoked::Now(_))))
+        .count();
+    assert_eq!(now, 1, "{revoked:?}");
+
+    // Two providers of one event resolve at once: the last one to finish resolves the event.
+    let repo = t.db.assistance();
+    repo.create_draft(&acme, "ase_r", &assistance_support::complete(), None)
+        .await
+        .unwrap();
+    repo.change_status(
+        &acme,
+        &StatusWrite {
+            change_id: "r-open".into(),
+            event_id: "ase_r".into(),
+            to: EventStatus::Open,
+            source: "test".into(),
+            reason: None,
+        },
+    )
+    .await
+    .unwrap();
+    let write = |change: &str, id: &str| ProviderWrite {
+        change_id: change.into(),
+        event_id: "ase_r".into(),
+        provider_id: id.into(),
+        source: "api".into(),
+        note: Some("listo".into()),
+    };
+    for (i, id) in ["PRV-1", "PRV-2"].iter().enumerate() {
+        repo.assign_provider(&acme, &write(&format!("a-{i}"), id))
+            .await
+            .unwrap();
+        repo.start_provider(&acme, &write(&format!("s-{i}"), id))
+            .await
+            .unwrap();
+    }
+    let (r1, r2) = (write("r-1", "PRV-1"), write("r-2", "PRV-2"));
+    let (one, two) = tokio::join!(
+        repo.resolve_provider(&acme, &r1),
+        repo.resolve_provider(&acme, &r2),
+    );
+    one.unwrap();
+    two.unwrap();
+    let event = repo.event(&acme, "ase_r").await.unwrap().unwrap();
+    assert_eq!(event.status, EventStatus::Resolved, "{event:?}");
 }

@@ -231,6 +231,11 @@ pub struct AssistanceRepo<'a> {
     pub(super) db: &'a Database,
 }
 
+/// The tenant's assistance writes run one at a time: a status change, a provider step and a MOK
+/// action read the event and its providers, then write (two providers resolving at once both
+/// saw the other active, and the event stayed IN_PROGRESS for good). Human-speed traffic.
+const ASSISTANCE_LOCK: &str = "assistance";
+
 impl AssistanceRepo<'_> {
     /// A catalogue's entries in display order; `None` for an unknown catalogue.
     pub async fn catalogue(&self, catalogue: &str) -> anyhow::Result<Option<Vec<MasterItem>>> {
@@ -260,7 +265,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         provider: &Provider,
     ) -> anyhow::Result<()> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         let now = now_millis();
         // `{city}|{name} {code}`: the city prefix serves the exact city filter, the rest the
         // text search.
@@ -365,7 +370,7 @@ impl AssistanceRepo<'_> {
         fields: &EventFields,
         request_hash: Option<&str>,
     ) -> Result<(AssistanceEvent, bool), AssistanceError> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         check_fields(&mut tx, fields).await?;
         let now = now_millis();
         let done = sqlx::query(
@@ -417,7 +422,7 @@ impl AssistanceRepo<'_> {
         event_id: &str,
         fields: &EventFields,
     ) -> Result<AssistanceEvent, AssistanceError> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         check_fields(&mut tx, fields).await?;
         let done = sqlx::query(
             "update assistance_event set category = $1, country = $2, city = $3,
@@ -471,7 +476,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         write: &StatusWrite,
     ) -> Result<StatusOutcome, AssistanceError> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         if let Some(done) = fetch_change(&mut tx, tenant_id, &write.change_id).await? {
             tx.commit().await?;
             return Ok(StatusOutcome {
@@ -544,7 +549,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         write: &ProviderWrite,
     ) -> Result<ProviderOutcome, AssistanceError> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         let outcome = assign_in(&mut tx, tenant_id, write).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -557,7 +562,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         write: &ProviderWrite,
     ) -> Result<ProviderOutcome, AssistanceError> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         let outcome = start_in(&mut tx, tenant_id, write).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -570,7 +575,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         write: &ProviderWrite,
     ) -> Result<ProviderOutcome, AssistanceError> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         let outcome = resolve_in(&mut tx, tenant_id, write).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -587,7 +592,7 @@ impl AssistanceRepo<'_> {
         change_id: &str,
     ) -> Result<(TrackingOutcome, bool), AssistanceError> {
         let step = MokStep::TrackingMok.as_str();
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         if let Some(entry) = fetch_log(&mut tx, tenant_id, &event.event_id, step).await? {
             tx.commit().await?;
             let outcome = serde_json::from_value(entry.detail["outcome"].clone())
@@ -711,7 +716,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         note: &NewNote<'_>,
     ) -> Result<(Note, bool), AssistanceError> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         let result = add_note_in(&mut tx, tenant_id, note).await?;
         tx.commit().await?;
         Ok(result)
@@ -739,7 +744,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         c: &NewConsultation<'_>,
     ) -> Result<(PhoneConsultation, bool), AssistanceError> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         if fetch_event(&mut tx, tenant_id, c.event_id).await?.is_none() {
             return Err(AssistanceError::NotFound(format!(
                 "assistance event `{}`",
@@ -827,7 +832,7 @@ impl AssistanceRepo<'_> {
         tenant_id: &TenantId,
         entry: &LogWrite<'_>,
     ) -> anyhow::Result<bool> {
-        let mut tx = self.db.begin_write_for(tenant_id).await?;
+        let mut tx = self.db.begin_serialised(tenant_id, ASSISTANCE_LOCK).await?;
         let new = log_in(&mut tx, tenant_id, entry).await?;
         tx.commit().await?;
         Ok(new)
