@@ -2834,6 +2834,25 @@ async fn writers_racing_on_one_key_lose_nothing(backend: TestBackend) {
         .count();
     assert_eq!(now, 1, "{revoked:?}");
 
+    // Sends failing at once through one breaker: every failure is counted (a stale read lost
+    // them, and the circuit opened late).
+    let settings = zengine_domain::channel::breaker::BreakerSettings {
+        failure_threshold: 1_000,
+        ..Default::default()
+    };
+    let failures = futures::future::join_all((0..8).map(|i| {
+        let (db, acme, settings) = (&t.db, &acme, &settings);
+        async move {
+            db.channels()
+                .breaker_record(acme, "sns-sms", false, settings, i)
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let most = failures.iter().map(|b| b.failures).max().unwrap();
+    assert_eq!(most, 8, "{failures:?}");
+
     // Two providers of one event resolve at once: the last one to finish resolves the event.
     let repo = t.db.assistance();
     repo.create_draft(&acme, "ase_r", &assistance_support::complete(), None)
