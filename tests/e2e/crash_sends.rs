@@ -115,9 +115,114 @@ async fn email_count(to: &str) -> usize {
     })
 }
 
+/// Where the crash runs: the cluster, its task-queue prefix, a client and the domain database.
+struct Crash<'a> {
+    cluster: &'a Cluster,
+    prefix: String,
+    client: temporalio_client::Client,
+    db: zengine_storage::Database,
+}
+
+impl<'a> Crash<'a> {
+    async fn new(cluster: &'a Cluster) -> Self {
+        let prefix = cluster
+            .env
+            .iter()
+            .find(|(k, _)| k == "ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let client = zengine_workers::connect(
+            &TemporalSettings {
+                address: shared_dev_server().to_owned(),
+                ..TemporalSettings::default()
+            },
+            "e2e-crash-sends",
+        )
+        .await
+        .unwrap();
+        let db = zengine_storage::Database::connect(&cluster.db_url, 2)
+            .await
+            .unwrap();
+        Self {
+            cluster,
+            prefix,
+            client,
+            db,
+        }
+    }
+
+    /// Delivers `delivery` through a worker on `channels`, SIGKILLs it once `accepted` says the
+    /// provider has the message, and waits for a second worker's retry to finish it. The
+    /// delivery ends delivered and SENT after at least 2 attempts; what the provider holds is
+    /// for the caller to count.
+    async fn kill_after_accept<F: std::future::Future<Output = bool>>(
+        &self,
+        delivery: DeliverReply,
+        accepted: impl Fn() -> F,
+    ) {
+        let strategy = delivery.strategy.clone().unwrap();
+        let worker = self
+            .cluster
+            .worker_on(&format!("worker-{strategy}-1.log"), "channels", &[]);
+        let (tenant, client_message_id) = (
+            delivery.tenant_id.clone(),
+            delivery.client_message_id.clone(),
+        );
+        let workflow_id = format!("deliver-crash-{client_message_id}");
+        self.client
+            .start_workflow(
+                RedriveWorkflow::run,
+                RedriveInput { delivery },
+                WorkflowStartOptions::new(
+                    task_queue(&self.prefix, queues::CHANNELS),
+                    workflow_id.clone(),
+                )
+                .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
+                .build(),
+            )
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !accepted().await {
+            assert!(
+                Instant::now() < deadline,
+                "{strategy}: the provider never got the message"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The provider took it; the worker dies before the answer.
+        worker.signal(Signal::SIGKILL);
+        let _ = worker.wait(Duration::from_secs(10));
+        let _retry = self
+            .cluster
+            .worker_on(&format!("worker-{strategy}-2.log"), "channels", &[]);
+        // The retry runs once the dead attempt's heartbeat timeout (10 s) expires.
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(120),
+            self.client
+                .get_workflow_handle::<RedriveWorkflow>(&workflow_id)
+                .get_result(WorkflowGetResultOptions::default()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{strategy}: the delivery never ended"))
+        .unwrap();
+        assert!(outcome.delivered, "{strategy}: {outcome:?}");
+        let record = self
+            .db
+            .channels()
+            .outbound(&tenant, &client_message_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, "SENT", "{strategy}: {record:?}");
+        assert!(record.attempts >= 2, "{strategy}: {record:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_worker_killed_after_sns_or_ses_accepted_a_message_sends_it_again() {
     let cluster = Cluster::new("crashaws", &[]);
+    let crash = Crash::new(&cluster).await;
     let (proxy, watched) = withholding_proxy(moto_server()).await;
     let creds = cluster.dir.path().join("aws-credential");
     std::fs::write(&creds, "testing\n").unwrap();
@@ -159,12 +264,13 @@ async fn a_worker_killed_after_sns_or_ses_accepted_a_message_sends_it_again() {
         .send()
         .await
         .unwrap();
-
     let tenant = TenantId::parse(format!("crash-{suffix}")).unwrap();
-    let db = zengine_storage::Database::connect(&cluster.db_url, 2)
+    crash
+        .db
+        .tenants()
+        .upsert(&tenant, "Crash", "main")
         .await
         .unwrap();
-    db.tenants().upsert(&tenant, "Crash", "main").await.unwrap();
     for (strategy, settings) in [
         (
             "sns-sms",
@@ -175,32 +281,15 @@ async fn a_worker_killed_after_sns_or_ses_accepted_a_message_sends_it_again() {
             json!({"aws": aws, "from": from, "text_template": template, "primary": true}),
         ),
     ] {
-        db.channels()
-            .upsert_account(&zengine_storage::ChannelAccount {
-                strategy: strategy.into(),
-                account_key: format!("{strategy}-{suffix}"),
-                tenant_id: tenant.clone(),
-                settings,
-            })
-            .await
-            .unwrap();
+        add_account(
+            &crash.db,
+            &tenant,
+            strategy,
+            &format!("{strategy}-{suffix}"),
+            settings,
+        )
+        .await;
     }
-
-    let prefix = cluster
-        .env
-        .iter()
-        .find(|(k, _)| k == "ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX")
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    let client = zengine_workers::connect(
-        &TemporalSettings {
-            address: shared_dev_server().to_owned(),
-            ..TemporalSettings::default()
-        },
-        "e2e-crash-sends",
-    )
-    .await
-    .unwrap();
 
     let number = format!(
         "+5198{:07}",
@@ -213,78 +302,49 @@ async fn a_worker_killed_after_sns_or_ses_accepted_a_message_sends_it_again() {
     ] {
         // (Alphanumeric: SNS and SES bodies are form-encoded.)
         let marker = format!("zq{suffix}{channel}");
-        let text = format!("Tu pedido va en camino {marker}");
-        watched.lock().unwrap().push(marker);
+        watched.lock().unwrap().push(marker.clone());
         let count = || async {
             match strategy {
                 "sns-sms" => sms_count(to).await,
                 _ => email_count(to).await,
             }
         };
-        let worker = cluster.worker_on(&format!("worker-{strategy}-1.log"), "channels", &[]);
-        let client_message_id = format!("crash-{suffix}/{strategy}/out-1");
-        let workflow_id = format!("deliver-crash-{suffix}-{strategy}");
-        client
-            .start_workflow(
-                RedriveWorkflow::run,
-                RedriveInput {
-                    delivery: DeliverReply {
-                        tenant_id: tenant.clone(),
-                        channel: channel.into(),
-                        recipient: to.into(),
-                        client_message_id: client_message_id.clone(),
-                        reply: Reply::text(text.clone()),
-                        strategy: Some(strategy.into()),
-                    },
-                },
-                WorkflowStartOptions::new(
-                    task_queue(&prefix, queues::CHANNELS),
-                    workflow_id.clone(),
-                )
-                .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
-                .build(),
-            )
-            .await
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while count().await != 1 {
-            assert!(
-                Instant::now() < deadline,
-                "{strategy}: moto never received the message"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // The provider took it; the worker dies before the answer.
-        worker.signal(Signal::SIGKILL);
-        let _ = worker.wait(Duration::from_secs(10));
-        let retry = cluster.worker_on(&format!("worker-{strategy}-2.log"), "channels", &[]);
-        // The retry runs once the dead attempt's heartbeat timeout (10 s) expires.
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(120),
-            client
-                .get_workflow_handle::<RedriveWorkflow>(&workflow_id)
-                .get_result(WorkflowGetResultOptions::default()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{strategy}: the delivery never ended"))
-        .unwrap();
-        assert!(outcome.delivered, "{strategy}: {outcome:?}");
-        let record = db
-            .channels()
-            .outbound(&tenant, &client_message_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(record.state, "SENT", "{strategy}: {record:?}");
-        assert!(record.attempts >= 2, "{strategy}: {record:?}");
+        let delivery = DeliverReply {
+            tenant_id: tenant.clone(),
+            channel: channel.into(),
+            recipient: to.into(),
+            client_message_id: format!("crash-{suffix}/{strategy}/out-1"),
+            reply: Reply::text(format!("Tu pedido va en camino {marker}")),
+            strategy: Some(strategy.into()),
+        };
+        crash
+            .kill_after_accept(delivery, || async { count().await == 1 })
+            .await;
         // No idempotency key, no status webhook: the provider accepted it twice.
         assert_eq!(
             count().await,
             2,
             "{strategy}: at least once, and here twice"
         );
-        drop(retry);
     }
+}
+
+async fn add_account(
+    db: &zengine_storage::Database,
+    tenant: &TenantId,
+    strategy: &str,
+    key: &str,
+    settings: Value,
+) {
+    db.channels()
+        .upsert_account(&zengine_storage::ChannelAccount {
+            strategy: strategy.into(),
+            account_key: key.into(),
+            tenant_id: tenant.clone(),
+            settings,
+        })
+        .await
+        .unwrap();
 }
 
 /// What the Connect and Five9 fake saw: every send request, and the messages it kept.
@@ -386,63 +446,44 @@ async fn contact_centre() -> (String, Arc<Mutex<ContactCentre>>) {
 async fn a_worker_killed_after_connect_or_five9_accepted_a_message_resends_it_with_what_the_provider_allows()
  {
     let cluster = Cluster::new("crashcc", &[]);
+    let crash = Crash::new(&cluster).await;
     let (fake, seen) = contact_centre().await;
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
     let tenant = TenantId::parse(format!("cc-{suffix}")).unwrap();
     let creds = cluster.dir.path().join("five9-credential");
     std::fs::write(&creds, "hook\n").unwrap();
     let creds = format!("file:{}", creds.display());
-    let db = zengine_storage::Database::connect(&cluster.db_url, 2)
-        .await
-        .unwrap();
-    db.tenants()
+    crash
+        .db
+        .tenants()
         .upsert(&tenant, "Contact centre", "main")
         .await
         .unwrap();
     let prefix = format!("{fake}/sns/");
-    for (strategy, key, settings) in [
-        (
-            "amazon-connect-chat",
-            format!("arn:aws:sns:us-east-1:123456789012:cc-{suffix}"),
-            json!({"participant_endpoint": fake, "cert_url_prefix": prefix,
-                   "subscribe_url_prefix": prefix}),
-        ),
-        (
-            "five9-digital",
-            format!("five9-{suffix}"),
-            json!({"tenant_name": "Crash", "login_host": fake, "webhook_username": creds,
-                   "webhook_password": creds, "allowed_ips": ["127.0.0.1/32"]}),
-        ),
-    ] {
-        db.channels()
-            .upsert_account(&zengine_storage::ChannelAccount {
-                strategy: strategy.into(),
-                account_key: key,
-                tenant_id: tenant.clone(),
-                settings,
-            })
-            .await
-            .unwrap();
-    }
-    db.channels()
+    add_account(
+        &crash.db,
+        &tenant,
+        "amazon-connect-chat",
+        &format!("arn:aws:sns:us-east-1:123456789012:cc-{suffix}"),
+        json!({"participant_endpoint": fake, "cert_url_prefix": prefix,
+               "subscribe_url_prefix": prefix}),
+    )
+    .await;
+    add_account(
+        &crash.db,
+        &tenant,
+        "five9-digital",
+        &format!("five9-{suffix}"),
+        json!({"tenant_name": "Crash", "login_host": fake, "webhook_username": creds,
+               "webhook_password": creds, "allowed_ips": ["127.0.0.1/32"]}),
+    )
+    .await;
+    crash
+        .db
+        .channels()
         .register_connect_participant(&tenant, "contact-1", "ptok-1")
         .await
         .unwrap();
-    let prefix = cluster
-        .env
-        .iter()
-        .find(|(k, _)| k == "ZENGINE_TEMPORAL__TASK_QUEUE_PREFIX")
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    let client = zengine_workers::connect(
-        &TemporalSettings {
-            address: shared_dev_server().to_owned(),
-            ..TemporalSettings::default()
-        },
-        "e2e-crash-contact-centre",
-    )
-    .await
-    .unwrap();
 
     for (channel, strategy, to) in [
         ("amazon-connect", "amazon-connect-chat", "contact-1"),
@@ -455,60 +496,17 @@ async fn a_worker_killed_after_connect_or_five9_accepted_a_message_resends_it_wi
                 _ => s.five9_messages.len(),
             }
         };
-        let worker = cluster.worker_on(&format!("worker-{strategy}-1.log"), "channels", &[]);
-        let client_message_id = format!("cc-{suffix}/{strategy}/out-1");
-        let workflow_id = format!("deliver-crash-{suffix}-{strategy}");
-        client
-            .start_workflow(
-                RedriveWorkflow::run,
-                RedriveInput {
-                    delivery: DeliverReply {
-                        tenant_id: tenant.clone(),
-                        channel: channel.into(),
-                        recipient: to.into(),
-                        client_message_id: client_message_id.clone(),
-                        reply: Reply::text(format!("Un agente le atiende ({strategy})")),
-                        strategy: Some(strategy.into()),
-                    },
-                },
-                WorkflowStartOptions::new(
-                    task_queue(&prefix, queues::CHANNELS),
-                    workflow_id.clone(),
-                )
-                .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
-                .build(),
-            )
-            .await
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while requests() != 1 {
-            assert!(
-                Instant::now() < deadline,
-                "{strategy}: the provider never got the message"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        worker.signal(Signal::SIGKILL);
-        let _ = worker.wait(Duration::from_secs(10));
-        let retry = cluster.worker_on(&format!("worker-{strategy}-2.log"), "channels", &[]);
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(120),
-            client
-                .get_workflow_handle::<RedriveWorkflow>(&workflow_id)
-                .get_result(WorkflowGetResultOptions::default()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{strategy}: the delivery never ended"))
-        .unwrap();
-        assert!(outcome.delivered, "{strategy}: {outcome:?}");
-        let record = db
-            .channels()
-            .outbound(&tenant, &client_message_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(record.state, "SENT", "{strategy}: {record:?}");
-        assert!(record.attempts >= 2, "{strategy}: {record:?}");
+        let delivery = DeliverReply {
+            tenant_id: tenant.clone(),
+            channel: channel.into(),
+            recipient: to.into(),
+            client_message_id: format!("cc-{suffix}/{strategy}/out-1"),
+            reply: Reply::text(format!("Un agente le atiende ({strategy})")),
+            strategy: Some(strategy.into()),
+        };
+        crash
+            .kill_after_accept(delivery, || async { requests() == 1 })
+            .await;
         let s = seen.lock().unwrap();
         match strategy {
             "amazon-connect-chat" => {
@@ -519,7 +517,5 @@ async fn a_worker_killed_after_connect_or_five9_accepted_a_message_resends_it_wi
             }
             _ => assert_eq!(s.five9_messages.len(), 2, "{:?}", s.five9_messages),
         }
-        drop(s);
-        drop(retry);
     }
 }
