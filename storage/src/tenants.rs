@@ -274,32 +274,12 @@ impl TenantRepo<'_> {
         suspended: bool,
         audit: &Audit<'_>,
     ) -> anyhow::Result<Option<(TenantRecord, bool)>> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
         let (from, to) = if suspended {
             ("active", "suspended")
         } else {
             ("suspended", "active")
         };
-        let now = now_millis();
-        let done = sqlx::query(
-            "update tenant set status = $1, suspended_at = $2, updated_at = $3
-             where tenant_id = $4 and status = $5",
-        )
-        .bind(to)
-        .bind(suspended.then_some(now))
-        .bind(now)
-        .bind(tenant_id.as_str())
-        .bind(from)
-        .execute(&mut *tx)
-        .await
-        .context("Failed to change the tenant's status")?;
-        let changed = done.rows_affected() == 1;
-        if changed {
-            audit.record_in(&mut tx, tenant_id).await?;
-        }
-        let record = record_in(&mut tx, tenant_id).await?;
-        tx.commit().await?;
-        Ok(record.map(|r| (r, changed)))
+        self.move_status(tenant_id, from, to, audit).await
     }
 
     /// Marks a suspended tenant erased (for good: it cannot be resumed), with its audit event.
@@ -310,16 +290,34 @@ impl TenantRepo<'_> {
         tenant_id: &TenantId,
         audit: &Audit<'_>,
     ) -> anyhow::Result<Option<(TenantRecord, bool)>> {
+        self.move_status(tenant_id, "suspended", "erased", audit)
+            .await
+    }
+
+    /// Moves the status `from` → `to` (compare-and-set) with its audit event; `suspended_at` is
+    /// set on suspension, cleared on resumption and kept on erasure.
+    async fn move_status(
+        &self,
+        tenant_id: &TenantId,
+        from: &str,
+        to: &str,
+        audit: &Audit<'_>,
+    ) -> anyhow::Result<Option<(TenantRecord, bool)>> {
         let mut tx = self.db.begin_for(tenant_id).await?;
+        let now = now_millis();
         let done = sqlx::query(
-            "update tenant set status = 'erased', updated_at = $1
-             where tenant_id = $2 and status = 'suspended'",
+            "update tenant set status = $1, updated_at = $2,
+                    suspended_at = case $1 when 'suspended' then $2 when 'active' then null
+                                   else suspended_at end
+             where tenant_id = $3 and status = $4",
         )
-        .bind(now_millis())
+        .bind(to)
+        .bind(now)
         .bind(tenant_id.as_str())
+        .bind(from)
         .execute(&mut *tx)
         .await
-        .context("Failed to mark the tenant erased")?;
+        .context("Failed to change the tenant's status")?;
         let changed = done.rows_affected() == 1;
         if changed {
             audit.record_in(&mut tx, tenant_id).await?;
