@@ -486,7 +486,7 @@ fn check_list(field: &str, items: &[String], ok: fn(&str) -> bool) -> Result<(),
     Ok(())
 }
 
-fn apply_payment(current: &mut PaymentSettings, patch: PaymentPatch) -> Result<(), ApiError> {
+fn apply_payment(current: &mut PaymentSettings, patch: &PaymentPatch) -> Result<(), ApiError> {
     if let Some(v) = patch.tolerance_cents {
         if !(0..=100_000).contains(&v) {
             return Err(ApiError::invalid_field(
@@ -527,7 +527,7 @@ fn apply_payment(current: &mut PaymentSettings, patch: PaymentPatch) -> Result<(
         }
         current.retention_days = v;
     }
-    if let Some(v) = patch.merchant_name {
+    if let Some(v) = &patch.merchant_name {
         let v = v.trim();
         if v.chars().count() > 128 || v.chars().any(char::is_control) {
             return Err(ApiError::invalid_field(
@@ -562,43 +562,56 @@ pub async fn update_settings(
     if let Some(origins) = &origins {
         check_list("cors_origins", origins, valid_origin)?;
     }
-    let payment = match body.payment {
-        Some(patch) => {
-            let mut current = state.db.payments().settings(&tenant).await?;
-            apply_payment(&mut current, patch)?;
-            Some(current)
-        }
-        None => None,
-    };
-    if hosts.is_none() && origins.is_none() && payment.is_none() {
+    if hosts.is_none() && origins.is_none() && body.payment.is_none() {
         return Err(ApiError::invalid_field(
             "give `allowed_http_hosts`, `cors_origins` and/or `payment`",
         ));
     }
-    let id = event_id();
-    let audit = Audit {
-        event_id: &id,
-        event_type: zengine_domain::events::EventType::TenantSettingsChanged,
-        actor: caller.subject(),
-        change: json!({
-            "allowed_http_hosts": hosts, "cors_origins": origins, "payment": payment,
-        }),
-    };
-    state
-        .db
-        .tenants()
-        .set_settings(
-            &tenant,
-            &SettingsChange {
-                allowed_http_hosts: hosts.as_deref(),
-                cors_origins: origins.as_deref(),
-                payment: payment.as_ref(),
-            },
-            &audit,
-        )
-        .await?;
-    state.tenants.invalidate(&tenant);
-    Ok(Json(settings_json(&state, &tenant).await?).into_response())
+    // The payment rules are patched field by field: read, patch, and write only if nobody
+    // changed them meanwhile, else again with what they changed.
+    for _ in 0..10 {
+        let (payment, payment_was) = match &body.payment {
+            Some(patch) => {
+                let was = state.db.payments().settings(&tenant).await?;
+                let mut next = was.clone();
+                apply_payment(&mut next, patch)?;
+                (Some(next), Some(was))
+            }
+            None => (None, None),
+        };
+        let id = event_id();
+        let audit = Audit {
+            event_id: &id,
+            event_type: zengine_domain::events::EventType::TenantSettingsChanged,
+            actor: caller.subject(),
+            change: json!({
+                "allowed_http_hosts": hosts, "cors_origins": origins, "payment": payment,
+            }),
+        };
+        let written = state
+            .db
+            .tenants()
+            .set_settings(
+                &tenant,
+                &SettingsChange {
+                    allowed_http_hosts: hosts.as_deref(),
+                    cors_origins: origins.as_deref(),
+                    payment: payment.as_ref(),
+                    payment_was: payment_was.as_ref(),
+                },
+                &audit,
+            )
+            .await?;
+        if written {
+            state.tenants.invalidate(&tenant);
+            return Ok(Json(settings_json(&state, &tenant).await?).into_response());
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::Conflict,
+        "the payment settings kept changing meanwhile; send the change again",
+    ))
 }
 
 /// `GET /v1/tenants/{tenant}/flows`: every flow id with its published versions.

@@ -50,6 +50,10 @@ pub struct SettingsChange<'a> {
     pub allowed_http_hosts: Option<&'a [String]>,
     pub cors_origins: Option<&'a [String]>,
     pub payment: Option<&'a PaymentSettings>,
+    /// The stored rules `payment` was computed from: it is written only if they are still
+    /// what is stored (a patch applied to rules another admin just changed would undo that
+    /// change). `None`: written as is.
+    pub payment_was: Option<&'a PaymentSettings>,
 }
 
 async fn record_in(
@@ -351,8 +355,25 @@ impl TenantRepo<'_> {
         tenant_id: &TenantId,
         change: &SettingsChange<'_>,
         audit: &Audit<'_>,
-    ) -> anyhow::Result<()> {
-        let mut tx = self.db.begin_for(tenant_id).await?;
+    ) -> anyhow::Result<bool> {
+        // One settings change at a time per tenant: the check below reads, then the update
+        // writes.
+        let mut tx = self.db.begin_serialised(tenant_id, "settings").await?;
+        if let Some(was) = change.payment_was {
+            let raw: Option<String> =
+                sqlx::query_scalar("select payment_settings from tenant where tenant_id = $1")
+                    .bind(tenant_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .context("Failed to read payment settings")?;
+            let stored: Option<PaymentSettings> = raw
+                .map(|raw| serde_json::from_str(&raw))
+                .transpose()
+                .context("stored payment_settings is not valid")?;
+            if stored.as_ref() != Some(was) {
+                return Ok(false);
+            }
+        }
         let json = |v: Option<&[String]>| v.map(serde_json::to_string).transpose();
         sqlx::query(
             "update tenant set allowed_http_hosts = coalesce($1, allowed_http_hosts),
@@ -371,7 +392,7 @@ impl TenantRepo<'_> {
         .context("Failed to write tenant settings")?;
         audit.record_in(&mut tx, tenant_id).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Every flow of the tenant with its published versions.

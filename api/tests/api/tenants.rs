@@ -737,3 +737,50 @@ async fn webchat_browser_requests_are_confined_to_the_tenants_cors_origins() {
     );
     app.shutdown().await;
 }
+
+/// Payment rules are patched field by field: admins changing different fields at once each
+/// keep their change (the read, the patch and the write were separate steps, so the last
+/// writer put back the fields the others had just changed).
+#[tokio::test]
+async fn payment_settings_patched_at_once_keep_every_change() {
+    let app = spawn_app_with(hs256_options()).await;
+    let tenant = crate::auth::unique_tenant("patch");
+    crate::auth::add_tenant(&app, &tenant).await;
+    let admin = token(&tenant, "admin");
+    let path = format!("/v1/tenants/{tenant}/settings");
+    for round in 0..4_i64 {
+        let patches = [
+            json!({"tolerance_cents": 100 + round}),
+            json!({"review_timeout_secs": 600 + round}),
+            json!({"window_slack_minutes": 30 + round}),
+            json!({"retention_days": 90 + round}),
+            json!({"merchant_name": format!("Tienda {round}")}),
+        ];
+        let answers = futures::future::join_all(patches.iter().map(|patch| {
+            call(
+                &app,
+                Method::PATCH,
+                &path,
+                Some(&admin),
+                None,
+                Some(json!({"payment": patch})),
+            )
+        }))
+        .await;
+        for answer in answers {
+            assert_eq!(answer.status(), StatusCode::OK);
+        }
+        let r = call(&app, Method::GET, &path, Some(&admin), None, None).await;
+        let payment = json_of(r, StatusCode::OK).await["payment"].clone();
+        assert_eq!(payment["tolerance_cents"], 100 + round, "{payment}");
+        assert_eq!(payment["review_timeout_secs"], 600 + round, "{payment}");
+        assert_eq!(payment["window_slack_minutes"], 30 + round, "{payment}");
+        assert_eq!(payment["retention_days"], 90 + round, "{payment}");
+        assert_eq!(
+            payment["merchant_name"],
+            format!("Tienda {round}"),
+            "{payment}"
+        );
+    }
+    app.shutdown().await;
+}
