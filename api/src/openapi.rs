@@ -694,7 +694,7 @@ pub fn operations() -> Vec<Operation> {
         )
         .auth(Auth::Admin)
         .json::<tenants::SettingsBody>()
-        .errors(&[400, 404, 422]),
+        .errors(&[400, 404, 409, 422]),
         op(
             "get",
             "/v1/tenants/{tenant}/flows",
