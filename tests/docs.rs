@@ -257,6 +257,10 @@ fn every_shell_block_in_the_docs_runs_as_written_or_says_why_not() {
     let data = dir.path().join("dev");
     std::fs::create_dir_all(&data).unwrap();
     let dev = Dev::start(&data);
+    // `zengine dev` gives the tenants it finds (the seeded demo) their payload key at start-up
+    // (docs/security.md, "Erasing a tenant"): erasure works for every tenant.
+    let demo_key = data.join("data/tenant-secrets/demo/payload-key");
+    assert!(demo_key.is_file(), "{} is missing", demo_key.display());
     let mut failures = Vec::new();
     for block in runnable {
         let output = Command::new("bash")
