@@ -412,17 +412,9 @@ impl PaymentRepo<'_> {
     /// The tenant's payment rules.
     pub async fn settings(&self, tenant_id: &TenantId) -> anyhow::Result<PaymentSettings> {
         let mut tx = self.db.begin_for(tenant_id).await?;
-        let raw: Option<String> =
-            sqlx::query_scalar("select payment_settings from tenant where tenant_id = $1")
-                .bind(tenant_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .context("Failed to read payment settings")?;
+        let settings = settings_in(&mut tx, tenant_id).await?;
         tx.commit().await?;
-        match raw {
-            Some(raw) => serde_json::from_str(&raw).context("stored payment_settings is not valid"),
-            None => anyhow::bail!("tenant `{tenant_id}` does not exist"),
-        }
+        settings.with_context(|| format!("tenant `{tenant_id}` does not exist"))
     }
 
     /// Replaces the tenant's payment rules.
@@ -598,4 +590,20 @@ async fn mark_order_paid(
     )
     .await?;
     Ok(Ok(()))
+}
+
+/// The tenant's payment rules as stored, in the caller's transaction (`None`: no such tenant).
+pub(crate) async fn settings_in(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &TenantId,
+) -> anyhow::Result<Option<PaymentSettings>> {
+    let raw: Option<String> =
+        sqlx::query_scalar("select payment_settings from tenant where tenant_id = $1")
+            .bind(tenant_id.as_str())
+            .fetch_optional(conn)
+            .await
+            .context("Failed to read payment settings")?;
+    raw.map(|raw| serde_json::from_str(&raw))
+        .transpose()
+        .context("stored payment_settings is not valid")
 }

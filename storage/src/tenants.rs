@@ -359,20 +359,13 @@ impl TenantRepo<'_> {
         // One settings change at a time per tenant: the check below reads, then the update
         // writes.
         let mut tx = self.db.begin_serialised(tenant_id, "settings").await?;
-        if let Some(was) = change.payment_was {
-            let raw: Option<String> =
-                sqlx::query_scalar("select payment_settings from tenant where tenant_id = $1")
-                    .bind(tenant_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .context("Failed to read payment settings")?;
-            let stored: Option<PaymentSettings> = raw
-                .map(|raw| serde_json::from_str(&raw))
-                .transpose()
-                .context("stored payment_settings is not valid")?;
-            if stored.as_ref() != Some(was) {
-                return Ok(false);
-            }
+        if let Some(was) = change.payment_was
+            && super::payments::settings_in(&mut tx, tenant_id)
+                .await?
+                .as_ref()
+                != Some(was)
+        {
+            return Ok(false);
         }
         let json = |v: Option<&[String]>| v.map(serde_json::to_string).transpose();
         sqlx::query(
