@@ -872,7 +872,15 @@ pub async fn put_channel(
         tenant_id: tenant.clone(),
         settings: settings.clone(),
     };
-    state.db.channels().upsert_account(&account).await?;
+    if let Err(e) = state.db.channels().upsert_account(&account).await {
+        // Claimed by another tenant after the check above read.
+        return Err(match e.downcast::<zengine_storage::AccountTaken>() {
+            Ok(taken) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, taken.to_string())
+            }
+            Err(e) => e.into(),
+        });
+    }
     let id = event_id();
     state
         .db

@@ -9,6 +9,14 @@ use zengine_domain::TenantId;
 use super::{Database, now_millis};
 use zengine_domain::channel::breaker::{Admit, Breaker, BreakerSettings, BreakerState};
 
+/// Another tenant has this account key (see [`ChannelRepo::upsert_account`]).
+#[derive(Debug, thiserror::Error)]
+#[error("account `{account_key}` of `{strategy}` belongs to another tenant")]
+pub struct AccountTaken {
+    pub strategy: String,
+    pub account_key: String,
+}
+
 /// A health check's outcome for one account (see [`ChannelRepo::record_health`]).
 #[derive(Debug, Clone)]
 pub struct HealthChange<'a> {
@@ -90,6 +98,11 @@ pub struct ChannelRepo<'a> {
 
 impl ChannelRepo<'_> {
     /// Creates or replaces the tenant's account for `strategy`.
+    ///
+    /// # Errors
+    /// [`AccountTaken`] when another tenant has this account key (nothing changes): the
+    /// caller's own check may have read before a concurrent claim committed, the key's unique
+    /// index decides.
     pub async fn upsert_account(&self, account: &ChannelAccount) -> anyhow::Result<()> {
         let now = now_millis();
         let mut tx = self.db.begin_for(&account.tenant_id).await?;
@@ -98,7 +111,7 @@ impl ChannelRepo<'_> {
             .bind(&account.strategy)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "insert into channel_account (strategy, account_key, tenant_id, settings, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $5)",
         )
@@ -108,8 +121,22 @@ impl ChannelRepo<'_> {
         .bind(account.settings.to_string())
         .bind(now)
         .execute(&mut *tx)
-        .await
-        .context("Failed to store channel account")?;
+        .await;
+        match inserted {
+            Ok(_) => {}
+            // The transaction rolls back when dropped: the tenant's previous account stays.
+            Err(e)
+                if e.as_database_error()
+                    .is_some_and(|d| d.is_unique_violation()) =>
+            {
+                return Err(AccountTaken {
+                    strategy: account.strategy.clone(),
+                    account_key: account.account_key.clone(),
+                }
+                .into());
+            }
+            Err(e) => return Err(e).context("Failed to store channel account"),
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -34,7 +34,8 @@ use sqlx::{AnyPool, Row};
 pub use api_keys::{ApiKey, ApiKeyRepo, KEY_PREFIX, NewApiKey, Revoked, parse_key};
 pub use assistance::{AssistanceError, AssistanceRepo};
 pub use channels::{
-    ChannelAccount, ChannelHealth, ChannelRepo, ConnectParticipant, HealthChange, OutboundRecord,
+    AccountTaken, ChannelAccount, ChannelHealth, ChannelRepo, ConnectParticipant, HealthChange,
+    OutboundRecord,
 };
 pub use chatwoot::{ChatwootLink, ChatwootRepo, ChatwootSettings};
 pub use events::{EventPage, EventRepo, NewEvent, StoredEvent};

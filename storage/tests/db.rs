@@ -950,6 +950,35 @@ async fn channel_accounts_route_dedupe_and_delivery_states_move_forward(backend:
         .upsert_account(&account(&beta, "222"))
         .await
         .unwrap();
+    // Another tenant cannot take a number that is routed to a tenant: a typed refusal (the API
+    // answers 409 with it when two tenants claim one number at once), and the owner keeps it.
+    let taken = channels
+        .upsert_account(&account(&beta, "111"))
+        .await
+        .unwrap_err();
+    assert!(
+        taken.is::<zengine_storage::AccountTaken>(),
+        "not an AccountTaken: {taken:#}"
+    );
+    assert_eq!(
+        channels
+            .route("whatsapp-meta-cloud", "111")
+            .await
+            .unwrap()
+            .unwrap()
+            .tenant_id,
+        acme
+    );
+    assert_eq!(
+        channels
+            .account(&beta, "whatsapp-meta-cloud")
+            .await
+            .unwrap()
+            .unwrap()
+            .account_key,
+        "222",
+        "the refused claim left beta's own account as it was"
+    );
     // Replacing an account moves the number.
     channels
         .upsert_account(&account(&acme, "333"))

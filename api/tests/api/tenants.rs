@@ -784,3 +784,70 @@ async fn payment_settings_patched_at_once_keep_every_change() {
     }
     app.shutdown().await;
 }
+
+/// Two tenants claiming one WhatsApp number at once (the platform admin registering both): one
+/// gets it, the other a 409 naming the conflict, never a 500, and the number routes to the
+/// winner. The API's ownership check reads before either claim commits; the key's unique index
+/// decides, and its violation is a conflict, not an internal error.
+#[tokio::test]
+async fn two_tenants_claiming_one_number_at_once_get_one_owner_and_a_conflict() {
+    let mut options = hs256_options();
+    options.run_worker = false;
+    let app = spawn_app_with(options).await;
+    let platform = platform_token();
+    let tenants = [
+        crate::auth::unique_tenant("claim-a"),
+        crate::auth::unique_tenant("claim-b"),
+    ];
+    for tenant in &tenants {
+        crate::auth::add_tenant(&app, tenant).await;
+    }
+    let db = &app.database.as_ref().unwrap().db;
+    for round in 0..10 {
+        let number = format!("{}{round}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000);
+        let paths: Vec<String> = tenants
+            .iter()
+            .map(|t| format!("/v1/tenants/{t}/channels/whatsapp-meta-cloud"))
+            .collect();
+        let answers = futures::future::join_all(paths.iter().map(|path| {
+            call(
+                &app,
+                Method::PUT,
+                path,
+                Some(&platform),
+                None,
+                Some(json!({"account_key": number, "settings": {"access_token": "env:CLAIM_WA_TOKEN"}})),
+            )
+        }))
+        .await;
+        let mut statuses = Vec::new();
+        let mut winner = None;
+        for (tenant, answer) in tenants.iter().zip(answers) {
+            let status = answer.status();
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            statuses.push(status);
+            match status {
+                StatusCode::OK => winner = Some(tenant.clone()),
+                StatusCode::CONFLICT => assert_eq!(body["error"]["code"], "conflict", "{body}"),
+                other => panic!("round {round}: {other} {body}"),
+            }
+        }
+        let owner = db
+            .channels()
+            .route("whatsapp-meta-cloud", &number)
+            .await
+            .unwrap()
+            .expect("the number is routed");
+        assert_eq!(
+            Some(owner.tenant_id.to_string()),
+            winner,
+            "round {round}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+    }
+    app.shutdown().await;
+}
