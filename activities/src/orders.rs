@@ -27,22 +27,36 @@ pub const NOTIFY_CHANNELS: [&str; 3] = ["whatsapp", "sms", "email"];
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
     /// The caller's idempotency key for this order.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1, max = 128), regex(pattern = r"\S"))
+    )]
     pub client_order_key: String,
     pub customer: CustomerRef,
+    /// `pickup` or `delivery` (also accepted in any case, and `recojo` for pickup). A delivery
+    /// needs an `address` or a `location`.
     #[serde(rename = "type")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("enum" = ["pickup", "delivery"]))
+    )]
     pub order_type: String,
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 100)))]
     pub items: Vec<ItemRequest>,
     #[serde(default)]
     pub address: Option<String>,
     #[serde(default)]
     pub location: Option<Location>,
+    /// ISO 4217; `PEN` when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = "^[A-Z]{3}$")))]
     pub currency: Option<String>,
     /// When the delivery may arrive (RFC 3339 instants); used by route optimisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_window: Option<WindowRequest>,
     /// Minutes spent at the stop; the route plan's `service_minutes` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 1440)))]
     pub service_minutes: Option<i64>,
 }
 
@@ -51,7 +65,10 @@ pub struct CreateOrderRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WindowRequest {
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub start: String,
+    /// After `start`.
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub end: String,
 }
 
@@ -82,18 +99,29 @@ pub fn check_window(w: &WindowRequest) -> Result<DeliveryWindow, FieldError> {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CustomerRef {
+    /// 7 to 15 digits, optionally after `+` (spaces are ignored).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^\s*\+?(\s*[0-9]){7,15}\s*$"))
+    )]
     pub phone: String,
     #[serde(default)]
     pub name: Option<String>,
     /// Where e-mail notifications go (the tenant's `ses-email` account sends them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(email))]
     pub email: Option<String>,
     /// Language of the customer's notifications (`es`, `en`, `en_US`); default: the tenant's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = "^[A-Za-z_-]{2,8}$")))]
     pub language: Option<String>,
     /// Channel of the customer's notifications (`whatsapp`, `sms`, `email`); default: the
     /// first of these the tenant has an account for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("enum" = ["whatsapp", "sms", "email", null]))
+    )]
     pub channel: Option<String>,
 }
 

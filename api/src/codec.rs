@@ -25,12 +25,10 @@
 //! `http://127.0.0.1:8233` and `http://localhost:8233`) and those `zengine dev` names may call with credentials and the
 //! `Authorization`, `Content-Type` and `X-Namespace` headers.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::DecodePaddingMode;
@@ -124,9 +122,13 @@ impl JsonPayload {
     }
 }
 
-/// The codec routes with their CORS layer and body limit.
-pub fn routes(state: &AppState) -> Router<AppState> {
-    let settings = &state.settings;
+/// Adds the codec's own body limit and CORS grant (the Web UI's origins, the development UI's
+/// too) to one of its routes (`openapi::operations` routes `/codec/decode` and `/codec/encode`
+/// through this).
+pub(crate) fn wrap(
+    settings: &crate::ApiSettings,
+    route: axum::routing::MethodRouter<AppState>,
+) -> axum::routing::MethodRouter<AppState> {
     let origins: Vec<HeaderValue> = settings
         .codec_cors_origins
         .iter()
@@ -143,10 +145,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         ])
         .allow_credentials(true)
         .max_age(std::time::Duration::from_secs(600));
-    Router::new()
-        .route("/codec/decode", post(decode))
-        .route("/codec/encode", post(encode))
-        .layer(DefaultBodyLimit::max(state.settings.codec_max_body_bytes))
+    route
+        .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(settings.codec_max_body_bytes))
         .layer(cors)
 }
 
@@ -156,7 +156,7 @@ enum Direction {
     Decode,
 }
 
-async fn decode(
+pub(crate) async fn decode(
     State(state): State<AppState>,
     client: ClientAddr,
     headers: HeaderMap,
@@ -165,7 +165,7 @@ async fn decode(
     run(state, client, headers, body, Direction::Decode).await
 }
 
-async fn encode(
+pub(crate) async fn encode(
     State(state): State<AppState>,
     client: ClientAddr,
     headers: HeaderMap,

@@ -37,12 +37,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use temporalio_client::Client;
 use tokio::net::TcpListener;
@@ -247,179 +246,22 @@ impl AppState {
 }
 
 /// The routes, without a socket (tests can drive it with `tower::ServiceExt::oneshot`).
+///
+/// Every API route comes from [`openapi::operations`], the list the OpenAPI document is built
+/// from: a route is declared once, with its handler, body, answers and auth.
 pub fn router(state: AppState) -> Router {
-    let max_body = state.settings.max_body_bytes;
-    let max_upload = state.settings.max_upload_bytes;
-    // Multipart framing and the text fields on top of the attachment itself.
-    let max_attachment = state.settings.attachments.max_bytes + 64 * 1024;
-    Router::new()
-        .route(
-            "/v1/webchat/messages",
-            post(webchat::post_message)
-                .get(webchat::get_messages)
-                .options(webchat::preflight),
-        )
-        .route("/v1/orders", post(orders::create).get(orders::list))
-        .route("/v1/orders/{id}", get(orders::get))
-        .route("/v1/orders/{id}/status", post(orders::change_status))
-        .route(
-            "/v1/orders/{id}/payments",
-            post(payments::submit)
-                .layer(DefaultBodyLimit::max(max_upload))
-                .get(payments::list_for_order),
-        )
-        .route("/v1/payments", get(payments::list))
-        .route("/v1/payments/{id}", get(payments::get))
-        .route("/v1/payments/{id}/receipt", get(payments::receipt))
-        .route(
-            "/v1/webhooks/whatsapp",
-            get(webhooks::whatsapp_handshake).post(
-                |state: State<AppState>, request: axum::extract::Request| {
-                    webhooks::receive(state, axum::extract::Path("whatsapp".to_owned()), request)
-                },
-            ),
-        )
-        .route("/v1/webhooks/{provider}", post(webhooks::receive))
-        .route(
-            "/v1/webhooks/chatwoot/{tenant}",
-            post(chatwoot::webhook).layer(DefaultBodyLimit::max(webhooks::MAX_WEBHOOK_BYTES)),
-        )
-        .route(
-            "/v1/tenants/{tenant}/chatwoot",
-            get(chatwoot::get_settings)
-                .put(chatwoot::put_settings)
-                .delete(chatwoot::delete_settings),
-        )
-        .route("/v1/conversations/handoffs", get(console::handoffs))
-        .route("/v1/events", get(channels::events))
-        .route("/v1/channels/dead-letters", get(channels::dead_letters))
-        .route(
-            "/v1/channels/dead-letters/{client_message_id}/redrive",
-            post(channels::redrive),
-        )
-        .route("/v1/channels/health", get(channels::health))
-        .route(
-            "/v1/channels/amazon-connect/contacts",
-            post(channels::register_connect_contact),
-        )
-        .route("/v1/channels/health/check", post(channels::check_health))
-        .route(
-            "/v1/channels/360dialog/templates",
-            get(channels::list_templates).post(channels::create_template),
-        )
-        .route(
-            "/v1/channels/360dialog/templates/{name}",
-            axum::routing::delete(channels::delete_template),
-        )
-        .route(
-            "/v1/webhooks/{provider}/{tenant}",
-            post(webhooks::receive_for_tenant),
-        )
-        .route(
-            "/v1/webchat/media",
-            post(payments::upload_webchat_media).layer(DefaultBodyLimit::max(max_upload)),
-        )
-        .route("/v1/payments/{id}/review", post(payments::review))
-        .route("/v1/routes", post(routes::create))
-        .route("/v1/routes/{id}", get(routes::get))
-        .route("/v1/drivers/{id}/routes", get(routes::for_driver))
-        .route(
-            "/v1/tracking",
-            axum::routing::put(tracking::put).get(tracking::timeline),
-        )
-        .route(
-            "/v1/tenants/{tenant}/flows/{name}",
-            axum::routing::put(management::publish_flow).get(management::get_flow),
-        )
-        .route(
-            "/v1/conversations/{tenant}/{channel}/{contact}/return-to-bot",
-            post(management::return_to_bot),
-        )
-        .route(
-            "/v1/assistances/events/draft",
-            post(assistance::create_draft),
-        )
-        .route(
-            "/v1/assistances/events/draft/{id}",
-            get(assistance::get_draft).put(assistance::update_draft),
-        )
-        .route("/v1/assistances/events/{id}", get(assistance::get_event))
-        .route(
-            "/v1/assistances/events/{id}/statuses",
-            post(assistance::change_status),
-        )
-        .route(
-            "/v1/assistances/events/{id}/providers",
-            post(assistance::assign_provider),
-        )
-        .route(
-            "/v1/assistances/events/{id}/providers/{provider_id}/start",
-            post(assistance::start_provider),
-        )
-        .route(
-            "/v1/assistances/events/{id}/providers/{provider_id}/resolve",
-            post(assistance::resolve_provider),
-        )
-        .route("/v1/assistances/notes", post(assistance::add_note))
-        .route(
-            "/v1/assistances/phone-consultations",
-            post(assistance::add_consultation).layer(DefaultBodyLimit::max(max_attachment)),
-        )
-        .route(
-            "/v1/assistances/phone-consultations/{id}/attachment",
-            get(assistance::get_attachment),
-        )
-        .route("/v1/masters/{catalogue}", get(assistance::catalogue))
-        .route("/v1/providers/search", get(assistance::search_providers))
-        .route("/v1/mok/events", post(assistance::post_mok_event))
-        .route("/v1/mok/events/{event_id}", get(assistance::get_mok_event))
-        .route("/v1/tenants", post(tenants::create).get(tenants::list))
-        .route(
-            "/v1/tenants/{tenant}",
-            get(tenants::get).patch(tenants::update),
-        )
-        .route("/v1/tenants/{tenant}/suspend", post(tenants::suspend))
-        .route("/v1/tenants/{tenant}/resume", post(tenants::resume))
-        .route("/v1/tenants/{tenant}/erase", post(tenants::erase))
-        .route(
-            "/v1/tenants/{tenant}/settings",
-            get(tenants::get_settings).patch(tenants::update_settings),
-        )
-        .route("/v1/tenants/{tenant}/flows", get(tenants::flows))
-        .route("/v1/tenants/{tenant}/channels", get(tenants::channels))
-        .route(
-            "/v1/tenants/{tenant}/channels/{strategy}",
-            axum::routing::put(tenants::put_channel).delete(tenants::delete_channel),
-        )
-        .route(
-            "/v1/tenants/{tenant}/api-keys",
-            post(api_keys::create).get(api_keys::list),
-        )
-        .route(
-            "/v1/tenants/{tenant}/api-keys/{id}",
-            axum::routing::delete(api_keys::revoke),
-        )
-        .route("/v1/reports/{name}", get(reports::get))
-        .nest("/v1/ops", ops::routes())
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::render))
-        .route("/openapi.json", get(openapi::serve))
+    openapi::routes(&state.settings)
         // The operator console's files: a web page, not API (not in the OpenAPI document).
         .merge(console::static_routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(DefaultBodyLimit::max(max_body))
-        .merge(codec::routes(&state))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(request_context))
         .with_state(state)
 }
 
 /// Ready when the database answers and Temporal's frontend answers (within 2 s each).
-async fn readyz(State(state): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     zengine_workers::health::probe(&state.db, &state.temporal)
         .await
         .into_response()

@@ -1,22 +1,30 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 document of every HTTP endpoint, built from the route
-//! table below ([`operations`]) and the JSON Schemas of the request types (derived with
-//! `schemars` from the very structs the handlers deserialize).
+//! The route table of the HTTP API ([`operations`]): the router ([`routes`]) and the OpenAPI 3.1
+//! document served at `GET /openapi.json` are both built from it, with the JSON Schemas of the
+//! request types derived with `schemars` from the very structs the handlers deserialize.
 //!
-//! **Adding an endpoint**: add its `.route(..)` in [`crate::router`] *and* one [`op`] line in
-//! [`operations`] (method, path, summary, then who may call it, its body type and its status
-//! codes). `openapi::tests::every_route_is_documented` reads the router's source and fails on
-//! any method + path routed but not documented or documented but not routed;
-//! `docs/openapi.json` is regenerated with `ZENGINE_UPDATE_OPENAPI=1 cargo test -p zengine-api
-//! --lib openapi`. For a JSON body, derive `schemars::JsonSchema` next to `Deserialize` on the
-//! handler's body struct and pass it with `.json::<T>()`; a query struct with `.query::<T>()`.
+//! **Adding an endpoint**: one [`op`] in [`operations`]: method, path, summary, its handler
+//! (`.handle(module::function)`), then who may call it, its body type and its status codes.
+//! There is no second list to keep in step: a method + path is routed exactly when it is
+//! documented (unless marked `.hidden()`), and listing one twice panics when the router is
+//! built. `docs/openapi.json` is regenerated with `ZENGINE_UPDATE_OPENAPI=1 cargo test -p
+//! zengine-api --lib openapi`. For a JSON body, derive `schemars::JsonSchema` next to
+//! `Deserialize` on the handler's body struct and pass it with `.json::<T>()`; a query struct
+//! with `.query::<T>()`.
 
 mod responses;
 
+use std::convert::Infallible;
 use std::sync::OnceLock;
 
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::routing::{MethodFilter, MethodRouter};
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
+
+use crate::{ApiSettings, AppState};
 
 /// Who may call an operation; becomes its `security` requirement and its 401/403/429 answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +85,29 @@ pub struct Operation {
     pub errors: Vec<u16>,
     /// The schema of the JSON success bodies; any JSON when `None`.
     pub returns: Option<Returns>,
+    /// The handler this method + path is routed to ([`Operation::handle`]).
+    pub handler: Option<MethodRouter<AppState>>,
+    /// Layers of this route that depend on the deployment's settings (a larger body limit, the
+    /// codec's CORS grant).
+    pub wrap: Option<Wrap>,
+    /// Routed but left out of the document (the webchat widget's CORS preflight).
+    pub hidden: bool,
+    /// OpenAPI links from this operation's success answers to the operations a client calls
+    /// next with what it got (schemathesis' stateful phase follows them).
+    pub links: Vec<Link>,
+}
+
+/// Adds a route's settings-dependent layers ([`Operation::wrap`]).
+pub type Wrap = fn(&ApiSettings, MethodRouter<AppState>) -> MethodRouter<AppState>;
+
+/// An OpenAPI link: the next operation (method + path) and where each of its parameters comes
+/// from (`$response.body#/order_id`, `$request.path.tenant`).
+#[derive(Clone, Copy)]
+pub struct Link {
+    pub name: &'static str,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub parameters: &'static [(&'static str, &'static str)],
 }
 
 /// Starts an operation: JSON 200, no body, public.
@@ -93,6 +124,10 @@ pub fn op(method: &'static str, path: &'static str, summary: &'static str) -> Op
         success: vec![(200, Some("application/json"))],
         errors: Vec::new(),
         returns: None,
+        handler: None,
+        wrap: None,
+        hidden: false,
+        links: Vec::new(),
     }
 }
 
@@ -154,9 +189,104 @@ impl Operation {
         self.errors.extend_from_slice(statuses);
         self
     }
+    /// Routes this method + path to `handler`.
+    pub fn handle<H, T>(mut self, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let method = match self.method {
+            "get" => MethodFilter::GET,
+            "post" => MethodFilter::POST,
+            "put" => MethodFilter::PUT,
+            "patch" => MethodFilter::PATCH,
+            "delete" => MethodFilter::DELETE,
+            "options" => MethodFilter::OPTIONS,
+            other => panic!("no method filter for `{other}`"),
+        };
+        self.handler = Some(axum::routing::on(method, handler));
+        self
+    }
+    /// Adds layers built from the settings to this route only.
+    pub fn wrap(mut self, wrap: Wrap) -> Self {
+        self.wrap = Some(wrap);
+        self
+    }
+    /// Links the success answers to the operation `method path`, its parameters taken from
+    /// runtime expressions.
+    pub fn link(
+        mut self,
+        name: &'static str,
+        method: &'static str,
+        path: &'static str,
+        parameters: &'static [(&'static str, &'static str)],
+    ) -> Self {
+        self.links.push(Link {
+            name,
+            method,
+            path,
+            parameters,
+        });
+        self
+    }
+    /// Routed, not documented.
+    pub fn hidden(mut self) -> Self {
+        self.hidden = true;
+        self
+    }
+}
+
+/// The router of every operation: one route per path, its methods merged.
+///
+/// # Panics
+/// When an operation has no handler or a method + path is listed twice (a programming error
+/// every test that starts the API finds).
+pub fn routes(settings: &ApiSettings) -> Router<AppState> {
+    let mut paths: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for o in operations() {
+        let handler = o
+            .handler
+            .unwrap_or_else(|| panic!("{} {} has no handler", o.method, o.path));
+        let handler = match o.wrap {
+            Some(wrap) => wrap(settings, handler),
+            None => handler,
+        };
+        match paths.iter_mut().find(|(path, _)| *path == o.path) {
+            // `merge` panics on a method routed twice.
+            Some((_, routed)) => *routed = std::mem::take(routed).merge(handler),
+            None => paths.push((o.path, handler)),
+        }
+    }
+    paths
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
+        })
+}
+
+/// Chatwoot's webhook: the webhook limit, not the API's.
+fn webhook_limit(_: &ApiSettings, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.layer::<_, Infallible>(DefaultBodyLimit::max(crate::webhooks::MAX_WEBHOOK_BYTES))
+}
+
+/// A phone consultation's attachment, with the multipart framing and text fields around it.
+fn attachment_limit(
+    settings: &ApiSettings,
+    route: MethodRouter<AppState>,
+) -> MethodRouter<AppState> {
+    route.layer::<_, Infallible>(DefaultBodyLimit::max(
+        settings.attachments.max_bytes + 64 * 1024,
+    ))
+}
+
+/// A larger body limit for the payment receipt and webchat media uploads.
+fn upload_limit(settings: &ApiSettings, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.layer::<_, Infallible>(DefaultBodyLimit::max(settings.max_upload_bytes))
 }
 
 const TENANT: &str = "Tenant id (`t-…`).";
+const NAMESPACE: &str =
+    "the Temporal namespace (the Web UI and CLI send it); when sent, must be the deployment's";
 
 /// Every HTTP endpoint of [`crate::router`]. Keep it in the router's order.
 pub fn operations() -> Vec<Operation> {
@@ -173,6 +303,7 @@ pub fn operations() -> Vec<Operation> {
                 "/v1/webchat/messages",
                 "Send a webchat message; answers with the conversation's replies",
             )
+            .handle(webchat::post_message)
             .returns("WebchatReply"),
         )
         .auth(Auth::Webchat)
@@ -189,23 +320,29 @@ pub fn operations() -> Vec<Operation> {
                 "/v1/webchat/messages",
                 "Poll the replies a webchat conversation produced outside a request",
             )
+            .handle(webchat::get_messages)
             .returns("WebchatOutbox"),
         )
         .auth(Auth::Webchat)
         .query::<webchat::OutboxQuery>()
         .errors(&[400, 404, 503]),
+        op(
+            "options",
+            "/v1/webchat/messages",
+            "CORS preflight of the webchat widget",
+        )
+        .handle(webchat::preflight)
+        .hidden(),
         // Payload codec for the Temporal Web UI (remote codec server protocol).
         op(
             "post",
             "/codec/decode",
             "Decrypt Temporal payloads (Web UI remote codec)",
         )
+        .handle(crate::codec::decode)
+        .wrap(crate::codec::wrap)
         .auth(Auth::Caller)
-        .header(
-            "x-namespace",
-            false,
-            "the Temporal namespace (the Web UI and CLI send it); when sent, must be the deployment's",
-        )
+        .header("x-namespace", false, NAMESPACE)
         .json::<crate::codec::JsonPayloads>()
         .returns_type::<crate::codec::JsonPayloads>()
         .errors(&[400, 413, 422]),
@@ -214,28 +351,59 @@ pub fn operations() -> Vec<Operation> {
             "/codec/encode",
             "Encrypt Temporal payloads (Web UI remote codec)",
         )
+        .handle(crate::codec::encode)
+        .wrap(crate::codec::wrap)
         .auth(Auth::Caller)
-        .header(
-            "x-namespace",
-            false,
-            "the Temporal namespace (the Web UI and CLI send it); when sent, must be the deployment's",
-        )
+        .header("x-namespace", false, NAMESPACE)
         .json::<crate::codec::JsonPayloads>()
         .returns_type::<crate::codec::JsonPayloads>()
         .errors(&[400, 413, 422]),
         // Orders.
         op("post", "/v1/orders", "Create an order")
+            .handle(orders::create)
+            .link(
+                "GetOrder",
+                "get",
+                "/v1/orders/{id}",
+                &[("id", "$response.body#/order_id")],
+            )
+            .link(
+                "SubmitPayment",
+                "post",
+                "/v1/orders/{id}/payments",
+                &[("id", "$response.body#/order_id")],
+            )
+            .link(
+                "ListPayments",
+                "get",
+                "/v1/orders/{id}/payments",
+                &[("id", "$response.body#/order_id")],
+            )
+            .link(
+                "ChangeStatus",
+                "post",
+                "/v1/orders/{id}/status",
+                &[("id", "$response.body#/order_id")],
+            )
+            .link(
+                "TrackingTimeline",
+                "get",
+                "/v1/tracking",
+                &[("order_id", "$response.body#/order_id")],
+            )
             .returns("Order")
             .caller()
             .json::<zengine_activities::orders::CreateOrderRequest>()
             .ok(&[200, 201])
             .errors(&[400, 409, 422, 503]),
         op("get", "/v1/orders", "List orders, newest first")
+            .handle(orders::list)
             .returns("OrderPage")
             .caller()
             .query::<orders::ListQuery>()
             .errors(&[400]),
         op("get", "/v1/orders/{id}", "An order")
+            .handle(orders::get)
             .returns("Order")
             .caller()
             .errors(&[404]),
@@ -244,6 +412,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/orders/{id}/status",
             "Move an order to a status",
         )
+        .handle(orders::change_status)
         .caller()
         .json::<orders::StatusBody>()
         .errors(&[400, 404, 409, 422, 503]),
@@ -253,6 +422,26 @@ pub fn operations() -> Vec<Operation> {
             "/v1/orders/{id}/payments",
             "Upload a payment receipt image (OCR, review)",
         )
+        .handle(payments::submit)
+        .link(
+            "GetPayment",
+            "get",
+            "/v1/payments/{id}",
+            &[("id", "$response.body#/payment_id")],
+        )
+        .link(
+            "ReviewPayment",
+            "post",
+            "/v1/payments/{id}/review",
+            &[("id", "$response.body#/payment_id")],
+        )
+        .link(
+            "GetReceipt",
+            "get",
+            "/v1/payments/{id}/receipt",
+            &[("id", "$response.body#/payment_id")],
+        )
+        .wrap(upload_limit)
         .returns("Payment")
         .tag("payments")
         .caller()
@@ -264,11 +453,13 @@ pub fn operations() -> Vec<Operation> {
             "/v1/orders/{id}/payments",
             "The payments of an order",
         )
+        .handle(payments::list_for_order)
         .returns("PaymentList")
         .tag("payments")
         .caller()
         .errors(&[404]),
         op("get", "/v1/payments/{id}", "A payment")
+            .handle(payments::get)
             .returns("Payment")
             .caller()
             .errors(&[404]),
@@ -277,6 +468,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/payments",
             "Payments in one status, oldest first (the review queue)",
         )
+        .handle(payments::list)
         .caller()
         .query::<payments::ListQuery>()
         .errors(&[400]),
@@ -285,6 +477,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/payments/{id}/receipt",
             "The receipt image of a payment",
         )
+        .handle(payments::receipt)
         .caller()
         .ok_as(200, "image/*")
         .errors(&[404]),
@@ -294,6 +487,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/webhooks/whatsapp",
             "WhatsApp (Meta) webhook verification handshake",
         )
+        .handle(webhooks::whatsapp_handshake)
         .query::<webhooks::Handshake>()
         .ok_as(200, "text/plain")
         .errors(&[400, 403, 503]),
@@ -302,6 +496,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/webhooks/whatsapp",
             "WhatsApp Cloud API webhook",
         )
+        .handle(webhooks::receive_whatsapp)
         .auth(Auth::Webhook)
         .header(
             "x-hub-signature-256",
@@ -315,6 +510,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/webhooks/{provider}",
             "A channel provider's webhook (tenant from the payload or credential)",
         )
+        .handle(webhooks::receive)
         .auth(Auth::Webhook)
         .body(Body::Raw)
         .errors(&[400, 401, 403, 404, 409, 422, 503]),
@@ -324,6 +520,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/conversations/handoffs",
             "Conversations handed off to a human agent and still waiting",
         )
+        .handle(console::handoffs)
         .caller()
         .query::<console::HandoffQuery>()
         .errors(&[400, 403, 503]),
@@ -333,6 +530,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/events",
             "The tenant's channel event stream (cursor-paginated)",
         )
+        .handle(channels::events)
         .returns("EventPage")
         .tag("channels")
         .caller()
@@ -343,6 +541,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/channels/dead-letters",
             "Outbound messages that exhausted their retries",
         )
+        .handle(channels::dead_letters)
         .returns("DeadLetters")
         .caller(),
         op(
@@ -350,6 +549,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/channels/dead-letters/{client_message_id}/redrive",
             "Send a dead letter again",
         )
+        .handle(channels::redrive)
         .returns("Redrive")
         .caller()
         .ok(&[202])
@@ -359,6 +559,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/channels/health",
             "Health and circuit state of the tenant's channels",
         )
+        .handle(channels::health)
         .returns("ChannelHealth")
         .caller(),
         op(
@@ -366,6 +567,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/channels/amazon-connect/contacts",
             "Register an Amazon Connect chat contact",
         )
+        .handle(channels::register_connect_contact)
         .caller()
         .json::<channels::ConnectContact>()
         .ok(&[201])
@@ -375,6 +577,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/channels/health/check",
             "Probe the tenant's channels now",
         )
+        .handle(channels::check_health)
         .caller()
         .errors(&[502, 503, 504]),
         op(
@@ -382,6 +585,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/channels/360dialog/templates",
             "The tenant's WhatsApp templates (360dialog)",
         )
+        .handle(channels::list_templates)
         .caller()
         .errors(&[404, 422, 502, 503, 504]),
         op(
@@ -389,6 +593,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/channels/360dialog/templates",
             "Create a WhatsApp template (360dialog)",
         )
+        .handle(channels::create_template)
         .caller()
         .body(Body::JsonObject)
         .ok(&[201])
@@ -398,6 +603,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/channels/360dialog/templates/{name}",
             "Delete a WhatsApp template (360dialog)",
         )
+        .handle(channels::delete_template)
         .caller()
         .ok(&[204])
         .errors(&[404, 422, 502, 503, 504]),
@@ -406,6 +612,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/webhooks/{provider}/{tenant}",
             "A channel provider's webhook for a named tenant",
         )
+        .handle(webhooks::receive_for_tenant)
         .auth(Auth::Webhook)
         .body(Body::Raw)
         .errors(&[400, 401, 403, 404, 409, 422, 503]),
@@ -414,6 +621,8 @@ pub fn operations() -> Vec<Operation> {
             "/v1/webhooks/chatwoot/{tenant}",
             "Chatwoot's webhook of a tenant (agent replies, resolved conversations)",
         )
+        .handle(crate::chatwoot::webhook)
+        .wrap(webhook_limit)
         .auth(Auth::Webhook)
         .body(Body::Raw)
         .errors(&[400, 401, 404, 413, 503]),
@@ -422,6 +631,8 @@ pub fn operations() -> Vec<Operation> {
             "/v1/webchat/media",
             "Upload an image into a webchat conversation",
         )
+        .handle(payments::upload_webchat_media)
+        .wrap(upload_limit)
         .auth(Auth::Webchat)
         .header("x-tenant-id", true, TENANT)
         .body(Body::Multipart("image"))
@@ -432,6 +643,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/payments/{id}/review",
             "Approve or reject a payment in review",
         )
+        .handle(payments::review)
         .caller()
         .json::<payments::ReviewBody>()
         .errors(&[400, 404, 409, 422, 503]),
@@ -441,26 +653,37 @@ pub fn operations() -> Vec<Operation> {
             "/v1/routes",
             "Request a delivery route optimisation",
         )
+        .handle(crate::routes::create)
+        .link(
+            "GetRoute",
+            "get",
+            "/v1/routes/{id}",
+            &[("id", "$response.body#/route_id")],
+        )
         .returns("RouteAccepted")
         .caller()
         .json::<zengine_activities::routing::RouteRequest>()
         .ok(&[202])
         .errors(&[400, 409, 422, 503]),
         op("get", "/v1/routes/{id}", "A route request and its result")
+            .handle(crate::routes::get)
             .returns("Route")
             .caller()
             .errors(&[404]),
         op("get", "/v1/drivers/{id}/routes", "A driver's routes")
+            .handle(crate::routes::for_driver)
             .returns("DriverRoutes")
             .tag("routes")
             .caller(),
         // Tracking.
         op("put", "/v1/tracking", "Record a tracking event of an order")
+            .handle(tracking::put)
             .caller()
             .json::<tracking::TrackingBody>()
             .ok(&[200, 201])
             .errors(&[400, 404, 409, 422]),
         op("get", "/v1/tracking", "The tracking timeline of an order")
+            .handle(tracking::timeline)
             .returns("TrackingTimeline")
             .caller()
             .query::<tracking::TimelineQuery>()
@@ -470,6 +693,17 @@ pub fn operations() -> Vec<Operation> {
             "put",
             "/v1/tenants/{tenant}/flows/{name}",
             "Validate and publish the next version of a flow",
+        )
+        .handle(management::publish_flow)
+        .returns("FlowPublished")
+        .link(
+            "GetFlow",
+            "get",
+            "/v1/tenants/{tenant}/flows/{name}",
+            &[
+                ("tenant", "$request.path.tenant"),
+                ("name", "$request.path.name"),
+            ],
         )
         .tag("management")
         .auth(Auth::Admin)
@@ -482,6 +716,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/flows/{name}",
             "The current version of a flow",
         )
+        .handle(management::get_flow)
         .tag("management")
         .auth(Auth::Admin)
         .errors(&[400, 404]),
@@ -490,6 +725,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/conversations/{tenant}/{channel}/{contact}/return-to-bot",
             "Hand a conversation back from an agent to the bot",
         )
+        .handle(management::return_to_bot)
         .tag("management")
         .auth(Auth::Admin)
         .errors(&[400, 404, 409, 503]),
@@ -498,6 +734,19 @@ pub fn operations() -> Vec<Operation> {
             "post",
             "/v1/assistances/events/draft",
             "Create an assistance event draft",
+        )
+        .handle(assistance::create_draft)
+        .link(
+            "GetDraft",
+            "get",
+            "/v1/assistances/events/draft/{id}",
+            &[("id", "$response.body#/event_id")],
+        )
+        .link(
+            "UpdateDraft",
+            "put",
+            "/v1/assistances/events/draft/{id}",
+            &[("id", "$response.body#/event_id")],
         )
         .returns("AssistanceEventDraft")
         .caller()
@@ -509,6 +758,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/events/draft/{id}",
             "An assistance event draft",
         )
+        .handle(assistance::get_draft)
         .returns("AssistanceEventDraft")
         .caller()
         .errors(&[404]),
@@ -517,12 +767,14 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/events/draft/{id}",
             "Update (or submit) an assistance event draft",
         )
+        .handle(assistance::update_draft)
         .returns("AssistanceEventDraft")
         .caller()
         .json::<zengine_domain::assistance::EventFields>()
         .ok(&[200, 201])
         .errors(&[400, 404, 409, 422, 503]),
         op("get", "/v1/assistances/events/{id}", "An assistance event")
+            .handle(assistance::get_event)
             .returns("AssistanceEvent")
             .caller()
             .errors(&[404]),
@@ -531,6 +783,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/events/{id}/statuses",
             "Move an assistance event to a status",
         )
+        .handle(assistance::change_status)
         .caller()
         .json::<assistance::StatusBody>()
         .errors(&[400, 404, 409, 422, 503]),
@@ -539,6 +792,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/events/{id}/providers",
             "Assign a provider to an assistance event",
         )
+        .handle(assistance::assign_provider)
         .caller()
         .json::<assistance::AssignBody>()
         .ok(&[200, 201])
@@ -548,6 +802,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/events/{id}/providers/{provider_id}/start",
             "A provider starts its service",
         )
+        .handle(assistance::start_provider)
         .caller()
         .errors(&[400, 404, 409, 422, 503]),
         op(
@@ -555,6 +810,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/events/{id}/providers/{provider_id}/resolve",
             "A provider resolves its service",
         )
+        .handle(assistance::resolve_provider)
         .caller()
         .errors(&[400, 404, 409, 422, 503]),
         op(
@@ -562,6 +818,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/notes",
             "Add a note to an assistance event",
         )
+        .handle(assistance::add_note)
         .caller()
         .json::<assistance::NoteBody>()
         .ok(&[201])
@@ -571,6 +828,8 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/phone-consultations",
             "Record a phone consultation (multipart, optional attachment)",
         )
+        .handle(assistance::add_consultation)
+        .wrap(attachment_limit)
         .caller()
         .body(Body::Multipart("attachment"))
         .ok(&[201])
@@ -580,15 +839,18 @@ pub fn operations() -> Vec<Operation> {
             "/v1/assistances/phone-consultations/{id}/attachment",
             "The attachment of a phone consultation",
         )
+        .handle(assistance::get_attachment)
         .caller()
         .ok_as(200, "application/octet-stream")
         .errors(&[404, 503]),
         op("get", "/v1/masters/{catalogue}", "A master-data catalogue")
+            .handle(assistance::catalogue)
             .returns("Catalogue")
             .tag("assistances")
             .caller()
             .errors(&[404]),
         op("get", "/v1/providers/search", "Search assistance providers")
+            .handle(assistance::search_providers)
             .returns("ProviderList")
             .tag("assistances")
             .caller()
@@ -599,11 +861,13 @@ pub fn operations() -> Vec<Operation> {
             "/v1/mok/events",
             "Receive a MOK assistance event (idempotent by event id)",
         )
+        .handle(assistance::post_mok_event)
         .caller()
         .json::<zengine_domain::assistance::MokEventRequest>()
         .ok(&[200, 201, 202])
         .errors(&[400, 409, 422, 503]),
         op("get", "/v1/mok/events/{event_id}", "A MOK event's tracking")
+            .handle(assistance::get_mok_event)
             .caller()
             .errors(&[404]),
         // API keys.
@@ -611,6 +875,17 @@ pub fn operations() -> Vec<Operation> {
             "post",
             "/v1/tenants/{tenant}/api-keys",
             "Create an API key (the secret is shown once)",
+        )
+        .handle(api_keys::create)
+        .returns("ApiKeyCreated")
+        .link(
+            "RevokeKey",
+            "delete",
+            "/v1/tenants/{tenant}/api-keys/{id}",
+            &[
+                ("tenant", "$request.path.tenant"),
+                ("id", "$response.body#/key_id"),
+            ],
         )
         .tag("api-keys")
         .auth(Auth::Admin)
@@ -622,6 +897,8 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/api-keys",
             "The tenant's API keys",
         )
+        .handle(api_keys::list)
+        .returns("ApiKeyList")
         .tag("api-keys")
         .auth(Auth::Admin)
         .errors(&[400, 404]),
@@ -630,17 +907,28 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/api-keys/{id}",
             "Revoke an API key",
         )
+        .handle(api_keys::revoke)
+        .returns("ApiKey")
         .tag("api-keys")
         .auth(Auth::Admin)
-        .ok(&[200, 204])
-        .errors(&[400, 404]),
+        .errors(&[400, 404, 409]),
         // Tenant administration.
         op("post", "/v1/tenants", "Create a tenant (platform admin)")
+            .handle(tenants::create)
+            .returns("TenantRecord")
+            .link(
+                "GetTenant",
+                "get",
+                "/v1/tenants/{tenant}",
+                &[("tenant", "$response.body#/tenant_id")],
+            )
             .auth(Auth::Admin)
             .json::<tenants::CreateBody>()
             .ok(&[201])
             .errors(&[400, 409, 422, 503]),
         op("get", "/v1/tenants", "List tenants (platform admin)")
+            .handle(tenants::list)
+            .returns("TenantList")
             .auth(Auth::Admin)
             .query::<tenants::ListQuery>()
             .errors(&[400]),
@@ -649,6 +937,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}",
             "A tenant with its channels, flows and settings",
         )
+        .handle(tenants::get)
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
@@ -656,6 +945,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}",
             "Rename a tenant or change its main flow",
         )
+        .handle(tenants::update)
         .auth(Auth::Admin)
         .json::<tenants::UpdateBody>()
         .errors(&[400, 404, 422]),
@@ -664,6 +954,8 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/suspend",
             "Suspend a tenant (platform admin)",
         )
+        .handle(tenants::suspend)
+        .returns("TenantStatusChange")
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
@@ -671,13 +963,17 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/resume",
             "Resume a suspended tenant (platform admin)",
         )
+        .handle(tenants::resume)
+        .returns("TenantStatusChange")
         .auth(Auth::Admin)
         .errors(&[404, 409]),
         op(
             "post",
             "/v1/tenants/{tenant}/erase",
-            "Erase a suspended tenant: remove its secrets, so its workflow histories can no longer be decrypted (platform admin)",
+            "Erase a suspended tenant: its secrets and payload key go (platform admin)",
         )
+        .handle(tenants::erase)
+        .returns("TenantStatusChange")
         .auth(Auth::Admin)
         .errors(&[404, 409, 503]),
         op(
@@ -685,6 +981,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/settings",
             "The tenant's settings",
         )
+        .handle(tenants::get_settings)
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
@@ -692,6 +989,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/settings",
             "Change the tenant's settings",
         )
+        .handle(tenants::update_settings)
         .auth(Auth::Admin)
         .json::<tenants::SettingsBody>()
         .errors(&[400, 404, 409, 422]),
@@ -700,6 +998,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/flows",
             "The tenant's flows and their versions",
         )
+        .handle(tenants::flows)
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
@@ -707,12 +1006,23 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/channels",
             "The tenant's channel strategies (secret references only)",
         )
+        .handle(tenants::channels)
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
             "put",
             "/v1/tenants/{tenant}/channels/{strategy}",
             "Configure a channel strategy of the tenant",
+        )
+        .handle(tenants::put_channel)
+        .link(
+            "RemoveChannel",
+            "delete",
+            "/v1/tenants/{tenant}/channels/{strategy}",
+            &[
+                ("tenant", "$request.path.tenant"),
+                ("strategy", "$request.path.strategy"),
+            ],
         )
         .auth(Auth::Admin)
         .json::<tenants::ChannelBody>()
@@ -722,6 +1032,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/channels/{strategy}",
             "Remove a channel strategy of the tenant",
         )
+        .handle(tenants::delete_channel)
         .auth(Auth::Admin)
         .ok(&[204])
         .errors(&[404]),
@@ -730,12 +1041,26 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/chatwoot",
             "The tenant's Chatwoot (agent desk) configuration",
         )
+        .handle(crate::chatwoot::get_settings)
         .auth(Auth::Admin)
         .errors(&[404]),
         op(
             "put",
             "/v1/tenants/{tenant}/chatwoot",
             "Configure the tenant's Chatwoot (agent desk)",
+        )
+        .handle(crate::chatwoot::put_settings)
+        .link(
+            "GetChatwoot",
+            "get",
+            "/v1/tenants/{tenant}/chatwoot",
+            &[("tenant", "$request.path.tenant")],
+        )
+        .link(
+            "RemoveChatwoot",
+            "delete",
+            "/v1/tenants/{tenant}/chatwoot",
+            &[("tenant", "$request.path.tenant")],
         )
         .auth(Auth::Admin)
         .json::<crate::chatwoot::ChatwootBody>()
@@ -745,6 +1070,13 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/chatwoot",
             "Remove the tenant's Chatwoot configuration",
         )
+        .handle(crate::chatwoot::delete_settings)
+        .link(
+            "GetChatwoot",
+            "get",
+            "/v1/tenants/{tenant}/chatwoot",
+            &[("tenant", "$request.path.tenant")],
+        )
         .auth(Auth::Admin)
         .ok(&[204])
         .errors(&[404]),
@@ -753,16 +1085,19 @@ pub fn operations() -> Vec<Operation> {
             "/v1/reports/{name}",
             "A report of the tenant (JSON, or CSV with Accept: text/csv or format=csv)",
         )
+        .handle(reports::get)
         .caller()
         .query::<reports::ReportQuery>()
         .errors(&[400, 404]),
         // Operator API.
         op("get", "/v1/ops/workflows", "List the tenant's workflows")
+            .handle(rest::list)
             .returns_type::<crate::ops::WorkflowPage>()
             .caller()
             .query::<rest::ListQuery>()
             .errors(&[400, 503]),
         op("get", "/v1/ops/workflows/{id}", "Describe a workflow")
+            .handle(rest::describe)
             .returns_type::<crate::ops::WorkflowDetail>()
             .caller()
             .query::<rest::RunQuery>()
@@ -772,11 +1107,13 @@ pub fn operations() -> Vec<Operation> {
             "/v1/ops/workflows/{id}/history",
             "A workflow's history, decoded",
         )
+        .handle(rest::history)
         .returns_type::<crate::ops::HistoryPage>()
         .caller()
         .query::<rest::RunQuery>()
         .errors(&[400, 404, 503]),
         op("post", "/v1/ops/workflows/{id}/cancel", "Cancel a workflow")
+            .handle(rest::cancel)
             .caller()
             .json::<rest::ReasonBody>()
             .errors(&[400, 404, 409, 503]),
@@ -785,6 +1122,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/ops/workflows/{id}/terminate",
             "Terminate a workflow",
         )
+        .handle(rest::terminate)
         .caller()
         .json::<rest::ReasonBody>()
         .errors(&[400, 404, 409, 503]),
@@ -793,6 +1131,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/ops/workflows/{id}/reset",
             "Reset a workflow to an earlier point",
         )
+        .handle(rest::reset)
         .caller()
         .json::<rest::ReasonBody>()
         .errors(&[400, 404, 409, 503]),
@@ -801,6 +1140,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/ops/workflows/{id}/actions/{action}",
             "Run a domain action on a workflow (signal or update)",
         )
+        .handle(rest::act)
         .caller()
         .json::<rest::ActionBody>()
         .errors(&[400, 404, 409, 422, 503]),
@@ -809,6 +1149,7 @@ pub fn operations() -> Vec<Operation> {
             "/v1/ops/dead-letters",
             "The tenant's dead-lettered outbound messages",
         )
+        .handle(rest::dead_letters)
         .caller()
         .query::<rest::DeadLettersQuery>()
         .errors(&[400]),
@@ -817,23 +1158,30 @@ pub fn operations() -> Vec<Operation> {
             "/v1/ops/dead-letters/{client_message_id}/redrive",
             "Send a dead letter again (once, however often asked)",
         )
+        .handle(rest::redrive)
         .caller()
         .ok(&[202])
         .errors(&[400, 404, 503]),
         // Service.
-        op("get", "/healthz", "Liveness").tag("service"),
+        op("get", "/healthz", "Liveness")
+            .handle(|| async { axum::Json(json!({"status": "ok"})) })
+            .tag("service"),
         op(
             "get",
             "/readyz",
             "Readiness: the database and Temporal answer",
         )
+        .handle(crate::readyz)
         .returns("Readiness")
         .tag("service")
         .ok(&[200, 503]),
         op("get", "/metrics", "Prometheus metrics")
+            .handle(crate::metrics::render)
             .tag("service")
             .ok_as(200, "text/plain"),
-        op("get", "/openapi.json", "This document").tag("service"),
+        op("get", "/openapi.json", "This document")
+            .handle(serve)
+            .tag("service"),
     ]
 }
 
@@ -873,7 +1221,7 @@ fn build() -> Value {
     let mut generator = settings.into_generator();
     let error_schema = generator.subschema_for::<ErrorBody>();
     let mut paths = Map::new();
-    for o in operations() {
+    for o in operations().into_iter().filter(|o| !o.hidden) {
         let mut parameters = Vec::new();
         for segment in o.path.split('/') {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -926,6 +1274,25 @@ fn build() -> Value {
                     _ => json!({"type": "string", "format": "binary"}),
                 };
                 response["content"] = json!({ *content_type: {"schema": schema} });
+            }
+            if !o.links.is_empty() {
+                let links: Map<String, Value> = o
+                    .links
+                    .iter()
+                    .map(|l| {
+                        let parameters: Map<String, Value> = l
+                            .parameters
+                            .iter()
+                            .map(|(name, from)| ((*name).to_owned(), json!(from)))
+                            .collect();
+                        let link = json!({
+                            "operationId": operation_id(l.method, l.path),
+                            "parameters": parameters,
+                        });
+                        (l.name.to_owned(), link)
+                    })
+                    .collect();
+                response["links"] = Value::Object(links);
             }
             responses.insert(status.to_string(), response);
         }
@@ -1059,104 +1426,70 @@ mod tests {
 
     use super::*;
 
-    const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+    #[test]
+    fn every_operation_is_routed_once_and_documented_unless_hidden() {
+        let operations = operations();
+        let unhandled: Vec<_> = operations
+            .iter()
+            .filter(|o| o.handler.is_none())
+            .map(|o| format!("{} {}", o.method, o.path))
+            .collect();
+        assert!(unhandled.is_empty(), "no handler: {unhandled:?}");
+        let listed: BTreeSet<(&str, &str)> =
+            operations.iter().map(|o| (o.method, o.path)).collect();
+        assert_eq!(
+            listed.len(),
+            operations.len(),
+            "an operation is listed twice"
+        );
+        // Building the router merges each path's methods (and would panic on a clash).
+        let _ = routes(&ApiSettings::default());
+        let doc = document();
+        for o in &operations {
+            let documented = doc["paths"][o.path].get(o.method).is_some();
+            assert_eq!(documented, !o.hidden, "{} {}", o.method, o.path);
+        }
+    }
 
-    /// The `(method, path)` pairs of every `.route(..)` in a router's source, with `prefix`.
-    fn routes_in(source: &str, prefix: &str) -> BTreeSet<(String, String)> {
-        let mut found = BTreeSet::new();
-        for chunk in source.split(".route(").skip(1) {
-            let path = chunk.split('"').nth(1).expect("a route path literal");
-            // The route call's arguments: up to its closing parenthesis.
-            let mut depth = 1;
-            let end = chunk
-                .char_indices()
-                .find(|(_, c)| {
-                    match c {
-                        '(' => depth += 1,
-                        ')' => depth -= 1,
-                        _ => {}
+    #[test]
+    fn every_link_names_an_operation_and_its_parameters() {
+        let doc = document();
+        let mut by_id = Map::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                by_id.insert(
+                    operation["operationId"].as_str().unwrap().to_owned(),
+                    operation.clone(),
+                );
+            }
+        }
+        let mut links = 0;
+        for operation in by_id.values() {
+            for response in operation["responses"].as_object().unwrap().values() {
+                let Some(found) = response.get("links").and_then(Value::as_object) else {
+                    continue;
+                };
+                for (name, link) in found {
+                    links += 1;
+                    let target = &by_id[link["operationId"].as_str().unwrap()];
+                    let accepted: BTreeSet<&str> = target["parameters"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| p["name"].as_str().unwrap())
+                        .collect();
+                    for parameter in link["parameters"].as_object().unwrap().keys() {
+                        assert!(
+                            accepted.contains(parameter.as_str()),
+                            "link {name} of {}: {parameter} is not a parameter of {}",
+                            operation["operationId"],
+                            link["operationId"]
+                        );
                     }
-                    depth == 0
-                })
-                .map(|(i, _)| i)
-                .expect("a closed route call");
-            let args = &chunk[..end];
-            for method in METHODS {
-                let call = format!("{method}(");
-                let mut rest = args;
-                while let Some(at) = rest.find(&call) {
-                    let before = &rest[..at];
-                    // A method router (`get(`, `.post(`, `routing::put(`), not a handler such
-                    // as `orders::get(`.
-                    let is_method =
-                        before.ends_with(['(', '.', ' ', '\n']) || before.ends_with("routing::");
-                    let is_word = before
-                        .chars()
-                        .last()
-                        .is_some_and(|c| c.is_alphanumeric() || c == '_');
-                    if is_method && !is_word {
-                        found.insert((method.to_owned(), format!("{prefix}{path}")));
-                    }
-                    rest = &rest[at + call.len()..];
                 }
             }
         }
-        found
-    }
-
-    #[test]
-    fn every_route_is_documented() {
-        let lib = include_str!("lib.rs");
-        let router = &lib[lib.find("pub fn router(").expect("router()")..];
-        let router = &router[..router.find("\n}\n").expect("end of router()")];
-        let mut routed = routes_in(router, "");
-        // Routers merged in from other modules.
-        if router.contains(".merge(codec::routes(") {
-            routed.extend(routes_in(include_str!("codec.rs"), ""));
-        }
-        for nest in router.split(".nest(").skip(1) {
-            let prefix = nest.split('"').nth(1).expect("a nest prefix");
-            let source = match prefix {
-                "/v1/ops" => include_str!("ops/rest.rs"),
-                other => panic!("teach this test where the routes nested at {other} are"),
-            };
-            routed.extend(routes_in(source, prefix));
-        }
-        assert!(
-            routed.len() > 40,
-            "the route scan found too little: {routed:?}"
-        );
-        let documented: BTreeSet<(String, String)> = operations()
-            .into_iter()
-            .map(|o| (o.method.to_owned(), o.path.to_owned()))
-            .collect();
-        let undocumented: Vec<_> = routed.difference(&documented).collect();
-        let unrouted: Vec<_> = documented.difference(&routed).collect();
-        assert!(
-            undocumented.is_empty() && unrouted.is_empty(),
-            "routed but not in openapi::operations(): {undocumented:?}; documented but not \
-             routed: {unrouted:?}"
-        );
-        assert_eq!(
-            operations().len(),
-            documented.len(),
-            "an operation is listed twice"
-        );
-    }
-
-    #[test]
-    fn the_route_scan_tells_methods_from_handlers() {
-        let source = r#".route("/a", get(x::get).post(|s| y::post(s)))
-            .route("/b", axum::routing::delete(z::put))"#;
-        let found: Vec<_> = routes_in(source, "/p").into_iter().collect();
-        assert_eq!(
-            found,
-            [
-                ("delete".to_owned(), "/p/b".to_owned()),
-                ("get".to_owned(), "/p/a".to_owned()),
-                ("post".to_owned(), "/p/a".to_owned()),
-            ]
-        );
+        assert!(links >= 15, "only {links} links");
     }
 
     #[test]

@@ -89,6 +89,19 @@ pub async fn receive(
     observed(&state, &provider, ingest(&state, &provider, None, request)).await
 }
 
+/// `POST /v1/webhooks/whatsapp`: the Meta app's callback URL (the path its handshake uses).
+pub async fn receive_whatsapp(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    observed(
+        &state,
+        "whatsapp",
+        ingest(&state, "whatsapp", None, request),
+    )
+    .await
+}
+
 /// `POST /v1/webhooks/{provider}/{tenant}`.
 pub async fn receive_for_tenant(
     State(state): State<AppState>,

@@ -112,7 +112,12 @@ impl FromStr for OrderType {
 pub struct ItemRequest {
     #[serde(default)]
     pub sku: Option<String>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1, max = 200), regex(pattern = r"\S"))
+    )]
     pub name: String,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000)))]
     pub quantity: i64,
     /// Unit price as text or a JSON number, e.g. `"28.00"` or `28.5`.
     #[cfg_attr(feature = "schema", schemars(with = "UnitPrice"))]
@@ -125,8 +130,8 @@ pub struct ItemRequest {
 #[serde(untagged)]
 #[allow(dead_code)]
 enum UnitPrice {
-    Text(String),
-    Number(f64),
+    Text(#[schemars(regex(pattern = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"))] String),
+    Number(#[schemars(range(min = 0))] f64),
 }
 
 /// A validated order line with exact amounts.

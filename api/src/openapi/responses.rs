@@ -242,5 +242,50 @@ pub fn components() -> Map<String, Value> {
             "temporal": {"type": "string", "enum": ["ok", "unavailable"]},
         })),
     );
+    tenancy(&mut c);
     c
+}
+
+/// Tenants, API keys and published flows.
+fn tenancy(c: &mut Map<String, Value>) {
+    c.insert(
+        "TenantRecord".into(),
+        object(json!({
+            "tenant_id": string(), "name": string(), "main_flow_id": string(),
+            "status": {"type": "string", "enum": ["active", "suspended", "erased"]},
+            "suspended_at": nullable("integer"), "created_at": millis(), "updated_at": millis(),
+        })),
+    );
+    c.insert(
+        "TenantList".into(),
+        object(json!({
+            "tenants": array_of(reference("TenantRecord")),
+            "next_after": nullable("string"),
+        })),
+    );
+    c.insert(
+        "TenantStatusChange".into(),
+        object(json!({"tenant": reference("TenantRecord"), "changed": {"type": "boolean"}})),
+    );
+    let key = json!({
+        "key_id": string(), "tenant_id": string(), "name": string(),
+        "role": {"type": "string", "enum": ["viewer", "operator"]},
+        "rate_per_minute": nullable("integer"), "burst": nullable("integer"),
+        "created_by": string(), "created_at": millis(), "revoked_at": nullable("integer"),
+    });
+    c.insert("ApiKey".into(), object(key.clone()));
+    let mut created = key;
+    created["key"] = json!({"type": "string", "description": "`zk_<id>_<secret>`, shown once"});
+    c.insert("ApiKeyCreated".into(), object(created));
+    c.insert(
+        "ApiKeyList".into(),
+        object(json!({"api_keys": array_of(reference("ApiKey"))})),
+    );
+    c.insert(
+        "FlowPublished".into(),
+        object(json!({
+            "tenant": string(), "flow": string(), "version": integer(),
+            "main": {"type": "boolean", "description": "whether it is the tenant's main flow"},
+        })),
+    );
 }

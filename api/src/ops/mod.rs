@@ -1,6 +1,7 @@
 //! The operator API: list, describe and read the history of a tenant's workflows, and act on
-//! them. One implementation ([`Operations`]) serves the REST routes under `/v1/ops`
-//! ([`routes`]), the gRPC service ([`crate::grpc`]) and the `zengine workflows` CLI.
+//! them. One implementation ([`Operations`]) serves the REST routes under `/v1/ops` ([`rest`],
+//! routed by [`crate::openapi::operations`]), the gRPC service ([`crate::grpc`]) and the
+//! `zengine workflows` CLI.
 //!
 //! Every operation is confined to one tenant: lists AND their visibility query with
 //! `TenantId = '<tenant>'` ([`query`], which parses a caller's free query and renders it back)
@@ -41,7 +42,6 @@ use zengine_workflows::{conversation, order, payment, routing};
 
 pub use history::TimelineEvent;
 pub use query::ListFilter;
-pub use rest::routes;
 
 /// Largest page of a list or a history.
 pub const MAX_PAGE_SIZE: i32 = 1000;

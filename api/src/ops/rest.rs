@@ -4,13 +4,12 @@
 //! Viewers read; operators also act (typed actions, cancel, terminate, reset). API keys are not
 //! accepted here (they are for the partner endpoints).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -18,20 +17,6 @@ use super::dead_letters::{DeadLetters, REDRIVE_ACTION};
 use super::{ListFilter, Operations, OperatorAction, OpsError};
 use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
-
-/// The routes, to nest under `/v1/ops`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/workflows", get(list))
-        .route("/workflows/{id}", get(describe))
-        .route("/workflows/{id}/history", get(history))
-        .route("/workflows/{id}/cancel", post(cancel))
-        .route("/workflows/{id}/terminate", post(terminate))
-        .route("/workflows/{id}/reset", post(reset))
-        .route("/workflows/{id}/actions/{action}", post(act))
-        .route("/dead-letters", get(dead_letters))
-        .route("/dead-letters/{client_message_id}/redrive", post(redrive))
-}
 
 impl From<OpsError> for ApiError {
     fn from(error: OpsError) -> Self {
@@ -94,7 +79,7 @@ pub(crate) struct ListQuery {
 }
 
 /// `GET /v1/ops/workflows?type=&status=&started_after=&started_before=&query=&page_size=&page_token=`
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
@@ -128,7 +113,7 @@ pub(crate) struct RunQuery {
 }
 
 /// `GET /v1/ops/workflows/{id}?run_id=`
-async fn describe(
+pub(crate) async fn describe(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
@@ -143,7 +128,7 @@ async fn describe(
 }
 
 /// `GET /v1/ops/workflows/{id}/history?run_id=&page_size=&page_token=`
-async fn history(
+pub(crate) async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
@@ -209,7 +194,7 @@ async fn lifecycle(
 }
 
 /// `POST /v1/ops/workflows/{id}/cancel` `{reason, run_id?}`
-async fn cancel(
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
@@ -219,7 +204,7 @@ async fn cancel(
 }
 
 /// `POST /v1/ops/workflows/{id}/terminate` `{reason, run_id?}`
-async fn terminate(
+pub(crate) async fn terminate(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
@@ -229,7 +214,7 @@ async fn terminate(
 }
 
 /// `POST /v1/ops/workflows/{id}/reset` `{reason, run_id?}`
-async fn reset(
+pub(crate) async fn reset(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
@@ -308,7 +293,7 @@ pub(crate) fn parse_action(
 }
 
 /// `POST /v1/ops/workflows/{id}/actions/{action}`
-async fn act(
+pub(crate) async fn act(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
     caller: Caller,
@@ -354,7 +339,7 @@ pub(crate) struct DeadLettersQuery {
 }
 
 /// `GET /v1/ops/dead-letters?conversation_id=`
-async fn dead_letters(
+pub(crate) async fn dead_letters(
     State(state): State<AppState>,
     caller: Caller,
     q: Result<Query<DeadLettersQuery>, QueryRejection>,
@@ -372,7 +357,7 @@ async fn dead_letters(
 
 /// `POST /v1/ops/dead-letters/{client_message_id}/redrive`: 202 with the re-drive workflow;
 /// 404 when there is no such dead letter in the tenant (never was, or re-driven already).
-async fn redrive(
+pub(crate) async fn redrive(
     State(state): State<AppState>,
     Path(client_message_id): Path<String>,
     caller: Caller,

@@ -27,7 +27,8 @@ from z_engine_api_client import AuthenticatedClient
 from z_engine_api_client.api.orders import post_v1_orders
 from z_engine_api_client.api.payments import post_v1_orders_id_payments, get_v1_payments_id
 from z_engine_api_client.models import (
-    CreateOrderRequest, CustomerRef, ItemRequest, Order, Payment, PostV1OrdersIdPaymentsBody,
+    CreateOrderRequest, CreateOrderRequestType, CustomerRef, ItemRequest, Order, Payment,
+    PostV1OrdersIdPaymentsBody,
 )
 from z_engine_api_client.types import File
 
@@ -37,7 +38,7 @@ client = AuthenticatedClient(base_url=base, token=token, headers={"x-tenant-id":
 order = post_v1_orders.sync(client=client, body=CreateOrderRequest(
     client_order_key="generated-client-1",
     customer=CustomerRef(phone="+51 999 000 111"),
-    type_="pickup",
+    type_=CreateOrderRequestType.PICKUP,
     items=[ItemRequest(name="Pedido", quantity=1, unit_price="439.00")],
 ))
 assert isinstance(order, Order), order
