@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Subcommand, ValueEnum};
-use zengine_domain::InboundMessage;
-use zengine_domain::flow::{CommandOutcome, Effect, FlowGraph, Mode, Session, State, Turn};
+use zengine_domain::flow::simulate::{self as simulation, Event, Stubs};
+use zengine_domain::flow::{FlowGraph, State};
 
 #[derive(Subcommand)]
 pub enum FlowCommand {
@@ -118,98 +118,63 @@ fn load(path: &Path) -> Result<FlowGraph, Failure> {
     FlowGraph::from_json(&text).map_err(Failure::Invalid)
 }
 
-/// The transcript of `inputs` fed to `graph`.
+/// The transcript of `inputs` fed to `graph`, as text (the engine is
+/// `zengine_domain::flow::simulate`, which the flow studio's preview runs too).
 pub fn simulate(
     graph: &FlowGraph,
     inputs: &[String],
     commands: Commands,
     auto_return: bool,
 ) -> String {
+    let stubs = Stubs {
+        ok_by_default: matches!(commands, Commands::Ok),
+        ..Stubs::default()
+    };
+    let transcript = simulation::simulate(graph, inputs, &stubs, auto_return);
     let mut out = String::new();
-    let mut session = Session::new("simulation", "webchat", "simulator");
-    for (i, input) in inputs.iter().enumerate() {
-        out.push_str(&format!("> {input}\n"));
-        if session.mode == Mode::AgentHandoff {
-            if auto_return {
-                out.push_str("  [operator returns the conversation to the bot]\n");
-                let turn = graph.on_return_to_bot(&mut session);
-                drive(graph, &mut session, turn, commands, &mut out);
-            } else {
-                out.push_str("  [to the agent queue; the bot is silent]\n");
-                continue;
+    for turn in &transcript.turns {
+        out.push_str(&format!("> {}\n", turn.input));
+        for event in &turn.events {
+            match event {
+                Event::Reply { text } => {
+                    for (n, line) in text.lines().enumerate() {
+                        out.push_str(if n == 0 { "< " } else { "  " });
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+                Event::Command {
+                    command,
+                    params,
+                    ok,
+                    ..
+                } => out.push_str(&format!(
+                    "  [command {command} {params} -> {}]\n",
+                    if *ok { "ok" } else { "failed" }
+                )),
+                Event::Wait { seconds, .. } => out.push_str(&format!("  [wait {seconds} s]\n")),
+                Event::Handoff { queue, .. } => out.push_str(&format!(
+                    "  [handoff to {}; the bot is silent until an operator returns the conversation]\n",
+                    queue.as_deref().unwrap_or("the agent queue")
+                )),
+                Event::Survey { rating, comment } => out.push_str(&format!(
+                    "  [survey recorded: rating {rating}, comment {comment:?}]\n"
+                )),
+                Event::ReturnedToBot => {
+                    out.push_str("  [operator returns the conversation to the bot]\n");
+                }
+                Event::WithAgent => out.push_str("  [to the agent queue; the bot is silent]\n"),
+                Event::Stopped { reason } => out.push_str(&format!("  [stopped: {reason}]\n")),
             }
         }
-        let message = InboundMessage::text(format!("sim-{i}"), input.clone());
-        let turn = graph.on_message(&mut session, &message);
-        drive(graph, &mut session, turn, commands, &mut out);
     }
-    let state = match &session.state {
+    let state = match &transcript.state {
         State::Idle => "idle".to_owned(),
         other => format!("{other:?}"),
     };
     out.push_str(&format!(
         "-- {} turn(s); state: {state}; mode: {:?}\n",
-        session.turns, session.mode
+        transcript.handled, transcript.mode
     ));
     out
-}
-
-fn drive(
-    graph: &FlowGraph,
-    session: &mut Session,
-    mut turn: Turn,
-    commands: Commands,
-    out: &mut String,
-) {
-    loop {
-        for reply in &turn.replies {
-            for (n, line) in reply.plain_text().lines().enumerate() {
-                out.push_str(if n == 0 { "< " } else { "  " });
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        match turn.effect.take() {
-            None => return,
-            Some(Effect::Command {
-                command, params, ..
-            }) => {
-                let outcome = match commands {
-                    Commands::Ok => CommandOutcome {
-                        ok: true,
-                        value: serde_json::Value::Null,
-                        error: None,
-                    },
-                    Commands::Fail => CommandOutcome {
-                        ok: false,
-                        value: serde_json::Value::Null,
-                        error: Some("simulated failure".into()),
-                    },
-                };
-                out.push_str(&format!(
-                    "  [command {command} {params} -> {}]\n",
-                    if outcome.ok { "ok" } else { "failed" }
-                ));
-                turn = graph.on_command_result(session, outcome);
-            }
-            Some(Effect::Wait { seconds, .. }) => {
-                out.push_str(&format!("  [wait {seconds} s]\n"));
-                turn = graph.on_timer(session);
-            }
-            Some(Effect::Handoff { queue, .. }) => {
-                out.push_str(&format!(
-                    "  [handoff to {}; the bot is silent until an operator returns the conversation]\n",
-                    queue.as_deref().unwrap_or("the agent queue")
-                ));
-                return;
-            }
-            Some(Effect::SurveyCompleted(result)) => {
-                out.push_str(&format!(
-                    "  [survey recorded: rating {}, comment {:?}]\n",
-                    result.rating, result.comment
-                ));
-                return;
-            }
-        }
-    }
 }

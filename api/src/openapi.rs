@@ -722,6 +722,28 @@ pub fn operations() -> Vec<Operation> {
         .errors(&[400, 404]),
         op(
             "post",
+            "/v1/tenants/{tenant}/flows/{name}/validate",
+            "Check a draft flow without publishing it; every problem names its node and field",
+        )
+        .handle(management::validate_flow)
+        .returns_type::<management::FlowValidation>()
+        .tag("management")
+        .auth(Auth::Admin)
+        .body(Body::JsonObject)
+        .errors(&[400, 404]),
+        op(
+            "post",
+            "/v1/tenants/{tenant}/flows/{name}/simulate",
+            "Run a draft (or the published flow) on customer inputs, commands stubbed; writes nothing",
+        )
+        .handle(management::simulate_flow)
+        .returns_type::<zengine_domain::flow::simulate::Transcript>()
+        .tag("management")
+        .auth(Auth::Admin)
+        .json::<management::SimulateBody>()
+        .errors(&[400, 404, 422]),
+        op(
+            "post",
             "/v1/conversations/{tenant}/{channel}/{contact}/return-to-bot",
             "Hand a conversation back from an agent to the bot",
         )

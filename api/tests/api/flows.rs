@@ -645,3 +645,221 @@ async fn ai_analyze_routes_by_intent_and_sentiment() {
     );
     app.shutdown().await;
 }
+
+/// The flow studio's API: a draft is checked (every problem pinned to its node and field) and
+/// previewed with the workflow's interpreter, commands stubbed, without publishing or starting
+/// anything; only the tenant's admins may, and bad input gets a clear error.
+#[tokio::test]
+async fn a_draft_is_validated_and_previewed_without_publishing() {
+    use crate::auth::{call, hs256_options, token};
+    use reqwest::Method;
+    let mut options = hs256_options();
+    options.run_worker = false;
+    let app = spawn_app_with(options).await;
+    let admin = token("demo", "admin");
+    let validate = "/v1/tenants/demo/flows/studio/validate";
+    let simulate = "/v1/tenants/demo/flows/studio/simulate";
+
+    let broken = graph(json!([
+        {"id": "a", "type": "message", "text": "Hola {{nombre}}", "next": "b"},
+        {"id": "b", "type": "condition", "branches": [{"when": "x ==", "next": "a"}], "else": "zzz"}
+    ]));
+    let r = call(
+        &app,
+        Method::POST,
+        validate,
+        Some(&admin),
+        None,
+        Some(broken),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["valid"], false, "{body}");
+    let errors = body["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e["node"] == "a"
+            && e["field"] == "text"
+            && e["message"] == "unknown variable `nombre`"),
+        "{body}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["node"] == "b" && e["field"] == "else"),
+        "{body}"
+    );
+
+    let draft = graph(json!([
+        {"id": "ask", "type": "question", "text": "¿Cuántas pizzas?", "save_as": "n", "next": "order"},
+        {"id": "order", "type": "command", "command": "order.create", "save_as": "created",
+         "params": {"items": ["pizza:{{n}}"]}, "next": "ok", "on_failure": "sorry"},
+        {"id": "ok", "type": "end", "text": "Pedido {{created.order_id}}"},
+        {"id": "sorry", "type": "handoff", "text": "Te paso con alguien", "queue": "ventas"}
+    ]));
+    let r = call(
+        &app,
+        Method::POST,
+        validate,
+        Some(&admin),
+        None,
+        Some(draft.clone()),
+    )
+    .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"valid": true, "errors": []}));
+
+    // Preview: the command is stubbed as the author says, the path and variables are shown.
+    let preview = |stubs: Value| json!({"flow": draft, "inputs": ["hola", "2"], "stubs": stubs});
+    let ok = preview(
+        json!({"outcomes": {"order.create": {"ok": true, "value": {"order_id": "ORD-9"}}}}),
+    );
+    let r = call(&app, Method::POST, simulate, Some(&admin), None, Some(ok)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(
+        t["turns"][0]["events"],
+        json!([{"kind": "reply", "text": "¿Cuántas pizzas?"}])
+    );
+    assert_eq!(t["turns"][0]["state"]["node"], "ask", "{t}");
+    let second = &t["turns"][1];
+    assert_eq!(second["events"][0]["kind"], "command", "{t}");
+    assert_eq!(second["events"][0]["node"], "order");
+    assert_eq!(second["events"][0]["params"]["items"], json!(["pizza:2"]));
+    assert_eq!(
+        second["events"][1],
+        json!({"kind": "reply", "text": "Pedido ORD-9"})
+    );
+    assert_eq!(second["vars"]["n"], "2");
+    assert_eq!(t["state"]["state"], "idle", "{t}");
+    // By default commands fail: the failure edge hands off, the next input is not answered.
+    let failing = json!({"flow": draft, "inputs": ["hola", "2", "¿hola?"]});
+    let r = call(
+        &app,
+        Method::POST,
+        simulate,
+        Some(&admin),
+        None,
+        Some(failing),
+    )
+    .await;
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(
+        t["turns"][1]["events"][2],
+        json!({"kind": "handoff", "node": "sorry", "queue": "ventas"}),
+        "{t}"
+    );
+    assert_eq!(t["turns"][2]["events"], json!([{"kind": "with_agent"}]));
+    assert_eq!(t["mode"], "AGENT_HANDOFF");
+
+    // Nothing was published or started.
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/tenants/demo/flows/studio",
+        Some(&admin),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Without a draft the published flow runs; with none published, 404.
+    let published = json!({"inputs": ["hola"]});
+    let r = call(
+        &app,
+        Method::POST,
+        simulate,
+        Some(&admin),
+        None,
+        Some(published.clone()),
+    )
+    .await;
+    assert_eq!(error_code(r, StatusCode::NOT_FOUND).await, "not_found");
+    let r = call(
+        &app,
+        Method::POST,
+        &format!(
+            "/v1/tenants/demo/flows/{}/simulate",
+            zengine_domain::flow::demo_flow().id
+        ),
+        Some(&admin),
+        None,
+        Some(published.clone()),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.unwrap();
+    assert!(
+        !t["turns"][0]["events"].as_array().unwrap().is_empty(),
+        "{t}"
+    );
+
+    // Bad input: an invalid draft, no inputs, too many or too long inputs, unknown fields,
+    // malformed JSON.
+    for (body, status, code) in [
+        (
+            json!({"flow": graph(json!([{"id": "a", "type": "nope"}])), "inputs": ["x"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_flow",
+        ),
+        (
+            json!({"flow": draft, "inputs": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            json!({"flow": draft, "inputs": vec!["x"; 101]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            json!({"flow": draft, "inputs": ["x".repeat(4097)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            json!({"flow": draft, "inputs": ["x"], "run_for_real": true}),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+    ] {
+        let r = call(&app, Method::POST, simulate, Some(&admin), None, Some(body)).await;
+        assert_eq!(error_code(r, status).await, code);
+    }
+    let r = app
+        .http
+        .post(format!("{}{validate}", app.address))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{\"nodes\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r, StatusCode::BAD_REQUEST).await,
+        "malformed_json"
+    );
+
+    // Only the tenant's admins: no credential, a viewer, another tenant's admin (a 404, as
+    // for every path naming a tenant that is not the caller's).
+    crate::auth::add_tenant(&app, "studio-other").await;
+    for (bearer, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(token("demo", "viewer")), StatusCode::FORBIDDEN),
+        (Some(token("studio-other", "admin")), StatusCode::NOT_FOUND),
+    ] {
+        for path in [validate, simulate] {
+            let r = call(
+                &app,
+                Method::POST,
+                path,
+                bearer.as_deref(),
+                None,
+                Some(json!({"flow": draft, "inputs": ["x"]})),
+            )
+            .await;
+            assert_eq!(r.status(), status, "{path} {bearer:?}");
+        }
+    }
+    app.shutdown().await;
+}

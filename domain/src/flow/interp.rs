@@ -107,6 +107,7 @@ pub struct SurveyResult {
 
 /// What a command returned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CommandOutcome {
     pub ok: bool,
     #[serde(default)]

@@ -10,6 +10,7 @@
 
 pub mod expr;
 mod interp;
+pub mod simulate;
 mod validate;
 
 use serde::{Deserialize, Serialize};

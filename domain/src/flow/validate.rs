@@ -24,7 +24,8 @@ const NODE_TYPES: &[&str] = &[
 ];
 
 /// One problem in a flow.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FlowError {
     /// The node at fault (`None` for the document as a whole).
     pub node: Option<String>,
