@@ -25,6 +25,7 @@ pub mod quota;
 mod ratelimit;
 mod reports;
 mod routes;
+mod studio;
 mod tenants;
 pub use tenants::provision_payload_keys;
 mod tracking;

@@ -19,7 +19,7 @@ use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
 
 /// The caller's tenant row, after checking the path names the caller's tenant.
-async fn existing_tenant(
+pub(crate) async fn existing_tenant(
     state: &AppState,
     caller: &Caller,
     raw: &str,
@@ -86,7 +86,7 @@ pub async fn publish_flow(
 /// The flow document sent for `name`: the path names the flow and the server assigns the
 /// version, so those two fields are set here. `Ok(Err(..))`: every problem the validator of
 /// `zengine flow validate` finds, each naming its node and field.
-fn flow_of(
+pub(crate) fn flow_of(
     name: &str,
     mut doc: serde_json::Value,
 ) -> Result<Result<FlowGraph, Vec<FlowError>>, ApiError> {
@@ -101,7 +101,7 @@ fn flow_of(
     Ok(FlowGraph::from_json(&doc.to_string()))
 }
 
-fn invalid_flow(errors: Vec<FlowError>) -> ApiError {
+pub(crate) fn invalid_flow(errors: Vec<FlowError>) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::InvalidFlow,

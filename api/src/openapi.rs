@@ -734,7 +734,7 @@ pub fn operations() -> Vec<Operation> {
         op(
             "post",
             "/v1/tenants/{tenant}/flows/{name}/simulate",
-            "Run a draft (or the published flow) on customer inputs, commands stubbed; writes nothing",
+            "Run a draft (or the published flow) on customer inputs, commands stubbed",
         )
         .handle(management::simulate_flow)
         .returns_type::<zengine_domain::flow::simulate::Transcript>()
@@ -742,6 +742,17 @@ pub fn operations() -> Vec<Operation> {
         .auth(Auth::Admin)
         .json::<management::SimulateBody>()
         .errors(&[400, 404, 422]),
+        op(
+            "post",
+            "/v1/tenants/{tenant}/flows/{name}/impact",
+            "Which recent conversations of a flow a draft would change, and where",
+        )
+        .handle(crate::studio::impact)
+        .returns_type::<crate::studio::Impact>()
+        .tag("management")
+        .auth(Auth::Admin)
+        .json::<crate::studio::ImpactBody>()
+        .errors(&[400, 404, 422, 503]),
         op(
             "post",
             "/v1/conversations/{tenant}/{channel}/{contact}/return-to-bot",

@@ -863,3 +863,163 @@ async fn a_draft_is_validated_and_previewed_without_publishing() {
     }
     app.shutdown().await;
 }
+
+/// Before a draft ships, the conversations it would change: the customer messages of the
+/// tenant's latest conversations of the flow, read from their (encrypted) histories, replayed
+/// through the version each ran and through the draft. Conversations of other flows and of
+/// other tenants are not read.
+#[tokio::test]
+async fn a_draft_is_replayed_against_recent_conversations_before_it_ships() {
+    use crate::auth::{call, hs256_options, token};
+    use reqwest::Method;
+    let app = spawn_app_with(hs256_options()).await;
+    let admin = token("demo", "admin");
+    let flow = "impact";
+    publish(
+        &app,
+        flow,
+        graph(json!([
+            {"id": "ask", "type": "question", "text": "¿Tu teléfono?", "save_as": "phone", "next": "done"},
+            {"id": "done", "type": "end", "text": "Gracias {{phone}}"}
+        ])),
+    )
+    .await;
+    let draft = graph(json!([
+        {"id": "ask", "type": "question", "text": "¿Tu teléfono?", "save_as": "phone", "next": "check"},
+        {"id": "check", "type": "condition", "branches": [{"when": "phone == '999'", "next": "done"}], "else": "agent"},
+        {"id": "done", "type": "end", "text": "Gracias {{phone}}"},
+        {"id": "agent", "type": "handoff", "text": "Te paso con un agente"}
+    ]));
+    for answer in ["999", "123", "555"] {
+        let s = session();
+        chat(&app, &s, flow, "hola").await;
+        chat(&app, &s, flow, answer).await;
+    }
+    // A conversation of the tenant's main flow is not one of them.
+    chat(
+        &app,
+        &session(),
+        &zengine_domain::flow::demo_flow().id,
+        "hola",
+    )
+    .await;
+
+    let path = format!("/v1/tenants/demo/flows/{flow}/impact");
+    let mut report = Value::Null;
+    // Listing workflows is eventually consistent: wait until all three are visible.
+    for _ in 0..50 {
+        let r = call(
+            &app,
+            Method::POST,
+            &path,
+            Some(&admin),
+            None,
+            Some(json!({"flow": draft})),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        report = r.json().await.unwrap();
+        if report["examined"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(report["examined"], 3, "{report}");
+    assert_eq!(report["changed"], 2, "{report}");
+    assert_eq!(report["by_node"], json!({"ask": 2}), "{report}");
+    let changed = report["conversations"].as_array().unwrap();
+    let mut inputs: Vec<&str> = changed
+        .iter()
+        .map(|c| c["input"].as_str().unwrap())
+        .collect();
+    inputs.sort_unstable();
+    assert_eq!(inputs, ["123", "555"]);
+    for c in changed {
+        assert_eq!(c["turn"], 1);
+        assert_eq!(c["version"], 1);
+        assert_eq!(c["at_node"], "ask");
+        assert_eq!(
+            c["published"],
+            json!([{"kind": "reply", "text": format!("Gracias {}", c["input"].as_str().unwrap())}])
+        );
+        assert_eq!(c["draft"][1]["kind"], "handoff", "{c}");
+        assert!(
+            c["workflow_id"].as_str().unwrap().starts_with("demo/"),
+            "{c}"
+        );
+    }
+    // The draft itself is identical to the published graph: nothing would change.
+    let same = graph(json!([
+        {"id": "ask", "type": "question", "text": "¿Tu teléfono?", "save_as": "phone", "next": "done"},
+        {"id": "done", "type": "end", "text": "Gracias {{phone}}"}
+    ]));
+    let r = call(
+        &app,
+        Method::POST,
+        &path,
+        Some(&admin),
+        None,
+        Some(json!({"flow": same, "limit": 2})),
+    )
+    .await;
+    let same_report: Value = r.json().await.unwrap();
+    assert_eq!(same_report["examined"], 2, "{same_report}");
+    assert_eq!(same_report["changed"], 0, "{same_report}");
+
+    // Bad input and other callers.
+    for (body, status, code) in [
+        (
+            json!({"flow": draft, "limit": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            json!({"flow": draft, "limit": 201}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            json!({"flow": graph(json!([{"id": "a", "type": "nope"}]))}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_flow",
+        ),
+        (
+            json!({"draft": draft}),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+    ] {
+        let r = call(&app, Method::POST, &path, Some(&admin), None, Some(body)).await;
+        assert_eq!(error_code(r, status).await, code);
+    }
+    crate::auth::add_tenant(&app, "impact-other").await;
+    for (bearer, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(token("demo", "operator")), StatusCode::FORBIDDEN),
+        (Some(token("impact-other", "admin")), StatusCode::NOT_FOUND),
+    ] {
+        let r = call(
+            &app,
+            Method::POST,
+            &path,
+            bearer.as_deref(),
+            None,
+            Some(json!({"flow": draft})),
+        )
+        .await;
+        assert_eq!(r.status(), status, "{bearer:?}");
+    }
+    // Another tenant's admin asking about its own flow of that name sees none of demo's.
+    let r = call(
+        &app,
+        Method::POST,
+        &format!("/v1/tenants/impact-other/flows/{flow}/impact"),
+        Some(&token("impact-other", "admin")),
+        None,
+        Some(json!({"flow": draft})),
+    )
+    .await;
+    let theirs: Value = r.json().await.unwrap();
+    assert_eq!(theirs["examined"], 0, "{theirs}");
+    app.shutdown().await;
+}

@@ -1,0 +1,237 @@
+//! What a flow change does before it ships: `POST /v1/tenants/{tenant}/flows/{name}/impact`
+//! replays the customer messages of the tenant's latest conversations of that flow, read from
+//! their workflow histories (decoded for this tenant only, through the operator API), through
+//! the version each conversation ran and through the draft, with the same stubs for both, and
+//! reports the conversations that would now go differently and where they first diverge.
+//!
+//! Both runs use [`zengine_domain::flow::simulate`], so a difference comes from the graph, not
+//! from the world: commands get the same stubbed outcomes on both sides (not the outcomes the
+//! real conversation got), waits elapse at once, and handed-off conversations stay with the
+//! agent. Writes nothing and starts nothing.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use zengine_domain::InboundMessage;
+use zengine_domain::flow::simulate::{self, Event, Stubs, TurnRecord};
+use zengine_domain::flow::{FlowGraph, State as FlowState};
+use zengine_workflows::conversation::{UPDATE_HANDLE_MESSAGE, WORKFLOW_TYPE};
+
+use crate::auth::{Caller, Role};
+use crate::ops::{ListFilter, Operations};
+use crate::{ApiError, AppState};
+
+/// Most conversations one impact report reads.
+const MAX_CONVERSATIONS: u32 = 200;
+/// History pages read per conversation (1,000 events each).
+const MAX_HISTORY_PAGES: usize = 20;
+
+/// The body of [`impact`].
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImpactBody {
+    /// The draft (validated as for publishing).
+    flow: Value,
+    /// How many of the latest conversations of this flow to replay (1 to 200, default 100).
+    #[serde(default)]
+    limit: Option<u32>,
+    /// Command outcomes for both runs (as for `simulate`).
+    #[serde(default)]
+    stubs: Stubs,
+}
+
+/// One conversation the draft would change.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Divergence {
+    pub workflow_id: String,
+    pub run_id: String,
+    /// The version the conversation ran.
+    pub version: u32,
+    /// The first input the two runs answer differently (0-based).
+    pub turn: usize,
+    pub input: String,
+    /// The node the conversation waited at before that input (`None`: it was idle, so the
+    /// flow started over at `start`).
+    pub at_node: Option<String>,
+    /// What that input led to with the version the conversation ran, and with the draft.
+    pub published: Vec<Event>,
+    pub draft: Vec<Event>,
+}
+
+/// The answer of [`impact`].
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Impact {
+    /// Conversations of this flow replayed.
+    pub examined: usize,
+    /// Of those, how many the draft answers differently.
+    pub changed: usize,
+    /// Changed conversations by the node they diverge at (`start` for an idle conversation).
+    pub by_node: BTreeMap<String, usize>,
+    pub conversations: Vec<Divergence>,
+}
+
+/// `POST /v1/tenants/{tenant}/flows/{name}/impact` (tenant admins).
+pub async fn impact(
+    State(state): State<AppState>,
+    Path((tenant, name)): Path<(String, String)>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
+        .await?
+        .tenant_id;
+    let body: ImpactBody = crate::read_json(body)?;
+    let limit = body.limit.unwrap_or(100);
+    if !(1..=MAX_CONVERSATIONS).contains(&limit) {
+        return Err(ApiError::invalid_field(format!(
+            "field `limit`: 1 to {MAX_CONVERSATIONS}"
+        )));
+    }
+    let draft =
+        crate::management::flow_of(&name, body.flow)?.map_err(crate::management::invalid_flow)?;
+    let ops = Operations::new(state.temporal.clone());
+    let filter = ListFilter {
+        workflow_type: Some(WORKFLOW_TYPE.to_owned()),
+        ..ListFilter::default()
+    };
+    let mut report = Impact {
+        examined: 0,
+        changed: 0,
+        by_node: BTreeMap::new(),
+        conversations: Vec::new(),
+    };
+    let mut token: Option<String> = None;
+    'pages: loop {
+        let page = ops.list(&tenant, &filter, 100, token.as_deref()).await?;
+        for run in &page.workflows {
+            let Some((pinned, inputs)) = replayable(&ops, &tenant, run).await? else {
+                continue;
+            };
+            if pinned.id != name || inputs.is_empty() {
+                continue;
+            }
+            report.examined += 1;
+            if let Some(divergence) = compare(&pinned, &draft, &inputs, &body.stubs) {
+                *report
+                    .by_node
+                    .entry(
+                        divergence
+                            .at_node
+                            .clone()
+                            .unwrap_or_else(|| "start".to_owned()),
+                    )
+                    .or_default() += 1;
+                report.changed += 1;
+                report.conversations.push(Divergence {
+                    workflow_id: run.workflow_id.clone(),
+                    run_id: run.run_id.clone(),
+                    version: pinned.version,
+                    ..divergence
+                });
+            }
+            if report.examined >= limit as usize {
+                break 'pages;
+            }
+        }
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    Ok(Json(report).into_response())
+}
+
+/// The flow a conversation run was started with and the customer messages it accepted, from
+/// its history; `None` when the history does not hold them (another workflow shape).
+async fn replayable(
+    ops: &Operations,
+    tenant: &zengine_domain::TenantId,
+    run: &crate::ops::WorkflowSummary,
+) -> Result<Option<(FlowGraph, Vec<String>)>, ApiError> {
+    let mut flow = None;
+    let mut inputs = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_HISTORY_PAGES {
+        let page = ops
+            .history(
+                tenant,
+                &run.workflow_id,
+                Some(&run.run_id),
+                1000,
+                token.as_deref(),
+            )
+            .await?;
+        for event in &page.events {
+            match event.event_type.as_str() {
+                "WorkflowExecutionStarted" => {
+                    flow = event.details["input"][0]
+                        .get("flow")
+                        .cloned()
+                        .and_then(|f| serde_json::from_value::<FlowGraph>(f).ok());
+                }
+                "WorkflowExecutionUpdateAccepted" => {
+                    let input = &event.details["accepted_request"]["input"];
+                    if input["name"] == UPDATE_HANDLE_MESSAGE
+                        && let Ok(message) =
+                            serde_json::from_value::<InboundMessage>(input["args"][0].clone())
+                    {
+                        inputs.push(message.text);
+                    }
+                }
+                _ => {}
+            }
+        }
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    Ok(flow.map(|f| (f, inputs)))
+}
+
+/// The first input `published` and `draft` answer differently, if any.
+fn compare(
+    published: &FlowGraph,
+    draft: &FlowGraph,
+    inputs: &[String],
+    stubs: &Stubs,
+) -> Option<Divergence> {
+    let before = simulate::simulate(published, inputs, stubs, false);
+    let after = simulate::simulate(draft, inputs, stubs, false);
+    let turn = before
+        .turns
+        .iter()
+        .zip(&after.turns)
+        .position(|(a, b)| a.events != b.events)?;
+    let at_node = turn
+        .checked_sub(1)
+        .and_then(|previous| node_of(&before.turns[previous]));
+    Some(Divergence {
+        workflow_id: String::new(),
+        run_id: String::new(),
+        version: 0,
+        turn,
+        input: inputs[turn].clone(),
+        at_node,
+        published: before.turns[turn].events.clone(),
+        draft: after.turns[turn].events.clone(),
+    })
+}
+
+/// The node a conversation waits at after `turn`.
+fn node_of(turn: &TurnRecord) -> Option<String> {
+    match &turn.state {
+        FlowState::AwaitingInput { node, .. }
+        | FlowState::AwaitingCommand { node }
+        | FlowState::Waiting { node }
+        | FlowState::Handoff { node } => Some(node.clone()),
+        FlowState::Idle | FlowState::SurveyRating | FlowState::SurveyComment { .. } => None,
+    }
+}
