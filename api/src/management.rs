@@ -63,7 +63,7 @@ pub async fn publish_flow(
     let version = state
         .db
         .tenants()
-        .publish_flow(&tenant.tenant_id, &flow)
+        .publish_flow_as(&tenant.tenant_id, &flow, Some(&caller.subject))
         .await?;
     state.tenants.invalidate(&tenant.tenant_id);
     if query.main && tenant.main_flow_id != name {

@@ -743,6 +743,26 @@ pub fn operations() -> Vec<Operation> {
         .json::<management::SimulateBody>()
         .errors(&[400, 404, 422]),
         op(
+            "get",
+            "/v1/tenants/{tenant}/flows/{name}/versions/{version}",
+            "One published version of a flow",
+        )
+        .handle(crate::studio::version)
+        .tag("management")
+        .auth(Auth::Admin)
+        .errors(&[400, 404]),
+        op(
+            "get",
+            "/v1/tenants/{tenant}/flows/{name}/diff",
+            "What one version of a flow changed from another, node by node",
+        )
+        .handle(crate::studio::diff)
+        .returns_type::<crate::studio::FlowDiff>()
+        .tag("management")
+        .auth(Auth::Admin)
+        .query::<crate::studio::DiffQuery>()
+        .errors(&[400, 404]),
+        op(
             "post",
             "/v1/tenants/{tenant}/flows/{name}/impact",
             "Which recent conversations of a flow a draft would change, and where",

@@ -1,4 +1,10 @@
-//! What a flow change does before it ships: `POST /v1/tenants/{tenant}/flows/{name}/impact`
+//! The flow studio's versions and what a change does before it ships.
+//!
+//! `GET /v1/tenants/{tenant}/flows/{name}/versions/{version}` reads one published version and
+//! `GET …/diff?from=&to=` compares two, node by node (rolling back is publishing an older
+//! version's definition again with `PUT /v1/tenants/{tenant}/flows/{name}`).
+//!
+//! `POST /v1/tenants/{tenant}/flows/{name}/impact`
 //! replays the customer messages of the tenant's latest conversations of that flow, read from
 //! their workflow histories (decoded for this tenant only, through the operator API), through
 //! the version each conversation ran and through the draft, with the same stubs for both, and
@@ -14,7 +20,8 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -233,5 +240,158 @@ fn node_of(turn: &TurnRecord) -> Option<String> {
         | FlowState::Waiting { node }
         | FlowState::Handoff { node } => Some(node.clone()),
         FlowState::Idle | FlowState::SurveyRating | FlowState::SurveyComment { .. } => None,
+    }
+}
+
+/// `GET /v1/tenants/{tenant}/flows/{name}/versions/{version}`: one published version.
+pub async fn version(
+    State(state): State<AppState>,
+    Path((tenant, name, version)): Path<(String, String, String)>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
+        .await?
+        .tenant_id;
+    let version = version_number("version", &version)?;
+    Ok(Json(stored(&state, &tenant, &name, version).await?).into_response())
+}
+
+fn version_number(field: &str, raw: &str) -> Result<u32, ApiError> {
+    raw.parse::<u32>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+        ApiError::bad_request(
+            crate::ErrorCode::InvalidField,
+            format!("`{field}`: a version number (1, 2, …), not `{raw}`"),
+        )
+    })
+}
+
+async fn stored(
+    state: &AppState,
+    tenant: &zengine_domain::TenantId,
+    name: &str,
+    version: u32,
+) -> Result<FlowGraph, ApiError> {
+    state
+        .db
+        .tenants()
+        .flow_version(tenant, name, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("flow `{name}` has no version {version}")))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// The older version.
+    from: String,
+    /// The newer version.
+    to: String,
+}
+
+/// A node present in both versions, changed.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct NodeChange {
+    pub id: String,
+    pub from: Value,
+    pub to: Value,
+}
+
+/// A document field (`start`, `session_timeout_secs`, `survey`) that changed.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: Value,
+    pub to: Value,
+}
+
+/// The answer of [`diff`]: what `to` changed from `from`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct FlowDiff {
+    pub from: u32,
+    pub to: u32,
+    /// Nodes only in `to` / only in `from`, in graph order.
+    pub added: Vec<Value>,
+    pub removed: Vec<Value>,
+    pub changed: Vec<NodeChange>,
+    pub fields: Vec<FieldChange>,
+}
+
+/// `GET /v1/tenants/{tenant}/flows/{name}/diff?from=&to=`.
+pub async fn diff(
+    State(state): State<AppState>,
+    Path((tenant, name)): Path<(String, String)>,
+    query: Result<Query<DiffQuery>, QueryRejection>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
+        .await?
+        .tenant_id;
+    let query = crate::read_query(query)?;
+    let from = version_number("from", &query.from)?;
+    let to = version_number("to", &query.to)?;
+    let older = stored(&state, &tenant, &name, from).await?;
+    let newer = stored(&state, &tenant, &name, to).await?;
+    Ok(Json(compare_versions(&older, &newer)).into_response())
+}
+
+fn compare_versions(older: &FlowGraph, newer: &FlowGraph) -> FlowDiff {
+    let json = |node: &zengine_domain::flow::Node| serde_json::to_value(node).unwrap_or_default();
+    let before: BTreeMap<&str, Value> = older
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), json(n)))
+        .collect();
+    let after: BTreeMap<&str, Value> = newer
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), json(n)))
+        .collect();
+    let added = newer
+        .nodes
+        .iter()
+        .filter(|n| !before.contains_key(n.id.as_str()))
+        .map(json)
+        .collect();
+    let removed = older
+        .nodes
+        .iter()
+        .filter(|n| !after.contains_key(n.id.as_str()))
+        .map(json)
+        .collect();
+    let changed = newer
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let from = before.get(n.id.as_str())?;
+            let to = &after[n.id.as_str()];
+            (from != to).then(|| NodeChange {
+                id: n.id.clone(),
+                from: from.clone(),
+                to: to.clone(),
+            })
+        })
+        .collect();
+    let (a, b) = (
+        serde_json::to_value(older).unwrap_or_default(),
+        serde_json::to_value(newer).unwrap_or_default(),
+    );
+    let fields = ["start", "session_timeout_secs", "survey"]
+        .into_iter()
+        .filter(|f| a.get(f) != b.get(f))
+        .map(|f| FieldChange {
+            field: f.to_owned(),
+            from: a.get(f).cloned().unwrap_or(Value::Null),
+            to: b.get(f).cloned().unwrap_or(Value::Null),
+        })
+        .collect();
+    FlowDiff {
+        from: older.version,
+        to: newer.version,
+        added,
+        removed,
+        changed,
+        fields,
     }
 }

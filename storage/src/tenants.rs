@@ -105,6 +105,9 @@ pub struct FlowVersions {
 pub struct FlowVersionInfo {
     pub version: u32,
     pub published_at: i64,
+    /// Who published it (the caller's subject); `None` for seeded versions and versions
+    /// published before this was recorded.
+    pub published_by: Option<String>,
 }
 
 /// Outcome of [`TenantRepo::create`].
@@ -392,8 +395,8 @@ impl TenantRepo<'_> {
     pub async fn flows(&self, tenant_id: &TenantId) -> anyhow::Result<Vec<FlowVersions>> {
         let mut tx = self.db.begin_for(tenant_id).await?;
         let rows = sqlx::query(
-            "select flow_id, version, published_at from flow_version where tenant_id = $1
-             order by flow_id, version",
+            "select flow_id, version, published_at, published_by from flow_version
+             where tenant_id = $1 order by flow_id, version",
         )
         .bind(tenant_id.as_str())
         .fetch_all(&mut *tx)
@@ -407,6 +410,7 @@ impl TenantRepo<'_> {
             let info = FlowVersionInfo {
                 version: u32::try_from(version).context("stored flow version")?,
                 published_at: row.get(2),
+                published_by: row.get(3),
             };
             match flows.last_mut() {
                 Some(last) if last.flow_id == flow_id => last.versions.push(info),
@@ -464,6 +468,16 @@ impl TenantRepo<'_> {
         tenant_id: &TenantId,
         flow: &FlowGraph,
     ) -> anyhow::Result<u32> {
+        self.publish_flow_as(tenant_id, flow, None).await
+    }
+
+    /// [`Self::publish_flow`], recording who published the version.
+    pub async fn publish_flow_as(
+        &self,
+        tenant_id: &TenantId,
+        flow: &FlowGraph,
+        published_by: Option<&str>,
+    ) -> anyhow::Result<u32> {
         let mut tx = self.db.begin_write_for(tenant_id).await?;
         // Publishes of one flow take turns (SQLite: the write lock of `BEGIN IMMEDIATE`;
         // PostgreSQL: a transaction lock on the flow), else two read the same max(version)
@@ -482,14 +496,16 @@ impl TenantRepo<'_> {
         let mut flow = flow.clone();
         flow.version = u32::try_from(version).context("flow version overflow")?;
         sqlx::query(
-            "insert into flow_version (tenant_id, flow_id, version, definition, published_at)
-             values ($1, $2, $3, $4, $5)",
+            "insert into flow_version
+                 (tenant_id, flow_id, version, definition, published_at, published_by)
+             values ($1, $2, $3, $4, $5, $6)",
         )
         .bind(tenant_id.as_str())
         .bind(&flow.id)
         .bind(version)
         .bind(serde_json::to_string(&flow)?)
         .bind(now_millis())
+        .bind(published_by)
         .execute(&mut *tx)
         .await
         .context("Failed to publish flow")?;

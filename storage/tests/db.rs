@@ -107,6 +107,53 @@ async fn publishing_a_flow_assigns_increasing_versions(backend: TestBackend) {
     let current = t.db.tenants().current_flow(&tenant).await.unwrap().unwrap();
     assert_eq!(current.version, 2);
     assert_eq!(current.nodes, flow.nodes);
+    // Who published is kept with each version, and any version can be read back (the flow
+    // studio's diff and rollback).
+    let mut changed = flow.clone();
+    changed.start = changed.nodes.last().unwrap().id.clone();
+    assert_eq!(
+        t.db.tenants()
+            .publish_flow_as(&acme, &changed, Some("ana@acme"))
+            .await
+            .unwrap(),
+        3
+    );
+    let versions = t.db.tenants().flows(&acme).await.unwrap();
+    let published_by: Vec<Option<&str>> = versions[0]
+        .versions
+        .iter()
+        .map(|v| v.published_by.as_deref())
+        .collect();
+    assert_eq!(published_by, [None, None, Some("ana@acme")]);
+    let first =
+        t.db.tenants()
+            .flow_version(&acme, &flow.id, 1)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!((first.version, &first.start), (1, &flow.start));
+    let third =
+        t.db.tenants()
+            .flow_version(&acme, &flow.id, 3)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(third.start, changed.start);
+    assert_eq!(
+        t.db.tenants()
+            .flow_version(&acme, &flow.id, 4)
+            .await
+            .unwrap(),
+        None
+    );
+    let other = TenantId::parse("other").unwrap();
+    assert_eq!(
+        t.db.tenants()
+            .flow_version(&other, &flow.id, 1)
+            .await
+            .unwrap(),
+        None
+    );
     t.drop_db().await.unwrap();
 }
 

@@ -1023,3 +1023,168 @@ async fn a_draft_is_replayed_against_recent_conversations_before_it_ships() {
     assert_eq!(theirs["examined"], 0, "{theirs}");
     app.shutdown().await;
 }
+
+/// The flow studio's history: each version keeps who published it, any version can be read
+/// back and compared with another node by node, and rolling back is publishing an old one.
+#[tokio::test]
+async fn versions_keep_their_publisher_compare_node_by_node_and_roll_back() {
+    use crate::auth::{call, hs256_options, token};
+    use reqwest::Method;
+    let mut options = hs256_options();
+    options.run_worker = false;
+    let app = spawn_app_with(options).await;
+    let admin = token("demo", "admin");
+    let put = |flow: Value| {
+        let admin = admin.clone();
+        let app = &app;
+        async move {
+            let r = call(
+                app,
+                Method::PUT,
+                "/v1/tenants/demo/flows/history",
+                Some(&admin),
+                None,
+                Some(flow),
+            )
+            .await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            r.json::<Value>().await.unwrap()["version"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let v1 = graph(json!([
+        {"id": "ask", "type": "question", "text": "¿Nombre?", "save_as": "name", "next": "bye"},
+        {"id": "bye", "type": "end", "text": "Chau {{name}}"}
+    ]));
+    let v2 = graph(json!([
+        {"id": "ask", "type": "question", "text": "¿Cómo te llamas?", "save_as": "name", "next": "thanks"},
+        {"id": "thanks", "type": "end", "text": "Gracias {{name}}"}
+    ]));
+    assert_eq!(put(v1).await, 1);
+    assert_eq!(put(v2).await, 2);
+
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/tenants/demo/flows",
+        Some(&admin),
+        None,
+        None,
+    )
+    .await;
+    let flows: Value = r.json().await.unwrap();
+    let history = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flow_id"] == "history")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        history["versions"][0]["published_by"], "admin@demo",
+        "{history}"
+    );
+    assert_eq!(history["versions"][1]["version"], 2);
+
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/tenants/demo/flows/history/versions/1",
+        Some(&admin),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(first["version"], 1);
+    assert_eq!(first["nodes"][1]["id"], "bye");
+
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/tenants/demo/flows/history/diff?from=1&to=2",
+        Some(&admin),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let diff: Value = r.json().await.unwrap();
+    assert_eq!(diff["added"][0]["id"], "thanks", "{diff}");
+    assert_eq!(diff["removed"][0]["id"], "bye", "{diff}");
+    assert_eq!(diff["changed"][0]["id"], "ask", "{diff}");
+    assert_eq!(diff["changed"][0]["from"]["text"], "¿Nombre?");
+    assert_eq!(diff["changed"][0]["to"]["next"], "thanks");
+    assert_eq!(diff["fields"], json!([]));
+
+    // Roll back: publish version 1 again; it is version 3 and nothing differs from 1.
+    assert_eq!(put(first).await, 3);
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/tenants/demo/flows/history/diff?from=1&to=3",
+        Some(&admin),
+        None,
+        None,
+    )
+    .await;
+    let diff: Value = r.json().await.unwrap();
+    assert_eq!(
+        diff,
+        json!({"from": 1, "to": 3, "added": [], "removed": [], "changed": [], "fields": []})
+    );
+
+    for (path, status) in [
+        (
+            "/v1/tenants/demo/flows/history/versions/9",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/tenants/demo/flows/history/versions/0",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/tenants/demo/flows/history/versions/x",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/tenants/demo/flows/history/diff?from=1&to=9",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/tenants/demo/flows/history/diff?from=1",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/tenants/demo/flows/history/diff?from=1&to=2&x=1",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/tenants/demo/flows/nothing/versions/1",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let r = call(&app, Method::GET, path, Some(&admin), None, None).await;
+        assert_eq!(r.status(), status, "{path}");
+    }
+    crate::auth::add_tenant(&app, "history-other").await;
+    for (bearer, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(token("history-other", "admin")), StatusCode::NOT_FOUND),
+        (Some(token("demo", "viewer")), StatusCode::OK),
+    ] {
+        let r = call(
+            &app,
+            Method::GET,
+            "/v1/tenants/demo/flows/history/versions/1",
+            bearer.as_deref(),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), status, "{bearer:?}");
+    }
+    app.shutdown().await;
+}
