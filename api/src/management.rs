@@ -57,6 +57,7 @@ pub async fn publish_flow(
     caller.require(Role::Admin)?;
     let query = crate::read_query(query)?;
     let tenant = existing_tenant(&state, &caller, &tenant).await?;
+    valid_flow_name(&name)?;
     let body = crate::read_body(body)?;
     let doc: serde_json::Value = crate::parse_json(&body)?;
     let flow = flow_of(&name, doc)?.map_err(invalid_flow)?;
@@ -99,6 +100,17 @@ pub(crate) fn flow_of(
     doc["id"] = json!(name);
     doc["version"] = json!(0);
     Ok(FlowGraph::from_json(&doc.to_string()))
+}
+
+/// 422 unless `name` may name a flow ([`zengine_domain::flow::is_valid_flow_id`]).
+pub(crate) fn valid_flow_name(name: &str) -> Result<(), ApiError> {
+    if zengine_domain::flow::is_valid_flow_id(name) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            "path `name`: 1 to 64 letters, digits, `-`, `_` or `.`",
+        ))
+    }
 }
 
 pub(crate) fn invalid_flow(errors: Vec<FlowError>) -> ApiError {

@@ -743,6 +743,36 @@ pub fn operations() -> Vec<Operation> {
         .json::<management::SimulateBody>()
         .errors(&[400, 404, 422]),
         op(
+            "put",
+            "/v1/tenants/{tenant}/flows/{name}/draft",
+            "Save the flow's unpublished working copy (as written; answers its validation)",
+        )
+        .handle(crate::studio::save_draft)
+        .returns_type::<crate::studio::DraftSaved>()
+        .tag("management")
+        .auth(Auth::Admin)
+        .body(Body::JsonObject)
+        .errors(&[400, 404, 422]),
+        op(
+            "get",
+            "/v1/tenants/{tenant}/flows/{name}/draft",
+            "The flow's saved draft",
+        )
+        .handle(crate::studio::get_draft)
+        .tag("management")
+        .auth(Auth::Admin)
+        .errors(&[404]),
+        op(
+            "delete",
+            "/v1/tenants/{tenant}/flows/{name}/draft",
+            "Discard the flow's draft",
+        )
+        .handle(crate::studio::delete_draft)
+        .tag("management")
+        .auth(Auth::Admin)
+        .ok(&[204])
+        .errors(&[404]),
+        op(
             "get",
             "/v1/tenants/{tenant}/flows/{name}/versions/{version}",
             "One published version of a flow",

@@ -1,4 +1,7 @@
-//! The flow studio's versions and what a change does before it ships.
+//! The flow studio's drafts, versions and what a change does before it ships.
+//!
+//! `PUT|GET|DELETE /v1/tenants/{tenant}/flows/{name}/draft` keep one unpublished working copy
+//! per flow, saved as written (a draft may be half done; saving answers its validation too).
 //!
 //! `GET /v1/tenants/{tenant}/flows/{name}/versions/{version}` reads one published version and
 //! `GET …/diff?from=&to=` compares two, node by node (rolling back is publishing an older
@@ -394,4 +397,80 @@ fn compare_versions(older: &FlowGraph, newer: &FlowGraph) -> FlowDiff {
         changed,
         fields,
     }
+}
+
+/// The answer of [`save_draft`].
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct DraftSaved {
+    pub flow_id: String,
+    pub saved_by: String,
+    /// Whether it could be published as it is, and its problems.
+    pub validation: crate::management::FlowValidation,
+}
+
+/// `PUT /v1/tenants/{tenant}/flows/{name}/draft` (admins): saves the working copy.
+pub async fn save_draft(
+    State(state): State<AppState>,
+    Path((tenant, name)): Path<(String, String)>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
+        .await?
+        .tenant_id;
+    crate::management::valid_flow_name(&name)?;
+    let doc: Value = crate::parse_json(&crate::read_body(body)?)?;
+    let errors = crate::management::flow_of(&name, doc.clone())?
+        .err()
+        .unwrap_or_default();
+    state
+        .db
+        .tenants()
+        .save_draft(&tenant, &name, &doc, &caller.subject)
+        .await?;
+    Ok(Json(DraftSaved {
+        flow_id: name,
+        saved_by: caller.subject.clone(),
+        validation: crate::management::FlowValidation {
+            valid: errors.is_empty(),
+            errors,
+        },
+    })
+    .into_response())
+}
+
+/// `GET /v1/tenants/{tenant}/flows/{name}/draft`.
+pub async fn get_draft(
+    State(state): State<AppState>,
+    Path((tenant, name)): Path<(String, String)>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
+        .await?
+        .tenant_id;
+    let draft = state
+        .db
+        .tenants()
+        .draft(&tenant, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("flow `{name}` has no draft")))?;
+    Ok(Json(draft).into_response())
+}
+
+/// `DELETE /v1/tenants/{tenant}/flows/{name}/draft` (admins): 204.
+pub async fn delete_draft(
+    State(state): State<AppState>,
+    Path((tenant, name)): Path<(String, String)>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
+        .await?
+        .tenant_id;
+    if !state.db.tenants().delete_draft(&tenant, &name).await? {
+        return Err(ApiError::not_found(format!("flow `{name}` has no draft")));
+    }
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }

@@ -33,12 +33,7 @@ fn name_field(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 fn flow_id_field(value: &str) -> Result<(), ApiError> {
-    if value.is_empty()
-        || value.len() > 64
-        || !value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
+    if !zengine_domain::flow::is_valid_flow_id(value) {
         return Err(ApiError::invalid_field(
             "field `main_flow_id`: 1 to 64 letters, digits, `-`, `_` or `.`",
         ));

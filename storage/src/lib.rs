@@ -51,7 +51,8 @@ pub use reports::{Fact, REPORTS, ReportRepo, fact_of};
 pub use retention::{PurgeCounts, RetentionRepo, UNLINKED_MEDIA_TTL_MS};
 pub use routes::{RoutePlan, RouteRepo};
 pub use tenants::{
-    Audit, Created, FlowVersionInfo, FlowVersions, SettingsChange, Tenant, TenantRecord, TenantRepo,
+    Audit, Created, FlowDraft, FlowVersionInfo, FlowVersions, SettingsChange, Tenant, TenantRecord,
+    TenantRepo,
 };
 pub use tracking::{Recorded, TrackingEvent, TrackingRepo};
 

@@ -110,6 +110,16 @@ pub struct FlowVersionInfo {
     pub published_by: Option<String>,
 }
 
+/// A flow's unpublished working copy ([`TenantRepo::save_draft`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FlowDraft {
+    pub flow_id: String,
+    /// As saved: not validated (a draft may be half done).
+    pub definition: serde_json::Value,
+    pub saved_by: String,
+    pub saved_at: i64,
+}
+
 /// Outcome of [`TenantRepo::create`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
@@ -576,6 +586,76 @@ impl TenantRepo<'_> {
         .context("Failed to set allowed hosts")?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Saves `definition` as the draft of `flow_id`, replacing the previous one.
+    pub async fn save_draft(
+        &self,
+        tenant_id: &TenantId,
+        flow_id: &str,
+        definition: &serde_json::Value,
+        saved_by: &str,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        sqlx::query(
+            "insert into flow_draft (tenant_id, flow_id, definition, saved_by, saved_at)
+             values ($1, $2, $3, $4, $5)
+             on conflict (tenant_id, flow_id) do update
+             set definition = excluded.definition, saved_by = excluded.saved_by,
+                 saved_at = excluded.saved_at",
+        )
+        .bind(tenant_id.as_str())
+        .bind(flow_id)
+        .bind(definition.to_string())
+        .bind(saved_by)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await
+        .context("Failed to save the flow draft")?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The draft of `flow_id`, if one is saved.
+    pub async fn draft(
+        &self,
+        tenant_id: &TenantId,
+        flow_id: &str,
+    ) -> anyhow::Result<Option<FlowDraft>> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let row = sqlx::query(
+            "select definition, saved_by, saved_at from flow_draft
+             where tenant_id = $1 and flow_id = $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(flow_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("Failed to read the flow draft")?;
+        tx.commit().await?;
+        row.map(|r| {
+            let definition: String = r.get(0);
+            Ok(FlowDraft {
+                flow_id: flow_id.to_owned(),
+                definition: serde_json::from_str(&definition).context("stored flow draft")?,
+                saved_by: r.get(1),
+                saved_at: r.get(2),
+            })
+        })
+        .transpose()
+    }
+
+    /// Deletes the draft of `flow_id`; `false` when there was none.
+    pub async fn delete_draft(&self, tenant_id: &TenantId, flow_id: &str) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_for(tenant_id).await?;
+        let done = sqlx::query("delete from flow_draft where tenant_id = $1 and flow_id = $2")
+            .bind(tenant_id.as_str())
+            .bind(flow_id)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to delete the flow draft")?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// A published version of a flow.

@@ -154,6 +154,41 @@ async fn publishing_a_flow_assigns_increasing_versions(backend: TestBackend) {
             .unwrap(),
         None
     );
+
+    // A draft is saved as written (half done is fine), replaced by the next save, read back
+    // with who saved it, and only by its tenant; deleting it leaves the versions alone.
+    let drafts = t.db.tenants();
+    assert_eq!(drafts.draft(&acme, &flow.id).await.unwrap(), None);
+    let half = serde_json::json!({"nodes": [{"id": "a"}]});
+    drafts
+        .save_draft(&acme, &flow.id, &half, "ana@acme")
+        .await
+        .unwrap();
+    let whole = serde_json::json!({"nodes": [{"id": "a", "type": "end"}]});
+    drafts
+        .save_draft(&acme, &flow.id, &whole, "bob@acme")
+        .await
+        .unwrap();
+    let draft = drafts.draft(&acme, &flow.id).await.unwrap().unwrap();
+    assert_eq!(
+        (draft.definition, draft.saved_by.as_str()),
+        (whole, "bob@acme")
+    );
+    t.db.tenants()
+        .upsert(&other, "Other", "main")
+        .await
+        .unwrap();
+    assert_eq!(drafts.draft(&other, &flow.id).await.unwrap(), None);
+    assert!(!drafts.delete_draft(&other, &flow.id).await.unwrap());
+    assert!(drafts.delete_draft(&acme, &flow.id).await.unwrap());
+    assert_eq!(drafts.draft(&acme, &flow.id).await.unwrap(), None);
+    assert!(
+        t.db.tenants()
+            .flow_version(&acme, &flow.id, 3)
+            .await
+            .unwrap()
+            .is_some()
+    );
     t.drop_db().await.unwrap();
 }
 

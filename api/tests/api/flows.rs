@@ -1188,3 +1188,185 @@ async fn versions_keep_their_publisher_compare_node_by_node_and_roll_back() {
     }
     app.shutdown().await;
 }
+
+/// A flow's draft is saved as written (half done is fine, with its validation in the answer),
+/// read back by viewers, replaced, discarded, and never touches the published versions; only
+/// the tenant's admins write it, and a flow name must fit a URL and a `main_flow_id`.
+#[tokio::test]
+async fn a_draft_is_saved_as_written_read_back_and_discarded_without_publishing() {
+    use crate::auth::{call, hs256_options, token};
+    use reqwest::Method;
+    let mut options = hs256_options();
+    options.run_worker = false;
+    let app = spawn_app_with(options).await;
+    let admin = token("demo", "admin");
+    let path = "/v1/tenants/demo/flows/drafty/draft";
+    let r = call(&app, Method::GET, path, Some(&admin), None, None).await;
+    assert_eq!(error_code(r, StatusCode::NOT_FOUND).await, "not_found");
+
+    let half = json!({"schema_version": 1, "start": "a", "nodes": [
+        {"id": "a", "type": "message", "text": "Hola {{nombre}}", "next": "b"}
+    ]});
+    let r = call(
+        &app,
+        Method::PUT,
+        path,
+        Some(&admin),
+        None,
+        Some(half.clone()),
+    )
+    .await;
+    let status = r.status();
+    let saved: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(saved["saved_by"], "admin@demo");
+    assert_eq!(saved["validation"]["valid"], false, "{saved}");
+    assert!(
+        saved["validation"]["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["node"] == "a" && e["field"] == "next"),
+        "{saved}"
+    );
+    let r = call(
+        &app,
+        Method::GET,
+        path,
+        Some(&token("demo", "viewer")),
+        None,
+        None,
+    )
+    .await;
+    let draft: Value = r.json().await.unwrap();
+    assert_eq!(draft["definition"], half, "{draft}");
+    assert_eq!(draft["saved_by"], "admin@demo");
+
+    let whole = graph(json!([{"id": "a", "type": "end", "text": "listo"}]));
+    let r = call(
+        &app,
+        Method::PUT,
+        path,
+        Some(&admin),
+        None,
+        Some(whole.clone()),
+    )
+    .await;
+    let saved: Value = r.json().await.unwrap();
+    assert_eq!(saved["validation"], json!({"valid": true, "errors": []}));
+    let r = call(&app, Method::GET, path, Some(&admin), None, None).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["definition"], whole);
+    // Nothing was published.
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/tenants/demo/flows/drafty",
+        Some(&admin),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Writers are the tenant's admins; other tenants do not see it.
+    crate::auth::add_tenant(&app, "drafty-other").await;
+    for (bearer, method, status) in [
+        (None, Method::PUT, StatusCode::UNAUTHORIZED),
+        (
+            Some(token("demo", "operator")),
+            Method::PUT,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Some(token("demo", "viewer")),
+            Method::DELETE,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Some(token("drafty-other", "admin")),
+            Method::GET,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Some(token("drafty-other", "admin")),
+            Method::PUT,
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let r = call(
+            &app,
+            method.clone(),
+            path,
+            bearer.as_deref(),
+            None,
+            Some(whole.clone()),
+        )
+        .await;
+        assert_eq!(r.status(), status, "{method} {bearer:?}");
+    }
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/tenants/drafty-other/flows/drafty/draft",
+        Some(&token("drafty-other", "admin")),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Bad input: not an object, malformed, a name that cannot name a flow (drafts and publish).
+    let r = call(
+        &app,
+        Method::PUT,
+        path,
+        Some(&admin),
+        None,
+        Some(json!([1, 2])),
+    )
+    .await;
+    assert_eq!(
+        error_code(r, StatusCode::BAD_REQUEST).await,
+        "malformed_json"
+    );
+    let r = app
+        .http
+        .put(format!("{}{path}", app.address))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{\"nodes\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r, StatusCode::BAD_REQUEST).await,
+        "malformed_json"
+    );
+    let long = "x".repeat(65);
+    for bad in [
+        format!("/v1/tenants/demo/flows/{long}/draft"),
+        "/v1/tenants/demo/flows/a%20b/draft".to_owned(),
+        format!("/v1/tenants/demo/flows/{long}"),
+    ] {
+        let r = call(
+            &app,
+            Method::PUT,
+            &bad,
+            Some(&admin),
+            None,
+            Some(whole.clone()),
+        )
+        .await;
+        assert_eq!(
+            error_code(r, StatusCode::UNPROCESSABLE_ENTITY).await,
+            "invalid_field",
+            "{bad}"
+        );
+    }
+
+    let r = call(&app, Method::DELETE, path, Some(&admin), None, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = call(&app, Method::DELETE, path, Some(&admin), None, None).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    app.shutdown().await;
+}

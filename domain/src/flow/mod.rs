@@ -19,6 +19,16 @@ use serde_json::Value;
 pub use interp::{CommandOutcome, Effect, Mode, Session, State, SurveyResult, Turn};
 pub use validate::FlowError;
 
+/// Whether `id` may name a flow: 1 to 64 letters, digits, `-`, `_` or `.` (it appears in URL
+/// paths and as a tenant's `main_flow_id`).
+pub fn is_valid_flow_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// The newest graph format this code understands.
 pub const SCHEMA_VERSION: u32 = 1;
 
