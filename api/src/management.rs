@@ -18,6 +18,18 @@ use zengine_workflows::ConversationWorkflow;
 use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState, ErrorCode};
 
+/// The path's tenant for a caller with at least `role` (403 below it; 404 for a tenant that is
+/// not the caller's).
+pub(crate) async fn tenant_as(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+    role: Role,
+) -> Result<TenantId, ApiError> {
+    caller.require(role)?;
+    Ok(existing_tenant(state, caller, raw).await?.tenant_id)
+}
+
 /// The caller's tenant row, after checking the path names the caller's tenant.
 pub(crate) async fn existing_tenant(
     state: &AppState,
@@ -138,8 +150,7 @@ pub async fn validate_flow(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    existing_tenant(&state, &caller, &tenant).await?;
+    tenant_as(&state, &caller, &tenant, Role::Admin).await?;
     let doc: serde_json::Value = crate::parse_json(&crate::read_body(body)?)?;
     let errors = flow_of(&name, doc)?.err().unwrap_or_default();
     Ok(Json(FlowValidation {

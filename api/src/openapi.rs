@@ -1443,7 +1443,7 @@ fn build() -> Value {
             "response schema `{name}` clashes with a derived one"
         );
     }
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "ZEngine API",
@@ -1471,7 +1471,50 @@ fn build() -> Value {
                 },
             },
         },
-    })
+    });
+    no_boolean_schemas(&mut document);
+    document
+}
+
+/// Writes the "anything" schema `true` (what `schemars` derives for a JSON value) as `{}`:
+/// both mean the same in JSON Schema, but client generators (openapi-python-client) accept
+/// only object schemas. Only schema positions change (`additionalProperties: false` stays).
+fn no_boolean_schemas(value: &mut Value) {
+    let Value::Object(map) = value else {
+        if let Value::Array(items) = value {
+            items.iter_mut().for_each(no_boolean_schemas);
+        }
+        return;
+    };
+    let anything = |schema: &mut Value| {
+        if *schema == Value::Bool(true) {
+            *schema = json!({});
+        }
+    };
+    for (key, child) in map.iter_mut() {
+        match key.as_str() {
+            "properties" | "patternProperties" | "$defs" => {
+                if let Value::Object(schemas) = child {
+                    schemas.values_mut().for_each(anything);
+                }
+            }
+            "items"
+            | "additionalProperties"
+            | "not"
+            | "contains"
+            | "propertyNames"
+            | "if"
+            | "then"
+            | "else" => anything(child),
+            "oneOf" | "anyOf" | "allOf" | "prefixItems" => {
+                if let Value::Array(schemas) = child {
+                    schemas.iter_mut().for_each(anything);
+                }
+            }
+            _ => {}
+        }
+        no_boolean_schemas(child);
+    }
 }
 
 /// Replaces a top-level `$ref` into `/components/schemas` by the schema it names (query
@@ -1532,6 +1575,40 @@ mod tests {
             let documented = doc["paths"][o.path].get(o.method).is_some();
             assert_eq!(documented, !o.hidden, "{} {}", o.method, o.path);
         }
+    }
+
+    #[test]
+    fn no_schema_is_a_bare_boolean_for_client_generators() {
+        fn walk(value: &Value, path: &str, found: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    for (key, child) in map {
+                        let at = format!("{path}/{key}");
+                        let schema_map = matches!(key.as_str(), "properties" | "$defs");
+                        if schema_map && let Value::Object(schemas) = child {
+                            for (name, schema) in schemas {
+                                if schema.is_boolean() {
+                                    found.push(format!("{at}/{name}"));
+                                }
+                            }
+                        }
+                        if key == "items" && child.is_boolean() {
+                            found.push(at.clone());
+                        }
+                        walk(child, &at, found);
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        walk(item, &format!("{path}/{i}"), found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        walk(document(), "", &mut found);
+        assert!(found.is_empty(), "boolean schemas: {found:?}");
     }
 
     #[test]

@@ -93,10 +93,7 @@ pub async fn impact(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
-        .await?
-        .tenant_id;
+    let tenant = crate::management::tenant_as(&state, &caller, &tenant, Role::Admin).await?;
     let body: ImpactBody = crate::read_json(body)?;
     let limit = body.limit.unwrap_or(100);
     if !(1..=MAX_CONVERSATIONS).contains(&limit) {
@@ -252,10 +249,7 @@ pub async fn version(
     Path((tenant, name, version)): Path<(String, String, String)>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
-        .await?
-        .tenant_id;
+    let tenant = crate::management::tenant_as(&state, &caller, &tenant, Role::Viewer).await?;
     let version = version_number("version", &version)?;
     Ok(Json(stored(&state, &tenant, &name, version).await?).into_response())
 }
@@ -327,10 +321,7 @@ pub async fn diff(
     query: Result<Query<DiffQuery>, QueryRejection>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
-        .await?
-        .tenant_id;
+    let tenant = crate::management::tenant_as(&state, &caller, &tenant, Role::Viewer).await?;
     let query = crate::read_query(query)?;
     let from = version_number("from", &query.from)?;
     let to = version_number("to", &query.to)?;
@@ -415,10 +406,7 @@ pub async fn save_draft(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
-        .await?
-        .tenant_id;
+    let tenant = crate::management::tenant_as(&state, &caller, &tenant, Role::Admin).await?;
     crate::management::valid_flow_name(&name)?;
     let doc: Value = crate::parse_json(&crate::read_body(body)?)?;
     let errors = crate::management::flow_of(&name, doc.clone())?
@@ -446,10 +434,7 @@ pub async fn get_draft(
     Path((tenant, name)): Path<(String, String)>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
-        .await?
-        .tenant_id;
+    let tenant = crate::management::tenant_as(&state, &caller, &tenant, Role::Viewer).await?;
     let draft = state
         .db
         .tenants()
@@ -465,10 +450,7 @@ pub async fn delete_draft(
     Path((tenant, name)): Path<(String, String)>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let tenant = crate::management::existing_tenant(&state, &caller, &tenant)
-        .await?
-        .tenant_id;
+    let tenant = crate::management::tenant_as(&state, &caller, &tenant, Role::Admin).await?;
     if !state.db.tenants().delete_draft(&tenant, &name).await? {
         return Err(ApiError::not_found(format!("flow `{name}` has no draft")));
     }
