@@ -7,10 +7,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use temporalio_client::WorkflowExecuteUpdateOptions;
-use zengine_domain::flow::simulate::{self, Stubs};
 use zengine_domain::flow::{FlowError, FlowGraph};
 use zengine_domain::{ConversationId, SessionId, TenantId};
 use zengine_workflows::ConversationWorkflow;
@@ -132,95 +131,6 @@ pub(crate) fn invalid_flow(errors: Vec<FlowError>) -> ApiError {
         format!("the flow has {} problem(s)", errors.len()),
     )
     .with_details(errors.iter().map(ToString::to_string).collect())
-}
-
-/// The answer of [`validate_flow`].
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct FlowValidation {
-    pub valid: bool,
-    /// Every problem, pinned to its node and field (`node: null`: the document as a whole).
-    pub errors: Vec<FlowError>,
-}
-
-/// `POST /v1/tenants/{tenant}/flows/{name}/validate`: checks a draft without publishing it
-/// (the flow studio's live validation): 200 with `valid` and the located problems.
-pub async fn validate_flow(
-    State(state): State<AppState>,
-    Path((tenant, name)): Path<(String, String)>,
-    caller: Caller,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    tenant_as(&state, &caller, &tenant, Role::Admin).await?;
-    let doc: serde_json::Value = crate::parse_json(&crate::read_body(body)?)?;
-    let errors = flow_of(&name, doc)?.err().unwrap_or_default();
-    Ok(Json(FlowValidation {
-        valid: errors.is_empty(),
-        errors,
-    })
-    .into_response())
-}
-
-/// Most customer inputs one simulation takes, and the longest input.
-const MAX_SIMULATED_INPUTS: usize = 100;
-const MAX_SIMULATED_INPUT_CHARS: usize = 4096;
-
-/// The body of [`simulate_flow`].
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SimulateBody {
-    /// The draft to run; the latest published version of the path's flow when absent.
-    #[serde(default)]
-    flow: Option<serde_json::Value>,
-    /// The customer's messages, in order (1 to 100, each at most 4096 characters).
-    inputs: Vec<String>,
-    /// How commands end (they never run).
-    #[serde(default)]
-    stubs: Stubs,
-    /// Give a handed-off conversation back to the bot at the next input.
-    #[serde(default)]
-    auto_return: bool,
-}
-
-/// `POST /v1/tenants/{tenant}/flows/{name}/simulate`: runs a draft (or the published flow) on
-/// the customer inputs given with the interpreter the conversation workflow runs, commands
-/// stubbed, waits skipped (the flow studio's preview; `zengine flow simulate` runs the same
-/// engine). Starts no workflow and writes nothing.
-pub async fn simulate_flow(
-    State(state): State<AppState>,
-    Path((tenant, name)): Path<(String, String)>,
-    caller: Caller,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let tenant = existing_tenant(&state, &caller, &tenant).await?;
-    let body: SimulateBody = crate::read_json(body)?;
-    if body.inputs.is_empty() || body.inputs.len() > MAX_SIMULATED_INPUTS {
-        return Err(ApiError::invalid_field(format!(
-            "field `inputs`: 1 to {MAX_SIMULATED_INPUTS} messages"
-        )));
-    }
-    if let Some(i) = body
-        .inputs
-        .iter()
-        .position(|m| m.chars().count() > MAX_SIMULATED_INPUT_CHARS)
-    {
-        return Err(ApiError::invalid_field(format!(
-            "field `inputs[{i}]`: at most {MAX_SIMULATED_INPUT_CHARS} characters"
-        )));
-    }
-    let graph = match body.flow {
-        Some(doc) => flow_of(&name, doc)?.map_err(invalid_flow)?,
-        None => state
-            .db
-            .tenants()
-            .latest_flow(&tenant.tenant_id, &name)
-            .await?
-            .ok_or_else(|| {
-                ApiError::not_found(format!("flow `{name}` has no published version"))
-            })?,
-    };
-    let transcript = simulate::simulate(&graph, &body.inputs, &body.stubs, body.auto_return);
-    Ok(Json(transcript).into_response())
 }
 
 /// `GET /v1/tenants/{tenant}/flows/{name}`: the latest published version.

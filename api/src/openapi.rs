@@ -725,8 +725,8 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/flows/{name}/validate",
             "Check a draft flow without publishing it; every problem names its node and field",
         )
-        .handle(management::validate_flow)
-        .returns_type::<management::FlowValidation>()
+        .handle(crate::studio::validate_flow)
+        .returns_type::<crate::studio::FlowValidation>()
         .tag("management")
         .auth(Auth::Admin)
         .body(Body::JsonObject)
@@ -736,11 +736,11 @@ pub fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant}/flows/{name}/simulate",
             "Run a draft (or the published flow) on customer inputs, commands stubbed",
         )
-        .handle(management::simulate_flow)
+        .handle(crate::studio::simulate_flow)
         .returns_type::<zengine_domain::flow::simulate::Transcript>()
         .tag("management")
         .auth(Auth::Admin)
-        .json::<management::SimulateBody>()
+        .json::<crate::studio::SimulateBody>()
         .errors(&[400, 404, 422]),
         op(
             "put",

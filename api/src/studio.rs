@@ -1,4 +1,10 @@
-//! The flow studio's drafts, versions and what a change does before it ships.
+//! The flow studio's endpoints: drafts, live validation, preview, versions and what a change
+//! does before it ships. Publishing stays `PUT /v1/tenants/{tenant}/flows/{name}`
+//! (`management.rs`).
+//!
+//! `POST …/flows/{name}/validate` checks a draft with the validator `zengine flow validate`
+//! runs; `POST …/flows/{name}/simulate` runs it with the interpreter the workflow runs
+//! ([`zengine_domain::flow::simulate`]), commands stubbed.
 //!
 //! `PUT|GET|DELETE /v1/tenants/{tenant}/flows/{name}/draft` keep one unpublished working copy
 //! per flow, saved as written (a draft may be half done; saving answers its validation too).
@@ -29,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zengine_domain::InboundMessage;
+use zengine_domain::flow::FlowError;
 use zengine_domain::flow::simulate::{self, Event, Stubs, TurnRecord};
 use zengine_domain::flow::{FlowGraph, State as FlowState};
 use zengine_workflows::conversation::{UPDATE_HANDLE_MESSAGE, WORKFLOW_TYPE};
@@ -36,6 +43,99 @@ use zengine_workflows::conversation::{UPDATE_HANDLE_MESSAGE, WORKFLOW_TYPE};
 use crate::auth::{Caller, Role};
 use crate::ops::{ListFilter, Operations};
 use crate::{ApiError, AppState};
+
+/// The answer of [`validate_flow`].
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct FlowValidation {
+    pub valid: bool,
+    /// Every problem, pinned to its node and field (`node: null`: the document as a whole).
+    pub errors: Vec<FlowError>,
+}
+
+/// `POST /v1/tenants/{tenant}/flows/{name}/validate`: checks a draft without publishing it
+/// (the flow studio's live validation): 200 with `valid` and the located problems.
+pub async fn validate_flow(
+    State(state): State<AppState>,
+    Path((tenant, name)): Path<(String, String)>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    crate::management::tenant_as(&state, &caller, &tenant, Role::Admin).await?;
+    let doc: serde_json::Value = crate::parse_json(&crate::read_body(body)?)?;
+    let errors = crate::management::flow_of(&name, doc)?
+        .err()
+        .unwrap_or_default();
+    Ok(Json(FlowValidation {
+        valid: errors.is_empty(),
+        errors,
+    })
+    .into_response())
+}
+
+/// Most customer inputs one simulation takes, and the longest input.
+const MAX_SIMULATED_INPUTS: usize = 100;
+const MAX_SIMULATED_INPUT_CHARS: usize = 4096;
+
+/// The body of [`simulate_flow`].
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateBody {
+    /// The draft to run; the latest published version of the path's flow when absent.
+    #[serde(default)]
+    flow: Option<serde_json::Value>,
+    /// The customer's messages, in order (1 to 100, each at most 4096 characters).
+    inputs: Vec<String>,
+    /// How commands end (they never run).
+    #[serde(default)]
+    stubs: Stubs,
+    /// Give a handed-off conversation back to the bot at the next input.
+    #[serde(default)]
+    auto_return: bool,
+}
+
+/// `POST /v1/tenants/{tenant}/flows/{name}/simulate`: runs a draft (or the published flow) on
+/// the customer inputs given with the interpreter the conversation workflow runs, commands
+/// stubbed, waits skipped (the flow studio's preview; `zengine flow simulate` runs the same
+/// engine). Starts no workflow and writes nothing.
+pub async fn simulate_flow(
+    State(state): State<AppState>,
+    Path((tenant, name)): Path<(String, String)>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let tenant = crate::management::existing_tenant(&state, &caller, &tenant).await?;
+    let body: SimulateBody = crate::read_json(body)?;
+    if body.inputs.is_empty() || body.inputs.len() > MAX_SIMULATED_INPUTS {
+        return Err(ApiError::invalid_field(format!(
+            "field `inputs`: 1 to {MAX_SIMULATED_INPUTS} messages"
+        )));
+    }
+    if let Some(i) = body
+        .inputs
+        .iter()
+        .position(|m| m.chars().count() > MAX_SIMULATED_INPUT_CHARS)
+    {
+        return Err(ApiError::invalid_field(format!(
+            "field `inputs[{i}]`: at most {MAX_SIMULATED_INPUT_CHARS} characters"
+        )));
+    }
+    let graph = match body.flow {
+        Some(doc) => {
+            crate::management::flow_of(&name, doc)?.map_err(crate::management::invalid_flow)?
+        }
+        None => state
+            .db
+            .tenants()
+            .latest_flow(&tenant.tenant_id, &name)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("flow `{name}` has no published version"))
+            })?,
+    };
+    let transcript = simulate::simulate(&graph, &body.inputs, &body.stubs, body.auto_return);
+    Ok(Json(transcript).into_response())
+}
 
 /// Most conversations one impact report reads.
 const MAX_CONVERSATIONS: u32 = 200;
@@ -108,12 +208,8 @@ pub async fn impact(
         workflow_type: Some(WORKFLOW_TYPE.to_owned()),
         ..ListFilter::default()
     };
-    let mut report = Impact {
-        examined: 0,
-        changed: 0,
-        by_node: BTreeMap::new(),
-        conversations: Vec::new(),
-    };
+    let mut examined = 0;
+    let mut conversations = Vec::new();
     let mut token: Option<String> = None;
     'pages: loop {
         let page = ops.list(&tenant, &filter, 100, token.as_deref()).await?;
@@ -124,26 +220,9 @@ pub async fn impact(
             if pinned.id != name || inputs.is_empty() {
                 continue;
             }
-            report.examined += 1;
-            if let Some(divergence) = compare(&pinned, &draft, &inputs, &body.stubs) {
-                *report
-                    .by_node
-                    .entry(
-                        divergence
-                            .at_node
-                            .clone()
-                            .unwrap_or_else(|| "start".to_owned()),
-                    )
-                    .or_default() += 1;
-                report.changed += 1;
-                report.conversations.push(Divergence {
-                    workflow_id: run.workflow_id.clone(),
-                    run_id: run.run_id.clone(),
-                    version: pinned.version,
-                    ..divergence
-                });
-            }
-            if report.examined >= limit as usize {
+            examined += 1;
+            conversations.extend(compare(run, &pinned, &draft, &inputs, &body.stubs));
+            if examined >= limit as usize {
                 break 'pages;
             }
         }
@@ -152,7 +231,18 @@ pub async fn impact(
             None => break,
         }
     }
-    Ok(Json(report).into_response())
+    let mut by_node = BTreeMap::new();
+    for c in &conversations {
+        let node = c.at_node.clone().unwrap_or_else(|| "start".to_owned());
+        *by_node.entry(node).or_default() += 1;
+    }
+    Ok(Json(Impact {
+        examined,
+        changed: conversations.len(),
+        by_node,
+        conversations,
+    })
+    .into_response())
 }
 
 /// The flow a conversation run was started with and the customer messages it accepted, from
@@ -203,8 +293,10 @@ async fn replayable(
     Ok(flow.map(|f| (f, inputs)))
 }
 
-/// The first input `published` and `draft` answer differently, if any.
+/// The first input of `run` that `published` (the version it ran) and `draft` answer
+/// differently, if any.
 fn compare(
+    run: &crate::ops::WorkflowSummary,
     published: &FlowGraph,
     draft: &FlowGraph,
     inputs: &[String],
@@ -221,9 +313,9 @@ fn compare(
         .checked_sub(1)
         .and_then(|previous| node_of(&before.turns[previous]));
     Some(Divergence {
-        workflow_id: String::new(),
-        run_id: String::new(),
-        version: 0,
+        workflow_id: run.workflow_id.clone(),
+        run_id: run.run_id.clone(),
+        version: published.version,
         turn,
         input: inputs[turn].clone(),
         at_node,
@@ -342,18 +434,16 @@ fn compare_versions(older: &FlowGraph, newer: &FlowGraph) -> FlowDiff {
         .iter()
         .map(|n| (n.id.as_str(), json(n)))
         .collect();
-    let added = newer
-        .nodes
-        .iter()
-        .filter(|n| !before.contains_key(n.id.as_str()))
-        .map(json)
-        .collect();
-    let removed = older
-        .nodes
-        .iter()
-        .filter(|n| !after.contains_key(n.id.as_str()))
-        .map(json)
-        .collect();
+    let only_in = |graph: &FlowGraph, other: &BTreeMap<&str, Value>| {
+        graph
+            .nodes
+            .iter()
+            .filter(|n| !other.contains_key(n.id.as_str()))
+            .map(json)
+            .collect()
+    };
+    let added = only_in(newer, &before);
+    let removed = only_in(older, &after);
     let changed = newer
         .nodes
         .iter()
@@ -396,7 +486,7 @@ pub struct DraftSaved {
     pub flow_id: String,
     pub saved_by: String,
     /// Whether it could be published as it is, and its problems.
-    pub validation: crate::management::FlowValidation,
+    pub validation: FlowValidation,
 }
 
 /// `PUT /v1/tenants/{tenant}/flows/{name}/draft` (admins): saves the working copy.
@@ -420,7 +510,7 @@ pub async fn save_draft(
     Ok(Json(DraftSaved {
         flow_id: name,
         saved_by: caller.subject.clone(),
-        validation: crate::management::FlowValidation {
+        validation: FlowValidation {
             valid: errors.is_empty(),
             errors,
         },
